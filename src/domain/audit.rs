@@ -1,0 +1,198 @@
+//! The audit event: what every call and every authentication attempt leaves behind.
+//!
+//! Actions, statuses and sources are closed sets so the query tools can validate filters and
+//! tell a model exactly which values exist.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::key;
+
+macro_rules! closed_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+        pub enum $name { $($(#[$vm])* #[serde(rename = $text)] $var),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$var => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+closed_enum!(
+    /// What was attempted. Tool calls are recorded under the tool's name.
+    Action {
+        Whoami = "whoami",
+        KeyCreate = "key_create",
+        KeyList = "key_list",
+        KeyGet = "key_get",
+        KeyRotate = "key_rotate",
+        KeyDisable = "key_disable",
+        KeyEnable = "key_enable",
+        KeyRevoke = "key_revoke",
+        RoleList = "role_list",
+        RoleGet = "role_get",
+        RoleCreate = "role_create",
+        RoleUpdate = "role_update",
+        RoleDelete = "role_delete",
+        AuditQuery = "audit_query",
+        AuditGet = "audit_get",
+        AuditSummary = "audit_summary",
+        /// A call naming a tool that does not exist.
+        UnknownTool = "unknown_tool",
+        /// A credential was presented and refused.
+        AuthFailed = "auth_failed",
+        /// The first admin key was created.
+        Bootstrap = "bootstrap",
+    }
+);
+
+closed_enum!(
+    /// How it ended.
+    Status {
+        /// Allowed and completed.
+        Success = "success",
+        /// Refused: missing permission, containment, or a bad credential.
+        Denied = "denied",
+        /// Allowed but did not complete: invalid arguments, not found, conflict.
+        Failed = "failed",
+        /// An internal error.
+        Error = "error",
+    }
+);
+
+closed_enum!(
+    /// Where the call came in.
+    Source {
+        Stdio = "stdio",
+        Http = "http",
+        Cli = "cli",
+    }
+);
+
+/// One audit record, ready to be written. Built only from values that are safe to keep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    pub at: DateTime<Utc>,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub actor_preview: Option<String>,
+    pub role: Option<String>,
+    /// The tenants this event concerns (the target's, else the actor's); `*` means all.
+    pub tenants: Vec<String>,
+    pub action: Action,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub source: Source,
+    pub request_source: Option<String>,
+    pub client_name: Option<String>,
+    pub client_version: Option<String>,
+    pub request_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub args: Option<Value>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// Field names whose values are secrets wherever they appear in arguments.
+fn is_secret_field(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains("password")
+        || n.contains("secret")
+        || n.contains("token")
+        || matches!(
+            n.as_str(),
+            "api_key" | "apikey" | "key" | "authorization" | "cookie" | "setup_code"
+        )
+}
+
+/// Arguments as they may be kept: secret-named fields replaced, key-shaped strings scrubbed,
+/// and long strings clipped so one call cannot bloat the trail.
+pub fn redact(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_field(k) {
+                        Value::String("[redacted]".into())
+                    } else {
+                        redact(v)
+                    };
+                    (clip(k, 64), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().take(100).map(redact).collect()),
+        Value::String(s) => Value::String(clip(&key::scrub(s), 512)),
+        other => other.clone(),
+    }
+}
+
+/// Free text kept in the trail (error messages): scrubbed of keys and clipped.
+pub fn redact_text(text: &str) -> String {
+    clip(&key::scrub(text), 1024)
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let mut out: String = s.chars().take(max).collect();
+        out.push('…');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::key::PlainKey;
+    use serde_json::json;
+
+    #[test]
+    fn redaction_removes_secrets_by_name_and_by_shape() {
+        let k = PlainKey::generate();
+        let args = json!({
+            "name": "ci",
+            "password": "hunter2hunter2",
+            "nested": {"api_key": k.expose(), "note": format!("use {}", k.expose())},
+            "list": [k.expose()],
+            "key_id": "key_abc"
+        });
+        let red = redact(&args);
+        let text = red.to_string();
+        assert!(!text.contains(k.expose()));
+        assert!(!text.contains("hunter2"));
+        assert_eq!(red["key_id"], "key_abc");
+        assert_eq!(red["name"], "ci");
+    }
+
+    #[test]
+    fn closed_sets_parse_their_own_text() {
+        for a in Action::ALL {
+            assert_eq!(Action::parse(a.as_str()), Some(*a));
+        }
+        assert_eq!(Status::parse("denied"), Some(Status::Denied));
+        assert_eq!(Source::parse("carrier-pigeon"), None);
+    }
+}

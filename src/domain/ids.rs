@@ -1,0 +1,69 @@
+//! Identifiers handed out by keyward: a type prefix and random base62, so an id says what it
+//! names and reveals nothing about order or count.
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+use super::error::DomainError;
+
+fn random(prefix: &str) -> String {
+    let body: String = rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(16)
+        .map(char::from)
+        .collect();
+    format!("{prefix}{body}")
+}
+
+pub fn new_key_id() -> String {
+    random("key_")
+}
+
+/// Validates an id received from a caller before it reaches storage or a message.
+pub fn check_id(kind: &str, text: &str) -> Result<String, DomainError> {
+    let ok = (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(DomainError::Invalid(format!(
+            "invalid {kind} id: expected letters, digits and '_' (like key_Ab12Cd34Ef56Gh78)"
+        )))
+    }
+}
+
+/// Names and descriptions are free text shown to people and models: bounded, single-line
+/// (descriptions may span lines), no control characters.
+pub fn check_label(
+    field: &str,
+    text: &str,
+    max: usize,
+    multiline: bool,
+) -> Result<String, DomainError> {
+    let text = text.trim();
+    if field == "name" && text.is_empty() {
+        return Err(DomainError::Invalid("name must not be empty".into()));
+    }
+    if text.chars().count() > max {
+        return Err(DomainError::Invalid(format!(
+            "{field} is longer than {max} characters"
+        )));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t')))
+    {
+        return Err(DomainError::Invalid(format!(
+            "{field} contains control characters"
+        )));
+    }
+    // Labels are stored and shown in plain text: a pasted secret must not end up there.
+    if super::key::contains_key(text) {
+        return Err(DomainError::Invalid(format!(
+            "{field} appears to contain an API key; never put secrets in names or descriptions"
+        )));
+    }
+    Ok(text.to_owned())
+}

@@ -1,0 +1,251 @@
+//! The API key format and its secret types.
+//!
+//! `kw_` + 43 base62 characters (256 bits of randomness) + a 6-character base62 CRC32 of
+//! everything before it. The checksum lets a typo or a truncated paste be rejected offline,
+//! before any database lookup, and gives secret scanners an unambiguous pattern. Keys are
+//! stored only as SHA-256 digests: they are high-entropy, so a slow hash would add ~14 ms to
+//! every request without adding safety (argon2 is for human passwords).
+
+use std::fmt;
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+pub const PREFIX: &str = "kw_";
+const BODY_LEN: usize = 43;
+const CHECKSUM_LEN: usize = 6;
+pub const KEY_LEN: usize = PREFIX.len() + BODY_LEN + CHECKSUM_LEN;
+/// Characters of the body shown in a preview; 8 base62 characters identify without exposing.
+const PREVIEW_BODY_LEN: usize = 8;
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Why a presented key was rejected offline. Messages never include the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyFormatError {
+    #[error("not a keyward API key (expected kw_ followed by 49 letters and digits)")]
+    Malformed,
+    #[error("API key checksum mismatch (mistyped or truncated key)")]
+    BadChecksum,
+}
+
+/// A plaintext API key. Its `Debug` prints nothing; only `expose` reveals it, and only the
+/// create/rotate responses and the bootstrap command ever call that.
+#[derive(Clone)]
+pub struct PlainKey(SecretString);
+
+impl PlainKey {
+    pub fn generate() -> Self {
+        let body: String = rand::rng()
+            .sample_iter(Alphanumeric)
+            .take(BODY_LEN)
+            .map(char::from)
+            .collect();
+        let mut key = String::with_capacity(KEY_LEN);
+        key.push_str(PREFIX);
+        key.push_str(&body);
+        let sum = checksum(&key);
+        key.push_str(&sum);
+        PlainKey(SecretString::from(key))
+    }
+
+    /// Checks format and checksum without touching storage.
+    pub fn parse(text: &str) -> Result<Self, KeyFormatError> {
+        let text = text.trim();
+        if text.len() != KEY_LEN
+            || !text.starts_with(PREFIX)
+            || !text[PREFIX.len()..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(KeyFormatError::Malformed);
+        }
+        let (rest, sum) = text.split_at(KEY_LEN - CHECKSUM_LEN);
+        if checksum(rest) != sum {
+            return Err(KeyFormatError::BadChecksum);
+        }
+        Ok(PlainKey(SecretString::from(text.to_owned())))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    pub fn digest(&self) -> KeyDigest {
+        KeyDigest(Sha256::digest(self.expose().as_bytes()).into())
+    }
+
+    /// `kw_` and the first 8 body characters: enough to tell keys apart in listings.
+    pub fn preview(&self) -> String {
+        self.expose()[..PREFIX.len() + PREVIEW_BODY_LEN].to_owned()
+    }
+}
+
+impl fmt::Debug for PlainKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PlainKey(..)")
+    }
+}
+
+/// SHA-256 of a key: what storage holds and looks up. Not secret in the way the key is, but
+/// still never logged, audited or returned.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct KeyDigest([u8; 32]);
+
+impl KeyDigest {
+    pub fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        s
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl fmt::Debug for KeyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyDigest(..)")
+    }
+}
+
+/// CRC32 of `text`, as 6 base62 digits (62^6 > 2^32), most significant first.
+fn checksum(text: &str) -> String {
+    let mut n = u64::from(crc32fast::hash(text.as_bytes()));
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    out.iter().map(|&b| char::from(b)).collect()
+}
+
+/// Whether `text` may contain something shaped like a keyward key (cheap pre-check for scrub).
+pub fn looks_like_key(text: &str) -> bool {
+    text.contains(PREFIX)
+}
+
+/// Whether `text` contains a full-length key-shaped token (`kw_` and 49+ letters or digits).
+pub fn contains_key(text: &str) -> bool {
+    text.match_indices(PREFIX).any(|(pos, _)| {
+        text[pos + PREFIX.len()..]
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count()
+            >= BODY_LEN + CHECKSUM_LEN
+    })
+}
+
+/// Replaces every key-shaped token in `text` with its preview, so a pasted key can never reach
+/// a log line or an audit record through an error message or a stray argument.
+pub fn scrub(text: &str) -> String {
+    if !looks_like_key(text) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(PREFIX) {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos + PREFIX.len()..];
+        let run = tail
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        if run >= 8 {
+            out.push_str(PREFIX);
+            out.push_str(&tail[..PREVIEW_BODY_LEN.min(run)]);
+            out.push_str("…[redacted]");
+        } else {
+            out.push_str(PREFIX);
+            out.push_str(&tail[..run]);
+        }
+        rest = &tail[run..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_parse_and_have_the_documented_shape() {
+        for _ in 0..200 {
+            let k = PlainKey::generate();
+            assert_eq!(k.expose().len(), KEY_LEN);
+            assert!(k.expose().starts_with("kw_"));
+            let parsed = PlainKey::parse(k.expose()).unwrap();
+            assert_eq!(parsed.digest(), k.digest());
+            assert_eq!(k.preview().len(), 11);
+            assert!(k.expose().starts_with(&k.preview()));
+        }
+    }
+
+    #[test]
+    fn typos_and_truncations_are_rejected_offline() {
+        let k = PlainKey::generate();
+        let text = k.expose();
+        // Truncated paste.
+        assert_eq!(
+            PlainKey::parse(&text[..KEY_LEN - 1]).err(),
+            Some(KeyFormatError::Malformed)
+        );
+        // One character changed anywhere in the body: checksum catches it.
+        for i in PREFIX.len()..KEY_LEN - CHECKSUM_LEN {
+            let mut bytes = text.as_bytes().to_vec();
+            bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+            let typo = String::from_utf8(bytes).unwrap();
+            assert_eq!(
+                PlainKey::parse(&typo).err(),
+                Some(KeyFormatError::BadChecksum),
+                "at {i}"
+            );
+        }
+        assert_eq!(
+            PlainKey::parse("kw_").err(),
+            Some(KeyFormatError::Malformed)
+        );
+        assert_eq!(
+            PlainKey::parse(&text.replace("kw_", "kx_")).err(),
+            Some(KeyFormatError::Malformed)
+        );
+        let non_alnum = format!("{}-{}", &text[..10], &text[11..]);
+        assert_eq!(
+            PlainKey::parse(&non_alnum).err(),
+            Some(KeyFormatError::Malformed)
+        );
+    }
+
+    #[test]
+    fn checksum_is_fixed_width_base62() {
+        assert_eq!(checksum(""), "000000");
+        let s = checksum("kw_hello");
+        assert_eq!(s.len(), 6);
+        assert!(s.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let k = PlainKey::generate();
+        assert_eq!(format!("{k:?}"), "PlainKey(..)");
+        assert_eq!(format!("{:?}", k.digest()), "KeyDigest(..)");
+        assert_eq!(k.digest().to_hex().len(), 64);
+    }
+
+    #[test]
+    fn scrub_removes_keys_from_free_text() {
+        let k = PlainKey::generate();
+        let msg = format!("invalid value: string \"{}\", expected id", k.expose());
+        let clean = scrub(&msg);
+        assert!(!clean.contains(k.expose()));
+        assert!(clean.contains(&k.preview()));
+        assert_eq!(scrub("nothing here"), "nothing here");
+        assert_eq!(scrub("kw_ab"), "kw_ab");
+        assert!(contains_key(&format!("see {}.", k.expose())));
+        assert!(!contains_key("kw_short and kw_"));
+    }
+}

@@ -1,0 +1,16 @@
+//! Pure rules: permissions and roles, tenants, principals, least-privilege policy, the key
+//! format, time expressions and the audit event. No I/O and no async here, so every rule is
+//! unit-tested directly.
+
+pub mod audit;
+pub mod error;
+pub mod ids;
+pub mod key;
+pub mod permission;
+pub mod policy;
+pub mod principal;
+pub mod role;
+pub mod tenant;
+pub mod timespec;
+
+pub use error::DomainError;

@@ -1,0 +1,230 @@
+//! The closed set of permissions (`entity:action`) and sets of them.
+//!
+//! A permission set is a bitset so the guard's decision is a single AND; the text form
+//! (space-separated, like OAuth scopes) is what the database and the tools exchange.
+
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::error::DomainError;
+
+/// One thing a principal may do. Parsing unknown text is an error, never a silent no-op.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum Permission {
+    /// Read API keys' metadata (never their secrets).
+    #[serde(rename = "key:read")]
+    KeyRead,
+    /// Create API keys.
+    #[serde(rename = "key:create")]
+    KeyCreate,
+    /// Rotate, enable and disable API keys.
+    #[serde(rename = "key:update")]
+    KeyUpdate,
+    /// Revoke API keys permanently.
+    #[serde(rename = "key:revoke")]
+    KeyRevoke,
+    /// Read roles and their permissions.
+    #[serde(rename = "role:read")]
+    RoleRead,
+    /// Create, update and delete custom roles.
+    #[serde(rename = "role:write")]
+    RoleWrite,
+    /// Query and summarise the audit log.
+    #[serde(rename = "audit:read")]
+    AuditRead,
+}
+
+impl Permission {
+    /// Every permission, in a stable order (the order of listings and of bits).
+    pub const ALL: [Permission; 7] = [
+        Permission::KeyRead,
+        Permission::KeyCreate,
+        Permission::KeyUpdate,
+        Permission::KeyRevoke,
+        Permission::RoleRead,
+        Permission::RoleWrite,
+        Permission::AuditRead,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Permission::KeyRead => "key:read",
+            Permission::KeyCreate => "key:create",
+            Permission::KeyUpdate => "key:update",
+            Permission::KeyRevoke => "key:revoke",
+            Permission::RoleRead => "role:read",
+            Permission::RoleWrite => "role:write",
+            Permission::AuditRead => "audit:read",
+        }
+    }
+
+    const fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Permission {
+    type Err = DomainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Permission::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| DomainError::UnknownPermission(truncate_for_message(s)))
+    }
+}
+
+/// Keeps hostile input from bloating an error message.
+fn truncate_for_message(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// A set of permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct PermissionSet(u32);
+
+impl PermissionSet {
+    pub const EMPTY: PermissionSet = PermissionSet(0);
+
+    pub fn all() -> Self {
+        Permission::ALL.into_iter().collect()
+    }
+
+    pub const fn contains(self, p: Permission) -> bool {
+        self.0 & p.bit() != 0
+    }
+
+    pub fn insert(&mut self, p: Permission) {
+        self.0 |= p.bit();
+    }
+
+    pub const fn is_subset_of(self, other: PermissionSet) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    pub fn union(self, other: PermissionSet) -> Self {
+        PermissionSet(self.0 | other.0)
+    }
+
+    /// Permissions in `self` that `other` lacks.
+    pub fn missing_from(self, other: PermissionSet) -> Vec<Permission> {
+        self.iter().filter(|p| !other.contains(*p)).collect()
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Permission> {
+        Permission::ALL
+            .into_iter()
+            .filter(move |p| self.contains(*p))
+    }
+
+    pub fn to_vec(self) -> Vec<Permission> {
+        self.iter().collect()
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl FromIterator<Permission> for PermissionSet {
+    fn from_iter<I: IntoIterator<Item = Permission>>(iter: I) -> Self {
+        let mut set = PermissionSet::EMPTY;
+        for p in iter {
+            set.insert(p);
+        }
+        set
+    }
+}
+
+/// Space-separated, in the stable order.
+impl fmt::Display for PermissionSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for p in self.iter() {
+            if !first {
+                f.write_str(" ")?;
+            }
+            f.write_str(p.as_str())?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for PermissionSet {
+    type Err = DomainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.split_whitespace().map(Permission::from_str).collect()
+    }
+}
+
+/// Formats a list of permissions for a refusal message: `key:create, audit:read`.
+pub fn list(perms: &[Permission]) -> String {
+    perms
+        .iter()
+        .map(|p| p.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_permission_round_trips_through_text() {
+        for p in Permission::ALL {
+            assert_eq!(p.as_str().parse::<Permission>().unwrap(), p);
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{}\"", p.as_str()));
+        }
+    }
+
+    #[test]
+    fn unknown_text_is_an_error() {
+        for bad in [
+            "",
+            "key",
+            "key:delete",
+            "KEY:READ",
+            "key:read ",
+            "*",
+            "admin",
+        ] {
+            assert!(bad.parse::<Permission>().is_err(), "{bad:?} parsed");
+        }
+        let err = "key:read key:explode".parse::<PermissionSet>().unwrap_err();
+        assert_eq!(err.to_string(), "unknown permission 'key:explode'");
+    }
+
+    #[test]
+    fn set_text_round_trips_and_subset_works() {
+        let set: PermissionSet = "audit:read key:read".parse().unwrap();
+        assert_eq!(set.to_string(), "key:read audit:read");
+        assert!(set.is_subset_of(PermissionSet::all()));
+        assert!(!PermissionSet::all().is_subset_of(set));
+        assert_eq!(
+            PermissionSet::all().missing_from(set),
+            vec![
+                Permission::KeyCreate,
+                Permission::KeyUpdate,
+                Permission::KeyRevoke,
+                Permission::RoleRead,
+                Permission::RoleWrite
+            ]
+        );
+        assert_eq!("".parse::<PermissionSet>().unwrap(), PermissionSet::EMPTY);
+    }
+}

@@ -1,0 +1,96 @@
+//! Who is calling: the proof that authentication happened.
+//!
+//! A `Principal` can only be built inside this crate by the authentication code (`ops::auth`),
+//! so a tool or an op holding one knows the caller was checked.
+
+use chrono::{DateTime, Utc};
+
+use super::permission::{Permission, PermissionSet};
+use super::tenant::TenantScope;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// An API key, identified by its id and the preview of the secret presented.
+    Key { id: String, preview: String },
+    /// Authentication explicitly disabled for local development.
+    Development,
+}
+
+impl Actor {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Actor::Key { .. } => "key",
+            Actor::Development => "development",
+        }
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Actor::Key { id, .. } => Some(id),
+            Actor::Development => None,
+        }
+    }
+
+    pub fn preview(&self) -> Option<&str> {
+        match self {
+            Actor::Key { preview, .. } => Some(preview),
+            Actor::Development => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    actor: Actor,
+    role: String,
+    permissions: PermissionSet,
+    tenants: TenantScope,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl Principal {
+    pub(crate) fn new(
+        actor: Actor,
+        role: String,
+        permissions: PermissionSet,
+        tenants: TenantScope,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        Principal {
+            actor,
+            role,
+            permissions,
+            tenants,
+            expires_at,
+        }
+    }
+
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+
+    pub fn permissions(&self) -> PermissionSet {
+        self.permissions
+    }
+
+    pub fn tenants(&self) -> &TenantScope {
+        &self.tenants
+    }
+
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.expires_at
+    }
+
+    pub fn has(&self, p: Permission) -> bool {
+        self.permissions.contains(p)
+    }
+
+    /// Whether this principal is the key with id `key_id`.
+    pub fn is_key(&self, key_id: &str) -> bool {
+        self.actor.id() == Some(key_id)
+    }
+}

@@ -1,0 +1,190 @@
+//! THE choke point. Every `tools/call` passes here, in this order:
+//! resolve the caller → map the tool to its declared permission → allow or deny → audit →
+//! run. A denied call changes nothing and is audited as denied; an allowed call is audited
+//! with its outcome, and its response waits until that record is committed.
+
+use std::sync::Arc;
+
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer};
+use serde_json::Value;
+
+use super::KeywardServer;
+use super::catalog::{Access, ToolName};
+use super::error::{ToolError, kind_of};
+use crate::domain::audit::{self, Action, Status};
+use crate::domain::error::DomainError;
+use crate::domain::ids;
+use crate::domain::principal::Principal;
+use crate::ops::call::{Outcome, Target};
+use crate::ops::{Call, CallMeta, ErrorKind};
+
+impl KeywardServer {
+    pub(super) async fn guard(
+        &self,
+        request: CallToolRequestParams,
+        mut ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let meta = self.call_meta(&ctx);
+        let principal = match self.caller(&ctx, &meta).await {
+            Ok(p) => p,
+            Err(e) => return Ok(e.into_result().into()),
+        };
+        let args = request
+            .arguments
+            .as_ref()
+            .map(|a| audit::redact(&Value::Object(a.clone())));
+        let Some(tool) = ToolName::parse(&request.name) else {
+            let call = Call::new(principal, Action::UnknownTool, meta, args);
+            let reason = format!(
+                "no tool named '{}'",
+                audit::redact_text(&clip(&request.name))
+            );
+            self.record(&call, failed(Status::Failed, None, &reason))
+                .await?;
+            return Err(McpError::invalid_params("tool not found", None));
+        };
+        let target = target_of(tool, args.as_ref());
+        let call = Arc::new(Call::new(principal, tool.action(), meta, args));
+
+        if let Access::Needs(needed) = tool.access()
+            && !call.principal().has(needed)
+        {
+            let denial = DomainError::Forbidden {
+                needed,
+                role: call.principal().role().to_owned(),
+            };
+            tracing::info!(tool = tool.wire(), %needed, "tool call denied");
+            self.record(&call, failed(Status::Denied, target, &denial.to_string()))
+                .await?;
+            return Ok(
+                ToolError::new(ErrorKind::PermissionDenied, denial.to_string())
+                    .into_result()
+                    .into(),
+            );
+        }
+        // Fail closed: while the trail cannot take records, run nothing.
+        if !self.app.audit.is_healthy() && self.app.store.ping().await.is_err() {
+            return Ok(unavailable().into());
+        }
+
+        ctx.extensions.insert(call.clone());
+        let response = self
+            .router
+            .call(ToolCallContext::new(self, request, ctx))
+            .await;
+        // A use case that changed something committed its record with the change; for the
+        // rest (reads, failures) the record is written here, before the response leaves.
+        let status = if call.recorded().is_some() {
+            Status::Success
+        } else {
+            let outcome = match &response {
+                Ok(CallToolResponse::Complete(result)) => outcome_of(result, target),
+                Ok(_) => Outcome::success(target),
+                Err(e) => failed(Status::Failed, target, &e.message),
+            };
+            let status = outcome.status;
+            self.record(&call, outcome).await?;
+            status
+        };
+        tracing::info!(tool = tool.wire(), %status, actor = call.principal().actor().id(), "tool call");
+        response
+    }
+
+    /// Writes the call's record via the audit writer. If it cannot be written, the call
+    /// fails: its result is withheld rather than returned unaudited.
+    async fn record(&self, call: &Call, outcome: Outcome) -> Result<(), McpError> {
+        match self
+            .app
+            .audit
+            .record(call.event(self.app.now(), outcome))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "audit record not written; failing the call");
+                Err(McpError::internal_error(e.to_string(), None))
+            }
+        }
+    }
+
+    /// The caller of this request: the configured stdio key (re-checked on every call, so a
+    /// revoked or expired key stops working at once), or the principal the HTTP layer attached.
+    pub(super) async fn caller(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        meta: &CallMeta,
+    ) -> Result<Principal, ToolError> {
+        let _ = ctx;
+        self.caller_source.resolve(&self.app, meta).await
+    }
+
+    pub(super) fn call_meta(&self, ctx: &RequestContext<RoleServer>) -> CallMeta {
+        let mut meta = CallMeta::new(self.caller_source.source());
+        meta.request_id = Some(clip(&request_id_text(&ctx.id)));
+        if let Some(client) = ctx.client_info() {
+            meta.client_name = Some(clip(&client.name));
+            meta.client_version = Some(clip(&client.version));
+        }
+        meta
+    }
+}
+
+fn unavailable() -> CallToolResult {
+    ToolError::new(
+        ErrorKind::Unavailable,
+        "the audit trail is unavailable, so no tool can run; try again shortly",
+    )
+    .into_result()
+}
+
+fn failed(status: Status, target: Option<Target>, reason: &str) -> Outcome {
+    Outcome {
+        status,
+        reason: Some(audit::redact_text(reason)),
+        ..Outcome::success(target)
+    }
+}
+
+fn outcome_of(result: &CallToolResult, target: Option<Target>) -> Outcome {
+    let Some(kind) = kind_of(result) else {
+        return Outcome::success(target);
+    };
+    let status = match kind {
+        "permission_denied" => Status::Denied,
+        "internal" | "unavailable" => Status::Error,
+        _ => Status::Failed,
+    };
+    let reason = result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    failed(status, target, &reason)
+}
+
+/// The target named in the arguments, when it is a well-formed id.
+fn target_of(tool: ToolName, args: Option<&Value>) -> Option<Target> {
+    let (kind, field) = tool.target()?;
+    let id = match args?.get(field)? {
+        Value::String(s) => ids::check_id(kind, s).ok()?,
+        Value::Number(n) => n.as_i64()?.to_string(),
+        _ => return None,
+    };
+    Some(Target { kind, id })
+}
+
+fn request_id_text(id: &rmcp::model::RequestId) -> String {
+    match id {
+        rmcp::model::NumberOrString::Number(n) => n.to_string(),
+        rmcp::model::NumberOrString::String(s) => s.to_string(),
+    }
+}
+
+/// Client-supplied text kept in the trail is bounded.
+fn clip(s: &str) -> String {
+    s.chars().take(128).collect()
+}

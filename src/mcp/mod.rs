@@ -1,0 +1,152 @@
+//! The MCP surface: one server type served over stdio and streamable HTTP. It owns the tool
+//! catalogue, the guard every call passes, and the per-caller tool list; it holds no SQL and
+//! no HTTP details.
+
+pub mod catalog;
+pub mod error;
+mod guard;
+mod tools;
+
+use std::sync::Arc;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{
+    CacheScope, CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+
+use crate::app::App;
+use crate::domain::audit::Source;
+use crate::domain::key::PlainKey;
+use crate::domain::principal::Principal;
+use crate::ops::{self, CallMeta, ErrorKind};
+use catalog::{Access, ToolName};
+use error::ToolError;
+
+const INSTRUCTIONS: &str = "keyward administers API keys, roles and the audit log. Every call is \
+checked against your role and recorded. Start with `whoami` to see your role, permissions and \
+tenants; you only see the tools your role allows. Secrets are shown once, in the response that \
+creates or rotates a key. To answer questions about activity (who did what, what was denied), \
+use `audit_summary` for counts and `audit_query` for the events themselves.";
+
+/// Where the caller of a request comes from.
+#[derive(Clone)]
+pub enum CallerSource {
+    /// The stdio process's configured key, authenticated again on every call.
+    StdioKey(PlainKey),
+    /// Authentication explicitly disabled (local development only).
+    Development(Source),
+}
+
+impl CallerSource {
+    fn source(&self) -> Source {
+        match self {
+            CallerSource::StdioKey(_) => Source::Stdio,
+            CallerSource::Development(s) => *s,
+        }
+    }
+
+    async fn resolve(&self, app: &App, meta: &CallMeta) -> Result<Principal, ToolError> {
+        match self {
+            CallerSource::Development(_) => Ok(ops::auth::development_principal()),
+            CallerSource::StdioKey(key) => {
+                match ops::auth::authenticate_key(app, key.expose()).await {
+                    Ok(p) => Ok(p),
+                    Err(ops::auth::AuthError::Rejected(r)) => {
+                        tracing::warn!(reason = r.failure.reason(), key_id = ?r.key_id, "stdio key refused");
+                        ops::auth::record_rejection(app, &r, meta)
+                            .await
+                            .map_err(ToolError::from)?;
+                        Err(ToolError::new(
+                            ErrorKind::PermissionDenied,
+                            format!(
+                                "the configured API key is no longer accepted: {}",
+                                r.failure.reason()
+                            ),
+                        ))
+                    }
+                    Err(ops::auth::AuthError::Store(e)) => Err(ops::OpsError::from(e).into()),
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct KeywardServer {
+    app: App,
+    caller_source: CallerSource,
+    router: Arc<ToolRouter<KeywardServer>>,
+}
+
+impl KeywardServer {
+    pub fn new(app: App, caller_source: CallerSource) -> Self {
+        KeywardServer {
+            app,
+            caller_source,
+            router: Arc::new(Self::all_tools()),
+        }
+    }
+
+    /// Every routed tool, across the tool modules.
+    pub fn all_tools() -> ToolRouter<KeywardServer> {
+        Self::me_tools() + Self::key_tools() + Self::role_tools() + Self::audit_tools()
+    }
+
+    /// The tools `p` may call, in name order.
+    fn visible_tools(&self, p: &Principal) -> Vec<Tool> {
+        self.router
+            .list_all()
+            .into_iter()
+            .filter(|t| match ToolName::parse(&t.name).map(ToolName::access) {
+                Some(Access::Authenticated) => true,
+                Some(Access::Needs(perm)) => p.has(perm),
+                None => false,
+            })
+            .collect()
+    }
+}
+
+impl ServerHandler for KeywardServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("keyward", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        self.guard(request, context).await
+    }
+
+    /// Lists only the tools the caller's role permits; the list therefore varies by
+    /// authorization, and says so to caches (private scope) where the protocol has the field.
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let meta = self.call_meta(&context);
+        let principal = self
+            .caller(&context, &meta)
+            .await
+            .map_err(|e| McpError::invalid_request(e.message, None))?;
+        let mut result = ListToolsResult::with_all_items(self.visible_tools(&principal));
+        if context
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28)
+        {
+            result = result.with_ttl_ms(0).with_cache_scope(CacheScope::Private);
+        }
+        Ok(result)
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.router.get(name).cloned()
+    }
+}

@@ -1,0 +1,7 @@
+//! Tool definitions, grouped by what they act on. Each tool is a thin adapter: it takes the
+//! authorised `Call` the guard attached, converts its arguments and calls one use case.
+
+mod audit;
+mod keys;
+mod me;
+mod roles;

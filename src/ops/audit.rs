@@ -1,0 +1,523 @@
+//! Audit use cases: filtered pages sized for a model's context, one full event, and grouped
+//! counts. Callers see only events whose tenants all lie within their own.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Timelike, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use super::OpsError;
+use super::views::{
+    AuditBrief, AuditEventResult, AuditEventView, AuditGroup, AuditPage, AuditSummary, Window,
+};
+use crate::app::App;
+use crate::domain::audit::{Action, Source, Status};
+use crate::domain::permission::Permission;
+use crate::domain::principal::Principal;
+use crate::domain::role::validate_role_name;
+use crate::domain::tenant::validate_tenant;
+use crate::domain::timespec::{self, Edge};
+use crate::domain::{ids, policy};
+use crate::store::audit::{AuditFilter, AuditRow, Dim, Group};
+use crate::store::{self, from_micros, micros};
+
+pub const DEFAULT_LIMIT: i64 = 20;
+pub const MAX_LIMIT: i64 = 100;
+pub const DEFAULT_TOP: i64 = 10;
+pub const MAX_TOP: i64 = 100;
+/// Caps how many filter values one call may pass (each list).
+const MAX_VALUES: usize = 50;
+
+/// Filters as a caller gives them. Lists are OR within, AND across; empty means any.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    pub actors: Vec<String>,
+    pub roles: Vec<String>,
+    pub tenants: Vec<String>,
+    pub actions: Vec<Action>,
+    pub targets: Vec<String>,
+    pub statuses: Vec<Status>,
+    pub sources: Vec<Source>,
+    pub client_ips: Vec<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub time_zone: Option<String>,
+}
+
+impl Filters {
+    fn is_empty(&self) -> bool {
+        self.actors.is_empty()
+            && self.roles.is_empty()
+            && self.tenants.is_empty()
+            && self.actions.is_empty()
+            && self.targets.is_empty()
+            && self.statuses.is_empty()
+            && self.sources.is_empty()
+            && self.client_ips.is_empty()
+            && self.since.is_none()
+            && self.until.is_none()
+            && self.time_zone.is_none()
+    }
+}
+
+/// Filters after validation, with the window resolved to absolute instants. This is what a
+/// cursor carries, so later pages see exactly the same window even when it was "last 24h".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Resolved {
+    actors: Vec<String>,
+    roles: Vec<String>,
+    tenants: Vec<String>,
+    actions: Vec<String>,
+    targets: Vec<String>,
+    statuses: Vec<String>,
+    sources: Vec<String>,
+    client_ips: Vec<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    tz: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Cursor {
+    f: Resolved,
+    before: i64,
+    limit: i64,
+}
+
+fn resolve(input: &Filters, now: DateTime<Utc>) -> Result<Resolved, OpsError> {
+    let tz_name = input.time_zone.as_deref().unwrap_or("UTC");
+    let tz = timespec::parse_time_zone(tz_name)?;
+    let since = input
+        .since
+        .as_deref()
+        .map(|s| timespec::parse_time_bound(s, tz, now, Edge::Start))
+        .transpose()?;
+    let until = input
+        .until
+        .as_deref()
+        .map(|s| timespec::parse_time_bound(s, tz, now, Edge::End))
+        .transpose()?;
+    if let (Some(s), Some(u)) = (since, until)
+        && s >= u
+    {
+        return Err(OpsError::invalid(format!(
+            "the window is empty: since ({}) is not before until ({})",
+            timespec::format_in(s, tz),
+            timespec::format_in(u, tz)
+        )));
+    }
+    let check = |name: &str, values: &[String], f: &dyn Fn(&str) -> Result<String, OpsError>| {
+        if values.len() > MAX_VALUES {
+            return Err(OpsError::invalid(format!(
+                "at most {MAX_VALUES} values per filter ({name})"
+            )));
+        }
+        values.iter().map(|v| f(v)).collect::<Result<Vec<_>, _>>()
+    };
+    Ok(Resolved {
+        actors: check("actor", &input.actors, &|v| {
+            ids::check_id("actor", v).map_err(|_| {
+                OpsError::invalid("invalid actor: give a key id (key_…) or a key preview (kw_…)")
+            })
+        })?,
+        roles: check("role", &input.roles, &|v| Ok(validate_role_name(v)?))?,
+        tenants: check("tenant", &input.tenants, &|v| Ok(validate_tenant(v)?))?,
+        actions: input
+            .actions
+            .iter()
+            .map(|a| a.as_str().to_owned())
+            .collect(),
+        targets: check("target", &input.targets, &|v| {
+            ids::check_id("target", v).map_err(|_| {
+                OpsError::invalid("invalid target: give a key id, a role name or an event id")
+            })
+        })?,
+        statuses: input
+            .statuses
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
+        sources: input
+            .sources
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
+        client_ips: check("client_ip", &input.client_ips, &|v| {
+            v.parse::<std::net::IpAddr>()
+                .map(|ip| ip.to_string())
+                .map_err(|_| OpsError::invalid("invalid client_ip: give an IPv4 or IPv6 address"))
+        })?,
+        since: since.map(micros),
+        until: until.map(micros),
+        tz: tz_name.to_owned(),
+    })
+}
+
+impl Resolved {
+    fn filter(&self, p: &Principal) -> AuditFilter {
+        AuditFilter {
+            visible_to: p.tenants().clone(),
+            actors: self.actors.clone(),
+            roles: self.roles.clone(),
+            tenants: self.tenants.clone(),
+            actions: self.actions.clone(),
+            targets: self.targets.clone(),
+            statuses: self.statuses.clone(),
+            sources: self.sources.clone(),
+            client_ips: self.client_ips.clone(),
+            since: self.since,
+            until: self.until,
+        }
+    }
+
+    fn tz(&self) -> Tz {
+        timespec::parse_time_zone(&self.tz).unwrap_or(Tz::UTC)
+    }
+
+    fn window(&self) -> Window {
+        let tz = self.tz();
+        Window {
+            since: self.since.map(|t| timespec::format_in(from_micros(t), tz)),
+            until: self.until.map(|t| timespec::format_in(from_micros(t), tz)),
+            time_zone: self.tz.clone(),
+        }
+    }
+}
+
+/// Newest events first. Either filters (and a limit), or a cursor from a previous page alone.
+pub async fn query(
+    app: &App,
+    p: &Principal,
+    filters: &Filters,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<AuditPage, OpsError> {
+    policy::require(p, Permission::AuditRead)?;
+    let (resolved, before, limit) = match cursor {
+        Some(c) => {
+            if !filters.is_empty() || limit.is_some() {
+                return Err(OpsError::invalid(
+                    "pass next_cursor alone: it already carries the filters, window and limit of the first page",
+                ));
+            }
+            let c = decode(c)?;
+            (c.f, Some(c.before), c.limit)
+        }
+        None => (
+            resolve(filters, app.now())?,
+            None,
+            bounded(limit, DEFAULT_LIMIT, MAX_LIMIT, "limit")?,
+        ),
+    };
+    let mut rows = store::audit::page(&app.store, &resolved.filter(p), before, limit + 1).await?;
+    let truncated = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let tz = resolved.tz();
+    let next_cursor = match rows.last() {
+        Some(last) if truncated => Some(encode(&Cursor {
+            f: resolved.clone(),
+            before: last.id,
+            limit,
+        })?),
+        _ => None,
+    };
+    Ok(AuditPage {
+        window: resolved.window(),
+        events: rows.iter().map(|r| brief(r, tz)).collect(),
+        truncated,
+        next_cursor,
+    })
+}
+
+pub async fn get(
+    app: &App,
+    p: &Principal,
+    id: i64,
+    time_zone: Option<&str>,
+) -> Result<AuditEventResult, OpsError> {
+    policy::require(p, Permission::AuditRead)?;
+    let tz = timespec::parse_time_zone(time_zone.unwrap_or("UTC"))?;
+    let row = store::audit::get(&app.store, id, p.tenants())
+        .await?
+        .ok_or_else(|| {
+            OpsError::NotFound(format!(
+                "no audit event {id} (or it is outside your tenants)"
+            ))
+        })?;
+    Ok(AuditEventResult {
+        event: full(&row, tz),
+    })
+}
+
+/// A dimension to group by, as callers name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Actor,
+    Action,
+    Status,
+    Source,
+    Role,
+    Target,
+    ClientIp,
+    Hour,
+    Day,
+}
+
+impl GroupBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupBy::Actor => "actor",
+            GroupBy::Action => "action",
+            GroupBy::Status => "status",
+            GroupBy::Source => "source",
+            GroupBy::Role => "role",
+            GroupBy::Target => "target",
+            GroupBy::ClientIp => "client_ip",
+            GroupBy::Hour => "hour",
+            GroupBy::Day => "day",
+        }
+    }
+
+    fn dim(self) -> Dim {
+        match self {
+            GroupBy::Actor => Dim::Actor,
+            GroupBy::Action => Dim::Action,
+            GroupBy::Status => Dim::Status,
+            GroupBy::Source => Dim::Source,
+            GroupBy::Role => Dim::Role,
+            GroupBy::Target => Dim::Target,
+            GroupBy::ClientIp => Dim::ClientIp,
+            GroupBy::Hour | GroupBy::Day => Dim::Quarter,
+        }
+    }
+
+    fn is_time(self) -> bool {
+        matches!(self, GroupBy::Hour | GroupBy::Day)
+    }
+
+    /// How many stored values this dimension reads.
+    fn width(self) -> usize {
+        match self {
+            GroupBy::Actor | GroupBy::Target => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Counts grouped by one or two dimensions, largest first, with first and last seen.
+pub async fn summary(
+    app: &App,
+    p: &Principal,
+    filters: &Filters,
+    group_by: &[GroupBy],
+    top: Option<i64>,
+) -> Result<AuditSummary, OpsError> {
+    policy::require(p, Permission::AuditRead)?;
+    if group_by.is_empty() || group_by.len() > 2 {
+        return Err(OpsError::invalid("group_by takes one or two dimensions"));
+    }
+    if group_by.len() == 2 && group_by[0] == group_by[1] {
+        return Err(OpsError::invalid("group_by dimensions must differ"));
+    }
+    if group_by.iter().filter(|g| g.is_time()).count() > 1 {
+        return Err(OpsError::invalid("group by hour or by day, not both"));
+    }
+    let top = bounded(top, DEFAULT_TOP, MAX_TOP, "top")?;
+    let resolved = resolve(filters, app.now())?;
+    let tz = resolved.tz();
+    let dims: Vec<Dim> = group_by.iter().map(|g| g.dim()).collect();
+    let has_time = group_by.iter().any(|g| g.is_time());
+    // Time buckets are 15-minute UTC slots merged here into local hours or days (so DST and
+    // half-hour offsets come out right); other groupings are ranked and cut in SQL.
+    let sql_limit = (!has_time).then_some(top);
+    let summary =
+        store::audit::summarise(&app.store, &resolved.filter(p), &dims, sql_limit).await?;
+
+    let mut merged: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
+    for g in summary.groups {
+        let key = group_key(group_by, &g, tz);
+        merged
+            .entry(key)
+            .and_modify(|m| {
+                m.count += g.count;
+                m.first = m.first.min(g.first);
+                m.last = m.last.max(g.last);
+            })
+            .or_insert(g);
+    }
+    let total_groups = if has_time {
+        merged.len() as i64
+    } else {
+        summary.total_groups
+    };
+    let mut groups: Vec<(Vec<(String, String)>, Group)> = merged.into_iter().collect();
+    groups.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(b.1.last.cmp(&a.1.last)));
+    groups.truncate(top as usize);
+    Ok(AuditSummary {
+        window: resolved.window(),
+        group_by: group_by.iter().map(|g| g.name().to_owned()).collect(),
+        truncated: total_groups > groups.len() as i64,
+        total_events: summary.total_events,
+        groups: groups
+            .into_iter()
+            .map(|(key, g)| AuditGroup {
+                key: key.into_iter().collect(),
+                count: g.count,
+                first_seen: timespec::format_in(from_micros(g.first), tz),
+                last_seen: timespec::format_in(from_micros(g.last), tz),
+            })
+            .collect(),
+    })
+}
+
+/// The display key of a group: one entry per dimension (plus the actor's preview).
+fn group_key(group_by: &[GroupBy], g: &Group, tz: Tz) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    for gb in group_by {
+        let v = |j: usize| g.values.get(i + j).cloned().flatten();
+        let text = match gb {
+            GroupBy::Actor => {
+                let kind = v(0).unwrap_or_default();
+                if let Some(p) = &g.preview {
+                    out.push(("actor_preview".to_owned(), p.clone()));
+                }
+                v(1).unwrap_or(kind)
+            }
+            GroupBy::Target => match (v(0), v(1)) {
+                (Some(kind), Some(id)) => format!("{kind}:{id}"),
+                _ => "none".to_owned(),
+            },
+            GroupBy::Hour | GroupBy::Day => {
+                let quarter: i64 = v(0).and_then(|q| q.parse().ok()).unwrap_or_default();
+                let local = from_micros(quarter * 900_000_000).with_timezone(&tz);
+                if *gb == GroupBy::Day {
+                    local.date_naive().to_string()
+                } else {
+                    local
+                        .with_minute(0)
+                        .and_then(|t| t.with_second(0))
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_else(|| local.to_rfc3339())
+                }
+            }
+            _ => v(0).unwrap_or_else(|| "none".to_owned()),
+        };
+        out.push((gb.name().to_owned(), text));
+        i += gb.width();
+    }
+    out
+}
+
+fn bounded(v: Option<i64>, default: i64, max: i64, name: &str) -> Result<i64, OpsError> {
+    match v {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(OpsError::invalid(format!(
+            "{name} must be between 1 and {max}"
+        ))),
+    }
+}
+
+fn encode(c: &Cursor) -> Result<String, OpsError> {
+    let json =
+        serde_json::to_vec(c).map_err(|_| OpsError::invalid("cursor could not be encoded"))?;
+    Ok(URL_SAFE_NO_PAD.encode(json))
+}
+
+fn decode(text: &str) -> Result<Cursor, OpsError> {
+    let bad = || OpsError::invalid("invalid cursor: pass next_cursor exactly as returned");
+    if text.len() > 8192 {
+        return Err(bad());
+    }
+    let raw = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| bad())?;
+    let c: Cursor = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    // A cursor is caller-supplied: re-validate what it carries as if it were fresh input.
+    let again = Filters {
+        actors: c.f.actors.clone(),
+        roles: c.f.roles.clone(),
+        tenants: c.f.tenants.clone(),
+        actions: c
+            .f
+            .actions
+            .iter()
+            .map(|a| Action::parse(a).ok_or_else(bad))
+            .collect::<Result<_, _>>()?,
+        targets: c.f.targets.clone(),
+        statuses: c
+            .f
+            .statuses
+            .iter()
+            .map(|s| Status::parse(s).ok_or_else(bad))
+            .collect::<Result<_, _>>()?,
+        sources: c
+            .f
+            .sources
+            .iter()
+            .map(|s| Source::parse(s).ok_or_else(bad))
+            .collect::<Result<_, _>>()?,
+        client_ips: c.f.client_ips.clone(),
+        since: None,
+        until: None,
+        time_zone: Some(c.f.tz.clone()),
+    };
+    resolve(&again, DateTime::<Utc>::UNIX_EPOCH).map_err(|_| bad())?;
+    if !(1..=MAX_LIMIT).contains(&c.limit) {
+        return Err(bad());
+    }
+    Ok(c)
+}
+
+fn target_text(r: &AuditRow) -> Option<String> {
+    match (&r.target_type, &r.target_id) {
+        (Some(k), Some(id)) => Some(format!("{k}:{id}")),
+        _ => None,
+    }
+}
+
+fn brief(r: &AuditRow, tz: Tz) -> AuditBrief {
+    AuditBrief {
+        id: r.id,
+        at: timespec::format_in(from_micros(r.at), tz),
+        actor: r.actor_id.clone().unwrap_or_else(|| r.actor_kind.clone()),
+        actor_preview: r.actor_preview.clone(),
+        role: r.role.clone(),
+        action: r.action.clone(),
+        target: target_text(r),
+        status: r.status.clone(),
+        source: r.source.clone(),
+        reason: r.reason.clone(),
+    }
+}
+
+fn full(r: &AuditRow, tz: Tz) -> AuditEventView {
+    let json = |t: &Option<String>| t.as_deref().and_then(|s| serde_json::from_str(s).ok());
+    AuditEventView {
+        id: r.id,
+        at: timespec::format_in(from_micros(r.at), tz),
+        actor_kind: r.actor_kind.clone(),
+        actor_id: r.actor_id.clone(),
+        actor_preview: r.actor_preview.clone(),
+        role: r.role.clone(),
+        tenants: r.tenants.split_whitespace().map(str::to_owned).collect(),
+        action: r.action.clone(),
+        target_type: r.target_type.clone(),
+        target_id: r.target_id.clone(),
+        status: r.status.clone(),
+        reason: r.reason.clone(),
+        source: r.source.clone(),
+        request_source: r.request_source.clone(),
+        client_name: r.client_name.clone(),
+        client_version: r.client_version.clone(),
+        request_id: r.request_id.clone(),
+        client_ip: r.client_ip.clone(),
+        user_agent: r.user_agent.clone(),
+        args: json(&r.args),
+        before: json(&r.before_state),
+        after: json(&r.after_state),
+    }
+}

@@ -1,0 +1,224 @@
+//! One authorised call in progress: who makes it, what it is, where it came from, and its
+//! draft audit record. The guard creates it; the use case completes the record (in its own
+//! transaction when it changes something) or leaves it to the guard.
+
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::domain::audit::{Action, AuditEvent, Source, Status};
+use crate::domain::principal::Principal;
+
+/// Where a call came from. Every field is safe to keep in the trail.
+#[derive(Debug, Clone)]
+pub struct CallMeta {
+    pub source: Source,
+    pub request_id: Option<String>,
+    pub client_name: Option<String>,
+    pub client_version: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// The `x-request-source` header (e.g. `cli`), when sent.
+    pub request_source: Option<String>,
+}
+
+impl CallMeta {
+    /// An audit record of `action` from this origin, with no actor yet (the caller fills in
+    /// who, what and why).
+    pub fn event(
+        &self,
+        at: DateTime<Utc>,
+        action: Action,
+        status: Status,
+        actor_kind: &str,
+    ) -> AuditEvent {
+        AuditEvent {
+            at,
+            actor_kind: actor_kind.to_owned(),
+            actor_id: None,
+            actor_preview: None,
+            role: None,
+            tenants: crate::domain::tenant::TenantScope::All.to_vec(),
+            action,
+            target_type: None,
+            target_id: None,
+            status,
+            reason: None,
+            source: self.source,
+            request_source: self.request_source.clone(),
+            client_name: self.client_name.clone(),
+            client_version: self.client_version.clone(),
+            request_id: self.request_id.clone(),
+            client_ip: self.client_ip.clone(),
+            user_agent: self.user_agent.clone(),
+            args: None,
+            before: None,
+            after: None,
+        }
+    }
+
+    pub fn new(source: Source) -> Self {
+        CallMeta {
+            source,
+            request_id: None,
+            client_name: None,
+            client_version: None,
+            client_ip: None,
+            user_agent: None,
+            request_source: None,
+        }
+    }
+}
+
+/// What a call acted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub kind: &'static str,
+    pub id: String,
+}
+
+impl Target {
+    pub fn key(id: &str) -> Self {
+        Target {
+            kind: "key",
+            id: id.to_owned(),
+        }
+    }
+
+    pub fn role(name: &str) -> Self {
+        Target {
+            kind: "role",
+            id: name.to_owned(),
+        }
+    }
+
+    pub fn audit_event(id: i64) -> Self {
+        Target {
+            kind: "audit_event",
+            id: id.to_string(),
+        }
+    }
+}
+
+/// The outcome part of an audit record.
+pub struct Outcome {
+    pub status: Status,
+    pub target: Option<Target>,
+    /// The tenants concerned; `None` means the actor's own.
+    pub tenants: Option<Vec<String>>,
+    pub reason: Option<String>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+impl Outcome {
+    pub fn success(target: Option<Target>) -> Self {
+        Outcome {
+            status: Status::Success,
+            target,
+            tenants: None,
+            reason: None,
+            before: None,
+            after: None,
+        }
+    }
+}
+
+pub struct Call {
+    principal: Principal,
+    action: Action,
+    meta: CallMeta,
+    /// Arguments, already redacted.
+    args: Option<Value>,
+    recorded: OnceLock<i64>,
+}
+
+impl Call {
+    pub fn new(principal: Principal, action: Action, meta: CallMeta, args: Option<Value>) -> Self {
+        Call {
+            principal,
+            action,
+            meta,
+            args,
+            recorded: OnceLock::new(),
+        }
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    pub fn meta(&self) -> &CallMeta {
+        &self.meta
+    }
+
+    /// The id of the record the use case committed itself, if it did.
+    pub fn recorded(&self) -> Option<i64> {
+        self.recorded.get().copied()
+    }
+
+    pub(crate) fn mark_recorded(&self, id: i64) {
+        let _ = self.recorded.set(id);
+    }
+
+    /// The full audit record for this call with `outcome`.
+    pub fn event(&self, at: DateTime<Utc>, outcome: Outcome) -> AuditEvent {
+        let p = &self.principal;
+        AuditEvent {
+            actor_id: p.actor().id().map(str::to_owned),
+            actor_preview: p.actor().preview().map(str::to_owned),
+            role: Some(p.role().to_owned()),
+            tenants: outcome.tenants.unwrap_or_else(|| p.tenants().to_vec()),
+            target_type: outcome.target.as_ref().map(|t| t.kind.to_owned()),
+            target_id: outcome.target.map(|t| t.id),
+            reason: outcome.reason,
+            args: self.args.clone(),
+            before: outcome.before,
+            after: outcome.after,
+            ..self
+                .meta
+                .event(at, self.action, outcome.status, p.actor().kind())
+        }
+    }
+}
+
+impl Call {
+    /// Appends this call's record to `tx` and commits both together: the change and its audit
+    /// record exist together or not at all.
+    pub(crate) async fn commit_with(
+        &self,
+        mut tx: crate::store::Tx,
+        at: DateTime<Utc>,
+        outcome: Outcome,
+    ) -> Result<(), super::OpsError> {
+        let event = self.event(at, outcome);
+        let ids = crate::store::audit::append(&mut tx, &[event]).await?;
+        tx.commit().await?;
+        if let Some(id) = ids.first() {
+            self.mark_recorded(*id);
+        }
+        Ok(())
+    }
+}
+
+/// A success outcome for a change of `target`, with its state before and after.
+pub(crate) fn changed<T: serde::Serialize>(
+    target: Target,
+    tenants: Option<Vec<String>>,
+    before: Option<&T>,
+    after: Option<&T>,
+) -> Outcome {
+    Outcome {
+        status: Status::Success,
+        target: Some(target),
+        tenants,
+        reason: None,
+        before: before.and_then(|b| serde_json::to_value(b).ok()),
+        after: after.and_then(|a| serde_json::to_value(a).ok()),
+    }
+}

@@ -1,0 +1,87 @@
+//! What a use case can fail with, and the kind each failure is (mapped once by each surface).
+
+use crate::domain::DomainError;
+use crate::store::StoreError;
+use crate::store::audit_writer::AuditUnavailable;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Audit(#[from] AuditUnavailable),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for OpsError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => OpsError::Conflict(what),
+            other => OpsError::Store(other),
+        }
+    }
+}
+
+/// The caller-facing class of a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Missing permission, or reaching beyond the caller's own permissions/tenants/lifetime.
+    PermissionDenied,
+    InvalidArgument,
+    NotFound,
+    Conflict,
+    /// The database or the audit trail cannot take the call right now.
+    Unavailable,
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl OpsError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            OpsError::Domain(DomainError::Forbidden { .. } | DomainError::Exceeds(_)) => {
+                ErrorKind::PermissionDenied
+            }
+            OpsError::Domain(_) => ErrorKind::InvalidArgument,
+            OpsError::NotFound(_) => ErrorKind::NotFound,
+            OpsError::Conflict(_) => ErrorKind::Conflict,
+            OpsError::Audit(_) | OpsError::Store(StoreError::Unavailable(_)) => {
+                ErrorKind::Unavailable
+            }
+            OpsError::Store(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Text safe to show the caller: internal details never leave the process.
+    pub fn public_message(&self) -> String {
+        match self.kind() {
+            ErrorKind::Internal => "internal error; the server log has the details".to_owned(),
+            ErrorKind::Unavailable => match self {
+                OpsError::Audit(a) => a.to_string(),
+                _ => "the database is unavailable; try again shortly".to_owned(),
+            },
+            _ => self.to_string(),
+        }
+    }
+
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        OpsError::Domain(DomainError::Invalid(msg.into()))
+    }
+}

@@ -1,0 +1,16 @@
+//! Use cases: domain rules plus storage. MCP tools and CLI commands both call these, so no
+//! rule is written twice. Every function takes the authenticated caller and checks its
+//! permission again (the guard already did: defence in depth). Changes commit together with
+//! their audit record, in one transaction.
+
+pub mod audit;
+pub mod auth;
+pub mod call;
+pub mod error;
+pub mod keys;
+pub mod roles;
+mod views;
+
+pub use call::{Call, CallMeta};
+pub use error::{ErrorKind, OpsError};
+pub use views::*;

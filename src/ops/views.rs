@@ -1,0 +1,209 @@
+//! What use cases return: plain, serialisable views with no secret except where a secret is
+//! the point (a newly created or rotated key, shown once). Their doc comments become the
+//! descriptions in each tool's output schema.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::domain::permission::Permission;
+
+/// An API key's metadata. Never contains the secret or its digest.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct KeyView {
+    /// Stable identifier; it survives rotation.
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// Role whose permissions the key carries.
+    pub role: String,
+    /// Tenants the key is scoped to; ["*"] means all tenants.
+    pub tenants: Vec<String>,
+    /// The first characters of the current secret, to recognise it. Not usable as a key.
+    pub preview: String,
+    pub status: KeyStatus,
+    /// RFC 3339 with offset.
+    pub created_at: String,
+    /// Id of the key that created this one ("bootstrap" for the first admin key).
+    pub created_by: Option<String>,
+    /// RFC 3339 with offset; null means the key never expires.
+    pub expires_at: Option<String>,
+    pub disabled_at: Option<String>,
+    pub revoked_at: Option<String>,
+    /// When the secret was last replaced.
+    pub rotated_at: Option<String>,
+    /// Last successful authentication, to the minute.
+    pub last_used_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    Active,
+    /// Temporarily refused; `key_enable` restores it.
+    Disabled,
+    /// Permanently refused.
+    Revoked,
+    Expired,
+}
+
+/// A key and its secret. The secret is shown only in this response: store it now.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct KeyWithSecret {
+    pub key: KeyView,
+    /// The full API key. It is not stored anywhere and cannot be shown again.
+    pub api_key: String,
+    /// When the previous secret stops working (rotation only; null when it stopped at once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret_valid_until: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct KeyPage {
+    /// Newest first.
+    pub keys: Vec<KeyView>,
+    /// True when more keys match; pass `next_cursor` to continue.
+    pub truncated: bool,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct KeyResult {
+    pub key: KeyView,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct RoleView {
+    pub name: String,
+    pub description: String,
+    pub permissions: Vec<Permission>,
+    /// Built-in roles cannot be changed or deleted.
+    pub builtin: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RoleList {
+    pub roles: Vec<RoleView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RoleResult {
+    pub role: RoleView,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RoleDeleted {
+    /// Name of the deleted role.
+    pub deleted: String,
+}
+
+/// The caller as keyward sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct WhoAmI {
+    /// "key", or "development" when authentication is disabled.
+    pub actor_kind: String,
+    pub key_id: Option<String>,
+    pub key_preview: Option<String>,
+    pub role: String,
+    pub permissions: Vec<Permission>,
+    /// ["*"] means all tenants.
+    pub tenants: Vec<String>,
+    /// Null means never.
+    pub expires_at: Option<String>,
+}
+
+/// The absolute window a query covered, after reading relative times.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct Window {
+    /// Inclusive start (RFC 3339 with offset); null means from the beginning.
+    pub since: Option<String>,
+    /// Exclusive end (RFC 3339 with offset); null means up to now.
+    pub until: Option<String>,
+    /// IANA time zone used to read the times and to show every timestamp.
+    pub time_zone: String,
+}
+
+/// One audit event, briefly. `audit_get` returns the whole record.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AuditBrief {
+    pub id: i64,
+    /// RFC 3339 with offset, in the requested time zone.
+    pub at: String,
+    /// Key id, or "anonymous"/"development" when there is none.
+    pub actor: String,
+    pub actor_preview: Option<String>,
+    pub role: Option<String>,
+    pub action: String,
+    /// "kind:id", e.g. "key:key_Ab12…".
+    pub target: Option<String>,
+    pub status: String,
+    pub source: String,
+    /// Why it was denied or failed.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AuditPage {
+    pub window: Window,
+    /// Newest first.
+    pub events: Vec<AuditBrief>,
+    /// True when more events match; pass `next_cursor` (alone) to get the next page.
+    pub truncated: bool,
+    pub next_cursor: Option<String>,
+}
+
+/// A whole audit record. Arguments are stored with secrets removed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AuditEventView {
+    pub id: i64,
+    pub at: String,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub actor_preview: Option<String>,
+    pub role: Option<String>,
+    pub tenants: Vec<String>,
+    pub action: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub status: String,
+    pub reason: Option<String>,
+    pub source: String,
+    pub request_source: Option<String>,
+    pub client_name: Option<String>,
+    pub client_version: Option<String>,
+    pub request_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub args: Option<Value>,
+    /// State of the target before the change.
+    pub before: Option<Value>,
+    /// State of the target after the change.
+    pub after: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AuditEventResult {
+    pub event: AuditEventView,
+}
+
+/// One group of events.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AuditGroup {
+    /// The group's value for each `group_by` dimension, by dimension name.
+    pub key: std::collections::BTreeMap<String, String>,
+    pub count: i64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AuditSummary {
+    pub window: Window,
+    pub group_by: Vec<String>,
+    /// Largest first.
+    pub groups: Vec<AuditGroup>,
+    /// Events counted across all groups (not only the top ones).
+    pub total_events: i64,
+    /// True when more groups exist than were returned.
+    pub truncated: bool,
+}

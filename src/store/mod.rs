@@ -1,0 +1,159 @@
+//! Storage: the sqlx pools, migrations, and every SQL statement keyward runs.
+//!
+//! One `Store` enum with two known variants (no trait objects): each function writes its SQL
+//! once, with `$N` placeholders that both SQLite and PostgreSQL accept, and the `on_pool!` /
+//! `on_tx!` macros run it against whichever backend is configured. Times are stored as BIGINT
+//! microseconds (UTC) on both, so ordering and arithmetic match.
+
+pub mod audit;
+pub mod audit_writer;
+pub mod error;
+pub mod keys;
+pub mod roles;
+mod sql;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+pub use error::StoreError;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A write transaction on either backend.
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$conn` bound to the transaction's connection.
+macro_rules! on_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+            $crate::store::Tx::Postgres(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use {on_pool, on_tx};
+
+impl Store {
+    /// Connects to `url` (`sqlite:` or `postgres:`), runs the embedded migrations and brings
+    /// the built-in roles up to date.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let store = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let opts = PgConnectOptions::from_str(url).map_err(StoreError::Config)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(opts)
+                .await
+                .map_err(StoreError::Unavailable)?;
+            POSTGRES_MIGRATIONS.run(&pool).await?;
+            Store::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(StoreError::Config)?
+                .create_if_missing(true)
+                // WAL: readers never block the writer; FULL: a committed audit record survives
+                // power loss, not only a process crash.
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await
+                .map_err(StoreError::Unavailable)?;
+            SQLITE_MIGRATIONS.run(&pool).await?;
+            Store::Sqlite(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        roles::sync_builtins(&store, now_for_setup()).await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock up front (IMMEDIATE), so
+    /// concurrent writers queue on the busy timeout instead of failing to upgrade a read lock.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Store::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await.map_err(db)?),
+            Store::Postgres(p) => Tx::Postgres(p.begin().await.map_err(db)?),
+        })
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()).map_err(db))
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await.map_err(db),
+            Tx::Postgres(t) => t.commit().await.map_err(db),
+        }
+    }
+}
+
+/// Migrations stamp built-in roles with a time; that is metadata, not a rule, so the wall clock
+/// is read through the one sanctioned place.
+fn now_for_setup() -> DateTime<Utc> {
+    use crate::clock::Clock;
+    crate::clock::SystemClock.now()
+}
+
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
+    StoreError::from_sqlx(e)
+}
+
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}

@@ -1,0 +1,213 @@
+//! Least privilege over the wire: each role sees exactly its tools, denied calls change
+//! nothing and are audited, and nobody mints or manages beyond their own reach.
+
+use serde_json::json;
+
+use crate::support::{Env, secret};
+
+const READER: &[&str] = &["key_get", "key_list", "role_get", "role_list", "whoami"];
+const AUDITOR_EXTRA: &[&str] = &["audit_get", "audit_query", "audit_summary"];
+const KEY_MANAGER_EXTRA: &[&str] = &[
+    "key_create",
+    "key_disable",
+    "key_enable",
+    "key_revoke",
+    "key_rotate",
+];
+
+fn sorted(parts: &[&[&str]]) -> Vec<String> {
+    let mut v: Vec<String> = parts
+        .iter()
+        .flat_map(|p| p.iter().map(|s| s.to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn each_role_sees_exactly_its_tools() {
+    let env = Env::new();
+    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    assert_eq!(admin.tool_names().await.len(), 16);
+    let (reader, _) = admin.mint("r", "reader", &["*"]).await;
+    let (auditor, _) = admin.mint("a", "auditor", &["*"]).await;
+    let (km, _) = admin.mint("k", "key_manager", &["*"]).await;
+
+    let reader = env.stdio(&reader).await;
+    assert_eq!(reader.tool_names().await, sorted(&[READER]));
+    let auditor = env.stdio(&auditor).await;
+    assert_eq!(auditor.tool_names().await, sorted(&[READER, AUDITOR_EXTRA]));
+    let km = env.stdio(&km).await;
+    assert_eq!(km.tool_names().await, sorted(&[READER, KEY_MANAGER_EXTRA]));
+    for c in [reader, auditor, km, admin] {
+        c.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_denied_call_names_the_permission_changes_nothing_and_is_audited() {
+    let env = Env::new();
+    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let (reader_key, reader_id) = admin.mint("reader-bot", "reader", &["*"]).await;
+    let reader = env.stdio(&reader_key).await;
+
+    // Hidden tools are still guarded when called by name.
+    let msg = reader
+        .err(
+            "key_create",
+            json!({"name": "sneaky", "role": "admin", "tenants": ["*"]}),
+        )
+        .await;
+    assert_eq!(
+        msg,
+        "permission denied: this requires key:create, which role 'reader' does not grant"
+    );
+    let msg = reader.err("audit_query", json!({})).await;
+    assert!(msg.contains("requires audit:read"), "{msg}");
+
+    let keys = admin.ok("key_list", json!({})).await;
+    assert_eq!(
+        keys["keys"].as_array().unwrap().len(),
+        2,
+        "nothing was created"
+    );
+
+    let denied = admin
+        .audit(json!({"status": ["denied"], "actor": [reader_id]}))
+        .await;
+    assert_eq!(denied.len(), 2);
+    assert_eq!(denied[1]["action"], "key_create");
+    assert_eq!(denied[1]["role"], "reader");
+    assert!(denied[1]["reason"].as_str().unwrap().contains("key:create"));
+    // The same actor can be found by its key preview.
+    let by_preview = admin
+        .audit(json!({"status": ["denied"], "actor": [&reader_key[..11]]}))
+        .await;
+    assert_eq!(by_preview.len(), 2);
+    reader.close().await;
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn key_manager_cannot_mint_admin_or_foreign_tenant_keys() {
+    let env = Env::new();
+    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let (km_key, km_id) = admin.mint("km", "key_manager", &["acme"]).await;
+    let km = env.stdio(&km_key).await;
+
+    let msg = km
+        .err(
+            "key_create",
+            json!({"name": "x", "role": "admin", "tenants": ["acme"]}),
+        )
+        .await;
+    assert_eq!(
+        msg,
+        "cannot create a key with role 'admin': it holds role:write, audit:read which you lack"
+    );
+    let msg = km
+        .err(
+            "key_create",
+            json!({"name": "x", "role": "reader", "tenants": ["globex"]}),
+        )
+        .await;
+    assert_eq!(
+        msg,
+        "cannot create a key with role 'reader': it covers tenant(s) globex outside your scope"
+    );
+    let msg = km
+        .err(
+            "key_create",
+            json!({"name": "x", "role": "reader", "tenants": ["*"]}),
+        )
+        .await;
+    assert!(msg.contains("tenant(s) * outside your scope"), "{msg}");
+    let msg = km
+        .err(
+            "key_create",
+            json!({"name": "x", "role": "auditor", "tenants": ["acme"]}),
+        )
+        .await;
+    assert!(msg.contains("audit:read which you lack"), "{msg}");
+
+    // Within reach it works.
+    let (_, reader_id) = km.mint("ok", "reader", &["acme"]).await;
+
+    // Managing a key beyond reach is refused too: rotating the admin key would hand over its secret.
+    let admin_id = admin.ok("whoami", json!({})).await["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let msg = km.err("key_rotate", json!({"key_id": admin_id})).await;
+    assert!(
+        msg.contains("no key with id"),
+        "the admin key is outside km's tenants: {msg}"
+    );
+    let (other_km, other_km_id) = admin.mint("peer", "admin", &["acme"]).await;
+    let _ = other_km;
+    let msg = km.err("key_revoke", json!({"key_id": other_km_id})).await;
+    assert!(msg.starts_with("cannot revoke key"), "{msg}");
+    assert!(
+        msg.contains("role:write, audit:read which you lack"),
+        "{msg}"
+    );
+
+    let all = admin.ok("key_list", json!({})).await;
+    assert_eq!(
+        all["keys"].as_array().unwrap().len(),
+        4,
+        "only the reader was added"
+    );
+    let denied = admin
+        .audit(json!({"actor": [km_id], "status": ["denied"]}))
+        .await;
+    assert_eq!(denied.len(), 5);
+    let created = admin
+        .audit(json!({"actor": [km_id], "action": ["key_create"], "status": ["success"]}))
+        .await;
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["target"], format!("key:{reader_id}"));
+    km.close().await;
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn tenants_bound_what_a_caller_sees() {
+    let env = Env::new();
+    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let (acme_admin, _) = admin.mint("acme-admin", "admin", &["acme"]).await;
+    let (_, globex_id) = admin.mint("globex-bot", "reader", &["globex"]).await;
+    let (_, both_id) = admin.mint("both", "reader", &["acme", "globex"]).await;
+    let (_, acme_id) = admin.mint("acme-bot", "reader", &["acme"]).await;
+
+    let acme = env.stdio(&acme_admin).await;
+    let listed = acme.ok("key_list", json!({})).await;
+    let ids: Vec<&str> = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&acme_id.as_str()));
+    assert!(
+        !ids.contains(&globex_id.as_str()) && !ids.contains(&both_id.as_str()),
+        "{ids:?}"
+    );
+    let msg = acme.err("key_get", json!({"key_id": globex_id})).await;
+    assert!(msg.contains("outside your tenants"), "{msg}");
+    let msg = acme.err("key_disable", json!({"key_id": both_id})).await;
+    assert!(msg.contains("no key with id"), "{msg}");
+
+    // Audit: the acme admin sees events about acme keys, not the all-tenant bootstrap or globex.
+    let seen = acme.audit(json!({"limit": 100})).await;
+    assert!(!seen.is_empty());
+    for e in &seen {
+        let full = acme.ok("audit_get", json!({"id": e["id"]})).await;
+        let tenants = full["event"]["tenants"].as_array().unwrap();
+        assert!(tenants.iter().all(|t| t == "acme"), "leaked: {full:#}");
+    }
+    let all = admin.audit(json!({"limit": 100})).await;
+    assert!(all.len() > seen.len());
+    acme.close().await;
+    admin.close().await;
+}

@@ -1,0 +1,245 @@
+//! The audit tools answer questions in one call: filters as lists, time windows in a time zone,
+//! pages with a cursor that carries its filters, grouped counts.
+
+use chrono::{Duration, TimeZone, Utc};
+use serde_json::json;
+
+use crate::support::{Env, Harness, secret};
+
+#[tokio::test]
+async fn every_call_is_recorded_with_its_context() {
+    let env = Env::new();
+    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let me = admin.ok("whoami", json!({})).await;
+    admin.mint("bot", "reader", &["acme"]).await;
+    admin
+        .err("key_get", json!({"key_id": "key_doesnotexist"}))
+        .await;
+
+    let events = admin.audit(json!({"limit": 3})).await;
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["key_get", "key_create", "whoami"]);
+    assert_eq!(events[0]["status"], "failed");
+    assert_eq!(events[0]["target"], "key:key_doesnotexist");
+    assert_eq!(events[1]["status"], "success");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["actor"] == me["key_id"] && e["source"] == "stdio")
+    );
+
+    let full = admin.ok("audit_get", json!({"id": events[1]["id"]})).await["event"].clone();
+    assert_eq!(full["client_name"], "keyward-it");
+    assert_eq!(full["client_version"], "1.2.3");
+    assert_eq!(full["role"], "admin");
+    assert_eq!(full["tenants"], json!(["acme"]));
+    assert_eq!(
+        full["args"],
+        json!({"name": "bot", "role": "reader", "tenants": ["acme"]})
+    );
+    assert!(full["request_id"].is_string());
+    assert_eq!(full["after"]["name"], "bot");
+    assert!(full["at"].as_str().unwrap().ends_with("+00:00"));
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn one_question_one_call_with_list_filters_and_a_cursor() {
+    let env = Env::new();
+    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let (_, a) = admin.mint("a", "reader", &["*"]).await;
+    let (_, b) = admin.mint("b", "reader", &["*"]).await;
+    let (_, c) = admin.mint("c", "reader", &["*"]).await;
+    admin.ok("key_disable", json!({"key_id": a})).await;
+    admin.ok("key_revoke", json!({"key_id": b})).await;
+    admin.ok("key_rotate", json!({"key_id": c})).await;
+    for _ in 0..3 {
+        admin.ok("whoami", json!({})).await;
+    }
+
+    // "Who changed keys since yesterday?"
+    let changes = admin
+        .ok(
+            "audit_query",
+            json!({"action": ["key_disable", "key_revoke", "key_rotate"], "since": "yesterday", "limit": 2}),
+        )
+        .await;
+    assert_eq!(changes["truncated"], true);
+    assert_eq!(changes["events"].as_array().unwrap().len(), 2);
+    assert!(
+        changes["window"]["since"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00.000000+00:00")
+    );
+    let cursor = changes["next_cursor"].as_str().unwrap();
+    let more = admin.ok("audit_query", json!({"cursor": cursor})).await;
+    assert_eq!(more["truncated"], false);
+    assert_eq!(
+        more["events"].as_array().unwrap().len(),
+        1,
+        "the cursor kept the filters"
+    );
+    assert_eq!(more["events"][0]["action"], "key_disable");
+    assert_eq!(more["window"], changes["window"], "and the window");
+    let msg = admin
+        .err(
+            "audit_query",
+            json!({"cursor": cursor, "status": ["denied"]}),
+        )
+        .await;
+    assert!(msg.starts_with("pass next_cursor alone"), "{msg}");
+    let msg = admin
+        .err("audit_query", json!({"cursor": "eyJub3QiOiJhIGN1cnNvciJ9"}))
+        .await;
+    assert!(msg.starts_with("invalid cursor"), "{msg}");
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn summaries_answer_who_did_most_and_who_keeps_failing() {
+    let env = Env::new();
+    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let (r1, r1_id) = admin.mint("r1", "reader", &["*"]).await;
+    let (r2, r2_id) = admin.mint("r2", "reader", &["*"]).await;
+    let r1c = env.stdio(&r1).await;
+    let r2c = env.stdio(&r2).await;
+    for _ in 0..3 {
+        r1c.err("key_revoke", json!({"key_id": r2_id})).await;
+    }
+    r2c.err("audit_query", json!({})).await;
+
+    // "Which keys keep getting denied?"
+    let s = admin
+        .ok(
+            "audit_summary",
+            json!({"group_by": ["actor"], "status": ["denied"]}),
+        )
+        .await;
+    let groups = s["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0]["key"]["actor"], r1_id.as_str());
+    assert_eq!(groups[0]["key"]["actor_preview"], &r1[..11]);
+    assert_eq!(groups[0]["count"], 3);
+    assert_eq!(groups[1]["count"], 1);
+    assert_eq!(s["total_events"], 4);
+    assert!(groups[0]["first_seen"].as_str().unwrap() <= groups[0]["last_seen"].as_str().unwrap());
+
+    // Two dimensions, top N.
+    let s = admin
+        .ok(
+            "audit_summary",
+            json!({"group_by": ["actor", "action"], "top": 1, "since": "1h"}),
+        )
+        .await;
+    assert_eq!(s["groups"].as_array().unwrap().len(), 1);
+    assert_eq!(s["truncated"], true);
+    assert_eq!(s["groups"][0]["key"]["actor"], r1_id.as_str());
+    assert_eq!(s["groups"][0]["key"]["action"], "key_revoke");
+    assert_eq!(s["groups"][0]["count"], 3);
+
+    let msg = admin
+        .err("audit_summary", json!({"group_by": ["hour", "day"]}))
+        .await;
+    assert_eq!(msg, "group by hour or by day, not both");
+    let msg = admin.err("audit_summary", json!({"group_by": []})).await;
+    assert_eq!(msg, "group_by takes one or two dimensions");
+    for c in [r1c, r2c, admin] {
+        c.close().await;
+    }
+}
+
+#[tokio::test]
+async fn time_windows_and_buckets_follow_the_time_zone() {
+    // 22:30 UTC on 1 March is 07:30 on 2 March in Tokyo (+09:00).
+    let start = Utc.with_ymd_and_hms(2026, 3, 1, 22, 30, 0).unwrap();
+    let h = Harness::at(start).await;
+    let admin = h.client(&h.bootstrap().await).await;
+    admin.ok("whoami", json!({})).await;
+    h.clock.advance(Duration::hours(2));
+    admin.ok("whoami", json!({})).await;
+    admin.ok("whoami", json!({})).await;
+
+    let tokyo = admin
+        .ok(
+            "audit_query",
+            json!({"action": ["whoami"], "since": "today", "time_zone": "Asia/Tokyo"}),
+        )
+        .await;
+    assert_eq!(tokyo["window"]["since"], "2026-03-02T00:00:00.000000+09:00");
+    assert_eq!(tokyo["events"].as_array().unwrap().len(), 3);
+    assert_eq!(tokyo["events"][2]["at"], "2026-03-02T07:30:00.000000+09:00");
+    let utc_today = admin
+        .ok(
+            "audit_query",
+            json!({"action": ["whoami"], "since": "today"}),
+        )
+        .await;
+    assert_eq!(
+        utc_today["events"].as_array().unwrap().len(),
+        2,
+        "00:30 and later, UTC"
+    );
+    let yesterday = admin
+        .ok(
+            "audit_query",
+            json!({"action": ["whoami"], "since": "yesterday", "until": "yesterday"}),
+        )
+        .await;
+    assert_eq!(
+        yesterday["window"]["until"],
+        "2026-03-02T00:00:00.000000+00:00"
+    );
+    assert_eq!(yesterday["events"].as_array().unwrap().len(), 1);
+    let last_hour = admin
+        .ok("audit_query", json!({"action": ["whoami"], "since": "90m"}))
+        .await;
+    assert_eq!(last_hour["events"].as_array().unwrap().len(), 2);
+
+    let by_day = admin
+        .ok(
+            "audit_summary",
+            json!({"group_by": ["day"], "action": ["whoami"], "time_zone": "Asia/Tokyo"}),
+        )
+        .await;
+    assert_eq!(by_day["groups"].as_array().unwrap().len(), 1, "{by_day:#}");
+    assert_eq!(by_day["groups"][0]["key"]["day"], "2026-03-02");
+    let by_day_utc = admin
+        .ok(
+            "audit_summary",
+            json!({"group_by": ["day"], "action": ["whoami"]}),
+        )
+        .await;
+    assert_eq!(by_day_utc["groups"][0]["key"]["day"], "2026-03-02");
+    assert_eq!(by_day_utc["groups"][0]["count"], 2);
+    assert_eq!(by_day_utc["groups"][1]["key"]["day"], "2026-03-01");
+    let by_hour = admin
+        .ok(
+            "audit_summary",
+            json!({"group_by": ["hour"], "action": ["whoami"], "time_zone": "Asia/Kolkata"}),
+        )
+        .await;
+    // +05:30: 22:30 UTC is 04:00 local, 00:30 UTC is 06:00 local.
+    let hours: Vec<&str> = by_hour["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["key"]["hour"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        hours,
+        ["2026-03-02T06:00:00+05:30", "2026-03-02T04:00:00+05:30"]
+    );
+
+    let msg = admin
+        .err("audit_query", json!({"since": "1h", "until": "2h"}))
+        .await;
+    assert!(msg.starts_with("the window is empty"), "{msg}");
+    let msg = admin
+        .err("audit_query", json!({"time_zone": "Mars/Olympus_Mons"}))
+        .await;
+    assert!(msg.starts_with("unknown time zone"), "{msg}");
+}

@@ -1,0 +1,22 @@
+//! keyward's integration suite: the real binary over stdio (and, where time matters, the same
+//! server in-process on a manual clock), driven by an rmcp client as MCP clients drive it.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a failed set-up step should fail the test loudly"
+)]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "tests compare server-computed expiries with the real time"
+)]
+
+mod access;
+mod audit;
+mod auth;
+mod keys;
+mod protocol;
+mod roles;
+mod schemas;
+mod secrets;
+mod support;

@@ -1,0 +1,289 @@
+//! Both protocol eras over stdio, cache scope of the per-caller tool list, and hostile input.
+
+use std::process::Stdio;
+
+use rmcp::model::CacheScope;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::support::{BIN, Env, secret};
+
+#[tokio::test]
+async fn legacy_initialize_clients_work() {
+    let env = Env::new();
+    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let who = admin.ok("whoami", json!({})).await;
+    assert_eq!(who["role"], "admin");
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn sessionless_2026_clients_discover_and_get_a_private_tool_list() {
+    let env = Env::new();
+    let boot = env.bootstrap();
+    let admin = env.stdio(&secret(&boot)).await;
+    let (reader_key, _) = admin.mint("r", "reader", &["*"]).await;
+    let reader = env.stdio_discover(&reader_key).await;
+    let list = reader.list().await;
+    assert_eq!(
+        list.cache_scope,
+        Some(CacheScope::Private),
+        "the list varies by caller"
+    );
+    assert_eq!(list.ttl_ms, Some(0));
+    assert_eq!(list.tools.len(), 5);
+    let who = reader.ok("whoami", json!({})).await;
+    assert_eq!(who["role"], "reader");
+    let msg = reader
+        .err("key_revoke", json!({"key_id": boot["id"]}))
+        .await;
+    assert!(msg.contains("requires key:revoke"), "{msg}");
+    // The 2026 client's identity reaches the trail from per-request metadata.
+    let e = admin
+        .audit(json!({"action": ["whoami"], "role": ["reader"]}))
+        .await;
+    let full = admin.ok("audit_get", json!({"id": e[0]["id"]})).await;
+    assert_eq!(full["event"]["client_name"], "keyward-it");
+    reader.close().await;
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn invalid_arguments_get_clear_errors_and_change_nothing() {
+    let env = Env::new();
+    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let cases = [
+        (
+            "key_create",
+            json!({"name": "x", "role": "reader"}),
+            "missing field `tenants`",
+        ),
+        (
+            "key_create",
+            json!({"name": "x", "role": "reader", "tenants": ["*"], "rol": 1}),
+            "unknown field `rol`",
+        ),
+        (
+            "key_create",
+            json!({"name": "x", "role": "reader", "tenants": "acme"}),
+            "invalid type",
+        ),
+        (
+            "key_create",
+            json!({"name": "x", "role": "reader", "tenants": ["Acme Corp"]}),
+            "invalid tenant 'Acme Corp'",
+        ),
+        (
+            "key_create",
+            json!({"name": "x", "role": "nope", "tenants": ["*"]}),
+            "role 'nope' does not exist",
+        ),
+        (
+            "key_create",
+            json!({"name": "x", "role": "reader", "tenants": ["*"], "expires": "soonish"}),
+            "invalid expiry",
+        ),
+        (
+            "key_create",
+            json!({"name": "", "role": "reader", "tenants": ["*"]}),
+            "name must not be empty",
+        ),
+        (
+            "key_create",
+            json!({"name": "a\u{0007}b", "role": "reader", "tenants": ["*"]}),
+            "control characters",
+        ),
+        (
+            "key_get",
+            json!({"key_id": "key_x' OR '1'='1"}),
+            "invalid key id",
+        ),
+        (
+            "role_create",
+            json!({"name": "r", "permissions": ["key:delete"]}),
+            "unknown variant `key:delete`",
+        ),
+        (
+            "role_create",
+            json!({"name": "x'; DROP TABLE roles; --", "permissions": ["key:read"]}),
+            "invalid role name",
+        ),
+        (
+            "audit_query",
+            json!({"actor": ["' OR 1=1 --"]}),
+            "invalid actor",
+        ),
+        (
+            "audit_query",
+            json!({"tenant": ["a\") OR (1=1"]}),
+            "invalid tenant",
+        ),
+        (
+            "audit_query",
+            json!({"action": ["drop table"]}),
+            "unknown variant",
+        ),
+        (
+            "audit_query",
+            json!({"client_ip": ["1.2.3.4; --"]}),
+            "invalid client_ip",
+        ),
+        (
+            "audit_query",
+            json!({"since": "' UNION SELECT *"}),
+            "invalid time",
+        ),
+        (
+            "audit_query",
+            json!({"since": "99999999999d"}),
+            "invalid time",
+        ),
+        (
+            "audit_query",
+            json!({"limit": -1}),
+            "limit must be between 1 and 100",
+        ),
+        (
+            "audit_query",
+            json!({"limit": 9999999999999_i64}),
+            "limit must be between 1 and 100",
+        ),
+        (
+            "audit_summary",
+            json!({"group_by": ["actor"], "top": 0}),
+            "top must be between 1 and 100",
+        ),
+        (
+            "audit_summary",
+            json!({"group_by": ["actor", "actor"]}),
+            "must differ",
+        ),
+    ];
+    for (tool, args, expected) in cases {
+        let msg = admin.err(tool, args.clone()).await;
+        assert!(
+            msg.contains(expected),
+            "{tool} {args}: expected {expected:?} in {msg:?}"
+        );
+    }
+    let keys = admin.ok("key_list", json!({})).await;
+    assert_eq!(
+        keys["keys"].as_array().unwrap().len(),
+        1,
+        "nothing was created"
+    );
+    let roles = admin.ok("role_list", json!({})).await;
+    assert_eq!(
+        roles["roles"].as_array().unwrap().len(),
+        4,
+        "roles table intact"
+    );
+    let failed = admin
+        .audit(json!({"status": ["failed"], "limit": 100}))
+        .await;
+    assert_eq!(failed.len(), 21, "each refusal is audited");
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn unknown_tools_are_refused_and_recorded() {
+    let env = Env::new();
+    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let err = admin
+        .service_call_raw("key_delete_everything")
+        .await
+        .expect_err("unknown tools are a protocol error");
+    assert!(err.contains("tool not found"), "{err}");
+    let events = admin.audit(json!({"action": ["unknown_tool"]})).await;
+    assert_eq!(events.len(), 1);
+    assert!(
+        events[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("key_delete_everything")
+    );
+    admin.close().await;
+}
+
+/// Sends raw lines to a stdio server and reads what comes back.
+async fn raw_session(
+    env: &Env,
+    key: &str,
+    lines: &[String],
+    expect_responses: usize,
+) -> Vec<Value> {
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "--stdio"])
+        .env("KEYWARD_DATABASE_URL", env.url())
+        .env("KEYWARD_API_KEY", key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for l in lines {
+        stdin.write_all(l.as_bytes()).await.unwrap();
+        stdin.write_all(b"\n").await.unwrap();
+    }
+    stdin.flush().await.unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut responses = Vec::new();
+    let read = async {
+        while responses.len() < expect_responses {
+            match out.next_line().await.unwrap() {
+                Some(line) => responses.push(
+                    serde_json::from_str::<Value>(&line).expect("stdout carries only JSON-RPC"),
+                ),
+                None => break,
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read)
+        .await
+        .expect("server answered");
+    drop(stdin);
+    let _ = child.wait().await;
+    responses
+}
+
+#[tokio::test]
+async fn malformed_json_rpc_does_not_break_the_session() {
+    let env = Env::new();
+    let key = secret(&env.bootstrap());
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let lines = vec![
+        init.to_string(),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+        "{not json".to_owned(),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "no/such/method"}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": 42}}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}).to_string(),
+    ];
+    let responses = raw_session(&env, &key, &lines, 4).await;
+    let by_id = |id: i64| {
+        responses
+            .iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no response {id}: {responses:?}"))
+    };
+    assert!(by_id(2)["error"]["code"].is_i64());
+    assert!(by_id(3)["error"].is_object() || by_id(3)["result"]["isError"] == true);
+    assert_eq!(by_id(4)["result"]["structuredContent"]["role"], "admin");
+}
+
+trait RawCall {
+    async fn service_call_raw(&self, name: &str) -> Result<Value, String>;
+}
+
+impl RawCall for crate::support::Client {
+    async fn service_call_raw(&self, name: &str) -> Result<Value, String> {
+        self.try_call(name, json!({}))
+            .await
+            .map(|r| json!(r.structured_content))
+            .map_err(|e| e.to_string())
+    }
+}
