@@ -29,7 +29,7 @@ pub struct DbArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the MCP server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create the first admin key and print it once. Refused once an active admin key exists.
     Bootstrap(BootstrapArgs),
     /// Write the JSON Schema of every tool's input and output.
@@ -40,19 +40,90 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
-    /// Keys and roles in the database (default).
+    /// Keys, operators and roles in the database (default).
     Managed,
+    /// One shared key (KEYWARD_LEGACY_API_KEY) with one role; no per-caller identity.
+    Legacy,
     /// No authentication: every caller is an all-powerful development principal. Local
-    /// development only.
+    /// development only; refuses a non-loopback address.
     Disabled,
 }
+
+/// The default port: "kw" in hex (0x4b57), clear of common services.
+pub const DEFAULT_PORT: u16 = 19287;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Speak MCP over stdin/stdout (for clients that spawn the server: Claude Desktop, Claude
-    /// Code, Cursor, VS Code). The caller is the key in KEYWARD_API_KEY.
+    /// Code, Cursor, VS Code) instead of HTTP. The caller is the key in KEYWARD_API_KEY.
     #[arg(long)]
     pub stdio: bool,
+    /// Address to listen on (HTTP).
+    #[arg(long, env = "KEYWARD_LISTEN", default_value_t = std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
+    pub listen: std::net::SocketAddr,
+    /// Serve without server-side MCP sessions, so replicas behind a load balancer can each
+    /// answer any request (JSON responses).
+    #[arg(long, env = "KEYWARD_STATELESS")]
+    pub stateless: bool,
+    /// The public URL clients use (scheme://host[:port]); overrides forwarded headers when
+    /// advertising URLs, and is an allowed Host.
+    #[arg(long, env = "KEYWARD_PUBLIC_URL")]
+    pub public_url: Option<url::Url>,
+    /// Proxies whose X-Forwarded-For/-Proto/-Host are believed (CIDR list).
+    #[arg(
+        long,
+        env = "KEYWARD_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Browser origins allowed to call the server with credentials (scheme://host[:port], :* for
+    /// any port). Empty: same-origin only, no CORS headers.
+    #[arg(long, env = "KEYWARD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Extra Host header values to accept (host or host:port); loopback names and the public
+    /// URL's host are always accepted.
+    #[arg(long, env = "KEYWARD_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// PEM certificate chain: serve HTTPS.
+    #[arg(long, env = "KEYWARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "KEYWARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// TLS ends at a trusted proxy in front of keyward: allows a non-loopback address without
+    /// --tls-cert.
+    #[arg(long, env = "KEYWARD_BEHIND_TLS_PROXY")]
+    pub behind_tls_proxy: bool,
+    /// The shared key for --auth-mode legacy (at least 8 characters, 16 or more recommended).
+    #[arg(long, env = "KEYWARD_LEGACY_API_KEY", hide_env_values = true)]
+    pub legacy_api_key: Option<String>,
+    /// Role of the legacy shared key.
+    #[arg(long, env = "KEYWARD_LEGACY_ROLE", default_value = "reader")]
+    pub legacy_role: String,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "KEYWARD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Longest time to answer a request.
+    #[arg(long, env = "KEYWARD_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: std::time::Duration,
+    /// Lifetime of a sign-in session cookie.
+    #[arg(long, env = "KEYWARD_SESSION_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub session_max_age: std::time::Duration,
+    /// Failed authentications from one client IP, within --lockout-window, that lock it out.
+    #[arg(long, env = "KEYWARD_LOCKOUT_THRESHOLD", default_value_t = 20)]
+    pub lockout_threshold: i64,
+    #[arg(long, env = "KEYWARD_LOCKOUT_WINDOW", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lockout_window: std::time::Duration,
+    /// How long a locked-out client IP is refused (429 with Retry-After).
+    #[arg(long, env = "KEYWARD_LOCKOUT_DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lockout_duration: std::time::Duration,
+    /// OAuth authorization servers to advertise in the protected-resource metadata.
+    #[arg(long, env = "KEYWARD_AUTHORIZATION_SERVERS", value_delimiter = ',')]
+    pub authorization_servers: Vec<url::Url>,
+    /// Documentation URL to advertise in the protected-resource metadata.
+    #[arg(long, env = "KEYWARD_RESOURCE_DOCUMENTATION")]
+    pub resource_documentation: Option<url::Url>,
     /// API key of the stdio caller. Prefer the environment variable: command lines are visible
     /// to other local users.
     #[arg(long, env = "KEYWARD_API_KEY", hide_env_values = true)]

@@ -29,3 +29,143 @@ pub fn redact_url(url: &str) -> String {
         None => url.to_owned(),
     }
 }
+
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::cli::{AuthMode, ServeArgs};
+use crate::domain::lockout::LockoutPolicy;
+use crate::http::HttpSettings;
+use crate::http::auth::HttpAuth;
+use crate::http::edge::EdgeConfig;
+use crate::http::origin::{OriginPolicy, check_origin_entry};
+
+/// The lockout rule from the command line.
+pub fn lockout_policy(args: &ServeArgs) -> anyhow::Result<LockoutPolicy> {
+    anyhow::ensure!(
+        args.lockout_threshold >= 1,
+        "--lockout-threshold must be at least 1"
+    );
+    let d =
+        |v: std::time::Duration| chrono::Duration::from_std(v).map_err(|e| anyhow::anyhow!("{e}"));
+    Ok(LockoutPolicy {
+        threshold: args.lockout_threshold,
+        window: d(args.lockout_window)?,
+        duration: d(args.lockout_duration)?,
+    })
+}
+
+/// Validates the HTTP settings once, refusing unsafe combinations with a clear reason.
+pub async fn http_settings(args: &ServeArgs, app: &App) -> anyhow::Result<HttpSettings> {
+    let loopback = args.listen.ip().is_loopback();
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::http::listener::tls_config(cert, key)?),
+        _ => None,
+    };
+    if !loopback && tls.is_none() && !args.behind_tls_proxy {
+        anyhow::bail!(
+            "refusing to listen on {} without TLS: pass --tls-cert and --tls-key, or --behind-tls-proxy \
+             if TLS ends at a trusted proxy in front of keyward",
+            args.listen
+        );
+    }
+    let auth = match args.auth_mode {
+        AuthMode::Managed => HttpAuth::Managed,
+        AuthMode::Disabled => {
+            anyhow::ensure!(
+                loopback,
+                "refusing to run with authentication disabled on the non-loopback address {}",
+                args.listen
+            );
+            tracing::warn!(
+                "authentication is DISABLED: every HTTP caller is an all-powerful development principal and any origin may call; never do this outside local development"
+            );
+            HttpAuth::Disabled
+        }
+        AuthMode::Legacy => {
+            let Some(secret) = args.legacy_api_key.as_deref() else {
+                anyhow::bail!("--auth-mode legacy needs KEYWARD_LEGACY_API_KEY");
+            };
+            HttpAuth::Legacy(
+                crate::ops::auth::LegacyKey::new(app, secret, &args.legacy_role).await?,
+            )
+        }
+    };
+    let public_url = match &args.public_url {
+        Some(u) => Some(public_origin(u)?),
+        None => None,
+    };
+    let port = args.listen.port();
+    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()];
+    if !args.listen.ip().is_unspecified() && !loopback {
+        hosts.push(args.listen.to_string());
+    }
+    if let Some((_, host)) = &public_url {
+        hosts.push(host.clone());
+    }
+    for h in &args.allowed_hosts {
+        let h = h.trim().to_ascii_lowercase();
+        anyhow::ensure!(
+            h.parse::<http::uri::Authority>().is_ok(),
+            "invalid allowed host '{h}'"
+        );
+        hosts.push(h);
+    }
+    let origins = args
+        .allowed_origins
+        .iter()
+        .filter(|o| !o.trim().is_empty())
+        .map(|o| check_origin_entry(o).map_err(|e| anyhow::anyhow!(e)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(HttpSettings {
+        listen: args.listen,
+        edge: EdgeConfig {
+            trusted_proxies: args.trusted_proxies.clone(),
+            public_url,
+            tls: tls.is_some(),
+            fallback_host: format!("127.0.0.1:{port}"),
+        },
+        origins: OriginPolicy {
+            allowed_hosts: hosts,
+            allowed_origins: origins,
+            any_origin: matches!(auth, HttpAuth::Disabled),
+        },
+        auth,
+        tls,
+        stateless: args.stateless,
+        max_body_bytes: args.max_body_bytes,
+        request_timeout: args.request_timeout,
+        session_max_age: chrono::Duration::from_std(args.session_max_age)?,
+        authorization_servers: args
+            .authorization_servers
+            .iter()
+            .map(|u| u.to_string())
+            .collect(),
+        resource_documentation: args.resource_documentation.as_ref().map(|u| u.to_string()),
+        shutdown_grace: std::time::Duration::from_secs(10),
+    })
+}
+
+/// `scheme://host[:port]` of a configured public URL, which must be a bare origin.
+fn public_origin(u: &url::Url) -> anyhow::Result<(&'static str, String)> {
+    let scheme = match u.scheme() {
+        "https" => "https",
+        "http" => "http",
+        other => anyhow::bail!("public URL must be http or https, not {other}"),
+    };
+    anyhow::ensure!(
+        (u.path() == "/" || u.path().is_empty()) && u.query().is_none() && u.fragment().is_none(),
+        "public URL must be an origin like https://mcp.example.com (no path): MCP is served at /mcp"
+    );
+    let host = u
+        .host_str()
+        .ok_or_else(|| anyhow::anyhow!("public URL has no host"))?;
+    let host = match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    };
+    Ok((scheme, host.to_ascii_lowercase()))
+}
+
+/// Keeps `Arc` imported for callers building settings by hand (tests).
+pub type SharedSettings = Arc<HttpSettings>;

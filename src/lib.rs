@@ -9,7 +9,9 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod http;
 pub mod mcp;
+pub mod metrics;
 pub mod ops;
 pub mod schemas;
 pub mod stdio;
@@ -42,6 +44,9 @@ pub async fn open_app(
             store,
             clock,
             audit,
+            lockout: domain::lockout::LockoutPolicy::default(),
+            metrics: Arc::new(metrics::Metrics::new()),
+            inflight: Arc::new(app::InFlight::default()),
         },
         writer,
     ))
@@ -67,20 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let url = config::database_url(cli.db.database_url.as_deref())?;
     let (app, writer) = open_app(&url, Arc::new(SystemClock)).await?;
     let result = match cli.command {
-        Command::Serve(args) => {
-            anyhow::ensure!(
-                args.stdio,
-                "HTTP serving is not available yet: use `keyward serve --stdio`"
-            );
-            tracing::info!(database = %config::redact_url(&url), backend = app.store.backend(), "keyward starting on stdio");
-            let caller = stdio::resolve_caller(
-                &app,
-                args.api_key.as_deref(),
-                args.auth_mode == AuthMode::Disabled,
-            )
-            .await?;
-            stdio::serve(app.clone(), caller).await
-        }
+        Command::Serve(args) => serve(app.clone(), &args, &url).await,
         Command::Bootstrap(args) => bootstrap(&app, &args).await,
         Command::Migrate => {
             println!("database {} is up to date", config::redact_url(&url));
@@ -89,11 +81,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schemas(_) => Ok(()),
     };
     let store = app.store.clone();
+    // Every answered call's record is committed already; this writes out anything still queued.
+    app.audit.close();
     drop(app);
-    // Every answered call's record is committed already; this drains anything still queued.
     let _ = writer.await;
     store.close().await;
     result
+}
+
+async fn serve(mut app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()> {
+    app.lockout = config::lockout_policy(args)?;
+    let transport = if args.stdio { "stdio" } else { "http" };
+    tracing::info!(database = %config::redact_url(url), backend = app.store.backend(), transport, "keyward starting");
+    if args.stdio {
+        let caller = match args.auth_mode {
+            AuthMode::Legacy => {
+                let shared = args.legacy_api_key.as_deref().ok_or_else(|| {
+                    anyhow::anyhow!("--auth-mode legacy needs KEYWARD_LEGACY_API_KEY")
+                })?;
+                let legacy = ops::auth::LegacyKey::new(&app, shared, &args.legacy_role).await?;
+                let presented = args.api_key.as_deref().unwrap_or_default();
+                let principal = legacy.verify(presented).ok_or_else(|| {
+                    anyhow::anyhow!("API key refused: KEYWARD_API_KEY is not the legacy shared key")
+                })?;
+                mcp::CallerSource::Fixed(principal)
+            }
+            mode => {
+                stdio::resolve_caller(&app, args.api_key.as_deref(), mode == AuthMode::Disabled)
+                    .await?
+            }
+        };
+        return stdio::serve(app, caller).await;
+    }
+    let settings = config::http_settings(args, &app).await?;
+    http::serve(app, settings).await
 }
 
 async fn bootstrap(app: &App, args: &cli::BootstrapArgs) -> anyhow::Result<()> {
@@ -105,9 +126,14 @@ async fn bootstrap(app: &App, args: &cli::BootstrapArgs) -> anyhow::Result<()> {
             _ => None,
         },
     };
-    let name = domain::ids::check_label("name", &args.name, 100, false)?;
-    let created =
-        ops::auth::bootstrap(app, &name, expires_at, &ops::CallMeta::new(Source::Cli)).await?;
+    let first = ops::auth::FirstAdmin {
+        key_name: &args.name,
+        expires_at,
+        operator: None,
+    };
+    let created = ops::auth::bootstrap(app, first, &ops::CallMeta::new(Source::Cli))
+        .await?
+        .key;
     if args.json {
         let out = serde_json::json!({
             "api_key": created.api_key,

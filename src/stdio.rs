@@ -59,6 +59,7 @@ pub async fn resolve_caller(
         }
         Err(AuthError::Rejected(r)) => refuse(r).await,
         Err(AuthError::Store(e)) => Err(StdioError::Other(e.into())),
+        Err(AuthError::Audit(e)) => Err(StdioError::Other(e.into())),
     }
 }
 

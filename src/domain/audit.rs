@@ -55,12 +55,23 @@ closed_enum!(
         AuditQuery = "audit_query",
         AuditGet = "audit_get",
         AuditSummary = "audit_summary",
+        OperatorCreate = "operator_create",
+        OperatorList = "operator_list",
+        OperatorDisable = "operator_disable",
+        OperatorEnable = "operator_enable",
+        OperatorSetRole = "operator_set_role",
         /// A call naming a tool that does not exist.
         UnknownTool = "unknown_tool",
         /// A credential was presented and refused.
         AuthFailed = "auth_failed",
-        /// The first admin key was created.
+        /// The first admin key (and, over HTTP, the first admin operator) was created.
         Bootstrap = "bootstrap",
+        /// A client IP crossed the failed-authentication threshold and was locked out.
+        AuthLockout = "auth_lockout",
+        /// A session cookie was issued (password or API key sign-in).
+        Login = "login",
+        /// A session was ended.
+        Logout = "logout",
     }
 );
 

@@ -6,17 +6,25 @@ use rand::distr::Alphanumeric;
 
 use super::error::DomainError;
 
-fn random(prefix: &str) -> String {
-    let body: String = rand::rng()
+/// `n` characters drawn uniformly from [A-Za-z0-9] (5.95 bits each) by the thread-local CSPRNG.
+pub fn random_base62(n: usize) -> String {
+    rand::rng()
         .sample_iter(Alphanumeric)
-        .take(16)
+        .take(n)
         .map(char::from)
-        .collect();
-    format!("{prefix}{body}")
+        .collect()
+}
+
+fn random(prefix: &str) -> String {
+    format!("{prefix}{}", random_base62(16))
 }
 
 pub fn new_key_id() -> String {
     random("key_")
+}
+
+pub fn new_operator_id() -> String {
+    random("op_")
 }
 
 /// Validates an id received from a caller before it reaches storage or a message.

@@ -8,8 +8,6 @@
 
 use std::fmt;
 
-use rand::Rng;
-use rand::distr::Alphanumeric;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
@@ -37,11 +35,7 @@ pub struct PlainKey(SecretString);
 
 impl PlainKey {
     pub fn generate() -> Self {
-        let body: String = rand::rng()
-            .sample_iter(Alphanumeric)
-            .take(BODY_LEN)
-            .map(char::from)
-            .collect();
+        let body = super::ids::random_base62(BODY_LEN);
         let mut key = String::with_capacity(KEY_LEN);
         key.push_str(PREFIX);
         key.push_str(&body);
@@ -95,16 +89,9 @@ pub struct KeyDigest([u8; 32]);
 
 impl KeyDigest {
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(char::from(HEX[usize::from(b >> 4)]));
-            s.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-        s
+        super::session::hex(&self.0)
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl fmt::Debug for KeyDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -6,10 +6,13 @@ pub mod audit;
 pub mod error;
 pub mod ids;
 pub mod key;
+pub mod lockout;
+pub mod password;
 pub mod permission;
 pub mod policy;
 pub mod principal;
 pub mod role;
+pub mod session;
 pub mod tenant;
 pub mod timespec;
 

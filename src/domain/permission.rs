@@ -37,11 +37,17 @@ pub enum Permission {
     /// Query and summarise the audit log.
     #[serde(rename = "audit:read")]
     AuditRead,
+    /// List operators (people who sign in with a password).
+    #[serde(rename = "operator:read")]
+    OperatorRead,
+    /// Create operators, disable and enable them, change their role.
+    #[serde(rename = "operator:write")]
+    OperatorWrite,
 }
 
 impl Permission {
     /// Every permission, in a stable order (the order of listings and of bits).
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 9] = [
         Permission::KeyRead,
         Permission::KeyCreate,
         Permission::KeyUpdate,
@@ -49,6 +55,8 @@ impl Permission {
         Permission::RoleRead,
         Permission::RoleWrite,
         Permission::AuditRead,
+        Permission::OperatorRead,
+        Permission::OperatorWrite,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -60,6 +68,8 @@ impl Permission {
             Permission::RoleRead => "role:read",
             Permission::RoleWrite => "role:write",
             Permission::AuditRead => "audit:read",
+            Permission::OperatorRead => "operator:read",
+            Permission::OperatorWrite => "operator:write",
         }
     }
 
@@ -222,7 +232,9 @@ mod tests {
                 Permission::KeyUpdate,
                 Permission::KeyRevoke,
                 Permission::RoleRead,
-                Permission::RoleWrite
+                Permission::RoleWrite,
+                Permission::OperatorRead,
+                Permission::OperatorWrite
             ]
         );
         assert_eq!("".parse::<PermissionSet>().unwrap(), PermissionSet::EMPTY);

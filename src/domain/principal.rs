@@ -12,6 +12,10 @@ use super::tenant::TenantScope;
 pub enum Actor {
     /// An API key, identified by its id and the preview of the secret presented.
     Key { id: String, preview: String },
+    /// A person, signed in with username and password (session cookie).
+    Operator { id: String, username: String },
+    /// The one shared key of `legacy` auth mode.
+    Legacy,
     /// Authentication explicitly disabled for local development.
     Development,
 }
@@ -20,21 +24,24 @@ impl Actor {
     pub fn kind(&self) -> &'static str {
         match self {
             Actor::Key { .. } => "key",
+            Actor::Operator { .. } => "operator",
+            Actor::Legacy => "legacy",
             Actor::Development => "development",
         }
     }
 
     pub fn id(&self) -> Option<&str> {
         match self {
-            Actor::Key { id, .. } => Some(id),
-            Actor::Development => None,
+            Actor::Key { id, .. } | Actor::Operator { id, .. } => Some(id),
+            Actor::Legacy | Actor::Development => None,
         }
     }
 
     pub fn preview(&self) -> Option<&str> {
         match self {
             Actor::Key { preview, .. } => Some(preview),
-            Actor::Development => None,
+            Actor::Operator { username, .. } => Some(username),
+            Actor::Legacy | Actor::Development => None,
         }
     }
 }

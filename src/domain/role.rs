@@ -43,7 +43,7 @@ impl BuiltinRole {
             BuiltinRole::KeyManager => {
                 "Reader, plus creating, rotating, disabling and revoking keys."
             }
-            BuiltinRole::Admin => "Every permission.",
+            BuiltinRole::Admin => "Every permission, including managing operators.",
         }
     }
 

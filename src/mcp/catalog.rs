@@ -25,6 +25,11 @@ pub enum ToolName {
     AuditQuery,
     AuditGet,
     AuditSummary,
+    OperatorCreate,
+    OperatorList,
+    OperatorDisable,
+    OperatorEnable,
+    OperatorSetRole,
 }
 
 /// What a caller needs to see and call a tool.
@@ -36,7 +41,7 @@ pub enum Access {
 }
 
 impl ToolName {
-    pub const ALL: [ToolName; 16] = [
+    pub const ALL: [ToolName; 21] = [
         ToolName::Whoami,
         ToolName::KeyCreate,
         ToolName::KeyList,
@@ -53,6 +58,11 @@ impl ToolName {
         ToolName::AuditQuery,
         ToolName::AuditGet,
         ToolName::AuditSummary,
+        ToolName::OperatorCreate,
+        ToolName::OperatorList,
+        ToolName::OperatorDisable,
+        ToolName::OperatorEnable,
+        ToolName::OperatorSetRole,
     ];
 
     pub fn access(self) -> Access {
@@ -72,6 +82,11 @@ impl ToolName {
             ToolName::AuditQuery | ToolName::AuditGet | ToolName::AuditSummary => {
                 Access::Needs(AuditRead)
             }
+            ToolName::OperatorList => Access::Needs(OperatorRead),
+            ToolName::OperatorCreate
+            | ToolName::OperatorDisable
+            | ToolName::OperatorEnable
+            | ToolName::OperatorSetRole => Access::Needs(OperatorWrite),
         }
     }
 
@@ -94,6 +109,11 @@ impl ToolName {
             ToolName::AuditQuery => Action::AuditQuery,
             ToolName::AuditGet => Action::AuditGet,
             ToolName::AuditSummary => Action::AuditSummary,
+            ToolName::OperatorCreate => Action::OperatorCreate,
+            ToolName::OperatorList => Action::OperatorList,
+            ToolName::OperatorDisable => Action::OperatorDisable,
+            ToolName::OperatorEnable => Action::OperatorEnable,
+            ToolName::OperatorSetRole => Action::OperatorSetRole,
         }
     }
 
@@ -119,12 +139,17 @@ impl ToolName {
             | ToolName::RoleUpdate
             | ToolName::RoleDelete => Some(("role", "name")),
             ToolName::AuditGet => Some(("audit_event", "id")),
+            ToolName::OperatorDisable | ToolName::OperatorEnable | ToolName::OperatorSetRole => {
+                Some(("operator", "operator_id"))
+            }
             ToolName::Whoami
             | ToolName::KeyCreate
             | ToolName::KeyList
             | ToolName::RoleList
             | ToolName::AuditQuery
-            | ToolName::AuditSummary => None,
+            | ToolName::AuditSummary
+            | ToolName::OperatorCreate
+            | ToolName::OperatorList => None,
         }
     }
 }

@@ -27,6 +27,7 @@ impl KeywardServer {
         request: CallToolRequestParams,
         mut ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let _in_flight = self.app.inflight.enter();
         let meta = self.call_meta(&ctx);
         let principal = match self.caller(&ctx, &meta).await {
             Ok(p) => p,
@@ -57,6 +58,7 @@ impl KeywardServer {
                 role: call.principal().role().to_owned(),
             };
             tracing::info!(tool = tool.wire(), %needed, "tool call denied");
+            self.count(tool, Status::Denied);
             self.record(&call, failed(Status::Denied, target, &denial.to_string()))
                 .await?;
             return Ok(
@@ -71,10 +73,23 @@ impl KeywardServer {
         }
 
         ctx.extensions.insert(call.clone());
-        let response = self
+        let mut response = self
             .router
             .call(ToolCallContext::new(self, request, ctx))
             .await;
+        // Argument errors come from rmcp's deserialisation, before our code: give them the same
+        // error kind in `_meta` as every other failure.
+        if let Ok(CallToolResponse::Complete(result)) = &mut response
+            && result.is_error == Some(true)
+            && kind_of_meta(result).is_none()
+        {
+            let mut meta = result.meta.take().unwrap_or_default();
+            meta.0.insert(
+                super::error::ERROR_META.into(),
+                ErrorKind::InvalidArgument.code().into(),
+            );
+            result.meta = Some(meta);
+        }
         // A use case that changed something committed its record with the change; for the
         // rest (reads, failures) the record is written here, before the response leaves.
         let status = if call.recorded().is_some() {
@@ -90,7 +105,19 @@ impl KeywardServer {
             status
         };
         tracing::info!(tool = tool.wire(), %status, actor = call.principal().actor().id(), "tool call");
+        self.count(tool, status);
         response
+    }
+
+    fn count(&self, tool: ToolName, status: Status) {
+        self.app
+            .metrics
+            .tool_calls
+            .get_or_create(&crate::metrics::ToolLabels {
+                tool: tool.wire(),
+                outcome: status.as_str(),
+            })
+            .inc();
     }
 
     /// Writes the call's record via the audit writer. If it cannot be written, the call
@@ -117,12 +144,14 @@ impl KeywardServer {
         ctx: &RequestContext<RoleServer>,
         meta: &CallMeta,
     ) -> Result<Principal, ToolError> {
-        let _ = ctx;
-        self.caller_source.resolve(&self.app, meta).await
+        self.caller_source.resolve(&self.app, ctx, meta).await
     }
 
     pub(super) fn call_meta(&self, ctx: &RequestContext<RoleServer>) -> CallMeta {
-        let mut meta = CallMeta::new(self.caller_source.source());
+        // Over HTTP the edge already recorded client IP, User-Agent and x-request-source.
+        let mut meta = super::http_parts(ctx)
+            .and_then(|parts| parts.extensions.get::<CallMeta>().cloned())
+            .unwrap_or_else(|| CallMeta::new(self.caller_source.source()));
         meta.request_id = Some(clip(&request_id_text(&ctx.id)));
         if let Some(client) = ctx.client_info() {
             meta.client_name = Some(clip(&client.name));
@@ -130,6 +159,13 @@ impl KeywardServer {
         }
         meta
     }
+}
+
+fn kind_of_meta(result: &CallToolResult) -> Option<&serde_json::Value> {
+    result
+        .meta
+        .as_ref()
+        .and_then(|m| m.0.get(super::error::ERROR_META))
 }
 
 fn unavailable() -> CallToolResult {

@@ -38,6 +38,11 @@ pub enum CallerSource {
     StdioKey(PlainKey),
     /// Authentication explicitly disabled (local development only).
     Development(Source),
+    /// A principal fixed for the whole process (legacy shared key over stdio).
+    Fixed(Principal),
+    /// Streamable HTTP: the principal the HTTP layer authenticated for this very request
+    /// (bearer key, session cookie or legacy key), found in the request's extensions.
+    Http,
 }
 
 impl CallerSource {
@@ -45,12 +50,23 @@ impl CallerSource {
         match self {
             CallerSource::StdioKey(_) => Source::Stdio,
             CallerSource::Development(s) => *s,
+            CallerSource::Http => Source::Http,
+            CallerSource::Fixed(_) => Source::Stdio,
         }
     }
 
-    async fn resolve(&self, app: &App, meta: &CallMeta) -> Result<Principal, ToolError> {
+    async fn resolve(
+        &self,
+        app: &App,
+        ctx: &RequestContext<RoleServer>,
+        meta: &CallMeta,
+    ) -> Result<Principal, ToolError> {
         match self {
             CallerSource::Development(_) => Ok(ops::auth::development_principal()),
+            CallerSource::Fixed(p) => Ok(p.clone()),
+            CallerSource::Http => http_parts(ctx)
+                .and_then(|parts| parts.extensions.get::<Principal>().cloned())
+                .ok_or_else(|| ToolError::new(ErrorKind::PermissionDenied, "not authenticated")),
             CallerSource::StdioKey(key) => {
                 match ops::auth::authenticate_key(app, key.expose()).await {
                     Ok(p) => Ok(p),
@@ -68,10 +84,16 @@ impl CallerSource {
                         ))
                     }
                     Err(ops::auth::AuthError::Store(e)) => Err(ops::OpsError::from(e).into()),
+                    Err(ops::auth::AuthError::Audit(e)) => Err(ops::OpsError::from(e).into()),
                 }
             }
         }
     }
+}
+
+/// The HTTP request a call arrived in (rmcp copies it into the request context).
+fn http_parts(ctx: &RequestContext<RoleServer>) -> Option<&http::request::Parts> {
+    ctx.extensions.get::<http::request::Parts>()
 }
 
 #[derive(Clone)]
@@ -83,16 +105,30 @@ pub struct KeywardServer {
 
 impl KeywardServer {
     pub fn new(app: App, caller_source: CallerSource) -> Self {
+        Self::with_router(app, caller_source, Arc::new(Self::all_tools()))
+    }
+
+    /// A server sharing an already-built tool router (HTTP builds one server per session or
+    /// per request; the router is the same for all).
+    pub fn with_router(
+        app: App,
+        caller_source: CallerSource,
+        router: Arc<ToolRouter<KeywardServer>>,
+    ) -> Self {
         KeywardServer {
             app,
             caller_source,
-            router: Arc::new(Self::all_tools()),
+            router,
         }
     }
 
     /// Every routed tool, across the tool modules.
     pub fn all_tools() -> ToolRouter<KeywardServer> {
-        Self::me_tools() + Self::key_tools() + Self::role_tools() + Self::audit_tools()
+        Self::me_tools()
+            + Self::key_tools()
+            + Self::role_tools()
+            + Self::audit_tools()
+            + Self::operator_tools()
     }
 
     /// The tools `p` may call, in name order.

@@ -4,12 +4,16 @@
 use chrono::{DateTime, Duration, Utc};
 use tracing::instrument;
 
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
 use super::call::CallMeta;
-use super::views::{KeyWithSecret, WhoAmI};
+use super::views::{KeyWithSecret, OperatorView, WhoAmI};
 use super::{OpsError, keys};
 use crate::app::App;
 use crate::domain::audit::{Action, AuditEvent, Status};
 use crate::domain::key::{KeyFormatError, PlainKey};
+use crate::domain::password::Password;
 use crate::domain::permission::PermissionSet;
 use crate::domain::principal::{Actor, Principal};
 use crate::domain::role::BuiltinRole;
@@ -32,6 +36,13 @@ pub enum AuthFailure {
     Rotated,
     /// The key's role was deleted.
     RoleDeleted,
+    /// Unknown username or wrong password (deliberately not told apart).
+    BadPassword,
+    OperatorDisabled,
+    /// A session cookie that is unknown, revoked or expired.
+    BadSession,
+    /// The one-time setup token for HTTP bootstrap did not match.
+    BadSetupToken,
 }
 
 impl AuthFailure {
@@ -46,6 +57,29 @@ impl AuthFailure {
             AuthFailure::Expired => "API key has expired",
             AuthFailure::Rotated => "API key secret was rotated and its grace period is over",
             AuthFailure::RoleDeleted => "API key's role was deleted",
+            AuthFailure::BadPassword => "wrong username or password",
+            AuthFailure::OperatorDisabled => "operator is disabled",
+            AuthFailure::BadSession => "session is unknown, revoked or expired",
+            AuthFailure::BadSetupToken => "wrong setup token",
+        }
+    }
+
+    /// A short stable label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Malformed => "malformed",
+            AuthFailure::BadChecksum => "bad_checksum",
+            AuthFailure::UnknownKey => "unknown_key",
+            AuthFailure::Disabled => "disabled",
+            AuthFailure::Revoked => "revoked",
+            AuthFailure::Expired => "expired",
+            AuthFailure::Rotated => "rotated",
+            AuthFailure::RoleDeleted => "role_deleted",
+            AuthFailure::BadPassword => "bad_password",
+            AuthFailure::OperatorDisabled => "operator_disabled",
+            AuthFailure::BadSession => "bad_session",
+            AuthFailure::BadSetupToken => "bad_setup_token",
         }
     }
 }
@@ -76,6 +110,8 @@ pub enum AuthError {
     Rejected(Rejected),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] crate::store::audit_writer::AuditUnavailable),
 }
 
 /// How often `last_used_at` is refreshed for a busy key.
@@ -91,10 +127,19 @@ pub async fn authenticate_key(app: &App, presented: &str) -> Result<Principal, A
             KeyFormatError::BadChecksum => AuthFailure::BadChecksum,
         }))
     })?;
-    let preview = key.preview();
-    let Some(row) = store::keys::find_by_digest(&app.store, &key.digest()).await? else {
+    authenticate_digest(app, &key.digest().to_hex(), Some(key.preview())).await
+}
+
+/// Resolves a key by the digest of its secret (a presented key, or the key a session was
+/// opened with), checking its state now.
+pub async fn authenticate_digest(
+    app: &App,
+    digest_hex: &str,
+    preview: Option<String>,
+) -> Result<Principal, AuthError> {
+    let Some(row) = store::keys::find_by_digest(&app.store, digest_hex).await? else {
         return Err(AuthError::Rejected(Rejected {
-            preview: Some(preview),
+            preview,
             ..Rejected::new(AuthFailure::UnknownKey)
         }));
     };
@@ -202,60 +247,196 @@ pub fn whoami(p: &Principal) -> WhoAmI {
     }
 }
 
-/// Creates the first admin key. Allowed only while no active admin key exists (none that is
-/// unrevoked, enabled and unexpired), and serialised so two racing bootstraps cannot both win.
+/// What bootstrap creates: an admin key, and over HTTP also an admin operator.
+pub struct FirstAdmin<'a> {
+    pub key_name: &'a str,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Username and password of the first admin operator.
+    pub operator: Option<(&'a str, &'a Password)>,
+}
+
+pub struct Bootstrapped {
+    pub key: KeyWithSecret,
+    pub operator: Option<OperatorView>,
+}
+
+/// Creates the first admin. Allowed only while no active admin exists (no unrevoked, enabled,
+/// unexpired admin key and no enabled admin operator), and serialised so two racing bootstraps
+/// cannot both win.
 pub async fn bootstrap(
     app: &App,
-    name: &str,
-    expires_at: Option<DateTime<Utc>>,
+    first: FirstAdmin<'_>,
     meta: &CallMeta,
-) -> Result<KeyWithSecret, OpsError> {
+) -> Result<Bootstrapped, OpsError> {
     let now = app.now();
-    if expires_at.is_some_and(|t| t <= now) {
+    if first.expires_at.is_some_and(|t| t <= now) {
         return Err(OpsError::invalid("expiry must be in the future"));
     }
+    let key_name = ids::check_label("name", first.key_name, 100, false)?;
+    let operator = match first.operator {
+        Some((username, password)) => {
+            let username = super::operators::check_username(username)?;
+            Some((username, super::operators::hash_password(password).await?))
+        }
+        None => None,
+    };
     let mut tx = app.store.begin().await?;
     store::keys::lock_bootstrap(&mut tx).await?;
-    if store::keys::count_active_admins(&mut tx, now).await? > 0 {
-        return Err(OpsError::Conflict(
-            "an active admin key already exists: bootstrap works only while there is none; \
-             use that key to create more"
+    let admins = store::keys::count_active_admins(&mut tx, now).await?
+        + store::operators::count_active_admins(&mut tx).await?;
+    if admins > 0 {
+        return Err(OpsError::Gone(
+            "an active admin already exists: bootstrap works only while there is none; \
+             use that admin to create more keys and operators"
                 .into(),
         ));
     }
+    let admin = BuiltinRole::Admin.name();
+    let operator_view = match &operator {
+        Some((username, hash)) => {
+            let id = ids::new_operator_id();
+            let new = store::operators::NewOperator {
+                id: &id,
+                username,
+                password_hash: hash,
+                role_name: admin,
+                tenants: &TenantScope::All,
+                created_by: Some("bootstrap"),
+            };
+            store::operators::insert(&mut tx, &new, now).await?;
+            let row = store::operators::get_in(&mut tx, &id)
+                .await?
+                .ok_or_else(|| OpsError::NotFound("operator vanished during bootstrap".into()))?;
+            Some(super::operators::view(&row)?)
+        }
+        None => None,
+    };
     let secret = PlainKey::generate();
     let id = ids::new_key_id();
     let preview = secret.preview();
     let new = store::keys::NewKey {
         id: &id,
-        name,
+        name: &key_name,
         description: "created by bootstrap",
-        role_name: BuiltinRole::Admin.name(),
+        role_name: admin,
         tenants: &TenantScope::All,
         preview: &preview,
         digest: &secret.digest(),
         created_by: Some("bootstrap"),
-        expires_at,
+        expires_at: first.expires_at,
     };
     store::keys::insert(&mut tx, &new, now).await?;
     let row = store::keys::get_in(&mut tx, &id)
         .await?
         .ok_or_else(|| OpsError::NotFound("key vanished during bootstrap".into()))?;
     let view = keys::view(&row, now)?;
+    let after = serde_json::json!({ "key": view, "operator": operator_view });
     let event = AuditEvent {
         target_type: Some("key".into()),
         target_id: Some(id.clone()),
-        args: Some(crate::domain::audit::redact(
-            &serde_json::json!({ "name": name }),
-        )),
-        after: serde_json::to_value(&view).ok(),
+        args: Some(crate::domain::audit::redact(&serde_json::json!({
+            "name": key_name,
+            "operator": operator.as_ref().map(|(u, _)| u),
+        }))),
+        after: Some(after),
         ..meta.event(now, Action::Bootstrap, Status::Success, "system")
     };
     store::audit::append(&mut tx, &[event]).await?;
     tx.commit().await?;
-    Ok(KeyWithSecret {
-        key: view,
-        api_key: secret.expose().to_owned(),
-        previous_secret_valid_until: None,
+    Ok(Bootstrapped {
+        key: KeyWithSecret {
+            key: view,
+            api_key: secret.expose().to_owned(),
+            previous_secret_valid_until: None,
+        },
+        operator: operator_view,
     })
+}
+
+/// Whether no active admin exists yet (so bootstrap is open).
+pub async fn needs_bootstrap(app: &App) -> Result<bool, OpsError> {
+    let mut tx = app.store.begin().await?;
+    let admins = store::keys::count_active_admins(&mut tx, app.now()).await?
+        + store::operators::count_active_admins(&mut tx).await?;
+    tx.commit().await?;
+    Ok(admins == 0)
+}
+
+/// The one shared key of `legacy` auth mode, and the principal it stands for.
+pub struct LegacyKey {
+    digest: [u8; 32],
+    principal: Principal,
+}
+
+impl LegacyKey {
+    /// Under 8 characters is refused; 8 to 15 is accepted with a warning.
+    pub async fn new(app: &App, secret: &str, role: &str) -> Result<Self, OpsError> {
+        let n = secret.chars().count();
+        if n < 8 {
+            return Err(OpsError::invalid(
+                "the legacy shared key is shorter than 8 characters; refusing to start",
+            ));
+        }
+        if n < 16 {
+            tracing::warn!(
+                length = n,
+                "the legacy shared key is shorter than 16 characters; use a longer one"
+            );
+        }
+        let role = store::roles::get(&app.store, role)
+            .await?
+            .ok_or_else(|| keys::unknown_role(role))?;
+        Ok(LegacyKey {
+            digest: Sha256::digest(secret.as_bytes()).into(),
+            principal: Principal::new(
+                Actor::Legacy,
+                role.name,
+                role.permissions,
+                TenantScope::All,
+                None,
+            ),
+        })
+    }
+
+    /// Compares digests in constant time, so neither content nor length leaks through timing.
+    pub fn verify(&self, presented: &str) -> Option<Principal> {
+        let d: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        bool::from(d.ct_eq(&self.digest)).then(|| self.principal.clone())
+    }
+}
+
+/// Resolves an operator row to a principal, checking its state.
+pub(crate) fn operator_principal(
+    row: store::operators::OperatorAuthRow,
+) -> Result<Principal, AuthError> {
+    let reject = |failure| {
+        AuthError::Rejected(Rejected {
+            failure,
+            key_id: Some(row.id.clone()),
+            preview: Some(row.username.clone()),
+            tenants: Some(row.tenants.split_whitespace().map(str::to_owned).collect()),
+        })
+    };
+    if row.disabled_at.is_some() {
+        return Err(reject(AuthFailure::OperatorDisabled));
+    }
+    let Some(perms) = row.permissions.as_deref() else {
+        return Err(reject(AuthFailure::RoleDeleted));
+    };
+    let permissions: PermissionSet = perms
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("role '{}': {e}", row.role_name)))?;
+    let names: Vec<&str> = row.tenants.split_whitespace().collect();
+    let tenants = TenantScope::parse(&names)
+        .map_err(|e| StoreError::Corrupt(format!("operator {}: {e}", row.id)))?;
+    Ok(Principal::new(
+        Actor::Operator {
+            id: row.id,
+            username: row.username,
+        },
+        row.role_name,
+        permissions,
+        tenants,
+        None,
+    ))
 }

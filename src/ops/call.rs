@@ -222,3 +222,26 @@ pub(crate) fn changed<T: serde::Serialize>(
         after: after.and_then(|a| serde_json::to_value(a).ok()),
     }
 }
+
+/// Managing (rotating, disabling, re-roling…) a key or an operator needs the caller to reach
+/// everything that subject holds: its role's permissions and its tenants. A deleted role
+/// grants nothing, so its holders need nothing.
+pub(crate) async fn ensure_reach(
+    tx: &mut crate::store::Tx,
+    p: &Principal,
+    role: &str,
+    tenants: &crate::domain::tenant::TenantScope,
+    action: String,
+) -> Result<(), super::OpsError> {
+    let held = crate::store::roles::get_in(tx, role)
+        .await?
+        .map_or(crate::domain::permission::PermissionSet::EMPTY, |r| {
+            r.permissions
+        });
+    let reach = crate::domain::policy::Reach {
+        permissions: held,
+        tenants: Some(tenants),
+        expires_at: None,
+    };
+    Ok(crate::domain::policy::within(p, action, &reach)?)
+}

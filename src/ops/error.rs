@@ -12,6 +12,9 @@ pub enum OpsError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Something that existed only once is over (first-admin bootstrap).
+    #[error("{0}")]
+    Gone(String),
     #[error(transparent)]
     Audit(#[from] AuditUnavailable),
     #[error(transparent)]
@@ -35,6 +38,7 @@ pub enum ErrorKind {
     InvalidArgument,
     NotFound,
     Conflict,
+    Gone,
     /// The database or the audit trail cannot take the call right now.
     Unavailable,
     Internal,
@@ -47,6 +51,7 @@ impl ErrorKind {
             ErrorKind::InvalidArgument => "invalid_argument",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::Gone => "gone",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",
         }
@@ -62,6 +67,7 @@ impl OpsError {
             OpsError::Domain(_) => ErrorKind::InvalidArgument,
             OpsError::NotFound(_) => ErrorKind::NotFound,
             OpsError::Conflict(_) => ErrorKind::Conflict,
+            OpsError::Gone(_) => ErrorKind::Gone,
             OpsError::Audit(_) | OpsError::Store(StoreError::Unavailable(_)) => {
                 ErrorKind::Unavailable
             }

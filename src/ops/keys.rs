@@ -9,11 +9,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 
 use super::OpsError;
-use super::call::{Call, Target, changed};
+use super::call::{Call, Target, changed, ensure_reach};
 use super::views::{KeyPage, KeyStatus, KeyView, KeyWithSecret};
 use crate::app::App;
 use crate::domain::key::PlainKey;
-use crate::domain::permission::{Permission, PermissionSet};
+use crate::domain::permission::Permission;
 use crate::domain::policy::{self, Reach};
 use crate::domain::principal::Principal;
 use crate::domain::role::validate_role_name;
@@ -256,19 +256,8 @@ async fn load_managed(
     if !scope.is_within(p.tenants()) {
         return Err(not_found(&id));
     }
-    // A deleted role grants nothing, so managing its holders needs nothing.
-    let held = store::roles::get_in(tx, &row.role_name)
-        .await?
-        .map_or(PermissionSet::EMPTY, |r| r.permissions);
-    policy::within(
-        p,
-        format!("cannot {verb} key {id} (role '{}')", row.role_name),
-        &Reach {
-            permissions: held,
-            tenants: Some(&scope),
-            expires_at: None,
-        },
-    )?;
+    let action = format!("cannot {verb} key {id} (role '{}')", row.role_name);
+    ensure_reach(tx, p, &row.role_name, &scope, action).await?;
     view(&row, now)
 }
 

@@ -8,7 +8,10 @@ pub mod auth;
 pub mod call;
 pub mod error;
 pub mod keys;
+pub mod lockout;
+pub mod operators;
 pub mod roles;
+pub mod sessions;
 mod views;
 
 pub use call::{Call, CallMeta};

@@ -174,10 +174,14 @@ pub struct AuditEventView {
     pub request_id: Option<String>,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The call's arguments, secrets removed.
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub args: Option<Value>,
     /// State of the target before the change.
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub before: Option<Value>,
     /// State of the target after the change.
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub after: Option<Value>,
 }
 
@@ -206,4 +210,30 @@ pub struct AuditSummary {
     pub total_events: i64,
     /// True when more groups exist than were returned.
     pub truncated: bool,
+}
+
+/// A person who signs in with a password. Never includes the password or its hash.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct OperatorView {
+    pub id: String,
+    pub username: String,
+    pub role: String,
+    /// ["*"] means all tenants.
+    pub tenants: Vec<String>,
+    /// "active" or "disabled".
+    pub status: String,
+    pub created_at: String,
+    pub created_by: Option<String>,
+    pub last_login_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct OperatorResult {
+    pub operator: OperatorView,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct OperatorList {
+    /// By username.
+    pub operators: Vec<OperatorView>,
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::{Store, audit};
 use crate::domain::audit::AuditEvent;
@@ -34,6 +35,7 @@ struct Job {
 #[derive(Clone)]
 pub struct AuditWriter {
     queue: mpsc::Sender<Job>,
+    closing: CancellationToken,
     healthy: Arc<AtomicBool>,
     timeout: Duration,
 }
@@ -63,10 +65,18 @@ impl AuditWriter {
     pub fn start(store: Store, config: &WriterConfig) -> (AuditWriter, JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(config.queue.max(1));
         let healthy = Arc::new(AtomicBool::new(true));
-        let handle = tokio::spawn(run(store, rx, config.max_batch.max(1), healthy.clone()));
+        let closing = CancellationToken::new();
+        let handle = tokio::spawn(run(
+            store,
+            rx,
+            config.max_batch.max(1),
+            healthy.clone(),
+            closing.clone(),
+        ));
         (
             AuditWriter {
                 queue,
+                closing,
                 healthy,
                 timeout: config.timeout,
             },
@@ -90,6 +100,12 @@ impl AuditWriter {
             .unwrap_or(Err(AuditUnavailable::Unavailable))
     }
 
+    /// Stops taking new events (callers then get `Closed`, so nothing runs unaudited) and
+    /// lets the task write out what is queued and end.
+    pub fn close(&self) {
+        self.closing.cancel();
+    }
+
     /// False after the last batch failed, until one succeeds: lets callers refuse work up
     /// front instead of running it and then failing to record it.
     pub fn is_healthy(&self) -> bool {
@@ -102,9 +118,27 @@ async fn run(
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
     healthy: Arc<AtomicBool>,
+    closing: CancellationToken,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut batch, max_batch).await > 0 {
+    let mut closed = false;
+    loop {
+        let n = if closed {
+            rx.recv_many(&mut batch, max_batch).await
+        } else {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, max_batch) => n,
+                () = closing.cancelled() => {
+                    // No new events; what is already queued is still written below.
+                    rx.close();
+                    closed = true;
+                    continue;
+                }
+            }
+        };
+        if n == 0 {
+            break;
+        }
         let events: Vec<AuditEvent> = batch.iter().map(|j| j.event.clone()).collect();
         let result = write(&store, &events).await;
         healthy.store(result.is_ok(), Ordering::Relaxed);

@@ -126,7 +126,7 @@ async fn insert_secret(
 
 pub async fn find_by_digest(
     store: &super::Store,
-    digest: &KeyDigest,
+    digest_hex: &str,
 ) -> Result<Option<AuthRow>, StoreError> {
     let sql = "SELECT k.id, k.role_name, r.permissions, k.tenants, k.expires_at, k.disabled_at, \
                k.revoked_at, k.last_used_at, s.preview AS secret_preview, \
@@ -134,8 +134,7 @@ pub async fn find_by_digest(
                FROM key_secrets s JOIN api_keys k ON k.id = s.key_id \
                LEFT JOIN roles r ON r.name = k.role_name AND r.deleted_at IS NULL \
                WHERE s.digest = $1";
-    let hex = digest.to_hex();
-    on_pool!(store, p => sqlx::query_as(sql).bind(hex.as_str()).fetch_optional(p).await.map_err(db))
+    on_pool!(store, p => sqlx::query_as(sql).bind(digest_hex).fetch_optional(p).await.map_err(db))
 }
 
 pub async fn get(store: &super::Store, id: &str) -> Result<Option<KeyRow>, StoreError> {

@@ -9,7 +9,10 @@ pub mod audit;
 pub mod audit_writer;
 pub mod error;
 pub mod keys;
+pub mod lockout;
+pub mod operators;
 pub mod roles;
+pub mod sessions;
 mod sql;
 
 use std::str::FromStr;

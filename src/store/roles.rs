@@ -144,15 +144,18 @@ pub async fn delete(tx: &mut Tx, name: &str, now: DateTime<Utc>) -> Result<(), S
 
 /// Tenants of the live keys holding `role`: changing the role changes what those keys can do.
 pub async fn tenants_of_holders(tx: &mut Tx, role: &str) -> Result<Vec<String>, StoreError> {
-    let sql = "SELECT DISTINCT kt.tenant FROM key_tenants kt JOIN api_keys k ON k.id = kt.key_id \
-               WHERE k.role_name = $1 AND k.revoked_at IS NULL ORDER BY kt.tenant";
+    let sql = "SELECT kt.tenant FROM key_tenants kt JOIN api_keys k ON k.id = kt.key_id \
+               WHERE k.role_name = $1 AND k.revoked_at IS NULL \
+               UNION SELECT ot.tenant FROM operator_tenants ot JOIN operators o ON o.id = ot.operator_id \
+               WHERE o.role_name = $1 ORDER BY 1";
     on_tx!(tx, c => sqlx::query_scalar(sql).bind(role).fetch_all(c).await.map_err(db))
 }
 
-/// Number of live (not revoked) keys that hold `role`.
+/// Number of live (not revoked) keys and of operators that hold `role`.
 pub async fn live_holders(tx: &mut Tx, role: &str) -> Result<i64, StoreError> {
     on_tx!(tx, c => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM api_keys WHERE role_name = $1 AND revoked_at IS NULL",
+        "SELECT (SELECT COUNT(*) FROM api_keys WHERE role_name = $1 AND revoked_at IS NULL) \
+         + (SELECT COUNT(*) FROM operators WHERE role_name = $1)",
     )
     .bind(role)
     .fetch_one(c)

@@ -28,7 +28,7 @@ fn sorted(parts: &[&[&str]]) -> Vec<String> {
 async fn each_role_sees_exactly_its_tools() {
     let env = Env::new();
     let admin = env.stdio(&secret(&env.bootstrap())).await;
-    assert_eq!(admin.tool_names().await.len(), 16);
+    assert_eq!(admin.tool_names().await.len(), 21);
     let (reader, _) = admin.mint("r", "reader", &["*"]).await;
     let (auditor, _) = admin.mint("a", "auditor", &["*"]).await;
     let (km, _) = admin.mint("k", "key_manager", &["*"]).await;
@@ -103,7 +103,7 @@ async fn key_manager_cannot_mint_admin_or_foreign_tenant_keys() {
         .await;
     assert_eq!(
         msg,
-        "cannot create a key with role 'admin': it holds role:write, audit:read which you lack"
+        "cannot create a key with role 'admin': it holds role:write, audit:read, operator:read, operator:write which you lack"
     );
     let msg = km
         .err(
@@ -148,7 +148,7 @@ async fn key_manager_cannot_mint_admin_or_foreign_tenant_keys() {
     let msg = km.err("key_revoke", json!({"key_id": other_km_id})).await;
     assert!(msg.starts_with("cannot revoke key"), "{msg}");
     assert!(
-        msg.contains("role:write, audit:read which you lack"),
+        msg.contains("role:write, audit:read, operator:read, operator:write which you lack"),
         "{msg}"
     );
 

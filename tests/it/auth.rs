@@ -20,7 +20,7 @@ async fn bootstrap_works_once_and_then_refuses() {
         .unwrap();
     assert!(!again.status.success());
     let err = String::from_utf8_lossy(&again.stderr);
-    assert!(err.contains("an active admin key already exists"), "{err}");
+    assert!(err.contains("an active admin already exists"), "{err}");
     assert!(again.stdout.is_empty());
 
     // The refusal changed nothing: still exactly one admin key, and bootstrap is in the trail.

@@ -14,6 +14,11 @@
 mod access;
 mod audit;
 mod auth;
+mod http_auth;
+mod http_edge;
+mod http_mcp;
+mod http_sessions;
+mod http_support;
 mod keys;
 mod protocol;
 mod roles;

@@ -93,3 +93,56 @@ fn example_client_configs_start_the_stdio_server() {
     let sh = std::fs::read_to_string(dir.join("claude_code.sh")).unwrap();
     assert!(sh.contains("claude mcp add keyward") && sh.contains("-- keyward serve --stdio"));
 }
+
+#[test]
+fn example_http_configs_send_the_bearer_header_to_mcp() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let port = keyward::cli::DEFAULT_PORT.to_string();
+    for (file, servers) in [
+        ("cursor_mcp_http.json", "mcpServers"),
+        ("vscode_mcp_http.json", "servers"),
+    ] {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        let server = &v[servers]["keyward"];
+        let url = server["url"].as_str().unwrap();
+        assert!(
+            url.ends_with("/mcp") && url.contains(&port),
+            "{file}: {url}"
+        );
+        assert!(
+            server["headers"]["Authorization"]
+                .as_str()
+                .unwrap()
+                .starts_with("Bearer "),
+            "{file}"
+        );
+    }
+    let desktop: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("claude_desktop_remote_config.json")).unwrap(),
+    )
+    .unwrap();
+    let args = desktop["mcpServers"]["keyward"]["args"].to_string();
+    assert!(
+        args.contains("/mcp") && args.contains("Authorization: Bearer"),
+        "{args}"
+    );
+    let sh = std::fs::read_to_string(dir.join("claude_code_http.sh")).unwrap();
+    assert!(
+        sh.contains("--transport http")
+            && sh.contains(&format!("{port}/mcp"))
+            && sh.contains("Authorization: Bearer")
+    );
+    for proxy in ["nginx.conf", "Caddyfile"] {
+        let text = std::fs::read_to_string(dir.join(proxy)).unwrap();
+        assert!(
+            text.contains(&port) && text.contains("--public-url"),
+            "{proxy}"
+        );
+    }
+    assert!(
+        std::fs::read_to_string(dir.join("nginx.conf"))
+            .unwrap()
+            .contains("X-Forwarded-Proto $scheme")
+    );
+}

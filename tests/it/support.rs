@@ -175,6 +175,10 @@ pub struct Client {
 }
 
 impl Client {
+    pub fn from_service(service: RunningService<RoleClient, ClientConfig>) -> Self {
+        Client { service }
+    }
+
     pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
         let Value::Object(map) = args else {
             panic!("arguments must be an object")
@@ -300,10 +304,15 @@ impl Harness {
 
     pub async fn bootstrap(&self) -> String {
         let meta = keyward::ops::CallMeta::new(keyward::domain::audit::Source::Cli);
-        let created = keyward::ops::auth::bootstrap(&self.app, "admin", None, &meta)
+        let first = keyward::ops::auth::FirstAdmin {
+            key_name: "admin",
+            expires_at: None,
+            operator: None,
+        };
+        let created = keyward::ops::auth::bootstrap(&self.app, first, &meta)
             .await
             .expect("bootstrap");
-        created.api_key
+        created.key.api_key
     }
 
     pub async fn client(&self, key: &str) -> Client {

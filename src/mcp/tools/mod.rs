@@ -4,4 +4,5 @@
 mod audit;
 mod keys;
 mod me;
+mod operators;
 mod roles;

@@ -1,0 +1,226 @@
+//! Authentication at the HTTP edge, never authorization: a bearer key (or, in `legacy` mode,
+//! the shared key), else the session cookie, resolves the principal of each request and
+//! hands it to the guard in the request's extensions. Failures answer 401 with a challenge that
+//! points at the protected-resource metadata, are logged (client IP, reason, never the secret),
+//! audited, and counted toward the client IP's lockout.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use tracing::instrument;
+
+use super::HttpState;
+use super::edge::{ClientIp, PublicBase};
+use super::error::HttpError;
+use crate::domain::audit::Source;
+use crate::domain::principal::Principal;
+use crate::metrics::ReasonLabels;
+use crate::ops::auth::{AuthError, AuthFailure, Rejected};
+use crate::ops::{self, CallMeta};
+
+pub const SESSION_COOKIE: &str = "keyward_session";
+
+/// How the server authenticates HTTP callers.
+pub enum HttpAuth {
+    /// Keys (and operator sessions) in the database.
+    Managed,
+    /// One shared key, compared in constant time.
+    Legacy(ops::auth::LegacyKey),
+    /// No authentication (local development only).
+    Disabled,
+}
+
+/// What a request presented.
+enum Credential<'a> {
+    Bearer(&'a str),
+    Cookie(String),
+    None,
+}
+
+fn credential(headers: &HeaderMap) -> Credential<'_> {
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let mut parts = value.splitn(2, ' ');
+        let scheme = parts.next().unwrap_or_default();
+        let token = parts.next().unwrap_or_default().trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Credential::Bearer(token);
+        }
+        // Any other scheme is a presented-but-unusable credential.
+        return Credential::Bearer("");
+    }
+    match session_cookie(headers) {
+        Some(c) => Credential::Cookie(c),
+        None => Credential::None,
+    }
+}
+
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == SESSION_COOKIE)
+        .map(|c| c.value().to_owned())
+}
+
+/// Client IP, User-Agent and `x-request-source`, for the audit trail.
+pub fn call_meta(req_headers: &HeaderMap, ip: ClientIp) -> CallMeta {
+    let text = |name: &str| {
+        req_headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect::<String>())
+            .filter(|v| !v.is_empty())
+    };
+    let mut meta = CallMeta::new(Source::Http);
+    meta.client_ip = Some(ip.0.to_string());
+    meta.user_agent = text("user-agent");
+    meta.request_source = text("x-request-source");
+    meta
+}
+
+/// 401 with `WWW-Authenticate: Bearer resource_metadata="…"` (and `error="invalid_token"` when
+/// a credential was presented). The body never says which part was wrong.
+pub fn challenge(base: &PublicBase, presented: bool) -> HttpError {
+    let mut value = format!("Bearer resource_metadata=\"{}\"", base.metadata_url());
+    if presented {
+        value.push_str(", error=\"invalid_token\"");
+    }
+    let mut err = HttpError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        if presented {
+            "invalid or expired credentials"
+        } else {
+            "authentication required"
+        },
+    );
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        err = err.with_header(header::WWW_AUTHENTICATE, v);
+    }
+    err
+}
+
+pub fn locked_out(until: DateTime<Utc>, now: DateTime<Utc>) -> HttpError {
+    // Rounded up: a client that waits this long is no longer locked out.
+    let secs = ((until - now).num_milliseconds() + 999)
+        .div_euclid(1000)
+        .max(1);
+    HttpError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "locked_out",
+        format!("too many failed authentications from this address; try again in {secs} s"),
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
+}
+
+/// Records a refused credential: one log line, a metric, the audit record and the lockout
+/// count. Returns the response to send.
+pub async fn refuse(
+    state: &HttpState,
+    ip: ClientIp,
+    rejected: &Rejected,
+    meta: &CallMeta,
+    base: &PublicBase,
+) -> Response {
+    let app = &state.app;
+    tracing::warn!(
+        client_ip = %ip.0,
+        reason = rejected.failure.reason(),
+        key_id = rejected.key_id.as_deref(),
+        "authentication failed"
+    );
+    app.metrics
+        .auth_failures
+        .get_or_create(&ReasonLabels {
+            reason: rejected.failure.label(),
+        })
+        .inc();
+    match ops::lockout::record_failure(app, &ip.0.to_string(), rejected, meta).await {
+        Err(e) => HttpError::from(e).into_response(),
+        // Failures past the threshold (concurrent with the one that set the lock) are
+        // answered as locked out: no more than `threshold` ever get an ordinary answer.
+        Ok(count) if count.failures > app.lockout.threshold => match count.locked_until {
+            Some(until) => locked_out(until, app.now()).into_response(),
+            None => challenge(base, true).into_response(),
+        },
+        Ok(_) => challenge(base, rejected.failure != AuthFailure::Missing).into_response(),
+    }
+}
+
+/// Refuses requests from a locked-out client IP with 429 and `Retry-After`.
+pub async fn check_lockout(state: &HttpState, ip: ClientIp) -> Result<(), Response> {
+    match ops::lockout::locked_until(&state.app, &ip.0.to_string()).await {
+        Ok(None) => Ok(()),
+        Ok(Some(until)) => Err(locked_out(until, state.app.now()).into_response()),
+        Err(e) => Err(HttpError::from(e).into_response()),
+    }
+}
+
+/// The middleware in front of `/mcp`.
+#[instrument(skip_all)]
+pub async fn authenticate(
+    State(state): State<HttpState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let ip = req
+        .extensions()
+        .get::<ClientIp>()
+        .copied()
+        .unwrap_or(ClientIp([127, 0, 0, 1].into()));
+    let Some(base) = req.extensions().get::<PublicBase>().cloned() else {
+        return HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "request not resolved",
+        )
+        .into_response();
+    };
+    if let Err(locked) = check_lockout(&state, ip).await {
+        return locked;
+    }
+    let meta = call_meta(req.headers(), ip);
+    let result: Result<Principal, AuthError> =
+        match (&state.settings.auth, credential(req.headers())) {
+            (HttpAuth::Disabled, _) => Ok(ops::auth::development_principal()),
+            (_, Credential::None) => return challenge(&base, false).into_response(),
+            (HttpAuth::Legacy(shared), Credential::Bearer(token)) => shared
+                .verify(token)
+                .ok_or_else(|| AuthError::Rejected(Rejected::new(AuthFailure::UnknownKey))),
+            (HttpAuth::Managed, Credential::Bearer(token)) => {
+                ops::auth::authenticate_key(&state.app, token).await
+            }
+            (_, Credential::Cookie(cookie)) => {
+                // A state-changing request riding on a cookie must come from an allowed Origin
+                // (the origin layer already refused disallowed ones; here it must be present).
+                if req.method() != Method::GET
+                    && req.method() != Method::HEAD
+                    && !req.headers().contains_key(header::ORIGIN)
+                {
+                    return HttpError::forbidden(
+                        "a cookie-authenticated request must carry an Origin header",
+                    )
+                    .into_response();
+                }
+                ops::sessions::authenticate(&state.app, &cookie).await
+            }
+        };
+    match result {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            req.extensions_mut().insert(meta);
+            next.run(req).await
+        }
+        Err(AuthError::Rejected(r)) => refuse(&state, ip, &r, &meta, &base).await,
+        Err(AuthError::Store(e)) => HttpError::from(ops::OpsError::from(e)).into_response(),
+        Err(AuthError::Audit(e)) => HttpError::from(ops::OpsError::from(e)).into_response(),
+    }
+}

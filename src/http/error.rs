@@ -1,0 +1,111 @@
+//! HTTP errors: one JSON shape (`{"error": code, "message": text}`), mapped once. Internal
+//! details are logged here and never sent.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::ops::{ErrorKind, OpsError};
+
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Extra headers (WWW-Authenticate, Retry-After).
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl HttpError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        HttpError {
+            status,
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    }
+}
+
+impl From<OpsError> for HttpError {
+    fn from(e: OpsError) -> Self {
+        let (status, code) = match e.kind() {
+            ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
+            ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            ErrorKind::Gone => (StatusCode::GONE, "gone"),
+            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        if matches!(e.kind(), ErrorKind::Internal | ErrorKind::Unavailable) {
+            tracing::error!(error = %e, source = ?std::error::Error::source(&e), "request failed");
+        }
+        HttpError::new(status, code, e.public_message())
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let mut res = (
+            self.status,
+            Json(json!({ "error": self.code, "message": self.message })),
+        )
+            .into_response();
+        for (name, value) in self.headers {
+            res.headers_mut().insert(name, value);
+        }
+        res
+    }
+}
+
+/// A JSON body extractor whose rejections (bad JSON, wrong content type, too large) come back in
+/// our error shape instead of axum's plain text.
+pub struct AppJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for AppJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = HttpError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(AppJson(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    _ => "bad_request",
+                };
+                // serde's message names the field and what was expected; it may echo input,
+                // so keys are scrubbed.
+                Err(HttpError::new(
+                    status,
+                    code,
+                    crate::domain::key::scrub(&rejection.body_text()),
+                ))
+            }
+        }
+    }
+}

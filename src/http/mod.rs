@@ -1,0 +1,315 @@
+//! The HTTP surface: MCP streamable HTTP at `/mcp` (rmcp's server mounted in axum), the
+//! protected-resource metadata, sign-in, bootstrap, health and metrics. This layer
+//! authenticates; it never decides what a caller may do (the guard does).
+
+pub mod auth;
+pub mod edge;
+pub mod error;
+mod health;
+pub mod listener;
+pub mod origin;
+mod session;
+mod well_known;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+
+use crate::app::App;
+use crate::mcp::{CallerSource, KeywardServer};
+use crate::metrics::{HttpLabels, RouteLabels};
+use auth::HttpAuth;
+use edge::EdgeConfig;
+use error::HttpError;
+use listener::{Peer, PlainListener, TlsListener};
+use origin::OriginPolicy;
+
+/// Everything the HTTP surface needs to know, validated once at start (see `config`).
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    pub edge: EdgeConfig,
+    pub origins: OriginPolicy,
+    pub auth: HttpAuth,
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// No server-side MCP sessions: any replica can serve any request.
+    pub stateless: bool,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub session_max_age: chrono::Duration,
+    pub authorization_servers: Vec<String>,
+    pub resource_documentation: Option<String>,
+    /// How long shutdown waits for tool calls in flight before closing streams.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: App,
+    pub settings: Arc<HttpSettings>,
+    /// The one-time bootstrap token; `None` once used, or when an admin existed at start.
+    pub setup_token: Arc<Mutex<Option<String>>>,
+}
+
+/// The whole HTTP application. Layers, outermost first, and why in this order:
+/// 1. `track`: metrics and latency see every response, including refusals below;
+/// 2. `edge::resolve`: client IP and public base URL, which every later step reads;
+/// 3. `timeout`: bounds the time to a response, with a JSON 408;
+/// 4. `origin::enforce`: Host and Origin checks on every route, before authentication, so a
+///    foreign Origin gets 403, never 401;
+/// 5. CORS (answers preflights from allowed origins);
+/// 6. the body limit for the JSON endpoints (rmcp enforces the same limit on `/mcp`).
+///
+/// Authentication is a layer on `/mcp` only; the other routes authenticate themselves or are
+/// public.
+pub fn router(state: HttpState, mcp_shutdown: CancellationToken) -> Router {
+    let s = &state.settings;
+    let mut rmcp = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(s.origins.allowed_hosts.clone())
+        .with_max_request_body_bytes(s.max_body_bytes)
+        .with_cancellation_token(mcp_shutdown)
+        .with_legacy_session_mode(!s.stateless)
+        .with_json_response(s.stateless);
+    rmcp = if s.origins.any_origin {
+        rmcp.disable_allowed_origins()
+    } else {
+        rmcp.with_allowed_origins(s.origins.rmcp_origins())
+            .enforce_origin_validation()
+    };
+    let tools = Arc::new(KeywardServer::all_tools());
+    let app = state.app.clone();
+    let factory = move || {
+        Ok(KeywardServer::with_router(
+            app.clone(),
+            CallerSource::Http,
+            tools.clone(),
+        ))
+    };
+    let mcp = if s.stateless {
+        Router::new().nest_service(
+            "/mcp",
+            StreamableHttpService::new(factory, NeverSessionManager::default().into(), rmcp),
+        )
+    } else {
+        Router::new().nest_service(
+            "/mcp",
+            StreamableHttpService::new(factory, LocalSessionManager::default().into(), rmcp),
+        )
+    }
+    .layer(from_fn_with_state(state.clone(), auth::authenticate));
+
+    let cors = origin::cors(&s.origins);
+    let max_body = s.max_body_bytes;
+    Router::new()
+        .merge(mcp)
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(well_known::metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(well_known::metadata),
+        )
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/auth/bootstrap", post(session::bootstrap))
+        .route("/v1/auth/login", post(session::login))
+        .route("/v1/auth/logout", post(session::logout))
+        .fallback(|| async { HttpError::not_found() })
+        .layer(
+            ServiceBuilder::new()
+                .layer(from_fn_with_state(state.clone(), track))
+                .layer(from_fn_with_state(state.clone(), edge::resolve))
+                .layer(from_fn_with_state(state.clone(), timeout))
+                .layer(from_fn_with_state(state.clone(), origin::enforce))
+                .option_layer(cors)
+                .layer(DefaultBodyLimit::max(max_body)),
+        )
+        .with_state(state)
+}
+
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/mcp" | "/mcp/" => "/mcp",
+        "/.well-known/oauth-protected-resource" => "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp" => "/.well-known/oauth-protected-resource/mcp",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        "/auth/bootstrap" => "/auth/bootstrap",
+        "/v1/auth/login" => "/v1/auth/login",
+        "/v1/auth/logout" => "/v1/auth/logout",
+        _ => "other",
+    }
+}
+
+/// Counts every request by route, method and status, and times it. A `POST /mcp` also counts
+/// as work in flight until its response body (which may be a stream) has ended, so shutdown
+/// can wait for it.
+async fn track(State(state): State<HttpState>, req: Request, next: Next) -> Response {
+    let route = route_label(req.uri().path());
+    let method = req.method().as_str().to_owned();
+    let in_flight = (route == "/mcp" && req.method() == axum::http::Method::POST)
+        .then(|| state.app.inflight.enter());
+    let started = Instant::now();
+    let mut res = next.run(req).await;
+    if let Some(guard) = in_flight {
+        res = res.map(|body| {
+            let stream = body.into_data_stream().map(move |chunk| {
+                let _held_until_the_body_ends = &guard;
+                chunk
+            });
+            axum::body::Body::from_stream(stream)
+        });
+    }
+    let m = &state.app.metrics;
+    m.http_latency
+        .get_or_create(&RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
+    m.http_requests
+        .get_or_create(&HttpLabels {
+            route,
+            method,
+            status: res.status().as_u16(),
+        })
+        .inc();
+    res
+}
+
+/// Bounds the time to a response (a stream's body may go on afterwards).
+async fn timeout(State(state): State<HttpState>, req: Request, next: Next) -> Response {
+    let limit = state.settings.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => HttpError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!("the request took longer than {} s", limit.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
+/// A server that is running, and how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// The one-time bootstrap token, when no admin existed at start (also printed to stderr).
+    pub setup_token: Option<String>,
+    /// Cancel to shut down gracefully.
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds and starts serving. Shutdown (cancel `Running::shutdown`): stop accepting, let tool
+/// calls in flight finish (up to the grace period), then close MCP streams and sessions.
+pub async fn start(app: App, settings: HttpSettings) -> anyhow::Result<Running> {
+    let setup_token = if crate::ops::auth::needs_bootstrap(&app).await? {
+        let token = crate::domain::session::SessionToken::generate().expose()[4..].to_owned();
+        // Deliberately on stderr, once: the operator at the console needs it, nobody else.
+        eprintln!(
+            "keyward: no admin exists yet. Create one with POST /auth/bootstrap \
+             {{\"setup_token\", \"username\", \"password\"}} using this one-time setup token:\n\n    {token}\n"
+        );
+        Some(token)
+    } else {
+        None
+    };
+    let tls = settings.tls.clone();
+    let grace = settings.shutdown_grace;
+    let state = HttpState {
+        app: app.clone(),
+        settings: Arc::new(settings),
+        setup_token: Arc::new(Mutex::new(setup_token.clone())),
+    };
+    let listen = state.settings.listen;
+    let mcp_shutdown = CancellationToken::new();
+    let router = router(state, mcp_shutdown.clone());
+    let tcp = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let addr = tcp.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, "listening on {scheme}://{addr}/mcp");
+    let shutdown = CancellationToken::new();
+    {
+        let (shutdown, inflight) = (shutdown.clone(), app.inflight.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            tracing::info!("shutting down: no new connections; waiting for calls in flight");
+            inflight.wait_idle(grace).await;
+            mcp_shutdown.cancel();
+        });
+    }
+    let signal = shutdown.clone().cancelled_owned();
+    let service = router.into_make_service_with_connect_info::<Peer>();
+    let task = match tls {
+        Some(cfg) => {
+            let listener = TlsListener::new(tcp, cfg)?;
+            tokio::spawn(async move {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(signal)
+                    .await
+            })
+        }
+        None => tokio::spawn(async move {
+            axum::serve(PlainListener(tcp), service)
+                .with_graceful_shutdown(signal)
+                .await
+        }),
+    };
+    Ok(Running {
+        addr,
+        setup_token,
+        shutdown,
+        task,
+    })
+}
+
+/// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn serve(app: App, settings: HttpSettings) -> anyhow::Result<()> {
+    let running = start(app, settings).await?;
+    let shutdown = running.shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        shutdown.cancel();
+    });
+    running.task.await??;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

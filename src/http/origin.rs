@@ -1,0 +1,260 @@
+//! DNS-rebinding and cross-origin protection for every route, and CORS.
+//!
+//! One `OriginPolicy`, built from keyward's configuration, decides which `Host` and `Origin`
+//! values are acceptable. It runs first on every route (so a foreign Origin gets 403 before any
+//! authentication), and the same lists configure rmcp's own checks on `/mcp`.
+
+use axum::extract::{Request, State};
+use axum::http::uri::Authority;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use super::HttpState;
+use super::edge::PublicBase;
+use super::error::HttpError;
+
+#[derive(Debug, Clone)]
+pub struct OriginPolicy {
+    /// `host` (any port) or `host:port` entries, lowercase.
+    pub allowed_hosts: Vec<String>,
+    /// `scheme://host[:port]` entries; port `*` matches any port.
+    pub allowed_origins: Vec<String>,
+    /// Authentication disabled: any origin (development only).
+    pub any_origin: bool,
+}
+
+impl OriginPolicy {
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let Ok(a) = host.parse::<Authority>() else {
+            return false;
+        };
+        let name = a.host().to_ascii_lowercase();
+        let port = a.port_u16();
+        self.allowed_hosts
+            .iter()
+            .any(|entry| match entry.parse::<Authority>() {
+                Ok(e) if e.host().eq_ignore_ascii_case(&name) => {
+                    e.port_u16().is_none() || e.port_u16() == port
+                }
+                _ => false,
+            })
+    }
+
+    /// Whether `origin` is on the configured list.
+    pub fn listed(&self, origin: &str) -> bool {
+        let Some((scheme, host, port)) = split_origin(origin) else {
+            return false;
+        };
+        self.allowed_origins
+            .iter()
+            .any(|entry| match split_origin_pattern(entry) {
+                Some((s, h, p)) => s == scheme && h == host && (p.is_none() || p == Some(port)),
+                None => false,
+            })
+    }
+
+    /// Same-origin with the URL the request came in on, or listed.
+    pub fn origin_allowed(&self, origin: &str, base: &PublicBase) -> bool {
+        if self.any_origin || self.listed(origin) {
+            return true;
+        }
+        match (split_origin(origin), split_origin(&base.url())) {
+            (Some(o), Some(b)) => o == b,
+            _ => false,
+        }
+    }
+
+    /// What rmcp's streamable HTTP server should accept: the same hosts, and the listed origins
+    /// plus the origins of every allowed host (same-origin requests already passed our check).
+    pub fn rmcp_origins(&self) -> Vec<String> {
+        let mut out = self.allowed_origins.clone();
+        for h in &self.allowed_hosts {
+            if let Ok(a) = h.parse::<Authority>() {
+                let host = a.host();
+                out.push(format!("http://{host}:*"));
+                out.push(format!("https://{host}:*"));
+            }
+        }
+        out
+    }
+}
+
+/// `(scheme, host, port)` of a concrete origin, ports defaulted.
+fn split_origin(origin: &str) -> Option<(String, String, u16)> {
+    let uri: axum::http::Uri = origin.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let a = uri.authority()?;
+    let port = a.port_u16().or(match scheme.as_str() {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    })?;
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return None;
+    }
+    Some((scheme, a.host().to_ascii_lowercase(), port))
+}
+
+/// Like `split_origin`, but `:*` means any port (`None`).
+fn split_origin_pattern(entry: &str) -> Option<(String, String, Option<u16>)> {
+    if let Some(prefix) = entry.strip_suffix(":*") {
+        let (s, h, _) = split_origin(prefix)?;
+        return Some((s, h, None));
+    }
+    split_origin(entry).map(|(s, h, p)| (s, h, Some(p)))
+}
+
+/// Validates an `--allowed-origins` entry at start-up.
+pub fn check_origin_entry(entry: &str) -> Result<String, String> {
+    let e = entry.trim().trim_end_matches('/').to_ascii_lowercase();
+    match split_origin_pattern(&e) {
+        Some(_) => Ok(e),
+        None => Err(format!(
+            "invalid allowed origin '{entry}': use scheme://host[:port], with :* for any port"
+        )),
+    }
+}
+
+/// Refuses, with 403, a request whose Host is not allowed or whose Origin is present and not
+/// allowed. Requests without Origin (non-browser clients) pass on to authentication.
+pub async fn enforce(State(state): State<HttpState>, req: Request, next: Next) -> Response {
+    let policy = &state.settings.origins;
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    if !host.as_deref().is_some_and(|h| policy.host_allowed(h)) {
+        tracing::warn!(host = ?host, "refused a request with a disallowed Host header (possible DNS rebinding)");
+        return HttpError::forbidden("Host header is not allowed").into_response();
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let base = req.extensions().get::<PublicBase>();
+        let ok = origin
+            .to_str()
+            .ok()
+            .zip(base)
+            .is_some_and(|(o, b)| policy.origin_allowed(o, b));
+        if !ok {
+            tracing::warn!(origin = ?origin, "refused a request from a disallowed Origin");
+            return HttpError::forbidden("Origin is not allowed").into_response();
+        }
+    }
+    next.run(req).await
+}
+
+const ALLOWED_HEADERS: [&str; 9] = [
+    "content-type",
+    "authorization",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "last-event-id",
+    "mcp-method",
+    "mcp-name",
+    "x-request-source",
+    "accept",
+];
+const EXPOSED_HEADERS: [&str; 3] = ["mcp-session-id", "mcp-protocol-version", "www-authenticate"];
+
+/// CORS in three modes: authentication disabled → any origin, no credentials; authentication
+/// on with no allowed origins → none at all (same-origin only); with allowed origins → the
+/// requesting origin echoed only when listed, credentials allowed, `Vary: Origin`.
+pub fn cors(policy: &OriginPolicy) -> Option<CorsLayer> {
+    let headers: Vec<HeaderName> = ALLOWED_HEADERS
+        .iter()
+        .map(|h| HeaderName::from_static(h))
+        .collect();
+    let exposed: Vec<HeaderName> = EXPOSED_HEADERS
+        .iter()
+        .map(|h| HeaderName::from_static(h))
+        .collect();
+    let methods = [Method::GET, Method::POST, Method::DELETE, Method::OPTIONS];
+    if policy.any_origin {
+        return Some(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods(methods)
+                .allow_headers(headers)
+                .expose_headers(exposed),
+        );
+    }
+    if policy.allowed_origins.is_empty() {
+        return None;
+    }
+    let listed = policy.clone();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+                origin.to_str().is_ok_and(|o| listed.listed(o))
+            }))
+            .allow_credentials(true)
+            .allow_methods(methods)
+            .allow_headers(headers)
+            .expose_headers(exposed),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> OriginPolicy {
+        OriginPolicy {
+            allowed_hosts: vec![
+                "localhost".into(),
+                "127.0.0.1".into(),
+                "mcp.example.com:443".into(),
+            ],
+            allowed_origins: vec![
+                "https://app.example.com".into(),
+                "http://localhost:*".into(),
+            ],
+            any_origin: false,
+        }
+    }
+
+    #[test]
+    fn hosts_match_with_or_without_port() {
+        let p = policy();
+        assert!(p.host_allowed("localhost:19287"));
+        assert!(p.host_allowed("127.0.0.1"));
+        assert!(p.host_allowed("mcp.example.com:443"));
+        assert!(!p.host_allowed("mcp.example.com:8443"));
+        assert!(!p.host_allowed("evil.example"));
+        assert!(!p.host_allowed("localhost.evil.example"));
+    }
+
+    #[test]
+    fn origins_match_scheme_host_and_port() {
+        let p = policy();
+        let base = PublicBase {
+            scheme: "http",
+            host: "127.0.0.1:19287".into(),
+        };
+        assert!(p.origin_allowed("https://app.example.com", &base));
+        assert!(p.origin_allowed("https://app.example.com:443", &base));
+        assert!(!p.origin_allowed("http://app.example.com", &base));
+        assert!(p.origin_allowed("http://localhost:3000", &base));
+        assert!(
+            p.origin_allowed("http://127.0.0.1:19287", &base),
+            "same origin"
+        );
+        assert!(!p.origin_allowed("http://127.0.0.1:19288", &base));
+        assert!(!p.origin_allowed("null", &base));
+        assert!(!p.origin_allowed("https://evil.example", &base));
+    }
+
+    #[test]
+    fn entries_are_validated() {
+        assert_eq!(
+            check_origin_entry("https://App.example.com/").unwrap(),
+            "https://app.example.com"
+        );
+        assert!(check_origin_entry("http://localhost:*").is_ok());
+        assert!(check_origin_entry("app.example.com").is_err());
+        assert!(check_origin_entry("https://x.example/path").is_err());
+    }
+}

@@ -1,0 +1,159 @@
+use std::sync::Arc;
+
+use rmcp::handler::server::tool::Extension;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::{Json, tool, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::mcp::KeywardServer;
+use crate::mcp::error::ToolError;
+use crate::ops::{self, Call, OperatorList, OperatorResult};
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorCreateArgs {
+    /// Sign-in name: 3-128 characters, letters, digits and . _ - @ + (stored lowercase).
+    pub username: String,
+    /// Initial password, at least 12 characters. Prefer letting the person choose it; it is never stored
+    /// or logged in plain text.
+    pub password: String,
+    /// Role to grant (see role_list); only a role whose permissions you hold.
+    pub role: String,
+    /// Tenants the operator may act in, e.g. ["acme"]; ["*"] for all (only if you have all).
+    pub tenants: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorIdArgs {
+    /// The operator's id (op_…), as shown by operator_list.
+    pub operator_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSetRoleArgs {
+    /// The operator's id (op_…), as shown by operator_list.
+    pub operator_id: String,
+    /// The new role; only one whose permissions you hold.
+    pub role: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+#[tool_router(router = operator_tools, vis = "pub(crate)")]
+impl KeywardServer {
+    #[tool(
+        name = "operator_create",
+        description = "Create an operator: a person who signs in to keyward with a username and \
+password (for example through a web console), holding one role and a set of tenants. You can only \
+grant a role whose permissions you hold and tenants within your own.",
+        annotations(
+            title = "Create operator",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn operator_create(
+        &self,
+        Parameters(a): Parameters<OperatorCreateArgs>,
+        Extension(call): Extension<Arc<Call>>,
+    ) -> Result<Json<OperatorResult>, ToolError> {
+        let input = ops::operators::CreateOperator {
+            username: a.username,
+            password: a.password,
+            role: a.role,
+            tenants: a.tenants,
+        };
+        let operator = ops::operators::create(&self.app, &call, input).await?;
+        Ok(Json(OperatorResult { operator }))
+    }
+
+    #[tool(
+        name = "operator_list",
+        description = "List the operators (people who sign in with a password) you can see: username, \
+role, tenants, status and last sign-in. Never shows passwords.",
+        annotations(
+            title = "List operators",
+            read_only_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn operator_list(
+        &self,
+        Parameters(_): Parameters<NoArgs>,
+        Extension(call): Extension<Arc<Call>>,
+    ) -> Result<Json<OperatorList>, ToolError> {
+        Ok(Json(
+            ops::operators::list(&self.app, call.principal()).await?,
+        ))
+    }
+
+    #[tool(
+        name = "operator_disable",
+        description = "Block an operator from signing in and end what their sessions can do, until \
+operator_enable. You cannot disable yourself.",
+        annotations(
+            title = "Disable operator",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn operator_disable(
+        &self,
+        Parameters(a): Parameters<OperatorIdArgs>,
+        Extension(call): Extension<Arc<Call>>,
+    ) -> Result<Json<OperatorResult>, ToolError> {
+        let operator = ops::operators::set_enabled(&self.app, &call, &a.operator_id, false).await?;
+        Ok(Json(OperatorResult { operator }))
+    }
+
+    #[tool(
+        name = "operator_enable",
+        description = "Allow a disabled operator to sign in again.",
+        annotations(
+            title = "Enable operator",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn operator_enable(
+        &self,
+        Parameters(a): Parameters<OperatorIdArgs>,
+        Extension(call): Extension<Arc<Call>>,
+    ) -> Result<Json<OperatorResult>, ToolError> {
+        let operator = ops::operators::set_enabled(&self.app, &call, &a.operator_id, true).await?;
+        Ok(Json(OperatorResult { operator }))
+    }
+
+    #[tool(
+        name = "operator_set_role",
+        description = "Give an operator another role. Takes effect on their next request. You can only \
+assign a role whose permissions you hold, to an operator within your reach.",
+        annotations(
+            title = "Change operator role",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn operator_set_role(
+        &self,
+        Parameters(a): Parameters<OperatorSetRoleArgs>,
+        Extension(call): Extension<Arc<Call>>,
+    ) -> Result<Json<OperatorResult>, ToolError> {
+        let operator = ops::operators::set_role(&self.app, &call, &a.operator_id, &a.role).await?;
+        Ok(Json(OperatorResult { operator }))
+    }
+}

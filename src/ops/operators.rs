@@ -1,0 +1,221 @@
+//! Operator use cases: people who sign in with a username and password. Like keys, an operator
+//! has a role and tenants, and nobody can create or manage an operator beyond their own reach.
+
+use chrono::{DateTime, Utc};
+
+use super::call::{Call, Target, changed, ensure_reach};
+use super::views::{OperatorList, OperatorView};
+use super::{OpsError, keys};
+use crate::app::App;
+use crate::domain::password::Password;
+use crate::domain::permission::Permission;
+use crate::domain::policy::{self, Reach};
+use crate::domain::principal::Principal;
+use crate::domain::role::validate_role_name;
+use crate::domain::tenant::TenantScope;
+use crate::domain::{ids, timespec};
+use crate::store::{self, Tx, from_micros, operators::OperatorRow};
+
+pub struct CreateOperator {
+    pub username: String,
+    pub password: String,
+    pub role: String,
+    pub tenants: Vec<String>,
+}
+
+/// Usernames are case-insensitive identifiers (stored lowercase): letters, digits and . _ - @ +.
+pub fn check_username(text: &str) -> Result<String, OpsError> {
+    let u = text.trim().to_lowercase();
+    let ok = (3..=128).contains(&u.len())
+        && u.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-@+".contains(&b));
+    if ok {
+        Ok(u)
+    } else {
+        Err(OpsError::invalid(
+            "invalid username: 3-128 characters, letters, digits and . _ - @ +",
+        ))
+    }
+}
+
+/// argon2id is deliberately slow: hash off the async threads.
+pub async fn hash_password(p: &Password) -> Result<String, OpsError> {
+    let hash_input = Password::presented(p.expose_for_hashing());
+    tokio::task::spawn_blocking(move || hash_input.hash())
+        .await
+        .map_err(|_| OpsError::invalid("password hashing was interrupted"))?
+        .map_err(OpsError::from)
+}
+
+pub async fn create(
+    app: &App,
+    call: &Call,
+    input: CreateOperator,
+) -> Result<OperatorView, OpsError> {
+    let p = call.principal();
+    policy::require(p, Permission::OperatorWrite)?;
+    let username = check_username(&input.username)?;
+    let password = Password::new(&input.password)?;
+    let role_name = validate_role_name(&input.role)?;
+    let scope = TenantScope::parse(&input.tenants)?;
+    let hash = hash_password(&password).await?;
+    let now = app.now();
+    let mut tx = app.store.begin().await?;
+    let role = store::roles::get_in(&mut tx, &role_name)
+        .await?
+        .ok_or_else(|| keys::unknown_role(&role_name))?;
+    policy::within(
+        p,
+        format!("cannot create an operator with role '{role_name}'"),
+        &Reach {
+            permissions: role.permissions,
+            tenants: Some(&scope),
+            expires_at: None,
+        },
+    )?;
+    let id = ids::new_operator_id();
+    let new = store::operators::NewOperator {
+        id: &id,
+        username: &username,
+        password_hash: &hash,
+        role_name: &role_name,
+        tenants: &scope,
+        created_by: p.actor().id(),
+    };
+    store::operators::insert(&mut tx, &new, now).await?;
+    commit_change(call, tx, now, &id, None).await
+}
+
+pub async fn list(app: &App, p: &Principal) -> Result<OperatorList, OpsError> {
+    policy::require(p, Permission::OperatorRead)?;
+    let rows = store::operators::list(&app.store, p.tenants()).await?;
+    Ok(OperatorList {
+        operators: rows.iter().map(view).collect::<Result<_, _>>()?,
+    })
+}
+
+pub async fn set_enabled(
+    app: &App,
+    call: &Call,
+    id: &str,
+    enabled: bool,
+) -> Result<OperatorView, OpsError> {
+    let p = call.principal();
+    policy::require(p, Permission::OperatorWrite)?;
+    let now = app.now();
+    let mut tx = app.store.begin().await?;
+    let verb = if enabled { "enable" } else { "disable" };
+    let before = load_managed(&mut tx, p, id, verb).await?;
+    if !enabled && p.actor().id() == Some(before.id.as_str()) {
+        return Err(OpsError::invalid(
+            "you cannot disable yourself; ask another admin",
+        ));
+    }
+    store::operators::set_disabled(&mut tx, &before.id, (!enabled).then_some(now)).await?;
+    commit_change(call, tx, now, &before.id, Some(&before)).await
+}
+
+/// Gives an operator another role: one the caller could grant, to an operator it may manage.
+pub async fn set_role(
+    app: &App,
+    call: &Call,
+    id: &str,
+    role: &str,
+) -> Result<OperatorView, OpsError> {
+    let p = call.principal();
+    policy::require(p, Permission::OperatorWrite)?;
+    let role_name = validate_role_name(role)?;
+    let now = app.now();
+    let mut tx = app.store.begin().await?;
+    let before = load_managed(&mut tx, p, id, "change the role of").await?;
+    let role = store::roles::get_in(&mut tx, &role_name)
+        .await?
+        .ok_or_else(|| keys::unknown_role(&role_name))?;
+    policy::within(
+        p,
+        format!(
+            "cannot give operator '{}' role '{role_name}'",
+            before.username
+        ),
+        &Reach {
+            permissions: role.permissions,
+            tenants: None,
+            expires_at: None,
+        },
+    )?;
+    store::operators::set_role(&mut tx, &before.id, &role_name).await?;
+    commit_change(call, tx, now, &before.id, Some(&before)).await
+}
+
+/// An operator the caller may manage: visible (tenants within its own) and holding no more
+/// than the caller does.
+async fn load_managed(
+    tx: &mut Tx,
+    p: &Principal,
+    id: &str,
+    verb: &str,
+) -> Result<OperatorView, OpsError> {
+    let id = ids::check_id("operator", id)?;
+    let row = store::operators::get_in(tx, &id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    let scope = row.tenant_scope()?;
+    if !scope.is_within(p.tenants()) {
+        return Err(not_found(&id));
+    }
+    let action = format!(
+        "cannot {verb} operator '{}' (role '{}')",
+        row.username, row.role_name
+    );
+    ensure_reach(tx, p, &row.role_name, &scope, action).await?;
+    view(&row)
+}
+
+async fn commit_change(
+    call: &Call,
+    mut tx: Tx,
+    now: DateTime<Utc>,
+    id: &str,
+    before: Option<&OperatorView>,
+) -> Result<OperatorView, OpsError> {
+    let row = store::operators::get_in(&mut tx, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let after = view(&row)?;
+    let target = Target {
+        kind: "operator",
+        id: id.to_owned(),
+    };
+    call.commit_with(
+        tx,
+        now,
+        changed(target, Some(after.tenants.clone()), before, Some(&after)),
+    )
+    .await?;
+    Ok(after)
+}
+
+pub fn view(row: &OperatorRow) -> Result<OperatorView, OpsError> {
+    let fmt = |t: Option<i64>| t.map(|t| timespec::format_utc(from_micros(t)));
+    Ok(OperatorView {
+        id: row.id.clone(),
+        username: row.username.clone(),
+        role: row.role_name.clone(),
+        tenants: row.tenant_scope()?.to_vec(),
+        status: if row.disabled_at.is_some() {
+            "disabled"
+        } else {
+            "active"
+        }
+        .to_owned(),
+        created_at: timespec::format_utc(from_micros(row.created_at)),
+        created_by: row.created_by.clone(),
+        last_login_at: fmt(row.last_login_at),
+    })
+}
+
+fn not_found(id: &str) -> OpsError {
+    OpsError::NotFound(format!(
+        "no operator with id {id} (or it is outside your tenants)"
+    ))
+}

@@ -1,0 +1,162 @@
+//! Sign-in sessions: exchanging a password or an API key for a server-side session (the
+//! cookie), resolving a cookie to a principal on each request, and signing out.
+
+use chrono::{DateTime, Duration, Utc};
+use tracing::instrument;
+
+use super::OpsError;
+use super::auth::{self, AuthError, AuthFailure, Rejected};
+use super::call::CallMeta;
+use crate::app::App;
+use crate::domain::audit::{Action, AuditEvent, Status};
+use crate::domain::key::PlainKey;
+use crate::domain::password::{self, Password};
+use crate::domain::principal::Principal;
+use crate::domain::session::SessionToken;
+use crate::store::{self, from_micros};
+
+pub enum Credentials {
+    Password { username: String, password: String },
+    ApiKey(String),
+}
+
+pub struct Session {
+    /// The cookie value. Shown to the client once, stored only as a digest.
+    pub token: SessionToken,
+    pub expires_at: DateTime<Utc>,
+    pub principal: Principal,
+}
+
+/// Checks the credentials and opens a session lasting `max_age`.
+#[instrument(skip_all)]
+pub async fn login(
+    app: &App,
+    creds: Credentials,
+    max_age: Duration,
+    meta: &CallMeta,
+) -> Result<Session, AuthError> {
+    let (principal, subject_kind, subject_id) = match creds {
+        Credentials::ApiKey(text) => {
+            let key = PlainKey::parse(&text)
+                .map_err(|_| AuthError::Rejected(Rejected::new(AuthFailure::Malformed)))?;
+            let digest = key.digest().to_hex();
+            let p = auth::authenticate_digest(app, &digest, Some(key.preview())).await?;
+            (p, "key", digest)
+        }
+        Credentials::Password { username, password } => {
+            let p = check_password(app, &username, password).await?;
+            let id = p.actor().id().unwrap_or_default().to_owned();
+            if let Err(e) = store::operators::touch_login(&app.store, &id, app.now()).await {
+                tracing::warn!(error = %e, "could not record operator sign-in time");
+            }
+            (p, "operator", id)
+        }
+    };
+    let now = app.now();
+    let token = SessionToken::generate();
+    let expires_at = now + max_age;
+    store::sessions::insert(
+        &app.store,
+        &token.digest_hex(),
+        subject_kind,
+        &subject_id,
+        now,
+        expires_at,
+    )
+    .await?;
+    let event = AuditEvent {
+        actor_id: principal.actor().id().map(str::to_owned),
+        actor_preview: principal.actor().preview().map(str::to_owned),
+        role: Some(principal.role().to_owned()),
+        tenants: principal.tenants().to_vec(),
+        ..meta.event(
+            now,
+            Action::Login,
+            Status::Success,
+            principal.actor().kind(),
+        )
+    };
+    app.audit.record(event).await?;
+    Ok(Session {
+        token,
+        expires_at,
+        principal,
+    })
+}
+
+/// Verifies a username and password. An unknown username costs the same argon2 work as a
+/// wrong password, and both get the same answer.
+async fn check_password(
+    app: &App,
+    username: &str,
+    password: String,
+) -> Result<Principal, AuthError> {
+    let username = username.trim().to_lowercase();
+    let row = store::operators::find_for_login(&app.store, &username).await?;
+    let hash = row
+        .as_ref()
+        .map_or_else(password::decoy_hash, |r| r.password_hash.clone());
+    let presented = Password::presented(&password);
+    let ok = tokio::task::spawn_blocking(move || presented.verify(&hash))
+        .await
+        .unwrap_or(false);
+    match row {
+        Some(row) if ok => auth::operator_principal(row),
+        _ => Err(AuthError::Rejected(Rejected {
+            preview: Some(username.chars().take(64).collect()),
+            ..Rejected::new(AuthFailure::BadPassword)
+        })),
+    }
+}
+
+/// Resolves a session cookie to the principal it stands for, checking the session and its
+/// subject (operator or key) as they are now.
+#[instrument(skip_all)]
+pub async fn authenticate(app: &App, cookie: &str) -> Result<Principal, AuthError> {
+    let bad = || AuthError::Rejected(Rejected::new(AuthFailure::BadSession));
+    let token = SessionToken::parse(cookie).ok_or_else(bad)?;
+    let row = store::sessions::find(&app.store, &token.digest_hex())
+        .await?
+        .ok_or_else(bad)?;
+    if row.revoked_at.is_some() || from_micros(row.expires_at) <= app.now() {
+        return Err(bad());
+    }
+    match row.subject_kind.as_str() {
+        "key" => auth::authenticate_digest(app, &row.subject_id, None).await,
+        "operator" => {
+            let op = store::operators::find_by_id(&app.store, &row.subject_id)
+                .await?
+                .ok_or_else(bad)?;
+            auth::operator_principal(op)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Ends a session. Returns whether there was a live one.
+pub async fn logout(app: &App, cookie: &str, meta: &CallMeta) -> Result<bool, OpsError> {
+    let Some(token) = SessionToken::parse(cookie) else {
+        return Ok(false);
+    };
+    let now = app.now();
+    let principal = authenticate(app, cookie).await.ok();
+    let ended = store::sessions::revoke(&app.store, &token.digest_hex(), now).await?;
+    if ended {
+        let kind = principal.as_ref().map_or("anonymous", |p| p.actor().kind());
+        let event = AuditEvent {
+            actor_id: principal
+                .as_ref()
+                .and_then(|p| p.actor().id().map(str::to_owned)),
+            actor_preview: principal
+                .as_ref()
+                .and_then(|p| p.actor().preview().map(str::to_owned)),
+            role: principal.as_ref().map(|p| p.role().to_owned()),
+            tenants: principal
+                .as_ref()
+                .map_or_else(|| vec!["*".to_owned()], |p| p.tenants().to_vec()),
+            ..meta.event(now, Action::Logout, Status::Success, kind)
+        };
+        app.audit.record(event).await?;
+    }
+    Ok(ended)
+}

@@ -1,0 +1,61 @@
+//! Server-side sessions behind the sign-in cookie, stored by digest and revocable.
+
+use chrono::{DateTime, Utc};
+
+use super::{StoreError, db, micros, on_pool};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub subject_kind: String,
+    pub subject_id: String,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+pub async fn insert(
+    store: &super::Store,
+    digest: &str,
+    subject_kind: &str,
+    subject_id: &str,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_pool!(store, p => sqlx::query(
+        "INSERT INTO sessions (digest, subject_kind, subject_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(digest)
+    .bind(subject_kind)
+    .bind(subject_id)
+    .bind(micros(now))
+    .bind(micros(expires_at))
+    .execute(p)
+    .await
+    .map(|_| ())
+    .map_err(db))
+}
+
+pub async fn find(store: &super::Store, digest: &str) -> Result<Option<SessionRow>, StoreError> {
+    on_pool!(store, p => sqlx::query_as(
+        "SELECT subject_kind, subject_id, expires_at, revoked_at FROM sessions WHERE digest = $1",
+    )
+    .bind(digest)
+    .fetch_optional(p)
+    .await
+    .map_err(db))
+}
+
+/// Revokes the session; returns whether a live one was found.
+pub async fn revoke(
+    store: &super::Store,
+    digest: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    on_pool!(store, p => sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE digest = $2 AND revoked_at IS NULL")
+        .bind(micros(now))
+        .bind(digest)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected() == 1)
+        .map_err(db))
+}
