@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use crate::clock::Clock;
 use crate::domain::lockout::LockoutPolicy;
 use crate::metrics::Metrics;
+use crate::ops::auth::CachedKey;
+use crate::ops::cache::TtlCache;
 use crate::store::Store;
 use crate::store::audit_writer::AuditWriter;
 
@@ -22,6 +24,21 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Tool calls under way, so shutdown can let them finish.
     pub inflight: Arc<InFlight>,
+    /// Verified keys by digest, for at most the cache's TTL (≤ 1 s).
+    pub key_cache: Arc<TtlCache<Arc<CachedKey>>>,
+    /// Lock state by client IP, for at most the cache's TTL (≤ 1 s).
+    pub lock_cache: Arc<TtlCache<Option<DateTime<Utc>>>>,
+    /// Bounds concurrent argon2 work (each uses ~19 MiB and a core for tens of ms), so a burst
+    /// of sign-ins can neither exhaust memory nor starve request handling.
+    pub password_work: Arc<tokio::sync::Semaphore>,
+}
+
+impl App {
+    /// Runs argon2 work off the async threads, at most `password_work` at a time.
+    pub async fn password_job<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let _permit = self.password_work.acquire().await.ok()?;
+        tokio::task::spawn_blocking(job).await.ok()
+    }
 }
 
 /// Counts work in progress and lets shutdown wait for it to drain.

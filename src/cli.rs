@@ -118,6 +118,11 @@ pub struct ServeArgs {
     /// How long a locked-out client IP is refused (429 with Retry-After).
     #[arg(long, env = "KEYWARD_LOCKOUT_DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub lockout_duration: std::time::Duration,
+    /// How long a verified key or a client IP's lock state may be reused before it is read
+    /// from the database again (HTTP only; at most 1 s; 0 disables). Changes made through this
+    /// server apply at once; this bounds how long another replica's change can go unseen.
+    #[arg(long, env = "KEYWARD_AUTH_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub auth_cache_ttl: std::time::Duration,
     /// OAuth authorization servers to advertise in the protected-resource metadata.
     #[arg(long, env = "KEYWARD_AUTHORIZATION_SERVERS", value_delimiter = ',')]
     pub authorization_servers: Vec<url::Url>,

@@ -55,6 +55,15 @@ pub fn lockout_policy(args: &ServeArgs) -> anyhow::Result<LockoutPolicy> {
     })
 }
 
+/// Sets the verification and lock caches' bound (at most 1 s).
+pub fn set_cache_ttl(app: &mut App, ttl: std::time::Duration) -> anyhow::Result<()> {
+    let ttl = chrono::Duration::from_std(ttl)?;
+    anyhow::ensure!(ttl <= crate::CACHE_TTL, "--auth-cache-ttl may be at most 1s");
+    app.key_cache = Arc::new(crate::ops::cache::TtlCache::new(ttl, 10_000));
+    app.lock_cache = Arc::new(crate::ops::cache::TtlCache::new(ttl, 10_000));
+    Ok(())
+}
+
 /// Validates the HTTP settings once, refusing unsafe combinations with a clear reason.
 pub async fn http_settings(args: &ServeArgs, app: &App) -> anyhow::Result<HttpSettings> {
     let loopback = args.listen.ip().is_loopback();

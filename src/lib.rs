@@ -29,6 +29,10 @@ use domain::audit::Source;
 use store::Store;
 use store::audit_writer::{AuditWriter, WriterConfig};
 
+/// How long a verified key or a lock state may be reused before it is read again: the bound
+/// on how long another replica's revocation or lockout can go unnoticed here.
+pub const CACHE_TTL: chrono::Duration = chrono::Duration::seconds(1);
+
 /// Opens the store and starts the audit writer. The returned handle finishes once every
 /// clone of the `App` is dropped and the queue is written out.
 pub async fn open_app(
@@ -47,6 +51,11 @@ pub async fn open_app(
             lockout: domain::lockout::LockoutPolicy::default(),
             metrics: Arc::new(metrics::Metrics::new()),
             inflight: Arc::new(app::InFlight::default()),
+            key_cache: Arc::new(ops::cache::TtlCache::new(CACHE_TTL, 10_000)),
+            lock_cache: Arc::new(ops::cache::TtlCache::new(CACHE_TTL, 10_000)),
+            password_work: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         },
         writer,
     ))
@@ -91,6 +100,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(mut app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()> {
     app.lockout = config::lockout_policy(args)?;
+    // A stdio server serves one local caller: no verification cache, so a key revoked
+    // anywhere stops working on its very next call.
+    let ttl = if args.stdio { std::time::Duration::ZERO } else { args.auth_cache_ttl };
+    config::set_cache_ttl(&mut app, ttl)?;
     let transport = if args.stdio { "stdio" } else { "http" };
     tracing::info!(database = %config::redact_url(url), backend = app.store.backend(), transport, "keyward starting");
     if args.stdio {

@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub route: &'static str,
-    pub method: String,
+    pub method: &'static str,
     pub status: u16,
 }
 

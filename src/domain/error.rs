@@ -31,6 +31,8 @@ pub struct Escalation {
     pub action: String,
     pub missing_permissions: Vec<Permission>,
     pub missing_tenants: Vec<String>,
+    /// Set when the thing is held in tenants the caller cannot see (their names stay hidden).
+    pub held_outside_scope: bool,
     /// Set when the requested expiry outlives the caller's own.
     pub expiry: Option<String>,
 }
@@ -50,6 +52,9 @@ impl std::fmt::Display for Escalation {
                 "it covers tenant(s) {} outside your scope",
                 self.missing_tenants.join(", ")
             ));
+        }
+        if self.held_outside_scope {
+            parts.push("it is held by keys or operators in tenants outside your scope".to_owned());
         }
         if let Some(expiry) = &self.expiry {
             parts.push(expiry.clone());

@@ -43,7 +43,7 @@ pub fn within(
         .unwrap_or_default();
     let expiry = match (reach.expires_at, p.expires_at()) {
         (Some(None), Some(mine)) => Some(format!(
-            "a key that never expires would outlive yours (you expire at {})",
+            "it never expires, so it would outlive you (you expire at {})",
             mine.to_rfc3339()
         )),
         (Some(Some(theirs)), Some(mine)) if theirs > mine => Some(format!(
@@ -60,6 +60,7 @@ pub fn within(
             action: action.into(),
             missing_permissions,
             missing_tenants,
+            held_outside_scope: false,
             expiry,
         }))
     }

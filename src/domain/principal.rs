@@ -46,8 +46,12 @@ impl Actor {
     }
 }
 
+/// Cheap to clone (one reference count): it travels with every request.
 #[derive(Debug, Clone)]
-pub struct Principal {
+pub struct Principal(std::sync::Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     actor: Actor,
     role: String,
     permissions: PermissionSet,
@@ -63,41 +67,41 @@ impl Principal {
         tenants: TenantScope,
         expires_at: Option<DateTime<Utc>>,
     ) -> Self {
-        Principal {
+        Principal(std::sync::Arc::new(Inner {
             actor,
             role,
             permissions,
             tenants,
             expires_at,
-        }
+        }))
     }
 
     pub fn actor(&self) -> &Actor {
-        &self.actor
+        &self.0.actor
     }
 
     pub fn role(&self) -> &str {
-        &self.role
+        &self.0.role
     }
 
     pub fn permissions(&self) -> PermissionSet {
-        self.permissions
+        self.0.permissions
     }
 
     pub fn tenants(&self) -> &TenantScope {
-        &self.tenants
+        &self.0.tenants
     }
 
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
-        self.expires_at
+        self.0.expires_at
     }
 
     pub fn has(&self, p: Permission) -> bool {
-        self.permissions.contains(p)
+        self.0.permissions.contains(p)
     }
 
     /// Whether this principal is the key with id `key_id`.
     pub fn is_key(&self, key_id: &str) -> bool {
-        self.actor.id() == Some(key_id)
+        self.0.actor.id() == Some(key_id)
     }
 }

@@ -112,13 +112,28 @@ pub fn parse_expiry(text: Option<&str>, now: DateTime<Utc>) -> Result<ExpiryRequ
 
 /// RFC 3339 with microseconds and an explicit offset, in `tz`.
 pub fn format_in(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz)
+    showable(t)
+        .with_timezone(&tz)
         .to_rfc3339_opts(SecondsFormat::Micros, false)
 }
 
 /// RFC 3339 in UTC, with an explicit `+00:00` offset.
 pub fn format_utc(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, false)
+    showable(t).to_rfc3339_opts(SecondsFormat::Micros, false)
+}
+
+/// Clamps to years 1..=9999: chrono panics when it shifts an instant at the very edge of its
+/// range into a time zone, and no real event lies outside these years.
+fn showable(t: DateTime<Utc>) -> DateTime<Utc> {
+    let edge = |y, m, d| {
+        NaiveDate::from_ymd_opt(y, m, d)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|n| n.and_utc())
+    };
+    match (edge(1, 1, 2), edge(9999, 12, 30)) {
+        (Some(lo), Some(hi)) => t.clamp(lo, hi),
+        _ => t,
+    }
 }
 
 fn clip(s: &str) -> String {
@@ -187,6 +202,13 @@ mod tests {
         }
         assert!(parse_time_zone("Mars/Olympus").is_err());
         assert!(parse_duration("100000d").is_err());
+    }
+
+    #[test]
+    fn extreme_instants_format_without_panicking() {
+        let tz = parse_time_zone("Etc/GMT+5").unwrap();
+        assert_eq!(format_in(DateTime::<Utc>::MIN_UTC, tz), "0001-01-01T19:00:00.000000-05:00");
+        assert!(format_utc(DateTime::<Utc>::MAX_UTC).starts_with("9999-12-30"));
     }
 
     #[test]

@@ -121,28 +121,29 @@ pub fn locked_out(until: DateTime<Utc>, now: DateTime<Utc>) -> HttpError {
     .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
 }
 
-/// Records a refused credential: one log line, a metric, the audit record and the lockout
-/// count. Returns the response to send.
-pub async fn refuse(
-    state: &HttpState,
-    ip: ClientIp,
-    rejected: &Rejected,
-    meta: &CallMeta,
-    base: &PublicBase,
-) -> Response {
-    let app = &state.app;
+/// The log line and metric every refused credential gets (never the secret itself).
+fn note_failure(state: &HttpState, ip: ClientIp, rejected: &Rejected) {
     tracing::warn!(
         client_ip = %ip.0,
         reason = rejected.failure.reason(),
         key_id = rejected.key_id.as_deref(),
         "authentication failed"
     );
-    app.metrics
+    state
+        .app
+        .metrics
         .auth_failures
         .get_or_create(&ReasonLabels {
             reason: rejected.failure.label(),
         })
         .inc();
+}
+
+/// Records a refused bearer credential after the fact: log line, metric, audit record and
+/// lockout count. Returns the response to send.
+pub async fn refuse(state: &HttpState, ip: ClientIp, rejected: &Rejected, meta: &CallMeta, base: &PublicBase) -> Response {
+    note_failure(state, ip, rejected);
+    let app = &state.app;
     match ops::lockout::record_failure(app, &ip.0.to_string(), rejected, meta).await {
         Err(e) => HttpError::from(e).into_response(),
         // Failures past the threshold (concurrent with the one that set the lock) are
@@ -153,6 +154,34 @@ pub async fn refuse(
         },
         Ok(_) => challenge(base, rejected.failure != AuthFailure::Missing).into_response(),
     }
+}
+
+/// Counts a sign-in or bootstrap attempt before its credential is checked; `Err` holds the
+/// response when the attempt must be refused outright.
+pub async fn reserve(state: &HttpState, ip: ClientIp) -> Result<ops::lockout::Reservation, Response> {
+    let app = &state.app;
+    let r = ops::lockout::reserve(app, &ip.0.to_string())
+        .await
+        .map_err(|e| HttpError::from(e).into_response())?;
+    match r.refused_until(app) {
+        Some(until) => Err(locked_out(until, app.now()).into_response()),
+        None => Ok(r),
+    }
+}
+
+/// A reserved attempt whose credential was refused: log line, metric, audit (and lockout).
+pub async fn refuse_reserved(
+    state: &HttpState,
+    ip: ClientIp,
+    r: ops::lockout::Reservation,
+    rejected: &Rejected,
+    meta: &CallMeta,
+) -> Option<Response> {
+    note_failure(state, ip, rejected);
+    ops::lockout::confirm(&state.app, &ip.0.to_string(), r, rejected, meta)
+        .await
+        .err()
+        .map(|e| HttpError::from(e).into_response())
 }
 
 /// Refuses requests from a locked-out client IP with 429 and `Retry-After`.

@@ -163,7 +163,15 @@ fn route_label(path: &str) -> &'static str {
 /// can wait for it.
 async fn track(State(state): State<HttpState>, req: Request, next: Next) -> Response {
     let route = route_label(req.uri().path());
-    let method = req.method().as_str().to_owned();
+    // A fixed set: a client must not be able to mint metric series with made-up methods.
+    let method = match *req.method() {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::DELETE => "DELETE",
+        axum::http::Method::OPTIONS => "OPTIONS",
+        axum::http::Method::HEAD => "HEAD",
+        _ => "other",
+    };
     let in_flight = (route == "/mcp" && req.method() == axum::http::Method::POST)
         .then(|| state.app.inflight.enter());
     let started = Instant::now();
@@ -218,7 +226,8 @@ pub struct Running {
 /// Binds and starts serving. Shutdown (cancel `Running::shutdown`): stop accepting, let tool
 /// calls in flight finish (up to the grace period), then close MCP streams and sessions.
 pub async fn start(app: App, settings: HttpSettings) -> anyhow::Result<Running> {
-    let setup_token = if crate::ops::auth::needs_bootstrap(&app).await? {
+    let managed = matches!(settings.auth, HttpAuth::Managed);
+    let setup_token = if managed && crate::ops::auth::needs_bootstrap(&app).await? {
         let token = crate::domain::session::SessionToken::generate().expose()[4..].to_owned();
         // Deliberately on stderr, once: the operator at the console needs it, nobody else.
         eprintln!(

@@ -131,6 +131,15 @@ pub async fn enforce(State(state): State<HttpState>, req: Request, next: Next) -
         tracing::warn!(host = ?host, "refused a request with a disallowed Host header (possible DNS rebinding)");
         return HttpError::forbidden("Host header is not allowed").into_response();
     }
+    // A host forwarded by a trusted proxy is echoed into advertised URLs: it must be an
+    // allowed host too.
+    if let Some(base) = req.extensions().get::<PublicBase>()
+        && host.as_deref() != Some(base.host.as_str())
+        && !policy.host_allowed(&base.host)
+    {
+        tracing::warn!(forwarded_host = %base.host, "refused a request with a disallowed X-Forwarded-Host");
+        return HttpError::forbidden("forwarded host is not allowed").into_response();
+    }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let base = req.extensions().get::<PublicBase>();
         let ok = origin

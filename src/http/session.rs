@@ -33,6 +33,19 @@ pub struct LoginBody {
     api_key: Option<String>,
 }
 
+/// Sign-in, sessions and bootstrap exist only in managed mode (legacy has one shared key,
+/// disabled has none).
+fn managed_only(state: &HttpState) -> Option<Response> {
+    (!matches!(state.settings.auth, auth::HttpAuth::Managed)).then(|| {
+        HttpError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "sign-in and bootstrap are available only in managed auth mode",
+        )
+        .into_response()
+    })
+}
+
 fn session_cookie(
     value: String,
     max_age: cookie::time::Duration,
@@ -55,6 +68,9 @@ pub async fn login(
     headers: HeaderMap,
     AppJson(body): AppJson<LoginBody>,
 ) -> Response {
+    if let Some(off) = managed_only(&state) {
+        return off;
+    }
     if let Err(locked) = auth::check_lockout(&state, ip).await {
         return locked;
     }
@@ -77,9 +93,16 @@ pub async fn login(
         }
     };
     let meta = auth::call_meta(&headers, ip);
+    let reservation = match auth::reserve(&state, ip).await {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
     let max_age = state.settings.session_max_age;
     match ops::sessions::login(&state.app, creds, max_age, &meta).await {
         Ok(session) => {
+            if let Err(e) = ops::lockout::forgive(&state.app, &ip.0.to_string(), reservation).await {
+                tracing::warn!(error = %e, "could not take back a successful sign-in attempt");
+            }
             let cookie_age = cookie::time::Duration::seconds(max_age.num_seconds());
             let who = ops::auth::whoami(&session.principal);
             let mut res = (
@@ -98,7 +121,10 @@ pub async fn login(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res
         }
-        Err(AuthError::Rejected(r)) => auth::refuse(&state, ip, &r, &meta, &base).await,
+        Err(AuthError::Rejected(r)) => match auth::refuse_reserved(&state, ip, reservation, &r, &meta).await {
+            Some(error) => error,
+            None => auth::challenge(&base, true).into_response(),
+        },
         Err(AuthError::Store(e)) => HttpError::from(OpsError::from(e)).into_response(),
         Err(AuthError::Audit(e)) => HttpError::from(OpsError::from(e)).into_response(),
     }
@@ -110,6 +136,9 @@ pub async fn logout(
     Extension(base): Extension<PublicBase>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(off) = managed_only(&state) {
+        return off;
+    }
     let Some(cookie) = auth::session_cookie(&headers) else {
         return HttpError::bad_request("no session cookie").into_response();
     };
@@ -144,49 +173,51 @@ pub struct BootstrapBody {
 pub async fn bootstrap(
     State(state): State<HttpState>,
     Extension(ip): Extension<ClientIp>,
-    Extension(base): Extension<PublicBase>,
     headers: HeaderMap,
     AppJson(body): AppJson<BootstrapBody>,
 ) -> Response {
+    if let Some(off) = managed_only(&state) {
+        return off;
+    }
     if let Err(locked) = auth::check_lockout(&state, ip).await {
         return locked;
     }
     let meta = auth::call_meta(&headers, ip);
-    let closed = |app: &crate::app::App, reason: &str| {
-        let app = app.clone();
+    // Every attempt counts toward the lockout, so neither the token nor the audit trail can be
+    // hammered; a successful one is taken back.
+    let reservation = match auth::reserve(&state, ip).await {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
+    let closed = |reason: &'static str| {
+        let app = state.app.clone();
         let meta = meta.clone();
-        let reason = reason.to_owned();
+        let ip = ip.0.to_string();
         async move {
             let event = crate::domain::audit::AuditEvent {
-                reason: Some(reason),
+                reason: Some(reason.to_owned()),
                 ..meta.event(app.now(), Action::Bootstrap, Status::Failed, "anonymous")
             };
-            if let Err(e) = app.audit.record(event).await {
-                return HttpError::from(OpsError::from(e)).into_response();
+            let recorded = match app.audit.record(event).await {
+                Ok(_) => ops::lockout::settle(&app, &ip, reservation, &meta).await,
+                Err(e) => Err(OpsError::from(e)),
+            };
+            if let Err(e) = recorded {
+                return HttpError::from(e).into_response();
             }
-            HttpError::new(
-                StatusCode::GONE,
-                "gone",
-                "bootstrap is closed: an admin already exists",
-            )
-            .into_response()
+            HttpError::new(StatusCode::GONE, "gone", "bootstrap is closed: an admin already exists").into_response()
         }
     };
     let expected = state.setup_token.lock().map(|t| t.clone()).unwrap_or(None);
     let Some(expected) = expected else {
-        return closed(&state.app, "bootstrap attempted after it closed").await;
+        return closed("bootstrap attempted after it closed").await;
     };
-    if !bool::from(
-        expected
-            .as_bytes()
-            .ct_eq(body.setup_token.trim().as_bytes()),
-    ) {
+    if !bool::from(expected.as_bytes().ct_eq(body.setup_token.trim().as_bytes())) {
         let rejected = Rejected::new(AuthFailure::BadSetupToken);
-        let res = auth::refuse(&state, ip, &rejected, &meta, &base).await;
-        if res.status() == StatusCode::UNAUTHORIZED {
-            return HttpError::forbidden("wrong setup token").into_response();
+        if let Some(error) = auth::refuse_reserved(&state, ip, reservation, &rejected, &meta).await {
+            return error;
         }
-        return res;
+        return HttpError::forbidden("wrong setup token").into_response();
     }
     let password = match Password::new(&body.password) {
         Ok(p) => p,
@@ -202,25 +233,24 @@ pub async fn bootstrap(
             if let Ok(mut t) = state.setup_token.lock() {
                 *t = None;
             }
+            if let Err(e) = ops::lockout::forgive(&state.app, &ip.0.to_string(), reservation).await {
+                tracing::warn!(error = %e, "could not take back the bootstrap attempt");
+            }
             tracing::info!(key_id = %done.key.key.id, "first admin created over HTTP; bootstrap is now closed");
-            let mut res = (
-                StatusCode::CREATED,
-                Json(json!({
-                    "api_key": done.key.api_key,
-                    "key": done.key.key,
-                    "operator": done.operator,
-                })),
-            )
+            let mut res = (StatusCode::CREATED, Json(json!({
+                "api_key": done.key.api_key,
+                "key": done.key.key,
+                "operator": done.operator,
+            })))
                 .into_response();
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res
         }
         Err(e) if e.kind() == ErrorKind::Gone => {
             if let Ok(mut t) = state.setup_token.lock() {
                 *t = None;
             }
-            closed(&state.app, "bootstrap attempted after an admin was created").await
+            closed("bootstrap attempted after an admin was created").await
         }
         Err(e) => HttpError::from(e).into_response(),
     }

@@ -28,6 +28,13 @@ pub const DEFAULT_LIMIT: i64 = 20;
 pub const MAX_LIMIT: i64 = 100;
 pub const DEFAULT_TOP: i64 = 10;
 pub const MAX_TOP: i64 = 100;
+/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in microseconds.
+const MIN_INSTANT: i64 = -62_135_596_800_000_000;
+const MAX_INSTANT: i64 = 253_402_300_799_999_999;
+
+/// Most 15-minute buckets (times the other dimension's values) a time grouping may read.
+const MAX_TIME_BUCKETS: i64 = 50_000;
+
 /// Caps how many filter values one call may pass (each list).
 const MAX_VALUES: usize = 50;
 
@@ -333,9 +340,14 @@ pub async fn summary(
     let has_time = group_by.iter().any(|g| g.is_time());
     // Time buckets are 15-minute UTC slots merged here into local hours or days (so DST and
     // half-hour offsets come out right); other groupings are ranked and cut in SQL.
-    let sql_limit = (!has_time).then_some(top);
+    let sql_limit = if has_time { MAX_TIME_BUCKETS + 1 } else { top };
     let summary =
-        store::audit::summarise(&app.store, &resolved.filter(p), &dims, sql_limit).await?;
+        store::audit::summarise(&app.store, &resolved.filter(p), &dims, Some(sql_limit)).await?;
+    if has_time && summary.groups.len() as i64 > MAX_TIME_BUCKETS {
+        return Err(OpsError::invalid(
+            "too many hour/day groups to count at once: narrow the window (since/until) or add filters",
+        ));
+    }
 
     let mut merged: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
     for g in summary.groups {
@@ -466,7 +478,9 @@ fn decode(text: &str) -> Result<Cursor, OpsError> {
         time_zone: Some(c.f.tz.clone()),
     };
     resolve(&again, DateTime::<Utc>::UNIX_EPOCH).map_err(|_| bad())?;
-    if !(1..=MAX_LIMIT).contains(&c.limit) {
+    // Instants must be ones chrono can show in any time zone (years 1 to 9999).
+    let sane = |t: Option<i64>| t.is_none_or(|t| (MIN_INSTANT..=MAX_INSTANT).contains(&t));
+    if !(1..=MAX_LIMIT).contains(&c.limit) || !sane(c.f.since) || !sane(c.f.until) || c.before < 1 {
         return Err(bad());
     }
     Ok(c)

@@ -1,6 +1,9 @@
 //! Authentication: turning a presented API key into a `Principal`, recording refusals, the
 //! first-admin bootstrap, and "who am I".
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use chrono::{DateTime, Duration, Utc};
 use tracing::instrument;
 
@@ -137,66 +140,113 @@ pub async fn authenticate_digest(
     digest_hex: &str,
     preview: Option<String>,
 ) -> Result<Principal, AuthError> {
-    let Some(row) = store::keys::find_by_digest(&app.store, digest_hex).await? else {
-        return Err(AuthError::Rejected(Rejected {
-            preview,
-            ..Rejected::new(AuthFailure::UnknownKey)
-        }));
-    };
     let now = app.now();
-    let reject = |failure| {
-        AuthError::Rejected(Rejected {
+    let key = match app.key_cache.get(digest_hex, now) {
+        Some(k) => k,
+        None => {
+            let Some(row) = store::keys::find_by_digest(&app.store, digest_hex).await? else {
+                // Unknown keys are not cached: guessing must not fill memory.
+                return Err(AuthError::Rejected(Rejected {
+                    preview,
+                    ..Rejected::new(AuthFailure::UnknownKey)
+                }));
+            };
+            let key = Arc::new(CachedKey::from_row(row)?);
+            app.key_cache.put(digest_hex, key.clone(), now);
+            key
+        }
+    };
+    if let Some(failure) = key.refusal(now) {
+        return Err(AuthError::Rejected(Rejected {
             failure,
-            key_id: Some(row.id.clone()),
-            preview: Some(row.secret_preview.clone()),
-            tenants: Some(row.tenants.split_whitespace().map(str::to_owned).collect()),
-        })
-    };
-    let expired = |t: Option<i64>| t.is_some_and(|t| from_micros(t) <= now);
-    let failure = if row.revoked_at.is_some() {
-        Some(AuthFailure::Revoked)
-    } else if row.disabled_at.is_some() {
-        Some(AuthFailure::Disabled)
-    } else if expired(row.expires_at) {
-        Some(AuthFailure::Expired)
-    } else if expired(row.secret_valid_until) {
-        Some(AuthFailure::Rotated)
-    } else if row.permissions.is_none() {
-        Some(AuthFailure::RoleDeleted)
-    } else {
-        None
-    };
-    if let Some(f) = failure {
-        return Err(reject(f));
+            key_id: Some(key.id.clone()),
+            preview: Some(key.preview.clone()),
+            tenants: Some(key.tenants.clone()),
+        }));
     }
-    let permissions: PermissionSet = row
-        .permissions
-        .as_deref()
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e| StoreError::Corrupt(format!("role '{}': {e}", row.role_name)))?;
-    let names: Vec<&str> = row.tenants.split_whitespace().collect();
-    let tenants = TenantScope::parse(&names)
-        .map_err(|e| StoreError::Corrupt(format!("key {}: {e}", row.id)))?;
-    if row
-        .last_used_at
-        .is_none_or(|t| from_micros(t) < now - LAST_USED_RESOLUTION)
-        && let Err(e) =
-            store::keys::touch_last_used(&app.store, &row.id, now, LAST_USED_RESOLUTION).await
-    {
-        // Losing a last-used stamp is not worth refusing a valid caller.
-        tracing::warn!(error = %e, key_id = %row.id, "could not record key use");
+    let principal = key.principal.clone().ok_or_else(|| {
+        AuthError::Rejected(Rejected::new(AuthFailure::RoleDeleted))
+    })?;
+    let last = key.last_used.load(Ordering::Relaxed);
+    if last == 0 || from_micros(last) < now - LAST_USED_RESOLUTION {
+        key.last_used.store(store::micros(now), Ordering::Relaxed);
+        if let Err(e) = store::keys::touch_last_used(&app.store, &key.id, now, LAST_USED_RESOLUTION).await {
+            // Losing a last-used stamp is not worth refusing a valid caller.
+            tracing::warn!(error = %e, key_id = %key.id, "could not record key use");
+        }
     }
-    Ok(Principal::new(
-        Actor::Key {
+    Ok(principal)
+}
+
+/// A key as verification needs it, cached by the digest of one of its secrets.
+pub struct CachedKey {
+    pub id: String,
+    /// Preview of this secret (not necessarily the key's current one).
+    pub preview: String,
+    pub tenants: Vec<String>,
+    revoked: bool,
+    disabled: bool,
+    expires_at: Option<DateTime<Utc>>,
+    /// Set when this secret was superseded by a rotation.
+    secret_valid_until: Option<DateTime<Utc>>,
+    /// `None` when the key's role was deleted: it then grants nothing.
+    principal: Option<Principal>,
+    /// Microseconds; 0 when never used.
+    last_used: AtomicI64,
+}
+
+impl CachedKey {
+    fn from_row(row: store::keys::AuthRow) -> Result<Self, StoreError> {
+        let names: Vec<&str> = row.tenants.split_whitespace().collect();
+        let tenants = TenantScope::parse(&names).map_err(|e| StoreError::Corrupt(format!("key {}: {e}", row.id)))?;
+        let principal = match row.permissions.as_deref() {
+            None => None,
+            Some(p) => {
+                let permissions: PermissionSet = p
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt(format!("role '{}': {e}", row.role_name)))?;
+                Some(Principal::new(
+                    Actor::Key {
+                        id: row.id.clone(),
+                        preview: row.secret_preview.clone(),
+                    },
+                    row.role_name.clone(),
+                    permissions,
+                    tenants.clone(),
+                    row.expires_at.map(from_micros),
+                ))
+            }
+        };
+        Ok(CachedKey {
+            tenants: tenants.to_vec(),
             id: row.id,
             preview: row.secret_preview,
-        },
-        row.role_name,
-        permissions,
-        tenants,
-        row.expires_at.map(from_micros),
-    ))
+            revoked: row.revoked_at.is_some(),
+            disabled: row.disabled_at.is_some(),
+            expires_at: row.expires_at.map(from_micros),
+            secret_valid_until: row.secret_valid_until.map(from_micros),
+            principal,
+            last_used: AtomicI64::new(row.last_used_at.unwrap_or(0)),
+        })
+    }
+
+    /// Why the key is refused at `now`, if it is.
+    fn refusal(&self, now: DateTime<Utc>) -> Option<AuthFailure> {
+        let passed = |t: Option<DateTime<Utc>>| t.is_some_and(|t| t <= now);
+        if self.revoked {
+            Some(AuthFailure::Revoked)
+        } else if self.disabled {
+            Some(AuthFailure::Disabled)
+        } else if passed(self.expires_at) {
+            Some(AuthFailure::Expired)
+        } else if passed(self.secret_valid_until) {
+            Some(AuthFailure::Rotated)
+        } else if self.principal.is_none() {
+            Some(AuthFailure::RoleDeleted)
+        } else {
+            None
+        }
+    }
 }
 
 /// Records a refused credential in the audit trail.
@@ -276,7 +326,7 @@ pub async fn bootstrap(
     let operator = match first.operator {
         Some((username, password)) => {
             let username = super::operators::check_username(username)?;
-            Some((username, super::operators::hash_password(password).await?))
+            Some((username, super::operators::hash_password(app, password).await?))
         }
         None => None,
     };

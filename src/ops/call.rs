@@ -231,6 +231,7 @@ pub(crate) async fn ensure_reach(
     p: &Principal,
     role: &str,
     tenants: &crate::domain::tenant::TenantScope,
+    expires_at: Option<Option<DateTime<Utc>>>,
     action: String,
 ) -> Result<(), super::OpsError> {
     let held = crate::store::roles::get_in(tx, role)
@@ -241,7 +242,7 @@ pub(crate) async fn ensure_reach(
     let reach = crate::domain::policy::Reach {
         permissions: held,
         tenants: Some(tenants),
-        expires_at: None,
+        expires_at,
     };
     Ok(crate::domain::policy::within(p, action, &reach)?)
 }

@@ -78,7 +78,7 @@ pub async fn create(app: &App, call: &Call, input: CreateKey) -> Result<KeyWithS
         expires_at,
     };
     store::keys::insert(&mut tx, &new, now).await?;
-    let after = commit_key_change(call, tx, now, &id, None).await?;
+    let after = commit_key_change(app, call, tx, now, &id, None).await?;
     Ok(KeyWithSecret {
         key: after,
         api_key: secret.expose().to_owned(),
@@ -159,7 +159,8 @@ pub async fn rotate(
     }
     let now = app.now();
     let mut tx = app.store.begin().await?;
-    let before = load_managed(&mut tx, p, key_id, "rotate", now).await?;
+    // Rotating hands over a secret: the key must not outlive the caller either.
+    let before = load_managed(&mut tx, p, key_id, "rotate", now, true).await?;
     match before.status {
         KeyStatus::Revoked => {
             return Err(OpsError::Conflict(format!(
@@ -186,7 +187,7 @@ pub async fn rotate(
         now,
     )
     .await?;
-    let after = commit_key_change(call, tx, now, &before.id, Some(&before)).await?;
+    let after = commit_key_change(app, call, tx, now, &before.id, Some(&before)).await?;
     Ok(KeyWithSecret {
         key: after,
         api_key: secret.expose().to_owned(),
@@ -207,7 +208,7 @@ pub async fn set_enabled(
     let now = app.now();
     let mut tx = app.store.begin().await?;
     let verb = if enabled { "enable" } else { "disable" };
-    let before = load_managed(&mut tx, p, key_id, verb, now).await?;
+    let before = load_managed(&mut tx, p, key_id, verb, now, false).await?;
     if before.status == KeyStatus::Revoked {
         return Err(OpsError::Conflict(format!(
             "key {} is revoked; revocation is permanent",
@@ -222,7 +223,7 @@ pub async fn set_enabled(
     if !already {
         store::keys::set_disabled(&mut tx, &before.id, (!enabled).then_some(now)).await?;
     }
-    let after = commit_key_change(call, tx, now, &before.id, Some(&before)).await?;
+    let after = commit_key_change(app, call, tx, now, &before.id, Some(&before)).await?;
     Ok(after)
 }
 
@@ -232,11 +233,11 @@ pub async fn revoke(app: &App, call: &Call, key_id: &str) -> Result<KeyView, Ops
     policy::require(p, Permission::KeyRevoke)?;
     let now = app.now();
     let mut tx = app.store.begin().await?;
-    let before = load_managed(&mut tx, p, key_id, "revoke", now).await?;
+    let before = load_managed(&mut tx, p, key_id, "revoke", now, false).await?;
     if before.revoked_at.is_none() {
         store::keys::set_revoked(&mut tx, &before.id, now).await?;
     }
-    let after = commit_key_change(call, tx, now, &before.id, Some(&before)).await?;
+    let after = commit_key_change(app, call, tx, now, &before.id, Some(&before)).await?;
     Ok(after)
 }
 
@@ -247,6 +248,7 @@ async fn load_managed(
     key_id: &str,
     verb: &str,
     now: DateTime<Utc>,
+    within_lifetime: bool,
 ) -> Result<KeyView, OpsError> {
     let id = ids::check_id("key", key_id)?;
     let row = store::keys::get_in(tx, &id)
@@ -257,12 +259,14 @@ async fn load_managed(
         return Err(not_found(&id));
     }
     let action = format!("cannot {verb} key {id} (role '{}')", row.role_name);
-    ensure_reach(tx, p, &row.role_name, &scope, action).await?;
+    let expiry = within_lifetime.then(|| row.expires());
+    ensure_reach(tx, p, &row.role_name, &scope, expiry, action).await?;
     view(&row, now)
 }
 
 /// Reads the key as changed, then commits the change together with its audit record.
 async fn commit_key_change(
+    app: &App,
     call: &Call,
     mut tx: Tx,
     now: DateTime<Utc>,
@@ -280,6 +284,8 @@ async fn commit_key_change(
         changed(Target::key(id), tenants, before, Some(&after)),
     )
     .await?;
+    // Verifications cached on this replica must not outlive the change.
+    app.key_cache.clear();
     Ok(after)
 }
 

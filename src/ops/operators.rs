@@ -38,12 +38,12 @@ pub fn check_username(text: &str) -> Result<String, OpsError> {
     }
 }
 
-/// argon2id is deliberately slow: hash off the async threads.
-pub async fn hash_password(p: &Password) -> Result<String, OpsError> {
+/// argon2id is deliberately slow: hash off the async threads, within the work limit.
+pub async fn hash_password(app: &App, p: &Password) -> Result<String, OpsError> {
     let hash_input = Password::presented(p.expose_for_hashing());
-    tokio::task::spawn_blocking(move || hash_input.hash())
+    app.password_job(move || hash_input.hash())
         .await
-        .map_err(|_| OpsError::invalid("password hashing was interrupted"))?
+        .ok_or_else(|| OpsError::invalid("password hashing was interrupted"))?
         .map_err(OpsError::from)
 }
 
@@ -58,7 +58,7 @@ pub async fn create(
     let password = Password::new(&input.password)?;
     let role_name = validate_role_name(&input.role)?;
     let scope = TenantScope::parse(&input.tenants)?;
-    let hash = hash_password(&password).await?;
+    let hash = hash_password(app, &password).await?;
     let now = app.now();
     let mut tx = app.store.begin().await?;
     let role = store::roles::get_in(&mut tx, &role_name)
@@ -70,7 +70,8 @@ pub async fn create(
         &Reach {
             permissions: role.permissions,
             tenants: Some(&scope),
-            expires_at: None,
+            // Operators do not expire: an expiring caller cannot create one.
+            expires_at: Some(None),
         },
     )?;
     let id = ids::new_operator_id();
@@ -167,7 +168,7 @@ async fn load_managed(
         "cannot {verb} operator '{}' (role '{}')",
         row.username, row.role_name
     );
-    ensure_reach(tx, p, &row.role_name, &scope, action).await?;
+    ensure_reach(tx, p, &row.role_name, &scope, None, action).await?;
     view(&row)
 }
 

@@ -99,6 +99,23 @@ pub async fn update(app: &App, call: &Call, input: RoleInput) -> Result<RoleView
             expires_at: None,
         },
     )?;
+    // Adding permissions hands them to every holder: none may outlive an expiring caller.
+    let added = permissions.missing_from(current.permissions);
+    if let Some(mine) = p.expires_at()
+        && !added.is_empty()
+        && store::roles::holders_outliving(&mut tx, &name, mine).await? > 0
+    {
+        return Err(OpsError::Domain(DomainError::Exceeds(Escalation {
+            action: format!("cannot add permissions to role '{name}'"),
+            missing_permissions: Vec::new(),
+            missing_tenants: Vec::new(),
+            held_outside_scope: false,
+            expiry: Some(format!(
+                "it is held by keys or operators that outlive you (you expire at {})",
+                mine.to_rfc3339()
+            )),
+        })));
+    }
     let description = match input.description {
         Some(d) => ids::check_label("description", &d, 1000, true)?,
         None => current.description.clone(),
@@ -120,6 +137,8 @@ pub async fn update(app: &App, call: &Call, input: RoleInput) -> Result<RoleView
         ),
     )
     .await?;
+    // A role's permissions are part of every cached verification of its holders.
+    app.key_cache.clear();
     Ok(view(&updated))
 }
 
@@ -145,6 +164,7 @@ pub async fn delete(app: &App, call: &Call, name: &str) -> Result<RoleDeleted, O
         changed(Target::role(&name), None, Some(&view(&current)), None),
     )
     .await?;
+    app.key_cache.clear();
     Ok(RoleDeleted { deleted: name })
 }
 
@@ -177,7 +197,9 @@ async fn load_managed(
         return Err(OpsError::Domain(DomainError::Exceeds(Escalation {
             action: format!("cannot {verb} role '{name}'"),
             missing_permissions,
-            missing_tenants: outside,
+            // Which other tenants hold it is not the caller's to learn.
+            missing_tenants: Vec::new(),
+            held_outside_scope: !outside.is_empty(),
             expiry: None,
         })));
     }

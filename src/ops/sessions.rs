@@ -102,8 +102,10 @@ async fn check_password(
         .unwrap_or(false);
     match row {
         Some(row) if ok => auth::operator_principal(row),
+        // The typed name is kept only if it is a well-formed username: a password typed into
+        // the wrong field must not land in the trail.
         _ => Err(AuthError::Rejected(Rejected {
-            preview: Some(username.chars().take(64).collect()),
+            preview: super::operators::check_username(&username).ok(),
             ..Rejected::new(AuthFailure::BadPassword)
         })),
     }

@@ -61,3 +61,22 @@ pub async fn locked_until(
     .map_err(db))?;
     Ok(until.flatten().map(from_micros).filter(|t| *t > now))
 }
+
+/// Takes back one counted attempt that turned out to succeed; clears the lock it set, if any.
+pub async fn forgive(
+    store: &super::Store,
+    ip: &str,
+    set_lock: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    on_pool!(store, p => sqlx::query(
+        "UPDATE auth_failures SET failures = failures - 1, \
+         locked_until = CASE WHEN locked_until = $2 THEN NULL ELSE locked_until END \
+         WHERE client_ip = $1 AND failures > 0",
+    )
+    .bind(ip)
+    .bind(set_lock.map(micros))
+    .execute(p)
+    .await
+    .map(|_| ())
+    .map_err(db))
+}

@@ -59,7 +59,8 @@ pub async fn insert(
 ) -> Result<(), StoreError> {
     let tenants = op.tenants.to_vec();
     let text = tenants.join(" ");
-    let taken = format!("an operator named '{}' already exists", op.username);
+    // Generic on purpose: whether a username exists in another tenant is not the caller's to learn.
+    let taken = "that username is not available; choose another".to_owned();
     let unknown_role = format!("role '{}' does not exist", op.role_name);
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO operators (id, username, password_hash, role_name, tenants, created_by, created_at) \

@@ -61,8 +61,8 @@ async fn unauthenticated_requests_get_a_challenge_pointing_at_the_metadata() {
 
 #[tokio::test]
 async fn metadata_resource_follows_forwarded_headers_only_from_trusted_proxies() {
-    // Loopback is a trusted proxy by default.
-    let s = Server::start(&[]).await;
+    // Loopback is a trusted proxy by default; the forwarded host must be an allowed one.
+    let s = Server::start(&["--allowed-hosts", "kw.example.com"]).await;
     let own = format!("http://{}", s.running.addr);
     for path in [
         "/.well-known/oauth-protected-resource",
@@ -114,6 +114,14 @@ async fn metadata_resource_follows_forwarded_headers_only_from_trusted_proxies()
         www_authenticate(&res),
         "Bearer resource_metadata=\"https://kw.example.com/.well-known/oauth-protected-resource/mcp\""
     );
+    // A forwarded host nobody configured is refused rather than echoed.
+    let res = http()
+        .get(s.url("/.well-known/oauth-protected-resource"))
+        .header("x-forwarded-host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
     s.stop().await;
 
     // From an untrusted peer the forwarded headers are ignored: the connection's own scheme and Host.
@@ -389,7 +397,7 @@ async fn health_readiness_and_metrics() {
         .json()
         .await
         .unwrap();
-    assert_eq!(ready, json!({"status": "ready", "database": "sqlite"}));
+    assert_eq!(ready, json!({"status": "ready", "database": s.app.store.backend()}));
 
     let c = s.client(&key).await;
     c.ok("whoami", json!({})).await;
@@ -427,6 +435,13 @@ async fn health_readiness_and_metrics() {
     c.close().await;
     let r = http().get(s.url("/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
+    // Made-up methods do not mint metric series.
+    for i in 0..5 {
+        let m = reqwest::Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
+        let _ = http().request(m, s.url("/healthz")).send().await.unwrap();
+    }
+    let text = http().get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("M3") && text.contains("method=\"other\""), "{text}");
     s.stop().await;
 }
 

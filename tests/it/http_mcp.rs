@@ -132,7 +132,8 @@ async fn graceful_shutdown_loses_no_audit_record() {
         acked.extend(t.await.unwrap());
     }
     let app = s.app.clone();
-    tokio::time::timeout(std::time::Duration::from_secs(30), s.stop())
+    // Keep the environment (and so its database) until the trail has been read.
+    let _env = tokio::time::timeout(std::time::Duration::from_secs(30), s.stop())
         .await
         .expect("shutdown completes");
     let filter = keyward::store::audit::AuditFilter {

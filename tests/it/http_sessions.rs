@@ -267,7 +267,7 @@ async fn operators_are_managed_within_the_callers_reach() {
             json!({"username": "carol", "password": PASSWORD, "role": "reader", "tenants": ["*"]}),
         )
         .await;
-    assert_eq!(msg, "an operator named 'carol' already exists");
+    assert_eq!(msg, "that username is not available; choose another");
     let msg = admin
         .err("operator_create", json!({"username": "dave", "password": "too-short", "role": "reader", "tenants": ["*"]}))
         .await;
@@ -360,7 +360,13 @@ async fn operators_are_managed_within_the_callers_reach() {
     let msg = acme.err("operator_list", json!({})).await;
     assert!(msg.contains("requires operator:read"), "{msg}");
     admin.ok("role_create", json!({"name": "people", "permissions": ["operator:read", "operator:write", "key:read", "role:read"]})).await;
-    let (people_key, _) = admin.mint("people", "people", &["acme"]).await;
+    // Operators never expire, so only a key that never expires may manage them.
+    let people_key = admin
+        .ok("key_create", json!({"name": "people", "role": "people", "tenants": ["acme"], "expires": "never"}))
+        .await["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let people = s.client(&people_key).await;
     let msg = people
         .err(
@@ -396,5 +402,58 @@ async fn operators_are_managed_within_the_callers_reach() {
     for c in [acme, people, admin] {
         c.close().await;
     }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn parallel_password_guesses_are_counted_before_they_are_checked() {
+    let s = Server::start(&[]).await;
+    let token = s.running.setup_token.clone().unwrap();
+    bootstrap(&s, &token, "alice").await;
+    // 39 wrong guesses and the right password, all at once: only 20 are checked at all, so
+    // even the right one is refused if it comes after the threshold.
+    let bodies: Vec<Value> = (0..40)
+        .map(|i| json!({"username": "alice", "password": if i == 39 { PASSWORD.to_owned() } else { format!("wrong guess {i:04}") }}))
+        .collect();
+    let attempts = bodies.iter().map(|b| http().post(s.url("/v1/auth/login")).json(b).send());
+    let statuses: Vec<u16> = futures::future::join_all(attempts).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    let checked = statuses.iter().filter(|c| **c == 401 || **c == 200).count();
+    let refused = statuses.iter().filter(|c| **c == 429).count();
+    assert_eq!((checked, refused), (20, 20), "{statuses:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_successful_sign_in_does_not_count_toward_the_lockout() {
+    let s = Server::start(&["--lockout-threshold", "3"]).await;
+    let token = s.running.setup_token.clone().unwrap();
+    bootstrap(&s, &token, "alice").await;
+    for _ in 0..5 {
+        let res = http().post(s.url("/v1/auth/login")).json(&json!({"username": "alice", "password": PASSWORD})).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn closed_bootstrap_cannot_be_hammered() {
+    let s = Server::start(&[]).await;
+    s.admin_key().await;
+    let env = s.stop().await;
+    let s = Server::try_start(env, &[]).await.unwrap();
+    for _ in 0..20 {
+        assert_eq!(bootstrap(&s, "x", "bob").await.status(), 410);
+    }
+    assert_eq!(bootstrap(&s, "x", "bob").await.status(), 429, "closed attempts count toward the lockout");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn legacy_mode_offers_no_sign_in_or_bootstrap() {
+    let s = Server::start(&["--auth-mode", "legacy", "--legacy-api-key", "a-long-shared-secret-16+"]).await;
+    assert!(s.running.setup_token.is_none());
+    let res = http().post(s.url("/v1/auth/login")).json(&json!({"api_key": "kw_x"})).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(bootstrap(&s, "x", "bob").await.status(), 404);
     s.stop().await;
 }

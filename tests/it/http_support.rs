@@ -48,6 +48,7 @@ impl Server {
         let (mut app, _writer) = keyward::open_app(&env.url(), clock.clone()).await?;
         let args = serve_args(extra);
         app.lockout = keyward::config::lockout_policy(&args)?;
+        keyward::config::set_cache_ttl(&mut app, args.auth_cache_ttl)?;
         let settings = keyward::config::http_settings(&args, &app).await?;
         let running = keyward::http::start(app.clone(), settings).await?;
         Ok(Server {

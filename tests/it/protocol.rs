@@ -158,13 +158,21 @@ async fn invalid_arguments_get_clear_errors_and_change_nothing() {
             json!({"group_by": ["actor", "actor"]}),
             "must differ",
         ),
+        // A forged cursor with an instant chrono cannot show in a negative-offset zone.
+        (
+            "audit_query",
+            json!({"cursor": forged_cursor()}),
+            "invalid cursor",
+        ),
     ];
     for (tool, args, expected) in cases {
-        let msg = admin.err(tool, args.clone()).await;
-        assert!(
-            msg.contains(expected),
-            "{tool} {args}: expected {expected:?} in {msg:?}"
-        );
+        let r = admin.call(tool, args.clone()).await;
+        let msg = crate::support::text(&r);
+        assert_eq!(r.is_error, Some(true), "{tool} {args}");
+        assert!(msg.contains(expected), "{tool} {args}: expected {expected:?} in {msg:?}");
+        // Every failure carries its kind for clients that branch on it.
+        let kind = r.meta.as_ref().and_then(|m| m.0.get("keyward/error")).and_then(|v| v.as_str());
+        assert!(matches!(kind, Some("invalid_argument" | "not_found")), "{tool} {args}: {kind:?}");
     }
     let keys = admin.ok("key_list", json!({})).await;
     assert_eq!(
@@ -181,7 +189,7 @@ async fn invalid_arguments_get_clear_errors_and_change_nothing() {
     let failed = admin
         .audit(json!({"status": ["failed"], "limit": 100}))
         .await;
-    assert_eq!(failed.len(), 21, "each refusal is audited");
+    assert_eq!(failed.len(), 22, "each refusal is audited");
     admin.close().await;
 }
 
@@ -286,4 +294,11 @@ impl RawCall for crate::support::Client {
             .map(|r| json!(r.structured_content))
             .map_err(|e| e.to_string())
     }
+}
+
+fn forged_cursor() -> String {
+    use base64::Engine;
+    let c = json!({"f": {"actors": [], "roles": [], "tenants": [], "actions": [], "targets": [], "statuses": [],
+        "sources": [], "client_ips": [], "since": i64::MIN, "until": null, "tz": "Etc/GMT+5"}, "before": 1, "limit": 20});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(c.to_string())
 }

@@ -23,18 +23,82 @@ use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_keyward");
 
-/// One test's world: a temporary directory holding the database and captured stderr.
+/// Which database the suite runs on: `KEYWARD_TEST_BACKEND=postgres` runs every test against
+/// its own PostgreSQL database; the default is SQLite.
+pub fn postgres_selected() -> bool {
+    std::env::var("KEYWARD_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// Where test databases are created: `KEYWARD_TEST_POSTGRES_URL`, by default the local
+/// server with trust authentication.
+pub fn postgres_admin_url() -> String {
+    std::env::var("KEYWARD_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Runs a statement on the admin connection, on a thread of its own (callers are sync).
+fn postgres_admin(sql: String) -> Result<(), String> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&postgres_admin_url()).await.map_err(|e| e.to_string())?;
+            sqlx::query(&sql).execute(&mut c).await.map_err(|e| e.to_string())?;
+            let _ = c.close().await;
+            Ok(())
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| Err("admin thread panicked".into()))
+}
+
+/// One test's world: its own database (a SQLite file in a temporary directory, or a fresh
+/// PostgreSQL database) and the stderr the binary wrote.
 pub struct Env {
     dir: tempfile::TempDir,
     logs: AtomicUsize,
+    /// The PostgreSQL database created for this test, dropped with it.
+    pg_database: Option<String>,
 }
 
 impl Env {
     pub fn new() -> Self {
+        if postgres_selected() {
+            Self::postgres().expect("KEYWARD_TEST_BACKEND=postgres but PostgreSQL is not reachable")
+        } else {
+            Self::sqlite()
+        }
+    }
+
+    pub fn sqlite() -> Self {
         Env {
             dir: tempfile::tempdir().expect("tempdir"),
             logs: AtomicUsize::new(0),
+            pg_database: None,
         }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (after saying so) when none is reachable. With
+    /// `KEYWARD_REQUIRE_POSTGRES=1` (CI) an unreachable server is a failure instead.
+    pub fn postgres() -> Option<Self> {
+        let name = format!("kw_test_{}", keyward::domain::ids::random_base62(12).to_lowercase());
+        match postgres_admin(format!("CREATE DATABASE {name}")) {
+            Ok(()) => Some(Env {
+                dir: tempfile::tempdir().expect("tempdir"),
+                logs: AtomicUsize::new(0),
+                pg_database: Some(name),
+            }),
+            Err(e) if std::env::var_os("KEYWARD_REQUIRE_POSTGRES").is_some() => {
+                panic!("PostgreSQL is required (KEYWARD_REQUIRE_POSTGRES) but not reachable at {}: {e}", postgres_admin_url())
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: PostgreSQL is not reachable at {} ({e}); set KEYWARD_TEST_POSTGRES_URL to run this test", postgres_admin_url());
+                None
+            }
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg_database.is_some()
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -42,7 +106,14 @@ impl Env {
     }
 
     pub fn url(&self) -> String {
-        format!("sqlite://{}", self.db_path().display())
+        match &self.pg_database {
+            Some(name) => {
+                let admin = postgres_admin_url();
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                format!("{base}/{name}")
+            }
+            None => format!("sqlite://{}", self.db_path().display()),
+        }
     }
 
     /// A command for the binary, pointed at this environment's database.
@@ -112,14 +183,48 @@ impl Env {
         out
     }
 
-    /// The database's bytes, including the write-ahead log.
+    /// Everything the database holds: the SQLite file (with its write-ahead log), or every row
+    /// of every table in PostgreSQL as text.
     pub fn db_bytes(&self) -> Vec<u8> {
+        if self.is_postgres() {
+            return self.postgres_dump().into_bytes();
+        }
         let mut bytes = Vec::new();
         for suffix in ["", "-wal", "-shm"] {
             let p = PathBuf::from(format!("{}{suffix}", self.db_path().display()));
             bytes.extend(std::fs::read(p).unwrap_or_default());
         }
         bytes
+    }
+
+    fn postgres_dump(&self) -> String {
+        let url = self.url();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+                )
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+                let mut out = String::new();
+                for t in tables {
+                    let rows: Option<String> =
+                        sqlx::query_scalar(&format!("SELECT string_agg(t::text, E'\\n') FROM {t} t"))
+                            .fetch_one(&mut c)
+                            .await
+                            .unwrap();
+                    out.push_str(&rows.unwrap_or_default());
+                    out.push('\n');
+                }
+                out
+            })
+        })
+        .join()
+        .unwrap()
     }
 
     /// Spawns `keyward serve --stdio` with `key` and connects with the legacy `initialize`
@@ -167,6 +272,14 @@ impl Env {
             .await
             .expect("connect over stdio");
         Client { service }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_database {
+            let _ = postgres_admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
     }
 }
 
