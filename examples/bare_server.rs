@@ -47,13 +47,19 @@ impl ServerHandler for Bare {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".into());
     let router = Arc::new(Bare::tool_router());
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true);
     let service = StreamableHttpService::new(
-        move || Ok(Bare { tool_router: router.clone() }),
+        move || {
+            Ok(Bare {
+                tool_router: router.clone(),
+            })
+        },
         NeverSessionManager::default().into(),
         config,
     );

@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
+use crate::domain::key::KeyDigest;
 use crate::domain::lockout::LockoutPolicy;
 use crate::metrics::Metrics;
 use crate::ops::auth::CachedKey;
@@ -15,27 +16,56 @@ use crate::ops::cache::TtlCache;
 use crate::store::Store;
 use crate::store::audit_writer::AuditWriter;
 
+/// Cloned for every request (and every middleware layer), so one reference count, not one per
+/// field.
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<AppState>);
+
+impl std::ops::Deref for App {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.0
+    }
+}
+
+impl App {
+    pub fn new(state: AppState) -> Self {
+        App(Arc::new(state))
+    }
+}
+
+/// Settings chosen at start that shape `App`'s behaviour.
+#[derive(Debug, Clone, Copy)]
+pub struct AppOptions {
+    pub lockout: LockoutPolicy,
+    /// How long a verified key or a lock state may be reused (at most 1 s; zero disables).
+    pub cache_ttl: chrono::Duration,
+}
+
+pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub audit: AuditWriter,
     pub lockout: LockoutPolicy,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Metrics,
     /// Tool calls under way, so shutdown can let them finish.
     pub inflight: Arc<InFlight>,
     /// Verified keys by digest, for at most the cache's TTL (≤ 1 s).
-    pub key_cache: Arc<TtlCache<Arc<CachedKey>>>,
+    pub key_cache: TtlCache<KeyDigest, Arc<CachedKey>>,
     /// Lock state by client IP, for at most the cache's TTL (≤ 1 s).
-    pub lock_cache: Arc<TtlCache<Option<DateTime<Utc>>>>,
+    pub lock_cache: TtlCache<String, Option<DateTime<Utc>>>,
     /// Bounds concurrent argon2 work (each uses ~19 MiB and a core for tens of ms), so a burst
     /// of sign-ins can neither exhaust memory nor starve request handling.
-    pub password_work: Arc<tokio::sync::Semaphore>,
+    pub password_work: tokio::sync::Semaphore,
 }
 
-impl App {
+impl AppState {
     /// Runs argon2 work off the async threads, at most `password_work` at a time.
-    pub async fn password_job<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    pub async fn password_job<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
         let _permit = self.password_work.acquire().await.ok()?;
         tokio::task::spawn_blocking(job).await.ok()
     }

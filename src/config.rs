@@ -30,8 +30,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-use std::sync::Arc;
-
 use crate::app::App;
 use crate::cli::{AuthMode, ServeArgs};
 use crate::domain::lockout::LockoutPolicy;
@@ -55,13 +53,23 @@ pub fn lockout_policy(args: &ServeArgs) -> anyhow::Result<LockoutPolicy> {
     })
 }
 
-/// Sets the verification and lock caches' bound (at most 1 s).
-pub fn set_cache_ttl(app: &mut App, ttl: std::time::Duration) -> anyhow::Result<()> {
-    let ttl = chrono::Duration::from_std(ttl)?;
-    anyhow::ensure!(ttl <= crate::CACHE_TTL, "--auth-cache-ttl may be at most 1s");
-    app.key_cache = Arc::new(crate::ops::cache::TtlCache::new(ttl, 10_000));
-    app.lock_cache = Arc::new(crate::ops::cache::TtlCache::new(ttl, 10_000));
-    Ok(())
+/// The app's behaviour from the command line: lockout rule and cache bound (at most 1 s). A
+/// stdio server serves one local caller: no verification cache, so a key revoked anywhere stops
+/// working on its very next call.
+pub fn app_options(args: &ServeArgs) -> anyhow::Result<crate::app::AppOptions> {
+    let ttl = chrono::Duration::from_std(if args.stdio {
+        std::time::Duration::ZERO
+    } else {
+        args.auth_cache_ttl
+    })?;
+    anyhow::ensure!(
+        ttl <= crate::CACHE_TTL,
+        "--auth-cache-ttl may be at most 1s"
+    );
+    Ok(crate::app::AppOptions {
+        lockout: lockout_policy(args)?,
+        cache_ttl: ttl,
+    })
 }
 
 /// Validates the HTTP settings once, refusing unsafe combinations with a clear reason.
@@ -175,6 +183,3 @@ fn public_origin(u: &url::Url) -> anyhow::Result<(&'static str, String)> {
     };
     Ok((scheme, host.to_ascii_lowercase()))
 }
-
-/// Keeps `Arc` imported for callers building settings by hand (tests).
-pub type SharedSettings = Arc<HttpSettings>;

@@ -33,32 +33,40 @@ use store::audit_writer::{AuditWriter, WriterConfig};
 /// on how long another replica's revocation or lockout can go unnoticed here.
 pub const CACHE_TTL: chrono::Duration = chrono::Duration::seconds(1);
 
-/// Opens the store and starts the audit writer. The returned handle finishes once every
-/// clone of the `App` is dropped and the queue is written out.
+impl Default for app::AppOptions {
+    fn default() -> Self {
+        app::AppOptions {
+            lockout: domain::lockout::LockoutPolicy::default(),
+            cache_ttl: CACHE_TTL,
+        }
+    }
+}
+
+/// Opens the store and starts the audit writer. The returned handle finishes once the writer
+/// is closed (`app.audit.close()`) and the queue is written out.
 pub async fn open_app(
     database_url: &str,
     clock: Arc<dyn Clock>,
+    options: app::AppOptions,
 ) -> anyhow::Result<(App, tokio::task::JoinHandle<()>)> {
     let store = Store::open(database_url)
         .await
         .with_context(|| format!("cannot open database {}", config::redact_url(database_url)))?;
     let (audit, writer) = AuditWriter::start(store.clone(), &WriterConfig::default());
-    Ok((
-        App {
-            store,
-            clock,
-            audit,
-            lockout: domain::lockout::LockoutPolicy::default(),
-            metrics: Arc::new(metrics::Metrics::new()),
-            inflight: Arc::new(app::InFlight::default()),
-            key_cache: Arc::new(ops::cache::TtlCache::new(CACHE_TTL, 10_000)),
-            lock_cache: Arc::new(ops::cache::TtlCache::new(CACHE_TTL, 10_000)),
-            password_work: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )),
-        },
-        writer,
-    ))
+    let app = App::new(app::AppState {
+        store,
+        clock,
+        audit,
+        lockout: options.lockout,
+        metrics: metrics::Metrics::new(),
+        inflight: Arc::new(app::InFlight::default()),
+        key_cache: ops::cache::TtlCache::new(options.cache_ttl, 10_000),
+        lock_cache: ops::cache::TtlCache::new(options.cache_ttl, 10_000),
+        password_work: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        ),
+    });
+    Ok((app, writer))
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -79,7 +87,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let url = config::database_url(cli.db.database_url.as_deref())?;
-    let (app, writer) = open_app(&url, Arc::new(SystemClock)).await?;
+    let options = match &cli.command {
+        Command::Serve(args) => config::app_options(args)?,
+        _ => app::AppOptions::default(),
+    };
+    let (app, writer) = open_app(&url, Arc::new(SystemClock), options).await?;
     let result = match cli.command {
         Command::Serve(args) => serve(app.clone(), &args, &url).await,
         Command::Bootstrap(args) => bootstrap(&app, &args).await,
@@ -91,19 +103,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let store = app.store.clone();
     // Every answered call's record is committed already; this writes out anything still queued.
-    app.audit.close();
+    app.audit.close().await;
     drop(app);
     let _ = writer.await;
     store.close().await;
     result
 }
 
-async fn serve(mut app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()> {
-    app.lockout = config::lockout_policy(args)?;
-    // A stdio server serves one local caller: no verification cache, so a key revoked
-    // anywhere stops working on its very next call.
-    let ttl = if args.stdio { std::time::Duration::ZERO } else { args.auth_cache_ttl };
-    config::set_cache_ttl(&mut app, ttl)?;
+async fn serve(app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()> {
     let transport = if args.stdio { "stdio" } else { "http" };
     tracing::info!(database = %config::redact_url(url), backend = app.store.backend(), transport, "keyward starting");
     if args.stdio {

@@ -46,20 +46,22 @@ impl PlainKey {
 
     /// Checks format and checksum without touching storage.
     pub fn parse(text: &str) -> Result<Self, KeyFormatError> {
-        let text = text.trim();
-        if text.len() != KEY_LEN
-            || !text.starts_with(PREFIX)
-            || !text[PREFIX.len()..]
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric())
-        {
-            return Err(KeyFormatError::Malformed);
-        }
-        let (rest, sum) = text.split_at(KEY_LEN - CHECKSUM_LEN);
-        if checksum(rest) != sum {
-            return Err(KeyFormatError::BadChecksum);
-        }
+        let text = check(text)?;
         Ok(PlainKey(SecretString::from(text.to_owned())))
+    }
+
+    /// The digest of a presented key after the offline checks, without copying the secret:
+    /// the per-request path.
+    pub fn digest_of(text: &str) -> Result<KeyDigest, KeyFormatError> {
+        check(text).map(|t| KeyDigest(Sha256::digest(t.as_bytes()).into()))
+    }
+
+    /// The preview of a presented key (call only after `digest_of` accepted it).
+    pub fn preview_of(text: &str) -> String {
+        text.trim()
+            .chars()
+            .take(PREFIX.len() + PREVIEW_BODY_LEN)
+            .collect()
     }
 
     pub fn expose(&self) -> &str {
@@ -91,6 +93,24 @@ impl KeyDigest {
     pub fn to_hex(&self) -> String {
         super::session::hex(&self.0)
     }
+
+    /// Reads the hex form back (as stored for key sessions).
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let mut out = [0u8; 32];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = nibble(bytes[2 * i])? << 4 | nibble(bytes[2 * i + 1])?;
+        }
+        Some(KeyDigest(out))
+    }
 }
 
 impl fmt::Debug for KeyDigest {
@@ -99,15 +119,40 @@ impl fmt::Debug for KeyDigest {
     }
 }
 
+/// Format and checksum, offline; returns the trimmed key.
+fn check(text: &str) -> Result<&str, KeyFormatError> {
+    let text = text.trim();
+    if text.len() != KEY_LEN
+        || !text.starts_with(PREFIX)
+        || !text.as_bytes()[PREFIX.len()..]
+            .iter()
+            .all(u8::is_ascii_alphanumeric)
+    {
+        return Err(KeyFormatError::Malformed);
+    }
+    let (rest, sum) = text.split_at(KEY_LEN - CHECKSUM_LEN);
+    if checksum_digits(rest) != sum.as_bytes() {
+        return Err(KeyFormatError::BadChecksum);
+    }
+    Ok(text)
+}
+
 /// CRC32 of `text`, as 6 base62 digits (62^6 > 2^32), most significant first.
-fn checksum(text: &str) -> String {
+fn checksum_digits(text: &str) -> [u8; CHECKSUM_LEN] {
     let mut n = u64::from(crc32fast::hash(text.as_bytes()));
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    out.iter().map(|&b| char::from(b)).collect()
+    out
+}
+
+fn checksum(text: &str) -> String {
+    checksum_digits(text)
+        .iter()
+        .map(|&b| char::from(b))
+        .collect()
 }
 
 /// Whether `text` may contain something shaped like a keyward key (cheap pre-check for scrub).
@@ -221,6 +266,9 @@ mod tests {
         assert_eq!(format!("{k:?}"), "PlainKey(..)");
         assert_eq!(format!("{:?}", k.digest()), "KeyDigest(..)");
         assert_eq!(k.digest().to_hex().len(), 64);
+        assert_eq!(KeyDigest::from_hex(&k.digest().to_hex()), Some(k.digest()));
+        assert_eq!(PlainKey::digest_of(k.expose()), Ok(k.digest()));
+        assert_eq!(PlainKey::preview_of(k.expose()), k.preview());
     }
 
     #[test]

@@ -207,7 +207,10 @@ mod tests {
     #[test]
     fn extreme_instants_format_without_panicking() {
         let tz = parse_time_zone("Etc/GMT+5").unwrap();
-        assert_eq!(format_in(DateTime::<Utc>::MIN_UTC, tz), "0001-01-01T19:00:00.000000-05:00");
+        assert_eq!(
+            format_in(DateTime::<Utc>::MIN_UTC, tz),
+            "0001-01-01T19:00:00.000000-05:00"
+        );
         assert!(format_utc(DateTime::<Utc>::MAX_UTC).starts_with("9999-12-30"));
     }
 

@@ -141,7 +141,13 @@ fn note_failure(state: &HttpState, ip: ClientIp, rejected: &Rejected) {
 
 /// Records a refused bearer credential after the fact: log line, metric, audit record and
 /// lockout count. Returns the response to send.
-pub async fn refuse(state: &HttpState, ip: ClientIp, rejected: &Rejected, meta: &CallMeta, base: &PublicBase) -> Response {
+pub async fn refuse(
+    state: &HttpState,
+    ip: ClientIp,
+    rejected: &Rejected,
+    meta: &CallMeta,
+    base: &PublicBase,
+) -> Response {
     note_failure(state, ip, rejected);
     let app = &state.app;
     match ops::lockout::record_failure(app, &ip.0.to_string(), rejected, meta).await {
@@ -158,7 +164,10 @@ pub async fn refuse(state: &HttpState, ip: ClientIp, rejected: &Rejected, meta: 
 
 /// Counts a sign-in or bootstrap attempt before its credential is checked; `Err` holds the
 /// response when the attempt must be refused outright.
-pub async fn reserve(state: &HttpState, ip: ClientIp) -> Result<ops::lockout::Reservation, Response> {
+pub async fn reserve(
+    state: &HttpState,
+    ip: ClientIp,
+) -> Result<ops::lockout::Reservation, Response> {
     let app = &state.app;
     let r = ops::lockout::reserve(app, &ip.0.to_string())
         .await
@@ -194,7 +203,7 @@ pub async fn check_lockout(state: &HttpState, ip: ClientIp) -> Result<(), Respon
 }
 
 /// The middleware in front of `/mcp`.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub async fn authenticate(
     State(state): State<HttpState>,
     mut req: Request,

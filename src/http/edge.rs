@@ -6,14 +6,10 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::HeaderMap;
 use axum::http::uri::Authority;
-use axum::middleware::Next;
-use axum::response::Response;
 use ipnet::IpNet;
-
-use super::HttpState;
 
 /// The client's address, as resolved for this request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,18 +141,16 @@ impl EdgeConfig {
 }
 
 /// Resolves `ClientIp` and `PublicBase` once and stores them in the request's extensions.
-pub async fn resolve(State(state): State<HttpState>, mut req: Request, next: Next) -> Response {
+pub fn resolve(edge: &EdgeConfig, req: &mut Request) {
     let peer = req
         .extensions()
         .get::<ConnectInfo<super::listener::Peer>>()
         .map(|c| c.0.0.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let edge = &state.settings.edge;
     let ip = ClientIp(edge.client_ip(peer, req.headers()));
     let base = edge.public_base(peer, req.headers());
     req.extensions_mut().insert(ip);
     req.extensions_mut().insert(base);
-    next.run(req).await
 }
 
 #[cfg(test)]

@@ -66,13 +66,13 @@ pub struct HttpState {
 }
 
 /// The whole HTTP application. Layers, outermost first, and why in this order:
-/// 1. `track`: metrics and latency see every response, including refusals below;
-/// 2. `edge::resolve`: client IP and public base URL, which every later step reads;
-/// 3. `timeout`: bounds the time to a response, with a JSON 408;
-/// 4. `origin::enforce`: Host and Origin checks on every route, before authentication, so a
-///    foreign Origin gets 403, never 401;
-/// 5. CORS (answers preflights from allowed origins);
-/// 6. the body limit for the JSON endpoints (rmcp enforces the same limit on `/mcp`).
+/// 1. `edge_layer` (one layer, so one boxed future per request), in this order: metrics and
+///    latency see every response, including refusals below; client IP and public base URL are
+///    resolved, which every later step reads; Host and Origin are checked on every route,
+///    before authentication, so a foreign Origin gets 403, never 401; the time to a response
+///    is bounded, with a JSON 408;
+/// 2. CORS (answers preflights from allowed origins);
+/// 3. the body limit for the JSON endpoints (rmcp enforces the same limit on `/mcp`).
 ///
 /// Authentication is a layer on `/mcp` only; the other routes authenticate themselves or are
 /// public.
@@ -133,10 +133,7 @@ pub fn router(state: HttpState, mcp_shutdown: CancellationToken) -> Router {
         .fallback(|| async { HttpError::not_found() })
         .layer(
             ServiceBuilder::new()
-                .layer(from_fn_with_state(state.clone(), track))
-                .layer(from_fn_with_state(state.clone(), edge::resolve))
-                .layer(from_fn_with_state(state.clone(), timeout))
-                .layer(from_fn_with_state(state.clone(), origin::enforce))
+                .layer(from_fn_with_state(state.clone(), edge_layer))
                 .option_layer(cors)
                 .layer(DefaultBodyLimit::max(max_body)),
         )
@@ -158,10 +155,11 @@ fn route_label(path: &str) -> &'static str {
     }
 }
 
-/// Counts every request by route, method and status, and times it. A `POST /mcp` also counts
-/// as work in flight until its response body (which may be a stream) has ended, so shutdown
-/// can wait for it.
-async fn track(State(state): State<HttpState>, req: Request, next: Next) -> Response {
+/// Counts every request by route, method and status and times it; resolves the client and
+/// base URL; refuses foreign Hosts and Origins; bounds the time to a response. A `POST /mcp`
+/// also counts as work in flight until its response body (which may be a stream) has ended, so
+/// shutdown can wait for it.
+async fn edge_layer(State(state): State<HttpState>, mut req: Request, next: Next) -> Response {
     let route = route_label(req.uri().path());
     // A fixed set: a client must not be able to mint metric series with made-up methods.
     let method = match *req.method() {
@@ -175,7 +173,27 @@ async fn track(State(state): State<HttpState>, req: Request, next: Next) -> Resp
     let in_flight = (route == "/mcp" && req.method() == axum::http::Method::POST)
         .then(|| state.app.inflight.enter());
     let started = Instant::now();
-    let mut res = next.run(req).await;
+    edge::resolve(&state.settings.edge, &mut req);
+    let mut res = match origin::check(&state.settings.origins, &req) {
+        Err(refused) => refused.into_response(),
+        Ok(()) => {
+            let limit = state.settings.request_timeout;
+            match tokio::time::timeout(limit, next.run(req)).await {
+                Ok(res) => res,
+                Err(_) => HttpError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    format!("the request took longer than {} s", limit.as_secs()),
+                )
+                .into_response(),
+            }
+        }
+    };
+    // Session termination: rmcp answers 202, which some clients (the Python SDK) treat as a
+    // failure; 204 says the same thing in the way every client accepts.
+    if route == "/mcp" && method == "DELETE" && res.status() == StatusCode::ACCEPTED {
+        *res.status_mut() = StatusCode::NO_CONTENT;
+    }
     if let Some(guard) = in_flight {
         res = res.map(|body| {
             let stream = body.into_data_stream().map(move |chunk| {
@@ -197,20 +215,6 @@ async fn track(State(state): State<HttpState>, req: Request, next: Next) -> Resp
         })
         .inc();
     res
-}
-
-/// Bounds the time to a response (a stream's body may go on afterwards).
-async fn timeout(State(state): State<HttpState>, req: Request, next: Next) -> Response {
-    let limit = state.settings.request_timeout;
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(res) => res,
-        Err(_) => HttpError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
-            format!("the request took longer than {} s", limit.as_secs()),
-        )
-        .into_response(),
-    }
 }
 
 /// A server that is running, and how to stop it.

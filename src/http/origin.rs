@@ -4,14 +4,11 @@
 //! values are acceptable. It runs first on every route (so a foreign Origin gets 403 before any
 //! authentication), and the same lists configure rmcp's own checks on `/mcp`.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::uri::Authority;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-use super::HttpState;
 use super::edge::PublicBase;
 use super::error::HttpError;
 
@@ -119,40 +116,44 @@ pub fn check_origin_entry(entry: &str) -> Result<String, String> {
 
 /// Refuses, with 403, a request whose Host is not allowed or whose Origin is present and not
 /// allowed. Requests without Origin (non-browser clients) pass on to authentication.
-pub async fn enforce(State(state): State<HttpState>, req: Request, next: Next) -> Response {
-    let policy = &state.settings.origins;
+pub fn check(policy: &OriginPolicy, req: &Request) -> Result<(), HttpError> {
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()));
-    if !host.as_deref().is_some_and(|h| policy.host_allowed(h)) {
-        tracing::warn!(host = ?host, "refused a request with a disallowed Host header (possible DNS rebinding)");
-        return HttpError::forbidden("Host header is not allowed").into_response();
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    if !host.is_some_and(|h| policy.host_allowed(h)) {
+        tracing::warn!(
+            host = host.unwrap_or("(none)"),
+            "refused a request with a disallowed Host header (possible DNS rebinding)"
+        );
+        return Err(HttpError::forbidden("Host header is not allowed"));
     }
+    let base = req.extensions().get::<PublicBase>();
     // A host forwarded by a trusted proxy is echoed into advertised URLs: it must be an
     // allowed host too.
-    if let Some(base) = req.extensions().get::<PublicBase>()
-        && host.as_deref() != Some(base.host.as_str())
+    if let Some(base) = base
+        && host != Some(base.host.as_str())
         && !policy.host_allowed(&base.host)
     {
         tracing::warn!(forwarded_host = %base.host, "refused a request with a disallowed X-Forwarded-Host");
-        return HttpError::forbidden("forwarded host is not allowed").into_response();
+        return Err(HttpError::forbidden("forwarded host is not allowed"));
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let base = req.extensions().get::<PublicBase>();
         let ok = origin
             .to_str()
             .ok()
             .zip(base)
             .is_some_and(|(o, b)| policy.origin_allowed(o, b));
         if !ok {
-            tracing::warn!(origin = ?origin, "refused a request from a disallowed Origin");
-            return HttpError::forbidden("Origin is not allowed").into_response();
+            tracing::warn!(
+                origin = origin.to_str().unwrap_or("(not text)"),
+                "refused a request from a disallowed Origin"
+            );
+            return Err(HttpError::forbidden("Origin is not allowed"));
         }
     }
-    next.run(req).await
+    Ok(())
 }
 
 const ALLOWED_HEADERS: [&str; 9] = [

@@ -100,7 +100,8 @@ pub async fn login(
     let max_age = state.settings.session_max_age;
     match ops::sessions::login(&state.app, creds, max_age, &meta).await {
         Ok(session) => {
-            if let Err(e) = ops::lockout::forgive(&state.app, &ip.0.to_string(), reservation).await {
+            if let Err(e) = ops::lockout::forgive(&state.app, &ip.0.to_string(), reservation).await
+            {
                 tracing::warn!(error = %e, "could not take back a successful sign-in attempt");
             }
             let cookie_age = cookie::time::Duration::seconds(max_age.num_seconds());
@@ -121,10 +122,12 @@ pub async fn login(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res
         }
-        Err(AuthError::Rejected(r)) => match auth::refuse_reserved(&state, ip, reservation, &r, &meta).await {
-            Some(error) => error,
-            None => auth::challenge(&base, true).into_response(),
-        },
+        Err(AuthError::Rejected(r)) => {
+            match auth::refuse_reserved(&state, ip, reservation, &r, &meta).await {
+                Some(error) => error,
+                None => auth::challenge(&base, true).into_response(),
+            }
+        }
         Err(AuthError::Store(e)) => HttpError::from(OpsError::from(e)).into_response(),
         Err(AuthError::Audit(e)) => HttpError::from(OpsError::from(e)).into_response(),
     }
@@ -205,16 +208,26 @@ pub async fn bootstrap(
             if let Err(e) = recorded {
                 return HttpError::from(e).into_response();
             }
-            HttpError::new(StatusCode::GONE, "gone", "bootstrap is closed: an admin already exists").into_response()
+            HttpError::new(
+                StatusCode::GONE,
+                "gone",
+                "bootstrap is closed: an admin already exists",
+            )
+            .into_response()
         }
     };
     let expected = state.setup_token.lock().map(|t| t.clone()).unwrap_or(None);
     let Some(expected) = expected else {
         return closed("bootstrap attempted after it closed").await;
     };
-    if !bool::from(expected.as_bytes().ct_eq(body.setup_token.trim().as_bytes())) {
+    if !bool::from(
+        expected
+            .as_bytes()
+            .ct_eq(body.setup_token.trim().as_bytes()),
+    ) {
         let rejected = Rejected::new(AuthFailure::BadSetupToken);
-        if let Some(error) = auth::refuse_reserved(&state, ip, reservation, &rejected, &meta).await {
+        if let Some(error) = auth::refuse_reserved(&state, ip, reservation, &rejected, &meta).await
+        {
             return error;
         }
         return HttpError::forbidden("wrong setup token").into_response();
@@ -233,17 +246,22 @@ pub async fn bootstrap(
             if let Ok(mut t) = state.setup_token.lock() {
                 *t = None;
             }
-            if let Err(e) = ops::lockout::forgive(&state.app, &ip.0.to_string(), reservation).await {
+            if let Err(e) = ops::lockout::forgive(&state.app, &ip.0.to_string(), reservation).await
+            {
                 tracing::warn!(error = %e, "could not take back the bootstrap attempt");
             }
             tracing::info!(key_id = %done.key.key.id, "first admin created over HTTP; bootstrap is now closed");
-            let mut res = (StatusCode::CREATED, Json(json!({
-                "api_key": done.key.api_key,
-                "key": done.key.key,
-                "operator": done.operator,
-            })))
+            let mut res = (
+                StatusCode::CREATED,
+                Json(json!({
+                    "api_key": done.key.api_key,
+                    "key": done.key.key,
+                    "operator": done.operator,
+                })),
+            )
                 .into_response();
-            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res
         }
         Err(e) if e.kind() == ErrorKind::Gone => {

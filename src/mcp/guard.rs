@@ -104,7 +104,8 @@ impl KeywardServer {
             self.record(&call, outcome).await?;
             status
         };
-        tracing::info!(tool = tool.wire(), %status, actor = call.principal().actor().id(), "tool call");
+        // Every call is in the audit trail already; the log line is for debugging.
+        tracing::debug!(tool = tool.wire(), %status, actor = call.principal().actor().id(), "tool call");
         self.count(tool, status);
         response
     }

@@ -157,7 +157,9 @@ impl ServerHandler for KeywardServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        self.guard(request, context).await
+        // Boxed: the guard's state (an audit record in flight, the tool's future) is kilobytes,
+        // and rmcp moves the request's future into a freshly spawned task on every request.
+        Box::pin(self.guard(request, context)).await
     }
 
     /// Lists only the tools the caller's role permits; the list therefore varies by

@@ -15,7 +15,7 @@ use super::views::{KeyWithSecret, OperatorView, WhoAmI};
 use super::{OpsError, keys};
 use crate::app::App;
 use crate::domain::audit::{Action, AuditEvent, Status};
-use crate::domain::key::{KeyFormatError, PlainKey};
+use crate::domain::key::{KeyDigest, KeyFormatError, PlainKey};
 use crate::domain::password::Password;
 use crate::domain::permission::PermissionSet;
 use crate::domain::principal::{Actor, Principal};
@@ -122,37 +122,37 @@ const LAST_USED_RESOLUTION: Duration = Duration::minutes(1);
 
 /// Resolves a presented key to a principal: format and checksum offline, then one lookup by
 /// SHA-256 digest, then state (revoked, disabled, expired, rotated out, role deleted).
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub async fn authenticate_key(app: &App, presented: &str) -> Result<Principal, AuthError> {
-    let key = PlainKey::parse(presented).map_err(|e| {
+    let digest = PlainKey::digest_of(presented).map_err(|e| {
         AuthError::Rejected(Rejected::new(match e {
             KeyFormatError::Malformed => AuthFailure::Malformed,
             KeyFormatError::BadChecksum => AuthFailure::BadChecksum,
         }))
     })?;
-    authenticate_digest(app, &key.digest().to_hex(), Some(key.preview())).await
+    authenticate_digest(app, &digest, || Some(PlainKey::preview_of(presented))).await
 }
 
 /// Resolves a key by the digest of its secret (a presented key, or the key a session was
 /// opened with), checking its state now.
 pub async fn authenticate_digest(
     app: &App,
-    digest_hex: &str,
-    preview: Option<String>,
+    digest: &KeyDigest,
+    preview: impl FnOnce() -> Option<String>,
 ) -> Result<Principal, AuthError> {
     let now = app.now();
-    let key = match app.key_cache.get(digest_hex, now) {
+    let key = match app.key_cache.get(digest, now) {
         Some(k) => k,
         None => {
-            let Some(row) = store::keys::find_by_digest(&app.store, digest_hex).await? else {
+            let Some(row) = store::keys::find_by_digest(&app.store, &digest.to_hex()).await? else {
                 // Unknown keys are not cached: guessing must not fill memory.
                 return Err(AuthError::Rejected(Rejected {
-                    preview,
+                    preview: preview(),
                     ..Rejected::new(AuthFailure::UnknownKey)
                 }));
             };
             let key = Arc::new(CachedKey::from_row(row)?);
-            app.key_cache.put(digest_hex, key.clone(), now);
+            app.key_cache.put(digest.clone(), key.clone(), now);
             key
         }
     };
@@ -164,13 +164,16 @@ pub async fn authenticate_digest(
             tenants: Some(key.tenants.clone()),
         }));
     }
-    let principal = key.principal.clone().ok_or_else(|| {
-        AuthError::Rejected(Rejected::new(AuthFailure::RoleDeleted))
-    })?;
+    let principal = key
+        .principal
+        .clone()
+        .ok_or_else(|| AuthError::Rejected(Rejected::new(AuthFailure::RoleDeleted)))?;
     let last = key.last_used.load(Ordering::Relaxed);
     if last == 0 || from_micros(last) < now - LAST_USED_RESOLUTION {
         key.last_used.store(store::micros(now), Ordering::Relaxed);
-        if let Err(e) = store::keys::touch_last_used(&app.store, &key.id, now, LAST_USED_RESOLUTION).await {
+        if let Err(e) =
+            store::keys::touch_last_used(&app.store, &key.id, now, LAST_USED_RESOLUTION).await
+        {
             // Losing a last-used stamp is not worth refusing a valid caller.
             tracing::warn!(error = %e, key_id = %key.id, "could not record key use");
         }
@@ -198,7 +201,8 @@ pub struct CachedKey {
 impl CachedKey {
     fn from_row(row: store::keys::AuthRow) -> Result<Self, StoreError> {
         let names: Vec<&str> = row.tenants.split_whitespace().collect();
-        let tenants = TenantScope::parse(&names).map_err(|e| StoreError::Corrupt(format!("key {}: {e}", row.id)))?;
+        let tenants = TenantScope::parse(&names)
+            .map_err(|e| StoreError::Corrupt(format!("key {}: {e}", row.id)))?;
         let principal = match row.permissions.as_deref() {
             None => None,
             Some(p) => {
@@ -326,7 +330,10 @@ pub async fn bootstrap(
     let operator = match first.operator {
         Some((username, password)) => {
             let username = super::operators::check_username(username)?;
-            Some((username, super::operators::hash_password(app, password).await?))
+            Some((
+                username,
+                super::operators::hash_password(app, password).await?,
+            ))
         }
         None => None,
     };

@@ -24,7 +24,7 @@ pub async fn locked_until(app: &App, ip: &str) -> Result<Option<DateTime<Utc>>, 
         Some(cached) => cached,
         None => {
             let until = store::lockout::locked_until(&app.store, ip, now).await?;
-            app.lock_cache.put(ip, until, now);
+            app.lock_cache.put(ip.to_owned(), until, now);
             until
         }
     };
@@ -50,7 +50,7 @@ impl Reservation {
 pub async fn reserve(app: &App, ip: &str) -> Result<Reservation, OpsError> {
     let now = app.now();
     let count = store::lockout::record_failure(&app.store, ip, now, &app.lockout).await?;
-    app.lock_cache.put(ip, count.locked_until, now);
+    app.lock_cache.put(ip.to_owned(), count.locked_until, now);
     Ok(Reservation { count })
 }
 
@@ -61,13 +61,19 @@ pub async fn forgive(app: &App, ip: &str, r: Reservation) -> Result<(), OpsError
         .flatten();
     store::lockout::forgive(&app.store, ip, set_lock).await?;
     if set_lock.is_some() {
-        app.lock_cache.put(ip, None, app.now());
+        app.lock_cache.put(ip.to_owned(), None, app.now());
     }
     Ok(())
 }
 
 /// The reserved attempt failed: audit it, and the lockout if it was the one that set it.
-pub async fn confirm(app: &App, ip: &str, r: Reservation, rejected: &Rejected, meta: &CallMeta) -> Result<(), OpsError> {
+pub async fn confirm(
+    app: &App,
+    ip: &str,
+    r: Reservation,
+    rejected: &Rejected,
+    meta: &CallMeta,
+) -> Result<(), OpsError> {
     record_rejection(app, rejected, meta).await?;
     settle(app, ip, r, meta).await
 }
@@ -92,7 +98,12 @@ pub async fn record_failure(
     Ok(r.count)
 }
 
-async fn announce_lock(app: &App, ip: &str, count: FailureCount, meta: &CallMeta) -> Result<(), OpsError> {
+async fn announce_lock(
+    app: &App,
+    ip: &str,
+    count: FailureCount,
+    meta: &CallMeta,
+) -> Result<(), OpsError> {
     if count.failures != app.lockout.threshold {
         return Ok(());
     }

@@ -9,7 +9,7 @@ use super::auth::{self, AuthError, AuthFailure, Rejected};
 use super::call::CallMeta;
 use crate::app::App;
 use crate::domain::audit::{Action, AuditEvent, Status};
-use crate::domain::key::PlainKey;
+use crate::domain::key::{KeyDigest, PlainKey};
 use crate::domain::password::{self, Password};
 use crate::domain::principal::Principal;
 use crate::domain::session::SessionToken;
@@ -28,7 +28,7 @@ pub struct Session {
 }
 
 /// Checks the credentials and opens a session lasting `max_age`.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub async fn login(
     app: &App,
     creds: Credentials,
@@ -37,11 +37,11 @@ pub async fn login(
 ) -> Result<Session, AuthError> {
     let (principal, subject_kind, subject_id) = match creds {
         Credentials::ApiKey(text) => {
-            let key = PlainKey::parse(&text)
+            let digest = PlainKey::digest_of(&text)
                 .map_err(|_| AuthError::Rejected(Rejected::new(AuthFailure::Malformed)))?;
-            let digest = key.digest().to_hex();
-            let p = auth::authenticate_digest(app, &digest, Some(key.preview())).await?;
-            (p, "key", digest)
+            let p = auth::authenticate_digest(app, &digest, || Some(PlainKey::preview_of(&text)))
+                .await?;
+            (p, "key", digest.to_hex())
         }
         Credentials::Password { username, password } => {
             let p = check_password(app, &username, password).await?;
@@ -113,7 +113,7 @@ async fn check_password(
 
 /// Resolves a session cookie to the principal it stands for, checking the session and its
 /// subject (operator or key) as they are now.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub async fn authenticate(app: &App, cookie: &str) -> Result<Principal, AuthError> {
     let bad = || AuthError::Rejected(Rejected::new(AuthFailure::BadSession));
     let token = SessionToken::parse(cookie).ok_or_else(bad)?;
@@ -124,7 +124,10 @@ pub async fn authenticate(app: &App, cookie: &str) -> Result<Principal, AuthErro
         return Err(bad());
     }
     match row.subject_kind.as_str() {
-        "key" => auth::authenticate_digest(app, &row.subject_id, None).await,
+        "key" => {
+            let digest = KeyDigest::from_hex(&row.subject_id).ok_or_else(bad)?;
+            auth::authenticate_digest(app, &digest, || None).await
+        }
         "operator" => {
             let op = store::operators::find_by_id(&app.store, &row.subject_id)
                 .await?

@@ -6,64 +6,236 @@ use serde_json::Value;
 use super::sql::{Sql, bind_args};
 use super::{StoreError, Tx, db, micros, on_pool, on_tx};
 use crate::domain::audit::AuditEvent;
-use crate::domain::tenant::TenantScope;
+use crate::domain::tenant::{ALL_TENANTS, TenantScope};
 
-const INSERT: &str = "INSERT INTO audit_events (at, actor_kind, actor_id, actor_preview, role, \
-    tenants, action, target_type, target_id, status, reason, source, request_source, \
+const INSERT_EVENTS: &str = "INSERT INTO audit_events (at, actor_kind, actor_id, actor_preview, \
+    role, tenants, action, target_type, target_id, status, reason, source, request_source, \
     client_name, client_version, request_id, client_ip, user_agent, args, before_state, \
-    after_state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-    $16, $17, $18, $19, $20, $21) RETURNING id";
+    after_state) VALUES ";
+
+/// Most rows in one INSERT: bounds the number of distinct statements the cache must hold.
+pub const MAX_ROWS_PER_STATEMENT: usize = 64;
 
 fn json_text(v: &Option<Value>) -> Option<String> {
     v.as_ref().map(Value::to_string)
 }
 
-/// Appends `events` inside `tx` and returns their ids, in order.
-pub async fn append(tx: &mut Tx, events: &[AuditEvent]) -> Result<Vec<i64>, StoreError> {
-    let mut ids = Vec::with_capacity(events.len());
-    for e in events {
-        let tenants = e.tenants.join(" ");
+fn is_all(tenants: &[String]) -> bool {
+    tenants.iter().any(|t| t == ALL_TENANTS)
+}
+
+fn opt(q: &mut Sql, v: Option<&str>) {
+    match v {
+        Some(t) => q.text(t),
+        None => q.push("NULL"),
+    };
+}
+
+/// `INSERT INTO audit_events … VALUES (…), (…)` for `events` (every value bound).
+fn push_insert(q: &mut Sql, events: &[AuditEvent]) {
+    q.push(INSERT_EVENTS);
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
         let (args, before, after) = (
             json_text(&e.args),
             json_text(&e.before),
             json_text(&e.after),
         );
-        let id: i64 = on_tx!(tx, c => sqlx::query_scalar(INSERT)
-            .bind(micros(e.at))
-            .bind(e.actor_kind.as_str())
-            .bind(e.actor_id.as_deref())
-            .bind(e.actor_preview.as_deref())
-            .bind(e.role.as_deref())
-            .bind(tenants.as_str())
-            .bind(e.action.as_str())
-            .bind(e.target_type.as_deref())
-            .bind(e.target_id.as_deref())
-            .bind(e.status.as_str())
-            .bind(e.reason.as_deref())
-            .bind(e.source.as_str())
-            .bind(e.request_source.as_deref())
-            .bind(e.client_name.as_deref())
-            .bind(e.client_version.as_deref())
-            .bind(e.request_id.as_deref())
-            .bind(e.client_ip.as_deref())
-            .bind(e.user_agent.as_deref())
-            .bind(args.as_deref())
-            .bind(before.as_deref())
-            .bind(after.as_deref())
-            .fetch_one(c)
-            .await
-            .map_err(db))?;
-        for t in &e.tenants {
-            on_tx!(tx, c => sqlx::query("INSERT INTO audit_tenants (event_id, tenant) VALUES ($1, $2)")
-                .bind(id)
-                .bind(t.as_str())
-                .execute(c)
-                .await
-                .map(|_| ())
-                .map_err(db))?;
+        q.push("(")
+            .int(micros(e.at))
+            .push(", ")
+            .text(&e.actor_kind)
+            .push(", ");
+        opt(q, e.actor_id.as_deref());
+        q.push(", ");
+        opt(q, e.actor_preview.as_deref());
+        q.push(", ");
+        opt(q, e.role.as_deref());
+        q.push(", ")
+            .text(&e.tenants.join(" "))
+            .push(", ")
+            .text(e.action.as_str())
+            .push(", ");
+        opt(q, e.target_type.as_deref());
+        q.push(", ");
+        opt(q, e.target_id.as_deref());
+        q.push(", ").text(e.status.as_str()).push(", ");
+        opt(q, e.reason.as_deref());
+        q.push(", ").text(e.source.as_str());
+        for v in [
+            e.request_source.as_deref(),
+            e.client_name.as_deref(),
+            e.client_version.as_deref(),
+            e.request_id.as_deref(),
+            e.client_ip.as_deref(),
+            e.user_agent.as_deref(),
+            args.as_deref(),
+            before.as_deref(),
+            after.as_deref(),
+        ] {
+            q.push(", ");
+            opt(q, v);
         }
-        ids.push(id);
+        q.push(")");
     }
+}
+
+/// The ids of `n` rows inserted by one statement whose last id is `last`: one statement under
+/// the SQLite write lock takes consecutive AUTOINCREMENT ids.
+fn consecutive(last: i64, n: usize) -> Vec<i64> {
+    (last - n as i64 + 1..=last).collect()
+}
+
+/// Appends `events` inside `tx` and returns their ids, in order.
+pub async fn append(tx: &mut Tx, events: &[AuditEvent]) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::with_capacity(events.len());
+    for chunk in events.chunks(MAX_ROWS_PER_STATEMENT) {
+        let mut q = Sql::default();
+        push_insert(&mut q, chunk);
+        match tx {
+            Tx::Sqlite(t) => {
+                q.anonymous();
+                let r = bind_args!(sqlx::query(&q.text), q)
+                    .execute(&mut **t)
+                    .await
+                    .map_err(db)?;
+                if r.rows_affected() != chunk.len() as u64 {
+                    return Err(StoreError::Corrupt(
+                        "audit insert wrote the wrong number of rows".into(),
+                    ));
+                }
+                ids.extend(consecutive(r.last_insert_rowid(), chunk.len()));
+            }
+            Tx::Postgres(t) => {
+                q.push(" RETURNING id");
+                let mut got: Vec<i64> = bind_args!(sqlx::query_scalar(&q.text), q)
+                    .fetch_all(&mut **t)
+                    .await
+                    .map_err(db)?;
+                // One statement assigns ids in VALUES order.
+                got.sort_unstable();
+                if got.len() != chunk.len() {
+                    return Err(StoreError::Corrupt(
+                        "audit insert returned the wrong number of ids".into(),
+                    ));
+                }
+                ids.extend(got);
+            }
+        }
+    }
+    append_tenants(tx, &ids, events).await?;
+    Ok(ids)
+}
+
+/// Tenant rows, for events scoped to named tenants. Events concerning all tenants ("*", most of
+/// them) need none: queries test the events' own `tenants` column for that case.
+async fn append_tenants(tx: &mut Tx, ids: &[i64], events: &[AuditEvent]) -> Result<(), StoreError> {
+    let pairs: Vec<(i64, &str)> = ids
+        .iter()
+        .zip(events)
+        .filter(|(_, e)| !is_all(&e.tenants))
+        .flat_map(|(id, e)| e.tenants.iter().map(move |t| (*id, t.as_str())))
+        .collect();
+    for chunk in pairs.chunks(MAX_ROWS_PER_STATEMENT) {
+        let mut q = Sql::new("INSERT INTO audit_tenants (event_id, tenant) VALUES ");
+        for (i, (id, tenant)) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.push("(").int(*id).push(", ").text(tenant).push(")");
+        }
+        if matches!(tx, Tx::Sqlite(_)) {
+            q.anonymous();
+        }
+        on_tx!(tx, c => bind_args!(sqlx::query(&q.text), q).execute(c).await.map(|_| ()).map_err(db))?;
+    }
+    Ok(())
+}
+
+/// Writes a batch on the SQLite audit writer's own connection, synchronously (it runs on a
+/// thread of its own): one IMMEDIATE transaction, the same statements as `append`, no hops
+/// between threads.
+pub fn write_batch_sqlite(
+    conn: &mut rusqlite::Connection,
+    events: &[AuditEvent],
+) -> Result<Vec<i64>, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut ids = Vec::with_capacity(events.len());
+    for chunk in events.chunks(MAX_ROWS_PER_STATEMENT) {
+        let mut q = Sql::default();
+        push_insert(&mut q, chunk);
+        q.anonymous();
+        let written = tx
+            .prepare_cached(&q.text)?
+            .execute(rusqlite::params_from_iter(q.args.iter()))?;
+        if written != chunk.len() {
+            return Err(StoreError::Corrupt(
+                "audit insert wrote the wrong number of rows".into(),
+            ));
+        }
+        ids.extend(consecutive(tx.last_insert_rowid(), chunk.len()));
+    }
+    let pairs: Vec<(i64, &str)> = ids
+        .iter()
+        .zip(events)
+        .filter(|(_, e)| !is_all(&e.tenants))
+        .flat_map(|(id, e)| e.tenants.iter().map(move |t| (*id, t.as_str())))
+        .collect();
+    for chunk in pairs.chunks(MAX_ROWS_PER_STATEMENT) {
+        let mut q = Sql::new("INSERT INTO audit_tenants (event_id, tenant) VALUES ");
+        for (i, (id, tenant)) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.push("(").int(*id).push(", ").text(tenant).push(")");
+        }
+        q.anonymous();
+        tx.prepare_cached(&q.text)?
+            .execute(rusqlite::params_from_iter(q.args.iter()))?;
+    }
+    tx.commit()?;
+    Ok(ids)
+}
+
+/// Writes a batch in a transaction of its own (the async writer's path, PostgreSQL). On SQLite, a batch of
+/// all-tenant events goes as one script, `BEGIN IMMEDIATE; INSERT …; SELECT last_insert_rowid();
+/// COMMIT`: one round trip to the database thread instead of three.
+pub async fn write_batch(
+    store: &super::Store,
+    events: &[AuditEvent],
+) -> Result<Vec<i64>, StoreError> {
+    if let super::Store::Sqlite(pool) = store
+        && !events.is_empty()
+        && events.len() <= MAX_ROWS_PER_STATEMENT
+        && events.iter().all(|e| is_all(&e.tenants))
+    {
+        let mut q = Sql::new("BEGIN IMMEDIATE; ");
+        push_insert(&mut q, events);
+        q.push("; SELECT last_insert_rowid(); COMMIT");
+        q.anonymous();
+        let mut conn = pool.acquire().await.map_err(db)?;
+        let result: Result<Vec<i64>, sqlx::Error> = bind_args!(sqlx::query_scalar(&q.text), q)
+            .fetch_all(&mut *conn)
+            .await;
+        return match result.as_deref() {
+            Ok([last]) => Ok(consecutive(*last, events.len())),
+            _ => {
+                // Whatever failed, leave no transaction open on a pooled connection.
+                if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                    conn.close_on_drop();
+                }
+                Err(match result {
+                    Err(e) => db(e),
+                    Ok(_) => StoreError::Corrupt("audit batch returned no id".into()),
+                })
+            }
+        };
+    }
+    let mut tx = store.begin().await?;
+    let ids = append(&mut tx, events).await?;
+    tx.commit().await?;
     Ok(ids)
 }
 
@@ -146,7 +318,9 @@ fn push_where(q: &mut Sql, f: &AuditFilter) {
         q.push(" AND e.at < ").int(u);
     }
     if let TenantScope::Only(mine) = &f.visible_to {
+        // Visible when every tenant of the event is the caller's: never an all-tenant event.
         let mine: Vec<&String> = mine.iter().collect();
+        q.push(" AND e.tenants <> ").text(ALL_TENANTS);
         q.push(" AND NOT EXISTS (SELECT 1 FROM audit_tenants vt WHERE vt.event_id = e.id AND vt.tenant NOT IN ");
         q.text_list(&mine).push(")");
     }
@@ -170,10 +344,11 @@ fn push_where(q: &mut Sql, f: &AuditFilter) {
     }
     if !f.tenants.is_empty() {
         // An event scoped to all tenants concerns every tenant.
-        let mut wanted = f.tenants.clone();
-        wanted.push("*".into());
-        q.push(" AND EXISTS (SELECT 1 FROM audit_tenants ft WHERE ft.event_id = e.id AND ft.tenant IN ");
-        q.text_list(&wanted).push(")");
+        q.push(" AND (e.tenants = ").text(ALL_TENANTS);
+        q.push(
+            " OR EXISTS (SELECT 1 FROM audit_tenants ft WHERE ft.event_id = e.id AND ft.tenant IN ",
+        );
+        q.text_list(&f.tenants).push("))");
     }
 }
 

@@ -1,10 +1,14 @@
-//! The audit writer: one task per process that appends audit events in batches.
+//! The audit writer: one per process, appending audit events in batches.
 //!
 //! Callers hand over an event and wait until the transaction holding it has committed, so an
 //! answered call is never missing from the trail. Whatever arrived while the previous batch was
 //! being written goes into the next single transaction (group commit), so a busy server pays one
 //! commit for many calls. The queue is bounded: when it is full, callers wait (backpressure);
 //! when the database refuses a batch, every caller in it gets an error and must fail the call.
+//!
+//! On SQLite the writer is a thread of its own with its own connection: a batch costs one
+//! wake-up and direct calls, where the async pool would hop between threads for every
+//! statement. On PostgreSQL it is an async task on the shared pool.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +16,6 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use super::{Store, audit};
 use crate::domain::audit::AuditEvent;
@@ -27,15 +30,18 @@ pub enum AuditUnavailable {
     Closed,
 }
 
-struct Job {
-    event: AuditEvent,
-    done: oneshot::Sender<Result<i64, AuditUnavailable>>,
+enum Job {
+    Record {
+        event: Box<AuditEvent>,
+        done: oneshot::Sender<Result<i64, AuditUnavailable>>,
+    },
+    /// Take no more events; write what is queued, then stop.
+    Close,
 }
 
 #[derive(Clone)]
 pub struct AuditWriter {
     queue: mpsc::Sender<Job>,
-    closing: CancellationToken,
     healthy: Arc<AtomicBool>,
     timeout: Duration,
 }
@@ -53,30 +59,42 @@ impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
             queue: 4096,
-            max_batch: 256,
+            max_batch: audit::MAX_ROWS_PER_STATEMENT,
             timeout: Duration::from_secs(10),
         }
     }
 }
 
 impl AuditWriter {
-    /// Starts the writer task. It runs until every `AuditWriter` clone is dropped (or `close`
-    /// is called), writing whatever is still queued before it ends.
+    /// Starts the writer. It runs until `close` (or until every `AuditWriter` clone is
+    /// dropped), writing whatever is still queued before it ends.
     pub fn start(store: Store, config: &WriterConfig) -> (AuditWriter, JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(config.queue.max(1));
         let healthy = Arc::new(AtomicBool::new(true));
-        let closing = CancellationToken::new();
-        let handle = tokio::spawn(run(
-            store,
-            rx,
-            config.max_batch.max(1),
-            healthy.clone(),
-            closing.clone(),
-        ));
+        let max_batch = config.max_batch.max(1);
+        let handle = match &store {
+            Store::Sqlite(pool) => {
+                let path = pool.connect_options().get_filename().to_path_buf();
+                let healthy = healthy.clone();
+                let (finished, wait) = oneshot::channel::<()>();
+                let spawned = std::thread::Builder::new()
+                    .name("keyward-audit".into())
+                    .spawn(move || {
+                        run_sqlite(&path, rx, max_batch, &healthy);
+                        let _ = finished.send(());
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "could not start the audit writer thread");
+                }
+                tokio::spawn(async move {
+                    let _ = wait.await;
+                })
+            }
+            Store::Postgres(_) => tokio::spawn(run_async(store, rx, max_batch, healthy.clone())),
+        };
         (
             AuditWriter {
                 queue,
-                closing,
                 healthy,
                 timeout: config.timeout,
             },
@@ -87,7 +105,10 @@ impl AuditWriter {
     /// Queues `event` and waits until it is committed; returns its id.
     pub async fn record(&self, event: AuditEvent) -> Result<i64, AuditUnavailable> {
         let (done, wait) = oneshot::channel();
-        let job = Job { event, done };
+        let job = Job::Record {
+            event: Box::new(event),
+            done,
+        };
         let send_and_wait = async {
             self.queue
                 .send(job)
@@ -100,10 +121,10 @@ impl AuditWriter {
             .unwrap_or(Err(AuditUnavailable::Unavailable))
     }
 
-    /// Stops taking new events (callers then get `Closed`, so nothing runs unaudited) and
-    /// lets the task write out what is queued and end.
-    pub fn close(&self) {
-        self.closing.cancel();
+    /// Stops taking new events (callers then get `Closed`, so nothing runs unaudited) and lets
+    /// the writer write out what is queued and end.
+    pub async fn close(&self) {
+        let _ = self.queue.send(Job::Close).await;
     }
 
     /// False after the last batch failed, until one succeeds: lets callers refuse work up
@@ -113,55 +134,113 @@ impl AuditWriter {
     }
 }
 
-async fn run(
-    store: Store,
+type Waiter = oneshot::Sender<Result<i64, AuditUnavailable>>;
+
+/// Takes the queued jobs into `events`/`waiters` (up to `max`); returns false when the queue is
+/// closed and empty.
+fn take(
+    rx: &mut mpsc::Receiver<Job>,
+    first: Job,
+    max: usize,
+    events: &mut Vec<AuditEvent>,
+    waiters: &mut Vec<Waiter>,
+) {
+    let mut next = Some(first);
+    while let Some(job) = next {
+        match job {
+            Job::Record { event, done } => {
+                events.push(*event);
+                waiters.push(done);
+            }
+            // The queue keeps delivering what was sent before the close.
+            Job::Close => rx.close(),
+        }
+        next = if events.len() < max {
+            rx.try_recv().ok()
+        } else {
+            None
+        };
+    }
+}
+
+fn answer(
+    result: Result<Vec<i64>, super::StoreError>,
+    waiters: &mut Vec<Waiter>,
+    healthy: &AtomicBool,
+) {
+    healthy.store(result.is_ok(), Ordering::Relaxed);
+    match result {
+        Ok(ids) => {
+            for (done, id) in waiters.drain(..).zip(ids) {
+                let _ = done.send(Ok(id));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, source = ?std::error::Error::source(&e), events = waiters.len(), "audit batch not written");
+            for done in waiters.drain(..) {
+                let _ = done.send(Err(AuditUnavailable::Unavailable));
+            }
+        }
+    }
+}
+
+fn run_sqlite(
+    path: &std::path::Path,
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
-    healthy: Arc<AtomicBool>,
-    closing: CancellationToken,
+    healthy: &AtomicBool,
 ) {
-    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    let mut closed = false;
-    loop {
-        let n = if closed {
-            rx.recv_many(&mut batch, max_batch).await
-        } else {
-            tokio::select! {
-                n = rx.recv_many(&mut batch, max_batch) => n,
-                () = closing.cancelled() => {
-                    // No new events; what is already queued is still written below.
-                    rx.close();
-                    closed = true;
-                    continue;
-                }
-            }
+    let mut conn = match open_sqlite(path) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %e, "audit writer cannot open the database");
+            None
+        }
+    };
+    let (mut events, mut waiters) = (Vec::with_capacity(max_batch), Vec::with_capacity(max_batch));
+    while let Some(first) = rx.blocking_recv() {
+        take(&mut rx, first, max_batch, &mut events, &mut waiters);
+        if events.is_empty() {
+            continue;
+        }
+        let result = match conn.as_mut() {
+            Some(c) => audit::write_batch_sqlite(c, &events),
+            None => Err(super::StoreError::Corrupt(
+                "audit writer has no database connection".into(),
+            )),
         };
-        if n == 0 {
-            break;
-        }
-        let events: Vec<AuditEvent> = batch.iter().map(|j| j.event.clone()).collect();
-        let result = write(&store, &events).await;
-        healthy.store(result.is_ok(), Ordering::Relaxed);
-        match result {
-            Ok(ids) => {
-                for (job, id) in batch.drain(..).zip(ids) {
-                    let _ = job.done.send(Ok(id));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, source = ?std::error::Error::source(&e), events = batch.len(), "audit batch not written");
-                for job in batch.drain(..) {
-                    let _ = job.done.send(Err(AuditUnavailable::Unavailable));
-                }
-            }
-        }
+        answer(result, &mut waiters, healthy);
+        events.clear();
     }
     tracing::debug!("audit writer stopped");
 }
 
-async fn write(store: &Store, events: &[AuditEvent]) -> Result<Vec<i64>, super::StoreError> {
-    let mut tx = store.begin().await?;
-    let ids = audit::append(&mut tx, events).await?;
-    tx.commit().await?;
-    Ok(ids)
+/// The writer's own connection, with the same settings as the pool's.
+pub fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, rusqlite::Error> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", super::SQLITE_SYNCHRONOUS)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(2 * audit::MAX_ROWS_PER_STATEMENT + 8);
+    Ok(conn)
+}
+
+async fn run_async(
+    store: Store,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    healthy: Arc<AtomicBool>,
+) {
+    let (mut events, mut waiters) = (Vec::with_capacity(max_batch), Vec::with_capacity(max_batch));
+    while let Some(first) = rx.recv().await {
+        take(&mut rx, first, max_batch, &mut events, &mut waiters);
+        if events.is_empty() {
+            continue;
+        }
+        let result = audit::write_batch(&store, &events).await;
+        answer(result, &mut waiters, &healthy);
+        events.clear();
+    }
+    tracing::debug!("audit writer stopped");
 }

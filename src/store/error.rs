@@ -17,6 +17,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// From the SQLite audit writer's own connection.
+    #[error("database error")]
+    Native(#[from] rusqlite::Error),
 }
 
 impl StoreError {

@@ -28,6 +28,11 @@ pub use error::StoreError;
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// SQLite's durability level. In WAL mode, NORMAL keeps every committed transaction through a
+/// process crash (kill -9); only an operating-system crash or power loss can take the last
+/// commits before a checkpoint. FULL adds an fsync per commit.
+pub(crate) const SQLITE_SYNCHRONOUS: &str = "NORMAL";
+
 #[derive(Clone, Debug)]
 pub enum Store {
     Sqlite(SqlitePool),
@@ -89,9 +94,15 @@ impl Store {
                 // WAL: readers never block the writer; FULL: a committed audit record survives
                 // power loss, not only a process crash.
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
+                .synchronous(if SQLITE_SYNCHRONOUS == "FULL" {
+                    SqliteSynchronous::Full
+                } else {
+                    SqliteSynchronous::Normal
+                })
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Audit batches of every size up to 64 rows, plus the ordinary statements.
+                .statement_cache_capacity(256);
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(10))

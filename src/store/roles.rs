@@ -165,7 +165,11 @@ pub async fn live_holders(tx: &mut Tx, role: &str) -> Result<i64, StoreError> {
 
 /// Live holders of `role` that outlive `t`: keys not revoked with no expiry or a later one, and
 /// operators (who do not expire).
-pub async fn holders_outliving(tx: &mut Tx, role: &str, t: DateTime<Utc>) -> Result<i64, StoreError> {
+pub async fn holders_outliving(
+    tx: &mut Tx,
+    role: &str,
+    t: DateTime<Utc>,
+) -> Result<i64, StoreError> {
     on_tx!(tx, c => sqlx::query_scalar(
         "SELECT (SELECT COUNT(*) FROM api_keys WHERE role_name = $1 AND revoked_at IS NULL \
          AND (expires_at IS NULL OR expires_at > $2)) + (SELECT COUNT(*) FROM operators WHERE role_name = $1)",

@@ -6,6 +6,15 @@ pub(crate) enum Arg {
     Text(String),
 }
 
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(match self {
+            Arg::Int(i) => rusqlite::types::ToSqlOutput::from(*i),
+            Arg::Text(s) => rusqlite::types::ToSqlOutput::from(s.as_str()),
+        })
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Sql {
     pub text: String,
@@ -42,6 +51,27 @@ impl Sql {
         self.arg(Arg::Text(v.to_owned()))
     }
 
+    /// Turns every `$N` into SQLite's anonymous `?` (the builder binds strictly in textual
+    /// order, so positions agree). sqlx asks SQLite for each parameter's name at bind time, and
+    /// for numbered parameters SQLite finds names by scanning a list: quadratic in a wide
+    /// statement such as a batch of audit rows. Anonymous parameters have no names to scan.
+    pub fn anonymous(&mut self) -> &mut Self {
+        let mut out = String::with_capacity(self.text.len());
+        let mut chars = self.text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+                while chars.peek().is_some_and(char::is_ascii_digit) {
+                    chars.next();
+                }
+                out.push('?');
+            } else {
+                out.push(c);
+            }
+        }
+        self.text = out;
+        self
+    }
+
     /// Appends `($a, $b, …)` for an IN list; `items` must not be empty.
     pub fn text_list<S: AsRef<str>>(&mut self, items: &[S]) -> &mut Self {
         self.push("(");
@@ -69,3 +99,22 @@ macro_rules! bind_args {
     }};
 }
 pub(crate) use bind_args;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_placeholders_keep_their_order() {
+        let mut q = Sql::new("SELECT 1 WHERE a = ");
+        q.int(1)
+            .push(" AND b IN ")
+            .text_list(&["x", "y"])
+            .push(" AND c = ")
+            .int(12);
+        assert_eq!(q.text, "SELECT 1 WHERE a = $1 AND b IN ($2, $3) AND c = $4");
+        q.anonymous();
+        assert_eq!(q.text, "SELECT 1 WHERE a = ? AND b IN (?, ?) AND c = ?");
+        assert_eq!(q.args.len(), 4);
+    }
+}

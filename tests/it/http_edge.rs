@@ -397,7 +397,10 @@ async fn health_readiness_and_metrics() {
         .json()
         .await
         .unwrap();
-    assert_eq!(ready, json!({"status": "ready", "database": s.app.store.backend()}));
+    assert_eq!(
+        ready,
+        json!({"status": "ready", "database": s.app.store.backend()})
+    );
 
     let c = s.client(&key).await;
     c.ok("whoami", json!({})).await;
@@ -440,8 +443,18 @@ async fn health_readiness_and_metrics() {
         let m = reqwest::Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
         let _ = http().request(m, s.url("/healthz")).send().await.unwrap();
     }
-    let text = http().get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(!text.contains("M3") && text.contains("method=\"other\""), "{text}");
+    let text = http()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !text.contains("M3") && text.contains("method=\"other\""),
+        "{text}"
+    );
     s.stop().await;
 }
 
@@ -522,7 +535,9 @@ async fn unsafe_listen_configurations_refuse_to_start() {
         let url = env.url();
         async move {
             let clock = std::sync::Arc::new(keyward::clock::ManualClock::starting_now());
-            let (app, _w) = keyward::open_app(&url, clock).await.unwrap();
+            let (app, _w) = keyward::open_app(&url, clock, Default::default())
+                .await
+                .unwrap();
             let mut argv = vec!["keyward", "serve"];
             argv.extend_from_slice(extra);
             let cli = <keyward::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();

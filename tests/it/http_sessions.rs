@@ -362,7 +362,10 @@ async fn operators_are_managed_within_the_callers_reach() {
     admin.ok("role_create", json!({"name": "people", "permissions": ["operator:read", "operator:write", "key:read", "role:read"]})).await;
     // Operators never expire, so only a key that never expires may manage them.
     let people_key = admin
-        .ok("key_create", json!({"name": "people", "role": "people", "tenants": ["acme"], "expires": "never"}))
+        .ok(
+            "key_create",
+            json!({"name": "people", "role": "people", "tenants": ["acme"], "expires": "never"}),
+        )
         .await["api_key"]
         .as_str()
         .unwrap()
@@ -415,8 +418,14 @@ async fn parallel_password_guesses_are_counted_before_they_are_checked() {
     let bodies: Vec<Value> = (0..40)
         .map(|i| json!({"username": "alice", "password": if i == 39 { PASSWORD.to_owned() } else { format!("wrong guess {i:04}") }}))
         .collect();
-    let attempts = bodies.iter().map(|b| http().post(s.url("/v1/auth/login")).json(b).send());
-    let statuses: Vec<u16> = futures::future::join_all(attempts).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    let attempts = bodies
+        .iter()
+        .map(|b| http().post(s.url("/v1/auth/login")).json(b).send());
+    let statuses: Vec<u16> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
     let checked = statuses.iter().filter(|c| **c == 401 || **c == 200).count();
     let refused = statuses.iter().filter(|c| **c == 429).count();
     assert_eq!((checked, refused), (20, 20), "{statuses:?}");
@@ -429,7 +438,12 @@ async fn a_successful_sign_in_does_not_count_toward_the_lockout() {
     let token = s.running.setup_token.clone().unwrap();
     bootstrap(&s, &token, "alice").await;
     for _ in 0..5 {
-        let res = http().post(s.url("/v1/auth/login")).json(&json!({"username": "alice", "password": PASSWORD})).send().await.unwrap();
+        let res = http()
+            .post(s.url("/v1/auth/login"))
+            .json(&json!({"username": "alice", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
     }
     s.stop().await;
@@ -444,15 +458,30 @@ async fn closed_bootstrap_cannot_be_hammered() {
     for _ in 0..20 {
         assert_eq!(bootstrap(&s, "x", "bob").await.status(), 410);
     }
-    assert_eq!(bootstrap(&s, "x", "bob").await.status(), 429, "closed attempts count toward the lockout");
+    assert_eq!(
+        bootstrap(&s, "x", "bob").await.status(),
+        429,
+        "closed attempts count toward the lockout"
+    );
     s.stop().await;
 }
 
 #[tokio::test]
 async fn legacy_mode_offers_no_sign_in_or_bootstrap() {
-    let s = Server::start(&["--auth-mode", "legacy", "--legacy-api-key", "a-long-shared-secret-16+"]).await;
+    let s = Server::start(&[
+        "--auth-mode",
+        "legacy",
+        "--legacy-api-key",
+        "a-long-shared-secret-16+",
+    ])
+    .await;
     assert!(s.running.setup_token.is_none());
-    let res = http().post(s.url("/v1/auth/login")).json(&json!({"api_key": "kw_x"})).send().await.unwrap();
+    let res = http()
+        .post(s.url("/v1/auth/login"))
+        .json(&json!({"api_key": "kw_x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 404);
     assert_eq!(bootstrap(&s, "x", "bob").await.status(), 404);
     s.stop().await;

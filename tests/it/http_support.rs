@@ -45,10 +45,9 @@ impl Server {
     /// Starts on an existing environment (its database), e.g. to restart.
     pub async fn try_start(env: Env, extra: &[&str]) -> anyhow::Result<Self> {
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
-        let (mut app, _writer) = keyward::open_app(&env.url(), clock.clone()).await?;
         let args = serve_args(extra);
-        app.lockout = keyward::config::lockout_policy(&args)?;
-        keyward::config::set_cache_ttl(&mut app, args.auth_cache_ttl)?;
+        let options = keyward::config::app_options(&args)?;
+        let (app, _writer) = keyward::open_app(&env.url(), clock.clone(), options).await?;
         let settings = keyward::config::http_settings(&args, &app).await?;
         let running = keyward::http::start(app.clone(), settings).await?;
         Ok(Server {
@@ -121,7 +120,7 @@ impl Server {
     pub async fn stop(self) -> Env {
         self.running.shutdown.cancel();
         let _ = self.running.task.await;
-        self.app.audit.close();
+        self.app.audit.close().await;
         self.env
     }
 }

@@ -230,7 +230,10 @@ async fn a_created_key_cannot_outlive_its_creator() {
             json!({"name": "x", "role": "reader", "tenants": ["*"], "expires": "never"}),
         )
         .await;
-    assert!(msg.contains("it never expires, so it would outlive you"), "{msg}");
+    assert!(
+        msg.contains("it never expires, so it would outlive you"),
+        "{msg}"
+    );
     // The default 90 days is shortened to the creator's own expiry.
     let v = km
         .ok(
@@ -265,13 +268,30 @@ async fn an_expiring_caller_cannot_hand_out_anything_that_outlives_it() {
     let root = h.client(&h.bootstrap().await).await;
     let (_, forever_id) = root.mint("forever", "reader", &["*"]).await;
     let forever = root
-        .ok("key_create", json!({"name": "svc", "role": "reader", "tenants": ["*"], "expires": "never"}))
+        .ok(
+            "key_create",
+            json!({"name": "svc", "role": "reader", "tenants": ["*"], "expires": "never"}),
+        )
         .await;
-    let forever_id = forever["key"]["id"].as_str().map(str::to_owned).unwrap_or(forever_id);
-    root.ok("role_create", json!({"name": "viewer", "permissions": ["key:read"]})).await;
-    root.ok("key_create", json!({"name": "v", "role": "viewer", "tenants": ["*"], "expires": "never"})).await;
+    let forever_id = forever["key"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or(forever_id);
+    root.ok(
+        "role_create",
+        json!({"name": "viewer", "permissions": ["key:read"]}),
+    )
+    .await;
+    root.ok(
+        "key_create",
+        json!({"name": "v", "role": "viewer", "tenants": ["*"], "expires": "never"}),
+    )
+    .await;
     let temp = root
-        .ok("key_create", json!({"name": "temp-admin", "role": "admin", "tenants": ["*"], "expires": "1d"}))
+        .ok(
+            "key_create",
+            json!({"name": "temp-admin", "role": "admin", "tenants": ["*"], "expires": "1d"}),
+        )
         .await;
     let temp = h.client(&secret(&temp)).await;
 
@@ -279,13 +299,32 @@ async fn an_expiring_caller_cannot_hand_out_anything_that_outlives_it() {
     let msg = temp
         .err("operator_create", json!({"username": "eve", "password": "correct horse battery", "role": "reader", "tenants": ["*"]}))
         .await;
-    assert!(msg.starts_with("cannot create an operator with role 'reader'") && msg.contains("it never expires"), "{msg}");
+    assert!(
+        msg.starts_with("cannot create an operator with role 'reader'")
+            && msg.contains("it never expires"),
+        "{msg}"
+    );
     // Rotating a key that outlives the caller would hand over its secret.
     let msg = temp.err("key_rotate", json!({"key_id": forever_id})).await;
-    assert!(msg.starts_with("cannot rotate key") && msg.contains("it never expires"), "{msg}");
+    assert!(
+        msg.starts_with("cannot rotate key") && msg.contains("it never expires"),
+        "{msg}"
+    );
     // Adding permissions to a role held by keys that outlive the caller.
-    let msg = temp.err("role_update", json!({"name": "viewer", "permissions": ["key:read", "audit:read"]})).await;
-    assert!(msg.starts_with("cannot add permissions to role 'viewer'") && msg.contains("outlive you"), "{msg}");
+    let msg = temp
+        .err(
+            "role_update",
+            json!({"name": "viewer", "permissions": ["key:read", "audit:read"]}),
+        )
+        .await;
+    assert!(
+        msg.starts_with("cannot add permissions to role 'viewer'") && msg.contains("outlive you"),
+        "{msg}"
+    );
     // Narrowing it is fine.
-    temp.ok("role_update", json!({"name": "viewer", "description": "read keys"})).await;
+    temp.ok(
+        "role_update",
+        json!({"name": "viewer", "description": "read keys"}),
+    )
+    .await;
 }

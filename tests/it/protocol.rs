@@ -169,10 +169,20 @@ async fn invalid_arguments_get_clear_errors_and_change_nothing() {
         let r = admin.call(tool, args.clone()).await;
         let msg = crate::support::text(&r);
         assert_eq!(r.is_error, Some(true), "{tool} {args}");
-        assert!(msg.contains(expected), "{tool} {args}: expected {expected:?} in {msg:?}");
+        assert!(
+            msg.contains(expected),
+            "{tool} {args}: expected {expected:?} in {msg:?}"
+        );
         // Every failure carries its kind for clients that branch on it.
-        let kind = r.meta.as_ref().and_then(|m| m.0.get("keyward/error")).and_then(|v| v.as_str());
-        assert!(matches!(kind, Some("invalid_argument" | "not_found")), "{tool} {args}: {kind:?}");
+        let kind = r
+            .meta
+            .as_ref()
+            .and_then(|m| m.0.get("keyward/error"))
+            .and_then(|v| v.as_str());
+        assert!(
+            matches!(kind, Some("invalid_argument" | "not_found")),
+            "{tool} {args}: {kind:?}"
+        );
     }
     let keys = admin.ok("key_list", json!({})).await;
     assert_eq!(

@@ -32,17 +32,26 @@ pub fn postgres_selected() -> bool {
 /// Where test databases are created: `KEYWARD_TEST_POSTGRES_URL`, by default the local
 /// server with trust authentication.
 pub fn postgres_admin_url() -> String {
-    std::env::var("KEYWARD_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("KEYWARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// Runs a statement on the admin connection, on a thread of its own (callers are sync).
 fn postgres_admin(sql: String) -> Result<(), String> {
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
         rt.block_on(async {
             use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(&postgres_admin_url()).await.map_err(|e| e.to_string())?;
-            sqlx::query(&sql).execute(&mut c).await.map_err(|e| e.to_string())?;
+            let mut c = sqlx::PgConnection::connect(&postgres_admin_url())
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::query(&sql)
+                .execute(&mut c)
+                .await
+                .map_err(|e| e.to_string())?;
             let _ = c.close().await;
             Ok(())
         })
@@ -80,7 +89,10 @@ impl Env {
     /// A fresh PostgreSQL database, or `None` (after saying so) when none is reachable. With
     /// `KEYWARD_REQUIRE_POSTGRES=1` (CI) an unreachable server is a failure instead.
     pub fn postgres() -> Option<Self> {
-        let name = format!("kw_test_{}", keyward::domain::ids::random_base62(12).to_lowercase());
+        let name = format!(
+            "kw_test_{}",
+            keyward::domain::ids::random_base62(12).to_lowercase()
+        );
         match postgres_admin(format!("CREATE DATABASE {name}")) {
             Ok(()) => Some(Env {
                 dir: tempfile::tempdir().expect("tempdir"),
@@ -88,10 +100,16 @@ impl Env {
                 pg_database: Some(name),
             }),
             Err(e) if std::env::var_os("KEYWARD_REQUIRE_POSTGRES").is_some() => {
-                panic!("PostgreSQL is required (KEYWARD_REQUIRE_POSTGRES) but not reachable at {}: {e}", postgres_admin_url())
+                panic!(
+                    "PostgreSQL is required (KEYWARD_REQUIRE_POSTGRES) but not reachable at {}: {e}",
+                    postgres_admin_url()
+                )
             }
             Err(e) => {
-                eprintln!("SKIPPED: PostgreSQL is not reachable at {} ({e}); set KEYWARD_TEST_POSTGRES_URL to run this test", postgres_admin_url());
+                eprintln!(
+                    "SKIPPED: PostgreSQL is not reachable at {} ({e}); set KEYWARD_TEST_POSTGRES_URL to run this test",
+                    postgres_admin_url()
+                );
                 None
             }
         }
@@ -200,7 +218,10 @@ impl Env {
     fn postgres_dump(&self) -> String {
         let url = self.url();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 use sqlx::Connection;
                 let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
@@ -212,11 +233,12 @@ impl Env {
                 .unwrap();
                 let mut out = String::new();
                 for t in tables {
-                    let rows: Option<String> =
-                        sqlx::query_scalar(&format!("SELECT string_agg(t::text, E'\\n') FROM {t} t"))
-                            .fetch_one(&mut c)
-                            .await
-                            .unwrap();
+                    let rows: Option<String> = sqlx::query_scalar(&format!(
+                        "SELECT string_agg(t::text, E'\\n') FROM {t} t"
+                    ))
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap();
                     out.push_str(&rows.unwrap_or_default());
                     out.push('\n');
                 }
@@ -401,7 +423,7 @@ impl Harness {
     pub async fn at(start: DateTime<Utc>) -> Self {
         let env = Env::new();
         let clock = Arc::new(ManualClock::new(start));
-        let (app, _writer) = keyward::open_app(&env.url(), clock.clone())
+        let (app, _writer) = keyward::open_app(&env.url(), clock.clone(), Default::default())
             .await
             .expect("open app");
         Harness {

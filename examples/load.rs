@@ -1,0 +1,342 @@
+//! Load generator: drives `tools/call` of a read-only tool over MCP streamable HTTP with N
+//! concurrent connections against
+//!   (a) keyward with authentication, the guard and the audit trail on (`serve --stateless`),
+//!   (b) a bare rmcp streamable-HTTP server with one trivial tool (`examples/bare_server.rs`),
+//! in the same run, alternating rounds, and prints requests/s, p50/p99 latency and a/b.
+//! It also reports keyward's resident memory when idle and after the load.
+//!
+//!     cargo build --release --examples && cargo run --release --example load
+//!     cargo run --release --example load -- --connections 32 --seconds 5 --rounds 3
+//!     cargo run --release --example load -- --database-url postgres://postgres@127.0.0.1/kw_load
+//!     cargo run --release --example load -- --target http://127.0.0.1:19287/mcp --key kw_…
+//!
+//! Requests are self-contained 2026-07-28 calls (no session), answered as plain JSON.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Args {
+    connections: usize,
+    seconds: u64,
+    rounds: usize,
+    database_url: Option<String>,
+    /// Drive an already-running keyward at this MCP URL instead (e.g. under a profiler).
+    target: Option<String>,
+    key: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        connections: 32,
+        seconds: 5,
+        rounds: 3,
+        database_url: None,
+        target: None,
+        key: None,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--connections" => a.connections = value.parse().unwrap_or(a.connections),
+            "--seconds" => a.seconds = value.parse().unwrap_or(a.seconds),
+            "--rounds" => a.rounds = value.parse().unwrap_or(a.rounds),
+            "--database-url" => a.database_url = Some(value),
+            "--target" => a.target = Some(value),
+            "--key" => a.key = Some(value),
+            other => {
+                eprintln!("unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+/// Binaries built next to this example: target/<profile>/{keyward, examples/bare_server}.
+fn sibling(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let examples = exe.parent().map(PathBuf::from).unwrap_or_default();
+    match name {
+        "keyward" => examples
+            .parent()
+            .map(|p| p.join("keyward"))
+            .unwrap_or_default(),
+        _ => examples.join(name),
+    }
+}
+
+/// A child server, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cmd` and waits for its "listening on http://…/mcp" line on stderr (stderr is drained
+/// in the background afterwards so the server never blocks on it).
+fn start(mut cmd: Command) -> anyhow::Result<Server> {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(pos) = line.find("listening on http://")
+                && let Some(t) = tx.take()
+            {
+                let url = line[pos + "listening on ".len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = t.send(url);
+            }
+        }
+    });
+    let url = rx.recv_timeout(Duration::from_secs(30))?;
+    Ok(Server { child, url })
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn call_body(id: u64) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+    "name": "whoami", "arguments": {},
+    "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "keyward-load", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}
+    }}})
+    .to_string()
+}
+
+#[derive(Default)]
+struct Round {
+    ok: u64,
+    failed: u64,
+    server_errors: u64,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Round {
+    fn rps(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut v = self.latencies.clone();
+        v.sort_unstable();
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    }
+
+    fn merge(&mut self, other: Round) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.server_errors += other.server_errors;
+        self.latencies.extend(other.latencies);
+        self.elapsed += other.elapsed;
+    }
+}
+
+/// One timed round: `connections` clients, each with one keep-alive connection, calling in a
+/// loop for `seconds`.
+async fn round(url: &str, bearer: Option<&str>, connections: usize, seconds: u64) -> Round {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let Ok(client) = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .tcp_nodelay(true)
+            .build()
+        else {
+            continue;
+        };
+        let (url, bearer, stop) = (url.to_owned(), bearer.map(str::to_owned), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut r = Round::default();
+            let mut id = (c as u64) << 32;
+            while !stop.load(Ordering::Relaxed) {
+                id += 1;
+                let mut req = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream")
+                    .header("mcp-protocol-version", "2026-07-28")
+                    .header("mcp-method", "tools/call")
+                    .header("mcp-name", "whoami")
+                    .body(call_body(id));
+                if let Some(b) = &bearer {
+                    req = req.header("authorization", format!("Bearer {b}"));
+                }
+                let t0 = Instant::now();
+                match req.send().await {
+                    Ok(res) => {
+                        let status = res.status();
+                        let body: Value = res.json().await.unwrap_or(Value::Null);
+                        let good = status.is_success()
+                            && body["result"].is_object()
+                            && body["result"]["isError"] != true;
+                        if status.is_server_error() {
+                            r.server_errors += 1;
+                        }
+                        if good {
+                            r.ok += 1;
+                            r.latencies.push(t0.elapsed());
+                        } else {
+                            r.failed += 1;
+                        }
+                    }
+                    Err(_) => r.failed += 1,
+                }
+            }
+            r
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Round::default();
+    for t in tasks {
+        if let Ok(r) = t.await {
+            total.merge(r);
+        }
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+fn line(name: &str, r: &Round) {
+    println!(
+        "  {name:<22} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ok {:>8}   failed {:>5}   5xx {:>3}",
+        r.rps(),
+        r.percentile(0.50).as_secs_f64() * 1e3,
+        r.percentile(0.99).as_secs_f64() * 1e3,
+        r.ok,
+        r.failed,
+        r.server_errors
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = args();
+    if let Some(url) = &a.target {
+        for i in 0..a.rounds {
+            let r = round(url, a.key.as_deref(), a.connections, a.seconds).await;
+            println!("round {}:", i + 1);
+            line("target", &r);
+        }
+        return Ok(());
+    }
+    let (keyward, bare) = (sibling("keyward"), sibling("bare_server"));
+    anyhow::ensure!(
+        keyward.exists() && bare.exists(),
+        "build first: cargo build --release --examples (looked for {} and {})",
+        keyward.display(),
+        bare.display()
+    );
+    let dir = tempfile::tempdir()?;
+    let db = a
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("load.db").display()));
+    let boot = Command::new(&keyward)
+        .args(["bootstrap", "--json"])
+        .env("KEYWARD_DATABASE_URL", &db)
+        .output()?;
+    anyhow::ensure!(
+        boot.status.success(),
+        "bootstrap failed: {}",
+        String::from_utf8_lossy(&boot.stderr)
+    );
+    let key = serde_json::from_slice::<Value>(&boot.stdout)?["api_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let mut kw_cmd = Command::new(&keyward);
+    kw_cmd
+        .args(["serve", "--stateless", "--listen", "127.0.0.1:0"])
+        .env("KEYWARD_DATABASE_URL", &db)
+        .env_remove("RUST_LOG");
+    let kw = start(kw_cmd)?;
+    let mut bare_cmd = Command::new(&bare);
+    bare_cmd.arg("127.0.0.1:0");
+    let bare = start(bare_cmd)?;
+    let pid = kw.child.id();
+
+    println!(
+        "keyward load: {} connections, {} rounds of {} s each, alternating; tool whoami; database {}",
+        a.connections,
+        a.rounds,
+        a.seconds,
+        if a.database_url.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    );
+    let idle_rss = rss_kib(pid);
+    // Warm both (connections, caches, allocators) before measuring.
+    round(&kw.url, Some(&key), a.connections, 1).await;
+    round(&bare.url, None, a.connections, 1).await;
+
+    let (mut ka, mut kb) = (Round::default(), Round::default());
+    for i in 0..a.rounds {
+        let ra = round(&kw.url, Some(&key), a.connections, a.seconds).await;
+        let rb = round(&bare.url, None, a.connections, a.seconds).await;
+        println!("round {}:", i + 1);
+        line("(a) keyward", &ra);
+        line("(b) bare rmcp", &rb);
+        ka.merge(ra);
+        kb.merge(rb);
+    }
+    let after_rss = rss_kib(pid);
+    println!("all rounds:");
+    line("(a) keyward", &ka);
+    line("(b) bare rmcp", &kb);
+    let (pa, pb) = (ka.percentile(0.99), kb.percentile(0.99));
+    println!(
+        "ratio a/b: {:.2} req/s;  p99 a/b: {:.2}  (targets: >= 0.80 and <= 2.00)",
+        ka.rps() / kb.rps(),
+        pa.as_secs_f64() / pb.as_secs_f64()
+    );
+    println!(
+        "keyward RSS: {idle_rss} KiB idle (started, no requests yet), {after_rss} KiB after the load"
+    );
+    Ok(())
+}
