@@ -131,21 +131,30 @@ pub async fn append(tx: &mut Tx, events: &[AuditEvent]) -> Result<Vec<i64>, Stor
 
 /// Tenant rows, for events scoped to named tenants. Events concerning all tenants ("*", most of
 /// them) need none: queries test the events' own `tenants` column for that case.
-async fn append_tenants(tx: &mut Tx, ids: &[i64], events: &[AuditEvent]) -> Result<(), StoreError> {
+fn tenant_rows(ids: &[i64], events: &[AuditEvent]) -> Vec<Sql> {
     let pairs: Vec<(i64, &str)> = ids
         .iter()
         .zip(events)
         .filter(|(_, e)| !is_all(&e.tenants))
         .flat_map(|(id, e)| e.tenants.iter().map(move |t| (*id, t.as_str())))
         .collect();
-    for chunk in pairs.chunks(MAX_ROWS_PER_STATEMENT) {
-        let mut q = Sql::new("INSERT INTO audit_tenants (event_id, tenant) VALUES ");
-        for (i, (id, tenant)) in chunk.iter().enumerate() {
-            if i > 0 {
-                q.push(", ");
+    pairs
+        .chunks(MAX_ROWS_PER_STATEMENT)
+        .map(|chunk| {
+            let mut q = Sql::new("INSERT INTO audit_tenants (event_id, tenant) VALUES ");
+            for (i, (id, tenant)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.push("(").int(*id).push(", ").text(tenant).push(")");
             }
-            q.push("(").int(*id).push(", ").text(tenant).push(")");
-        }
+            q
+        })
+        .collect()
+}
+
+async fn append_tenants(tx: &mut Tx, ids: &[i64], events: &[AuditEvent]) -> Result<(), StoreError> {
+    for mut q in tenant_rows(ids, events) {
         if matches!(tx, Tx::Sqlite(_)) {
             q.anonymous();
         }
@@ -177,20 +186,7 @@ pub fn write_batch_sqlite(
         }
         ids.extend(consecutive(tx.last_insert_rowid(), chunk.len()));
     }
-    let pairs: Vec<(i64, &str)> = ids
-        .iter()
-        .zip(events)
-        .filter(|(_, e)| !is_all(&e.tenants))
-        .flat_map(|(id, e)| e.tenants.iter().map(move |t| (*id, t.as_str())))
-        .collect();
-    for chunk in pairs.chunks(MAX_ROWS_PER_STATEMENT) {
-        let mut q = Sql::new("INSERT INTO audit_tenants (event_id, tenant) VALUES ");
-        for (i, (id, tenant)) in chunk.iter().enumerate() {
-            if i > 0 {
-                q.push(", ");
-            }
-            q.push("(").int(*id).push(", ").text(tenant).push(")");
-        }
+    for mut q in tenant_rows(&ids, events) {
         q.anonymous();
         tx.prepare_cached(&q.text)?
             .execute(rusqlite::params_from_iter(q.args.iter()))?;
