@@ -186,12 +186,13 @@ pub fn scrub(text: &str) -> String {
             .bytes()
             .take_while(|b| b.is_ascii_alphanumeric())
             .count();
+        // A key may start where this run ends ("kw_kw_…", "kw_abckw_…"): stop before it.
+        let run = tail.find(PREFIX).filter(|&next| next < run).unwrap_or(run);
+        out.push_str(PREFIX);
         if run >= 8 {
-            out.push_str(PREFIX);
             out.push_str(&tail[..PREVIEW_BODY_LEN.min(run)]);
             out.push_str("…[redacted]");
         } else {
-            out.push_str(PREFIX);
             out.push_str(&tail[..run]);
         }
         rest = &tail[run..];
@@ -203,6 +204,22 @@ pub fn scrub(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrub_finds_a_key_behind_a_false_start() {
+        let k = PlainKey::generate();
+        for text in [
+            format!("kw_{}", k.expose()),
+            format!("kw_kw_x {} kw_", k.expose()),
+            format!("'kw_ab{}'", k.expose()),
+            format!("kw_abcdefghijk{}", k.expose()),
+        ] {
+            let clean = scrub(&text);
+            assert!(!clean.contains(k.expose()), "{clean}");
+            assert!(clean.contains(&k.preview()), "{clean}");
+        }
+        assert_eq!(scrub("kw_ kw_ab kw_"), "kw_ kw_ab kw_");
+    }
 
     #[test]
     fn generated_keys_parse_and_have_the_documented_shape() {

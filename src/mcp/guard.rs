@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use rmcp::handler::server::tool::ToolCallContext;
-use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult};
+use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer};
 use serde_json::Value;
@@ -16,8 +16,8 @@ use super::catalog::{Access, ToolName};
 use super::error::{ToolError, kind_of};
 use crate::domain::audit::{self, Action, Status};
 use crate::domain::error::DomainError;
-use crate::domain::ids;
 use crate::domain::principal::Principal;
+use crate::domain::{ids, key};
 use crate::ops::call::{Outcome, Target};
 use crate::ops::{Call, CallMeta, ErrorKind};
 
@@ -43,8 +43,12 @@ impl KeywardServer {
                 "no tool named '{}'",
                 audit::redact_text(&clip(&request.name))
             );
-            self.record(&call, failed(Status::Failed, None, &reason))
-                .await?;
+            if let Err(unrecorded) = self
+                .record(&call, failed(Status::Failed, None, &reason))
+                .await
+            {
+                return Ok(unrecorded);
+            }
             return Err(McpError::invalid_params("tool not found", None));
         };
         let target = target_of(tool, args.as_ref());
@@ -59,8 +63,12 @@ impl KeywardServer {
             };
             tracing::info!(tool = tool.wire(), %needed, "tool call denied");
             self.count(tool, Status::Denied);
-            self.record(&call, failed(Status::Denied, target, &denial.to_string()))
-                .await?;
+            if let Err(unrecorded) = self
+                .record(&call, failed(Status::Denied, target, &denial.to_string()))
+                .await
+            {
+                return Ok(unrecorded);
+            }
             return Ok(
                 ToolError::new(ErrorKind::PermissionDenied, denial.to_string())
                     .into_result()
@@ -77,18 +85,29 @@ impl KeywardServer {
             .router
             .call(ToolCallContext::new(self, request, ctx))
             .await;
-        // Argument errors come from rmcp's deserialisation, before our code: give them the same
-        // error kind in `_meta` as every other failure.
         if let Ok(CallToolResponse::Complete(result)) = &mut response
             && result.is_error == Some(true)
-            && kind_of_meta(result).is_none()
         {
-            let mut meta = result.meta.take().unwrap_or_default();
-            meta.0.insert(
-                super::error::ERROR_META.into(),
-                ErrorKind::InvalidArgument.code().into(),
-            );
-            result.meta = Some(meta);
+            // Argument errors come from rmcp's deserialisation, before our code: give them the
+            // same error kind in `_meta` as every other failure.
+            if kind_of_meta(result).is_none() {
+                let mut meta = result.meta.take().unwrap_or_default();
+                meta.0.insert(
+                    super::error::ERROR_META.into(),
+                    ErrorKind::InvalidArgument.code().into(),
+                );
+                result.meta = Some(meta);
+            }
+            // Error texts quote what the caller sent (rmcp's "unknown variant `…`", "no key
+            // with id …"); a key pasted into the wrong field must not come back, nor a megabyte.
+            for block in &mut result.content {
+                if let ContentBlock::Text(t) = block {
+                    t.text = clip_message(&key::scrub(&t.text));
+                }
+            }
+        }
+        if let Err(e) = &mut response {
+            e.message = clip_message(&key::scrub(&e.message)).into();
         }
         // A use case that changed something committed its record with the change; for the
         // rest (reads, failures) the record is written here, before the response leaves.
@@ -101,7 +120,10 @@ impl KeywardServer {
                 Err(e) => failed(Status::Failed, target, &e.message),
             };
             let status = outcome.status;
-            self.record(&call, outcome).await?;
+            if let Err(unrecorded) = self.record(&call, outcome).await {
+                // The result is withheld: nothing leaves unaudited.
+                return Ok(unrecorded);
+            }
             status
         };
         // Every call is in the audit trail already; the log line is for debugging.
@@ -123,7 +145,9 @@ impl KeywardServer {
 
     /// Writes the call's record via the audit writer. If it cannot be written, the call
     /// fails: its result is withheld rather than returned unaudited.
-    async fn record(&self, call: &Call, outcome: Outcome) -> Result<(), McpError> {
+    /// When it cannot be written, the call fails with a tool error saying so (its result, if
+    /// any, is withheld).
+    async fn record(&self, call: &Call, outcome: Outcome) -> Result<(), CallToolResponse> {
         match self
             .app
             .audit
@@ -133,7 +157,9 @@ impl KeywardServer {
             Ok(_) => Ok(()),
             Err(e) => {
                 tracing::error!(error = %e, "audit record not written; failing the call");
-                Err(McpError::internal_error(e.to_string(), None))
+                Err(ToolError::new(ErrorKind::Unavailable, e.to_string())
+                    .into_result()
+                    .into())
             }
         }
     }
@@ -224,4 +250,15 @@ fn request_id_text(id: &rmcp::model::RequestId) -> String {
 /// Client-supplied text kept in the trail is bounded.
 fn clip(s: &str) -> String {
     s.chars().take(128).collect()
+}
+
+/// Bounds an error message returned to the caller.
+pub(super) fn clip_message(s: &str) -> String {
+    const MAX: usize = 1000;
+    if s.chars().count() <= MAX {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(MAX).collect();
+    out.push('…');
+    out
 }

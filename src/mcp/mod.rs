@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
-    PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
+    CacheScope, CallToolRequestParams, CallToolResponse, CustomRequest, CustomResult, ErrorCode,
+    Implementation, ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities,
+    ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -182,6 +183,24 @@ impl ServerHandler for KeywardServer {
             result = result.with_ttl_ms(0).with_cache_scope(CacheScope::Private);
         }
         Ok(result)
+    }
+
+    /// rmcp's default answer quotes the method name alone; this one says what is wrong and
+    /// never echoes a pasted key or an unbounded string.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, McpError> {
+        let method: String = request.method.chars().take(128).collect();
+        Err(McpError::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            format!(
+                "unknown method '{}': keyward serves the MCP tools methods (tools/list, tools/call)",
+                crate::domain::key::scrub(&method)
+            ),
+            None,
+        ))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {

@@ -157,8 +157,10 @@ fn resolve(input: &Filters, now: DateTime<Utc>) -> Result<Resolved, OpsError> {
                 .map(|ip| ip.to_string())
                 .map_err(|_| OpsError::invalid("invalid client_ip: give an IPv4 or IPv6 address"))
         })?,
-        since: since.map(micros),
-        until: until.map(micros),
+        // Bounds past what any time zone can show (year 10000, say) mean "no bound" in
+        // practice; clamped, they also survive the round trip through a cursor.
+        since: since.map(|t| micros(t).clamp(MIN_INSTANT, MAX_INSTANT)),
+        until: until.map(|t| micros(t).clamp(MIN_INSTANT, MAX_INSTANT)),
         tz: tz_name.to_owned(),
     })
 }

@@ -3,8 +3,10 @@
 //! Callers hand over an event and wait until the transaction holding it has committed, so an
 //! answered call is never missing from the trail. Whatever arrived while the previous batch was
 //! being written goes into the next single transaction (group commit), so a busy server pays one
-//! commit for many calls. The queue is bounded: when it is full, callers wait (backpressure);
-//! when the database refuses a batch, every caller in it gets an error and must fail the call.
+//! commit for many calls. The queue is bounded: when it is full, callers wait (backpressure).
+//! When the database refuses a batch, its events are tried one by one, so an event the
+//! database cannot take fails only its own call; every caller whose event is not written gets
+//! an error and must fail the call.
 //!
 //! On SQLite the writer is a thread of its own with its own connection: a batch costs one
 //! wake-up and direct calls, where the async pool would hop between threads for every
@@ -203,13 +205,26 @@ fn run_sqlite(
         if events.is_empty() {
             continue;
         }
-        let result = match conn.as_mut() {
-            Some(c) => audit::write_batch_sqlite(c, &events),
-            None => Err(super::StoreError::Corrupt(
-                "audit writer has no database connection".into(),
-            )),
-        };
-        answer(result, &mut waiters, healthy);
+        match conn.as_mut() {
+            Some(c) => {
+                let result = audit::write_batch_sqlite(c, &events);
+                if result.is_err() && events.len() > 1 {
+                    for (event, done) in events.iter().zip(waiters.drain(..)) {
+                        let one = audit::write_batch_sqlite(c, std::slice::from_ref(event));
+                        answer(one, &mut vec![done], healthy);
+                    }
+                } else {
+                    answer(result, &mut waiters, healthy);
+                }
+            }
+            None => answer(
+                Err(super::StoreError::Corrupt(
+                    "audit writer has no database connection".into(),
+                )),
+                &mut waiters,
+                healthy,
+            ),
+        }
         events.clear();
     }
     tracing::debug!("audit writer stopped");
@@ -239,7 +254,18 @@ async fn run_async(
             continue;
         }
         let result = audit::write_batch(&store, &events).await;
-        answer(result, &mut waiters, &healthy);
+        // When the database is unreachable, one by one would only wait longer for the same
+        // answer.
+        let isolate = events.len() > 1
+            && matches!(&result, Err(e) if !matches!(e, super::StoreError::Unavailable(_)));
+        if isolate {
+            for (event, done) in events.iter().zip(waiters.drain(..)) {
+                let one = audit::write_batch(&store, std::slice::from_ref(event)).await;
+                answer(one, &mut vec![done], &healthy);
+            }
+        } else {
+            answer(result, &mut waiters, &healthy);
+        }
         events.clear();
     }
     tracing::debug!("audit writer stopped");

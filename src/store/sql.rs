@@ -47,8 +47,16 @@ impl Sql {
         self.arg(Arg::Int(v))
     }
 
+    /// Binds text. PostgreSQL text cannot hold NUL (it refuses the whole statement), so NUL
+    /// becomes U+FFFD on both backends: client-chosen text such as a request id or an echoed
+    /// argument is stored and matched the same way everywhere.
     pub fn text(&mut self, v: &str) -> &mut Self {
-        self.arg(Arg::Text(v.to_owned()))
+        let v = if v.contains('\0') {
+            v.replace('\0', "\u{FFFD}")
+        } else {
+            v.to_owned()
+        };
+        self.arg(Arg::Text(v))
     }
 
     /// Turns every `$N` into SQLite's anonymous `?` (the builder binds strictly in textual
