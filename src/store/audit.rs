@@ -355,12 +355,19 @@ pub async fn page(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<AuditRow>, StoreError> {
-    let mut q = Sql::new(&format!("SELECT {COLUMNS} FROM audit_events e"));
+    // The page's ids first, then their rows: the filter and the ordering then run on index
+    // entries alone, and only `limit` full rows are read (an actor with thousands of events
+    // in the window would otherwise have every one of them read and sorted).
+    let mut q = Sql::new(&format!(
+        "SELECT {COLUMNS} FROM audit_events e WHERE e.id IN (SELECT e.id FROM audit_events e"
+    ));
     push_where(&mut q, f);
     if let Some(b) = before {
         q.push(" AND e.id < ").int(b);
     }
-    q.push(" ORDER BY e.id DESC LIMIT ").int(limit);
+    q.push(" ORDER BY e.id DESC LIMIT ")
+        .int(limit)
+        .push(") ORDER BY e.id DESC");
     on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))
 }
 
@@ -441,10 +448,17 @@ pub async fn summarise(
         .enumerate()
         .map(|(i, e)| format!("CAST({e} AS TEXT) AS g{i}"))
         .collect();
+    // Only actor groups show a preview; reading it otherwise would cost a table lookup per
+    // event where the time index alone answers (e.g. counts by action).
+    let preview = if dims.contains(&Dim::Actor) {
+        "MAX(e.actor_preview)"
+    } else {
+        "CAST(NULL AS TEXT)"
+    };
     // Window functions run before LIMIT, so the totals cover every group.
     let mut q = Sql::new(&format!(
         "SELECT {}, COUNT(*) AS n, MIN(e.at) AS first_at, MAX(e.at) AS last_at, \
-         MAX(e.actor_preview) AS preview, CAST(SUM(COUNT(*)) OVER () AS BIGINT) AS total_events, \
+         {preview} AS preview, CAST(SUM(COUNT(*)) OVER () AS BIGINT) AS total_events, \
          CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM audit_events e",
         select.join(", ")
     ));
