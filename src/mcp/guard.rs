@@ -143,10 +143,9 @@ impl KeywardServer {
             .inc();
     }
 
-    /// Writes the call's record via the audit writer. If it cannot be written, the call
-    /// fails: its result is withheld rather than returned unaudited.
-    /// When it cannot be written, the call fails with a tool error saying so (its result, if
-    /// any, is withheld).
+    /// Writes the call's record via the audit writer. When it cannot be written, the call
+    /// fails with a tool error saying so: its result, if any, is withheld, never returned
+    /// unaudited.
     async fn record(&self, call: &Call, outcome: Outcome) -> Result<(), CallToolResponse> {
         match self
             .app
@@ -248,7 +247,7 @@ fn request_id_text(id: &rmcp::model::RequestId) -> String {
 }
 
 /// Client-supplied text kept in the trail is bounded.
-fn clip(s: &str) -> String {
+pub(super) fn clip(s: &str) -> String {
     s.chars().take(128).collect()
 }
 

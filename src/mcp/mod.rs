@@ -192,12 +192,11 @@ impl ServerHandler for KeywardServer {
         request: CustomRequest,
         _context: RequestContext<RoleServer>,
     ) -> Result<CustomResult, McpError> {
-        let method: String = request.method.chars().take(128).collect();
         Err(McpError::new(
             ErrorCode::METHOD_NOT_FOUND,
             format!(
                 "unknown method '{}': keyward serves the MCP tools methods (tools/list, tools/call)",
-                crate::domain::key::scrub(&method)
+                crate::domain::key::scrub(&guard::clip(&request.method))
             ),
             None,
         ))
