@@ -194,7 +194,14 @@ async fn edge_layer(State(state): State<HttpState>, mut req: Request, next: Next
     if route == "/mcp" && method == "DELETE" && res.status() == StatusCode::ACCEPTED {
         *res.status_mut() = StatusCode::NO_CONTENT;
     }
-    if let Some(guard) = in_flight {
+    // A complete body (a JSON answer) means the call is over; only a stream (SSE) is still
+    // work in flight. Wrapping a complete body would also turn its Content-Length into
+    // chunked encoding, one more write per response.
+    if let Some(guard) = in_flight
+        && axum::body::HttpBody::size_hint(res.body())
+            .exact()
+            .is_none()
+    {
         res = res.map(|body| {
             let stream = body.into_data_stream().map(move |chunk| {
                 let _held_until_the_body_ends = &guard;

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::sql::{Sql, bind_args};
+use super::sql::{Sql, bind_args, nul_free};
 use super::{StoreError, Tx, db, micros, on_pool, on_tx};
 use crate::domain::audit::AuditEvent;
 use crate::domain::tenant::{ALL_TENANTS, TenantScope};
@@ -163,33 +163,74 @@ async fn append_tenants(tx: &mut Tx, ids: &[i64], events: &[AuditEvent]) -> Resu
     Ok(())
 }
 
+fn opt_text(v: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
+    v.map(nul_free)
+}
+
+/// One event's row, every value bound: the single-row statement the SQLite writer prepares
+/// once and runs per event.
+const INSERT_ONE: &str = "INSERT INTO audit_events (at, actor_kind, actor_id, actor_preview, \
+    role, tenants, action, target_type, target_id, status, reason, source, request_source, \
+    client_name, client_version, request_id, client_ip, user_agent, args, before_state, \
+    after_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+const INSERT_TENANT: &str = "INSERT INTO audit_tenants (event_id, tenant) VALUES (?, ?)";
+
 /// Writes a batch on the SQLite audit writer's own connection, synchronously (it runs on a
-/// thread of its own): one IMMEDIATE transaction, the same statements as `append`, no hops
-/// between threads.
+/// thread of its own): one IMMEDIATE transaction, one prepared single-row statement run per
+/// event with its values bound straight from the event (no statement text built per batch,
+/// no copies), the same rows as `append`.
 pub fn write_batch_sqlite(
     conn: &mut rusqlite::Connection,
     events: &[AuditEvent],
 ) -> Result<Vec<i64>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut ids = Vec::with_capacity(events.len());
-    for chunk in events.chunks(MAX_ROWS_PER_STATEMENT) {
-        let mut q = Sql::default();
-        push_insert(&mut q, chunk);
-        q.anonymous();
-        let written = tx
-            .prepare_cached(&q.text)?
-            .execute(rusqlite::params_from_iter(q.args.iter()))?;
-        if written != chunk.len() {
-            return Err(StoreError::Corrupt(
-                "audit insert wrote the wrong number of rows".into(),
-            ));
+    {
+        let mut insert = tx.prepare_cached(INSERT_ONE)?;
+        let mut tenant = tx.prepare_cached(INSERT_TENANT)?;
+        for e in events {
+            let (args, before, after) = (
+                json_text(&e.args),
+                json_text(&e.before),
+                json_text(&e.after),
+            );
+            let written = insert.execute(rusqlite::params![
+                micros(e.at),
+                nul_free(&e.actor_kind),
+                opt_text(e.actor_id.as_deref()),
+                opt_text(e.actor_preview.as_deref()),
+                opt_text(e.role.as_deref()),
+                nul_free(&e.tenants.join(" ")),
+                e.action.as_str(),
+                opt_text(e.target_type.as_deref()),
+                opt_text(e.target_id.as_deref()),
+                e.status.as_str(),
+                opt_text(e.reason.as_deref()),
+                e.source.as_str(),
+                opt_text(e.request_source.as_deref()),
+                opt_text(e.client_name.as_deref()),
+                opt_text(e.client_version.as_deref()),
+                opt_text(e.request_id.as_deref()),
+                opt_text(e.client_ip.as_deref()),
+                opt_text(e.user_agent.as_deref()),
+                opt_text(args.as_deref()),
+                opt_text(before.as_deref()),
+                opt_text(after.as_deref()),
+            ])?;
+            if written != 1 {
+                return Err(StoreError::Corrupt(
+                    "audit insert wrote the wrong number of rows".into(),
+                ));
+            }
+            let id = tx.last_insert_rowid();
+            if !is_all(&e.tenants) {
+                for t in &e.tenants {
+                    tenant.execute(rusqlite::params![id, nul_free(t)])?;
+                }
+            }
+            ids.push(id);
         }
-        ids.extend(consecutive(tx.last_insert_rowid(), chunk.len()));
-    }
-    for mut q in tenant_rows(&ids, events) {
-        q.anonymous();
-        tx.prepare_cached(&q.text)?
-            .execute(rusqlite::params_from_iter(q.args.iter()))?;
     }
     tx.commit()?;
     Ok(ids)

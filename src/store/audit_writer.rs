@@ -237,7 +237,7 @@ pub fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, rusql
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", super::SQLITE_SYNCHRONOUS)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.set_prepared_statement_cache_capacity(2 * audit::MAX_ROWS_PER_STATEMENT + 8);
+    conn.set_prepared_statement_cache_capacity(8);
     Ok(conn)
 }
 

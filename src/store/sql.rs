@@ -15,6 +15,17 @@ impl rusqlite::ToSql for Arg {
     }
 }
 
+/// Text as both backends store it: PostgreSQL text cannot hold NUL (it refuses the whole
+/// statement), so NUL becomes U+FFFD everywhere, and client-chosen text such as a request id
+/// or an echoed argument is stored and matched the same way on both.
+pub(crate) fn nul_free(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.contains('\0') {
+        std::borrow::Cow::Owned(v.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(v)
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Sql {
     pub text: String,
@@ -47,16 +58,9 @@ impl Sql {
         self.arg(Arg::Int(v))
     }
 
-    /// Binds text. PostgreSQL text cannot hold NUL (it refuses the whole statement), so NUL
-    /// becomes U+FFFD on both backends: client-chosen text such as a request id or an echoed
-    /// argument is stored and matched the same way everywhere.
+    /// Binds text, NUL-free (see `nul_free`).
     pub fn text(&mut self, v: &str) -> &mut Self {
-        let v = if v.contains('\0') {
-            v.replace('\0', "\u{FFFD}")
-        } else {
-            v.to_owned()
-        };
-        self.arg(Arg::Text(v))
+        self.arg(Arg::Text(nul_free(v).into_owned()))
     }
 
     /// Turns every `$N` into SQLite's anonymous `?` (the builder binds strictly in textual
