@@ -142,11 +142,7 @@ pub async fn http_settings(args: &ServeArgs, app: &App) -> anyhow::Result<HttpSe
             tls: tls.is_some(),
             fallback_host: format!("127.0.0.1:{port}"),
         },
-        origins: OriginPolicy {
-            allowed_hosts: hosts,
-            allowed_origins: origins,
-            any_origin: matches!(auth, HttpAuth::Disabled),
-        },
+        origins: OriginPolicy::new(&hosts, &origins, matches!(auth, HttpAuth::Disabled)),
         auth,
         tls,
         stateless: args.stateless,

@@ -78,18 +78,16 @@ pub struct HttpState {
 /// public.
 pub fn router(state: HttpState, mcp_shutdown: CancellationToken) -> Router {
     let s = &state.settings;
-    let mut rmcp = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(s.origins.allowed_hosts.clone())
+    // Host and Origin are checked by `edge_layer` on every route before anything else, with
+    // keyward's own policy; rmcp would only repeat the same check (and copy its lists into
+    // every request).
+    let rmcp = StreamableHttpServerConfig::default()
+        .disable_allowed_hosts()
+        .disable_allowed_origins()
         .with_max_request_body_bytes(s.max_body_bytes)
         .with_cancellation_token(mcp_shutdown)
         .with_legacy_session_mode(!s.stateless)
         .with_json_response(s.stateless);
-    rmcp = if s.origins.any_origin {
-        rmcp.disable_allowed_origins()
-    } else {
-        rmcp.with_allowed_origins(s.origins.rmcp_origins())
-            .enforce_origin_validation()
-    };
     let tools = Arc::new(KeywardServer::all_tools());
     let app = state.app.clone();
     let factory = move || {

@@ -1,8 +1,8 @@
 //! DNS-rebinding and cross-origin protection for every route, and CORS.
 //!
 //! One `OriginPolicy`, built from keyward's configuration, decides which `Host` and `Origin`
-//! values are acceptable. It runs first on every route (so a foreign Origin gets 403 before any
-//! authentication), and the same lists configure rmcp's own checks on `/mcp`.
+//! values are acceptable. It runs first on every route, `/mcp` included (so a foreign Origin
+//! gets 403 before any authentication); rmcp's own copy of these checks is therefore off.
 
 use axum::extract::Request;
 use axum::http::uri::Authority;
@@ -14,29 +14,46 @@ use super::error::HttpError;
 
 #[derive(Debug, Clone)]
 pub struct OriginPolicy {
-    /// `host` (any port) or `host:port` entries, lowercase.
-    pub allowed_hosts: Vec<String>,
-    /// `scheme://host[:port]` entries; port `*` matches any port.
-    pub allowed_origins: Vec<String>,
+    /// Hosts, lowercase, with the port when the entry named one (any port otherwise).
+    hosts: Vec<(String, Option<u16>)>,
+    /// Listed origins as `(scheme, host, port)`; port `None` matches any port.
+    origins: Vec<(String, String, Option<u16>)>,
     /// Authentication disabled: any origin (development only).
     pub any_origin: bool,
 }
 
 impl OriginPolicy {
+    /// `hosts` are `host` (any port) or `host:port` entries; `origins` are
+    /// `scheme://host[:port]` entries where port `*` matches any port. Both are split here,
+    /// once, so the check on every request only compares; malformed entries match nothing
+    /// (configuration refuses them before this).
+    pub fn new(hosts: &[String], origins: &[String], any_origin: bool) -> Self {
+        OriginPolicy {
+            hosts: hosts
+                .iter()
+                .filter_map(|h| h.parse::<Authority>().ok())
+                .map(|a| (a.host().to_ascii_lowercase(), a.port_u16()))
+                .collect(),
+            origins: origins
+                .iter()
+                .filter_map(|o| split_origin_pattern(o))
+                .collect(),
+            any_origin,
+        }
+    }
+
+    pub fn has_listed_origins(&self) -> bool {
+        !self.origins.is_empty()
+    }
+
     pub fn host_allowed(&self, host: &str) -> bool {
         let Ok(a) = host.parse::<Authority>() else {
             return false;
         };
-        let name = a.host().to_ascii_lowercase();
         let port = a.port_u16();
-        self.allowed_hosts
+        self.hosts
             .iter()
-            .any(|entry| match entry.parse::<Authority>() {
-                Ok(e) if e.host().eq_ignore_ascii_case(&name) => {
-                    e.port_u16().is_none() || e.port_u16() == port
-                }
-                _ => false,
-            })
+            .any(|(name, p)| a.host().eq_ignore_ascii_case(name) && (p.is_none() || *p == port))
     }
 
     /// Whether `origin` is on the configured list.
@@ -44,12 +61,9 @@ impl OriginPolicy {
         let Some((scheme, host, port)) = split_origin(origin) else {
             return false;
         };
-        self.allowed_origins
+        self.origins
             .iter()
-            .any(|entry| match split_origin_pattern(entry) {
-                Some((s, h, p)) => s == scheme && h == host && (p.is_none() || p == Some(port)),
-                None => false,
-            })
+            .any(|(s, h, p)| *s == scheme && *h == host && (p.is_none() || *p == Some(port)))
     }
 
     /// Same-origin with the URL the request came in on, or listed.
@@ -61,20 +75,6 @@ impl OriginPolicy {
             (Some(o), Some(b)) => o == b,
             _ => false,
         }
-    }
-
-    /// What rmcp's streamable HTTP server should accept: the same hosts, and the listed origins
-    /// plus the origins of every allowed host (same-origin requests already passed our check).
-    pub fn rmcp_origins(&self) -> Vec<String> {
-        let mut out = self.allowed_origins.clone();
-        for h in &self.allowed_hosts {
-            if let Ok(a) = h.parse::<Authority>() {
-                let host = a.host();
-                out.push(format!("http://{host}:*"));
-                out.push(format!("https://{host}:*"));
-            }
-        }
-        out
     }
 }
 
@@ -191,7 +191,7 @@ pub fn cors(policy: &OriginPolicy) -> Option<CorsLayer> {
                 .expose_headers(exposed),
         );
     }
-    if policy.allowed_origins.is_empty() {
+    if !policy.has_listed_origins() {
         return None;
     }
     let listed = policy.clone();
@@ -212,18 +212,19 @@ mod tests {
     use super::*;
 
     fn policy() -> OriginPolicy {
-        OriginPolicy {
-            allowed_hosts: vec![
+        OriginPolicy::new(
+            &[
                 "localhost".into(),
                 "127.0.0.1".into(),
                 "mcp.example.com:443".into(),
+                "[::1]".into(),
             ],
-            allowed_origins: vec![
+            &[
                 "https://app.example.com".into(),
                 "http://localhost:*".into(),
             ],
-            any_origin: false,
-        }
+            false,
+        )
     }
 
     #[test]
@@ -235,6 +236,13 @@ mod tests {
         assert!(!p.host_allowed("mcp.example.com:8443"));
         assert!(!p.host_allowed("evil.example"));
         assert!(!p.host_allowed("localhost.evil.example"));
+        assert!(
+            p.host_allowed("LOCALHOST:1"),
+            "host names are case-insensitive"
+        );
+        assert!(p.host_allowed("[::1]:19287"));
+        assert!(!p.host_allowed("[::2]:19287"));
+        assert!(!p.host_allowed("bad host"));
     }
 
     #[test]

@@ -28,8 +28,8 @@ impl KeywardServer {
         mut ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let _in_flight = self.app.inflight.enter();
-        let meta = self.call_meta(&ctx);
-        let principal = match self.caller(&ctx, &meta).await {
+        let meta = self.call_meta(&mut ctx);
+        let principal = match self.caller(&mut ctx, &meta).await {
             Ok(p) => p,
             Err(e) => return Ok(e.into_result().into()),
         };
@@ -167,16 +167,17 @@ impl KeywardServer {
     /// revoked or expired key stops working at once), or the principal the HTTP layer attached.
     pub(super) async fn caller(
         &self,
-        ctx: &RequestContext<RoleServer>,
+        ctx: &mut RequestContext<RoleServer>,
         meta: &CallMeta,
     ) -> Result<Principal, ToolError> {
         self.caller_source.resolve(&self.app, ctx, meta).await
     }
 
-    pub(super) fn call_meta(&self, ctx: &RequestContext<RoleServer>) -> CallMeta {
-        // Over HTTP the edge already recorded client IP, User-Agent and x-request-source.
-        let mut meta = super::http_parts(ctx)
-            .and_then(|parts| parts.extensions.get::<CallMeta>().cloned())
+    /// Where the call came from; over HTTP, taken out of the request the edge resolved it in
+    /// (client IP, User-Agent, x-request-source).
+    pub(super) fn call_meta(&self, ctx: &mut RequestContext<RoleServer>) -> CallMeta {
+        let mut meta = super::http_parts_mut(ctx)
+            .and_then(|parts| parts.extensions.remove::<CallMeta>())
             .unwrap_or_else(|| CallMeta::new(self.caller_source.source()));
         meta.request_id = Some(clip(&request_id_text(&ctx.id)));
         if let Some(client) = ctx.client_info() {

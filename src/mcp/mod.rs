@@ -56,17 +56,18 @@ impl CallerSource {
         }
     }
 
+    /// Over HTTP the principal is taken out of the request (each request is resolved once).
     async fn resolve(
         &self,
         app: &App,
-        ctx: &RequestContext<RoleServer>,
+        ctx: &mut RequestContext<RoleServer>,
         meta: &CallMeta,
     ) -> Result<Principal, ToolError> {
         match self {
             CallerSource::Development(_) => Ok(ops::auth::development_principal()),
             CallerSource::Fixed(p) => Ok(p.clone()),
-            CallerSource::Http => http_parts(ctx)
-                .and_then(|parts| parts.extensions.get::<Principal>().cloned())
+            CallerSource::Http => http_parts_mut(ctx)
+                .and_then(|parts| parts.extensions.remove::<Principal>())
                 .ok_or_else(|| ToolError::new(ErrorKind::PermissionDenied, "not authenticated")),
             CallerSource::StdioKey(key) => {
                 match ops::auth::authenticate_key(app, key.expose()).await {
@@ -93,8 +94,8 @@ impl CallerSource {
 }
 
 /// The HTTP request a call arrived in (rmcp copies it into the request context).
-fn http_parts(ctx: &RequestContext<RoleServer>) -> Option<&http::request::Parts> {
-    ctx.extensions.get::<http::request::Parts>()
+fn http_parts_mut(ctx: &mut RequestContext<RoleServer>) -> Option<&mut http::request::Parts> {
+    ctx.extensions.get_mut::<http::request::Parts>()
 }
 
 #[derive(Clone)]
@@ -168,11 +169,11 @@ impl ServerHandler for KeywardServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let meta = self.call_meta(&context);
+        let meta = self.call_meta(&mut context);
         let principal = self
-            .caller(&context, &meta)
+            .caller(&mut context, &meta)
             .await
             .map_err(|e| McpError::invalid_request(e.message, None))?;
         let mut result = ListToolsResult::with_all_items(self.visible_tools(&principal));
