@@ -52,7 +52,9 @@ pub async fn open_app(
     let store = Store::open(database_url)
         .await
         .with_context(|| format!("cannot open database {}", config::redact_url(database_url)))?;
-    let (audit, writer) = AuditWriter::start(store.clone(), &WriterConfig::default());
+    let (audit, writer) = AuditWriter::start(store.clone(), &WriterConfig::default())
+        .await
+        .context("cannot start the audit trail")?;
     let app = App::new(app::AppState {
         store,
         clock,

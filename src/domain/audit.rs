@@ -99,8 +99,10 @@ closed_enum!(
 );
 
 /// One audit record, ready to be written. Built only from values that are safe to keep.
-#[derive(Debug, Clone, PartialEq)]
+/// (De)serialised only for the SQLite audit journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
+    #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
     pub actor_kind: String,
     pub actor_id: Option<String>,

@@ -90,7 +90,9 @@ struct Resolved {
 #[derive(Debug, Serialize, Deserialize)]
 struct Cursor {
     f: Resolved,
-    before: i64,
+    /// Time (µs) and id of the last event returned.
+    after_at: i64,
+    after_id: i64,
     limit: i64,
 }
 
@@ -205,6 +207,7 @@ pub async fn query(
     cursor: Option<&str>,
 ) -> Result<AuditPage, OpsError> {
     policy::require(p, Permission::AuditRead)?;
+    app.audit.sync().await?;
     let (resolved, before, limit) = match cursor {
         Some(c) => {
             if !filters.is_empty() || limit.is_some() {
@@ -213,7 +216,11 @@ pub async fn query(
                 ));
             }
             let c = decode(c)?;
-            (c.f, Some(c.before), c.limit)
+            let end = store::audit::PageEnd {
+                at: c.after_at,
+                id: c.after_id,
+            };
+            (c.f, Some(end), c.limit)
         }
         None => (
             resolve(filters, app.now())?,
@@ -228,7 +235,8 @@ pub async fn query(
     let next_cursor = match rows.last() {
         Some(last) if truncated => Some(encode(&Cursor {
             f: resolved.clone(),
-            before: last.id,
+            after_at: last.at,
+            after_id: last.id,
             limit,
         })?),
         _ => None,
@@ -248,6 +256,7 @@ pub async fn get(
     time_zone: Option<&str>,
 ) -> Result<AuditEventResult, OpsError> {
     policy::require(p, Permission::AuditRead)?;
+    app.audit.sync().await?;
     let tz = timespec::parse_time_zone(time_zone.unwrap_or("UTC"))?;
     let row = store::audit::get(&app.store, id, p.tenants())
         .await?
@@ -337,6 +346,7 @@ pub async fn summary(
     }
     let top = bounded(top, DEFAULT_TOP, MAX_TOP, "top")?;
     let resolved = resolve(filters, app.now())?;
+    app.audit.sync().await?;
     let tz = resolved.tz();
     let dims: Vec<Dim> = group_by.iter().map(|g| g.dim()).collect();
     let has_time = group_by.iter().any(|g| g.is_time());
@@ -482,7 +492,13 @@ fn decode(text: &str) -> Result<Cursor, OpsError> {
     resolve(&again, DateTime::<Utc>::UNIX_EPOCH).map_err(|_| bad())?;
     // Instants must be ones chrono can show in any time zone (years 1 to 9999).
     let sane = |t: Option<i64>| t.is_none_or(|t| (MIN_INSTANT..=MAX_INSTANT).contains(&t));
-    if !(1..=MAX_LIMIT).contains(&c.limit) || !sane(c.f.since) || !sane(c.f.until) || c.before < 1 {
+    let sane_at = (MIN_INSTANT..=MAX_INSTANT).contains(&c.after_at);
+    if !(1..=MAX_LIMIT).contains(&c.limit)
+        || !sane(c.f.since)
+        || !sane(c.f.until)
+        || !sane_at
+        || c.after_id < 1
+    {
         return Err(bad());
     }
     Ok(c)

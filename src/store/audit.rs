@@ -176,63 +176,70 @@ const INSERT_ONE: &str = "INSERT INTO audit_events (at, actor_kind, actor_id, ac
 
 const INSERT_TENANT: &str = "INSERT INTO audit_tenants (event_id, tenant) VALUES (?, ?)";
 
-/// Writes a batch on the SQLite audit writer's own connection, synchronously (it runs on a
-/// thread of its own): one IMMEDIATE transaction, one prepared single-row statement run per
-/// event with its values bound straight from the event (no statement text built per batch,
-/// no copies), the same rows as `append`.
+/// Writes a batch in one IMMEDIATE transaction of its own on a native SQLite connection.
 pub fn write_batch_sqlite(
     conn: &mut rusqlite::Connection,
     events: &[AuditEvent],
 ) -> Result<Vec<i64>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut ids = Vec::with_capacity(events.len());
-    {
-        let mut insert = tx.prepare_cached(INSERT_ONE)?;
-        let mut tenant = tx.prepare_cached(INSERT_TENANT)?;
-        for e in events {
-            let (args, before, after) = (
-                json_text(&e.args),
-                json_text(&e.before),
-                json_text(&e.after),
-            );
-            let written = insert.execute(rusqlite::params![
-                micros(e.at),
-                nul_free(&e.actor_kind),
-                opt_text(e.actor_id.as_deref()),
-                opt_text(e.actor_preview.as_deref()),
-                opt_text(e.role.as_deref()),
-                nul_free(&e.tenants.join(" ")),
-                e.action.as_str(),
-                opt_text(e.target_type.as_deref()),
-                opt_text(e.target_id.as_deref()),
-                e.status.as_str(),
-                opt_text(e.reason.as_deref()),
-                e.source.as_str(),
-                opt_text(e.request_source.as_deref()),
-                opt_text(e.client_name.as_deref()),
-                opt_text(e.client_version.as_deref()),
-                opt_text(e.request_id.as_deref()),
-                opt_text(e.client_ip.as_deref()),
-                opt_text(e.user_agent.as_deref()),
-                opt_text(args.as_deref()),
-                opt_text(before.as_deref()),
-                opt_text(after.as_deref()),
-            ])?;
-            if written != 1 {
-                return Err(StoreError::Corrupt(
-                    "audit insert wrote the wrong number of rows".into(),
-                ));
-            }
-            let id = tx.last_insert_rowid();
-            if !is_all(&e.tenants) {
-                for t in &e.tenants {
-                    tenant.execute(rusqlite::params![id, nul_free(t)])?;
-                }
-            }
-            ids.push(id);
-        }
-    }
+    let ids = insert_sqlite(&tx, events)?;
     tx.commit()?;
+    Ok(ids)
+}
+
+/// Inserts `events` (and their tenant rows) on a native SQLite connection, inside whatever
+/// transaction the caller holds, and returns their ids in order: one prepared single-row
+/// statement run per event, its values bound straight from the event (no statement text
+/// built per batch, no copies). The same rows as `append`.
+pub fn insert_sqlite<'a>(
+    conn: &rusqlite::Connection,
+    events: impl IntoIterator<Item = &'a AuditEvent>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::new();
+    let mut insert = conn.prepare_cached(INSERT_ONE)?;
+    let mut tenant = conn.prepare_cached(INSERT_TENANT)?;
+    for e in events {
+        let (args, before, after) = (
+            json_text(&e.args),
+            json_text(&e.before),
+            json_text(&e.after),
+        );
+        let written = insert.execute(rusqlite::params![
+            micros(e.at),
+            nul_free(&e.actor_kind),
+            opt_text(e.actor_id.as_deref()),
+            opt_text(e.actor_preview.as_deref()),
+            opt_text(e.role.as_deref()),
+            nul_free(&e.tenants.join(" ")),
+            e.action.as_str(),
+            opt_text(e.target_type.as_deref()),
+            opt_text(e.target_id.as_deref()),
+            e.status.as_str(),
+            opt_text(e.reason.as_deref()),
+            e.source.as_str(),
+            opt_text(e.request_source.as_deref()),
+            opt_text(e.client_name.as_deref()),
+            opt_text(e.client_version.as_deref()),
+            opt_text(e.request_id.as_deref()),
+            opt_text(e.client_ip.as_deref()),
+            opt_text(e.user_agent.as_deref()),
+            opt_text(args.as_deref()),
+            opt_text(before.as_deref()),
+            opt_text(after.as_deref()),
+        ])?;
+        if written != 1 {
+            return Err(StoreError::Corrupt(
+                "audit insert wrote the wrong number of rows".into(),
+            ));
+        }
+        let id = conn.last_insert_rowid();
+        if !is_all(&e.tenants) {
+            for t in &e.tenants {
+                tenant.execute(rusqlite::params![id, nul_free(t)])?;
+            }
+        }
+        ids.push(id);
+    }
     Ok(ids)
 }
 
@@ -389,26 +396,35 @@ fn push_where(q: &mut Sql, f: &AuditFilter) {
     }
 }
 
-/// Newest first, strictly before event `before` when given; at most `limit` rows.
+/// Where a page ends: the time and id of its last (oldest) event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageEnd {
+    pub at: i64,
+    pub id: i64,
+}
+
+/// Newest first (by time, then id: records reach the table in batches, so ids alone do not
+/// follow time), strictly after `after` in that order when given; at most `limit` rows.
 pub async fn page(
     store: &super::Store,
     f: &AuditFilter,
-    before: Option<i64>,
+    after: Option<PageEnd>,
     limit: i64,
 ) -> Result<Vec<AuditRow>, StoreError> {
     // The page's ids first, then their rows: the filter and the ordering then run on index
-    // entries alone, and only `limit` full rows are read (an actor with thousands of events
-    // in the window would otherwise have every one of them read and sorted).
+    // entries alone (every index ends in (at, id)), and only `limit` full rows are read.
     let mut q = Sql::new(&format!(
         "SELECT {COLUMNS} FROM audit_events e WHERE e.id IN (SELECT e.id FROM audit_events e"
     ));
     push_where(&mut q, f);
-    if let Some(b) = before {
-        q.push(" AND e.id < ").int(b);
+    if let Some(end) = after {
+        q.push(" AND e.at <= ").int(end.at);
+        q.push(" AND (e.at < ").int(end.at);
+        q.push(" OR e.id < ").int(end.id).push(")");
     }
-    q.push(" ORDER BY e.id DESC LIMIT ")
+    q.push(" ORDER BY e.at DESC, e.id DESC LIMIT ")
         .int(limit)
-        .push(") ORDER BY e.id DESC");
+        .push(") ORDER BY e.at DESC, e.id DESC");
     on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))
 }
 

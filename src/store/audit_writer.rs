@@ -1,16 +1,15 @@
-//! The audit writer: one per process, appending audit events in batches.
+//! The audit writer: one per process, through which every audit record outside a change's
+//! own transaction is committed. A caller's `record` returns once its record is committed, so
+//! an answered call is never missing from the trail; when the trail cannot take records,
+//! `record` fails and so does the call (fail closed).
 //!
-//! Callers hand over an event and wait until the transaction holding it has committed, so an
-//! answered call is never missing from the trail. Whatever arrived while the previous batch was
-//! being written goes into the next single transaction (group commit), so a busy server pays one
-//! commit for many calls. The queue is bounded: when it is full, callers wait (backpressure).
-//! When the database refuses a batch, its events are tried one by one, so an event the
-//! database cannot take fails only its own call; every caller whose event is not written gets
-//! an error and must fail the call.
-//!
-//! On SQLite the writer is a thread of its own with its own connection: a batch costs one
-//! wake-up and direct calls, where the async pool would hop between threads for every
-//! statement. On PostgreSQL it is an async task on the shared pool.
+//! On SQLite a record is committed by appending it to the process's audit journal and moved
+//! into the indexed tables in large transactions in the background (`journal`); readers
+//! call `sync` first. On PostgreSQL, where the database is shared by replicas and must hold
+//! the trail itself, an async task group-commits: whatever arrived while the previous batch
+//! was being written goes into the next single transaction. Its queue is bounded (callers
+//! wait when it is full). When the database refuses a batch, its events are tried one by one,
+//! so an event the database cannot take fails only its own call.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +18,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{Store, audit};
+use super::journal::{self, Journal};
+use super::{Store, StoreError, audit};
 use crate::domain::audit::AuditEvent;
 
 /// Why an event could not be recorded. Callers turn this into a failed call: nothing runs or
@@ -41,20 +41,40 @@ enum Job {
     Close,
 }
 
+/// Closes the journal when the last writer handle goes, so its mover ends even if nobody
+/// called `close`.
+struct Closing(Arc<Journal>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+#[derive(Clone)]
+enum Sink {
+    Journal(Arc<Closing>),
+    Queue {
+        queue: mpsc::Sender<Job>,
+        healthy: Arc<AtomicBool>,
+    },
+}
+
 #[derive(Clone)]
 pub struct AuditWriter {
-    queue: mpsc::Sender<Job>,
-    healthy: Arc<AtomicBool>,
+    sink: Sink,
     timeout: Duration,
 }
 
 pub struct WriterConfig {
-    /// Events waiting to be written before callers are made to wait.
+    /// Events waiting to be written before callers are made to wait (PostgreSQL).
     pub queue: usize,
-    /// Most events per transaction.
+    /// Most events per transaction (PostgreSQL).
     pub max_batch: usize,
     /// Longest a caller waits for its record before the call fails.
     pub timeout: Duration,
+    /// Size at which a SQLite audit journal is replaced by a fresh file.
+    pub journal_rotate_bytes: u64,
 }
 
 impl Default for WriterConfig {
@@ -63,76 +83,122 @@ impl Default for WriterConfig {
             queue: 4096,
             max_batch: audit::MAX_ROWS_PER_STATEMENT,
             timeout: Duration::from_secs(10),
+            journal_rotate_bytes: journal::ROTATE_BYTES,
         }
     }
 }
 
 impl AuditWriter {
-    /// Starts the writer. It runs until `close` (or until every `AuditWriter` clone is
-    /// dropped), writing whatever is still queued before it ends.
-    pub fn start(store: Store, config: &WriterConfig) -> (AuditWriter, JoinHandle<()>) {
-        let (queue, rx) = mpsc::channel(config.queue.max(1));
-        let healthy = Arc::new(AtomicBool::new(true));
-        let max_batch = config.max_batch.max(1);
-        let handle = match &store {
+    /// Starts the writer (on SQLite: first moves what stopped processes left in their
+    /// journals). It runs until `close`, writing out whatever is committed but not yet moved;
+    /// the handle finishes then.
+    pub async fn start(
+        store: Store,
+        config: &WriterConfig,
+    ) -> Result<(AuditWriter, JoinHandle<()>), StoreError> {
+        match &store {
             Store::Sqlite(pool) => {
                 let path = pool.connect_options().get_filename().to_path_buf();
-                let healthy = healthy.clone();
-                let (finished, wait) = oneshot::channel::<()>();
-                let spawned = std::thread::Builder::new()
-                    .name("keyward-audit".into())
-                    .spawn(move || {
-                        run_sqlite(&path, rx, max_batch, &healthy);
-                        let _ = finished.send(());
-                    });
-                if let Err(e) = spawned {
-                    tracing::error!(error = %e, "could not start the audit writer thread");
-                }
-                tokio::spawn(async move {
-                    let _ = wait.await;
+                let options = journal::Options {
+                    full_sync: super::SQLITE_SYNCHRONOUS == "FULL",
+                    rotate_bytes: config.journal_rotate_bytes,
+                };
+                let (journal, finished) = tokio::task::spawn_blocking(move || {
+                    let conn = open_sqlite(&path)?;
+                    Journal::open(&path, conn, options)
                 })
+                .await
+                .map_err(|_| StoreError::Corrupt("audit journal start-up failed".into()))??;
+                let handle = tokio::spawn(async move {
+                    let _ = finished.await;
+                });
+                Ok((
+                    AuditWriter {
+                        sink: Sink::Journal(Arc::new(Closing(journal))),
+                        timeout: config.timeout,
+                    },
+                    handle,
+                ))
             }
-            Store::Postgres(_) => tokio::spawn(run_async(store, rx, max_batch, healthy.clone())),
-        };
-        (
-            AuditWriter {
-                queue,
-                healthy,
-                timeout: config.timeout,
-            },
-            handle,
-        )
+            Store::Postgres(_) => {
+                let (queue, rx) = mpsc::channel(config.queue.max(1));
+                let healthy = Arc::new(AtomicBool::new(true));
+                let handle = tokio::spawn(run_async(
+                    store.clone(),
+                    rx,
+                    config.max_batch.max(1),
+                    healthy.clone(),
+                ));
+                Ok((
+                    AuditWriter {
+                        sink: Sink::Queue { queue, healthy },
+                        timeout: config.timeout,
+                    },
+                    handle,
+                ))
+            }
+        }
     }
 
-    /// Queues `event` and waits until it is committed; returns its id.
-    pub async fn record(&self, event: AuditEvent) -> Result<i64, AuditUnavailable> {
-        let (done, wait) = oneshot::channel();
-        let job = Job::Record {
-            event: Box::new(event),
-            done,
-        };
-        let send_and_wait = async {
-            self.queue
-                .send(job)
-                .await
-                .map_err(|_| AuditUnavailable::Closed)?;
-            wait.await.map_err(|_| AuditUnavailable::Closed)?
-        };
-        tokio::time::timeout(self.timeout, send_and_wait)
-            .await
-            .unwrap_or(Err(AuditUnavailable::Unavailable))
+    /// Commits `event`, waiting until it is committed.
+    pub async fn record(&self, event: AuditEvent) -> Result<(), AuditUnavailable> {
+        match &self.sink {
+            Sink::Journal(closing) => {
+                let j = &closing.0;
+                // Bounded backlog: when the mover falls this far behind, callers wait for it.
+                if j.backlog() > journal::MAX_PENDING {
+                    let caught_up = j.appended().saturating_sub(journal::MAX_PENDING / 2);
+                    j.wait_moved(caught_up).await?;
+                }
+                j.append(event)
+            }
+            Sink::Queue { queue, .. } => {
+                let (done, wait) = oneshot::channel();
+                let job = Job::Record {
+                    event: Box::new(event),
+                    done,
+                };
+                let send_and_wait = async {
+                    queue
+                        .send(job)
+                        .await
+                        .map_err(|_| AuditUnavailable::Closed)?;
+                    wait.await.map_err(|_| AuditUnavailable::Closed)?
+                };
+                tokio::time::timeout(self.timeout, send_and_wait)
+                    .await
+                    .unwrap_or(Err(AuditUnavailable::Unavailable))
+                    .map(|_| ())
+            }
+        }
+    }
+
+    /// Returns once every record committed before the call is visible to queries.
+    pub async fn sync(&self) -> Result<(), AuditUnavailable> {
+        match &self.sink {
+            Sink::Journal(j) => j.0.sync().await,
+            Sink::Queue { .. } => Ok(()),
+        }
     }
 
     /// Stops taking new events (callers then get `Closed`, so nothing runs unaudited) and lets
-    /// the writer write out what is queued and end.
+    /// the writer write out what is committed and end.
     pub async fn close(&self) {
-        let _ = self.queue.send(Job::Close).await;
+        match &self.sink {
+            Sink::Journal(j) => j.0.close(),
+            Sink::Queue { queue, .. } => {
+                let _ = queue.send(Job::Close).await;
+            }
+        }
     }
 
-    /// False after the last batch failed, until one succeeds: lets callers refuse work up
+    /// False after the last write failed, until one succeeds: lets callers refuse work up
     /// front instead of running it and then failing to record it.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        match &self.sink {
+            Sink::Journal(j) => j.0.is_healthy(),
+            Sink::Queue { healthy, .. } => healthy.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -186,51 +252,7 @@ fn answer(
     }
 }
 
-fn run_sqlite(
-    path: &std::path::Path,
-    mut rx: mpsc::Receiver<Job>,
-    max_batch: usize,
-    healthy: &AtomicBool,
-) {
-    let mut conn = match open_sqlite(path) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::error!(error = %e, "audit writer cannot open the database");
-            None
-        }
-    };
-    let (mut events, mut waiters) = (Vec::with_capacity(max_batch), Vec::with_capacity(max_batch));
-    while let Some(first) = rx.blocking_recv() {
-        take(&mut rx, first, max_batch, &mut events, &mut waiters);
-        if events.is_empty() {
-            continue;
-        }
-        match conn.as_mut() {
-            Some(c) => {
-                let result = audit::write_batch_sqlite(c, &events);
-                if result.is_err() && events.len() > 1 {
-                    for (event, done) in events.iter().zip(waiters.drain(..)) {
-                        let one = audit::write_batch_sqlite(c, std::slice::from_ref(event));
-                        answer(one, &mut vec![done], healthy);
-                    }
-                } else {
-                    answer(result, &mut waiters, healthy);
-                }
-            }
-            None => answer(
-                Err(super::StoreError::Corrupt(
-                    "audit writer has no database connection".into(),
-                )),
-                &mut waiters,
-                healthy,
-            ),
-        }
-        events.clear();
-    }
-    tracing::debug!("audit writer stopped");
-}
-
-/// The writer's own connection, with the same settings as the pool's.
+/// A native connection for the audit journal's mover, with the same settings as the pool's.
 pub fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, rusqlite::Error> {
     let conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod audit_writer;
 pub mod error;
+pub mod journal;
 pub mod keys;
 pub mod lockout;
 pub mod operators;

@@ -1,5 +1,6 @@
-//! kill -9 in the middle of write load: every call that was answered with success is in the
-//! trail after a restart, the database passes its integrity check, and the server serves again.
+//! kill -9 in the middle of write and read load: every call that was answered with success is
+//! in the trail after a restart (changes with their records; reads from the journal the dead
+//! process left), the database passes its integrity check, and the server serves again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -36,7 +37,28 @@ async fn a_killed_server_loses_no_acknowledged_call() {
             acked
         }));
     }
-    while answered.load(Ordering::SeqCst) < 150 {
+    // Reads too: their records are committed on their own (on SQLite, to the journal).
+    let mut readers = Vec::new();
+    for r in 0..4 {
+        let (mcp, admin, answered) = (mcp.clone(), admin.clone(), answered.clone());
+        readers.push(tokio::spawn(async move {
+            let http = client();
+            let mut acked = Vec::new();
+            for i in 0..100_000 {
+                let marker = format!("crash-read-{r}-{i}");
+                let extra = [("x-request-source", marker.as_str())];
+                match call(&http, &mcp, &admin, "whoami", json!({}), &extra).await {
+                    Some((200, v)) if v["result"]["isError"] == false => {
+                        acked.push(marker);
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => break,
+                }
+            }
+            acked
+        }));
+    }
+    while answered.load(Ordering::SeqCst) < 300 {
         tokio::task::yield_now().await;
     }
     drop(server); // SIGKILL, mid-load
@@ -44,13 +66,33 @@ async fn a_killed_server_loses_no_acknowledged_call() {
     for w in writers {
         acked.extend(w.await.unwrap());
     }
-    assert!(acked.len() >= 150);
+    let mut acked_reads = Vec::new();
+    for r in readers {
+        acked_reads.extend(r.await.unwrap());
+    }
+    assert!(acked.len() + acked_reads.len() >= 300);
+    assert!(!acked.is_empty() && !acked_reads.is_empty());
+
+    // On SQLite the killed server left its journal behind; starting again moves and
+    // removes it.
+    let journals = || {
+        std::fs::read_dir(keyward::store::journal::journal_dir(&env.db_path()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let sqlite = !env.is_postgres();
+    if sqlite {
+        assert_eq!(journals(), 1, "the dead process's journal is left on disk");
+    }
 
     // The database is consistent.
     let clock = Arc::new(keyward::clock::SystemClock);
     let (app, _writer) = keyward::open_app(&env.url(), clock, Default::default())
         .await
         .unwrap();
+    if sqlite {
+        assert_eq!(journals(), 1, "only the new process's own journal remains");
+    }
     match &app.store {
         keyward::store::Store::Sqlite(p) => {
             let check: String = sqlx::query_scalar("PRAGMA integrity_check")
@@ -76,25 +118,14 @@ async fn a_killed_server_loses_no_acknowledged_call() {
             assert_eq!(orphans, 0);
         }
     }
-    // Every acknowledged change is there, with its audit record.
-    let filter = keyward::store::audit::AuditFilter {
-        actions: vec!["key_create".into()],
-        statuses: vec!["success".into()],
-        ..keyward::store::audit::AuditFilter::visible_to(keyward::domain::tenant::TenantScope::All)
-    };
-    let trail: HashSet<String> = keyward::store::audit::page(&app.store, &filter, None, 1_000_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| e.target_id)
-        .collect();
-    let missing: Vec<&String> = acked.iter().filter(|id| !trail.contains(*id)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} acknowledged calls missing from the trail",
-        missing.len(),
-        acked.len()
-    );
+    // Every acknowledged change is there with its audit record, and every acknowledged read.
+    app.audit.sync().await.unwrap();
+    let changes = successes(&app, "key_create").await;
+    let changes: HashSet<String> = changes.into_iter().filter_map(|e| e.target_id).collect();
+    assert_all_on_trail(&acked, &changes, "changes");
+    let reads = successes(&app, "whoami").await;
+    let reads: HashSet<String> = reads.into_iter().filter_map(|e| e.request_source).collect();
+    assert_all_on_trail(&acked_reads, &reads, "reads");
     for id in acked.iter().step_by(25) {
         assert!(
             keyward::store::keys::get(&app.store, id)
@@ -112,4 +143,25 @@ async fn a_killed_server_loses_no_acknowledged_call() {
         .unwrap();
     assert_eq!(status, 200);
     assert_eq!(v["result"]["structuredContent"]["role"], "admin");
+}
+
+async fn successes(app: &keyward::app::App, action: &str) -> Vec<keyward::store::audit::AuditRow> {
+    let filter = keyward::store::audit::AuditFilter {
+        actions: vec![action.into()],
+        statuses: vec!["success".into()],
+        ..keyward::store::audit::AuditFilter::visible_to(keyward::domain::tenant::TenantScope::All)
+    };
+    keyward::store::audit::page(&app.store, &filter, None, 1_000_000)
+        .await
+        .unwrap()
+}
+
+fn assert_all_on_trail(acked: &[String], trail: &HashSet<String>, what: &str) {
+    let missing = acked.iter().filter(|m| !trail.contains(*m)).count();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} acknowledged {what} missing from the trail",
+        acked.len()
+    );
 }

@@ -1,5 +1,8 @@
 //! Fail closed: when the database will not take audit records, calls fail with a clear error
-//! instead of running unaudited, nothing changes, and service resumes once the trail is back.
+//! instead of running unaudited, nothing changes, nothing answered is ever dropped from the
+//! trail, and service resumes once the trail is back. SQLite commits a record to the journal
+//! before answering and the refusal shows when it is moved; PostgreSQL commits it in the
+//! database, so the refusal shows at once.
 
 use serde_json::json;
 
@@ -35,6 +38,12 @@ async fn break_the_trail(h: &Harness, broken: bool) {
     }
 }
 
+const UNAVAILABLE: &str = "the audit trail is unavailable, so the call was not completed";
+
+fn journaled(h: &Harness) -> bool {
+    matches!(h.app.store, keyward::store::Store::Sqlite(_))
+}
+
 #[tokio::test]
 async fn calls_fail_clearly_and_change_nothing_while_the_trail_is_down() {
     let h =
@@ -45,15 +54,29 @@ async fn calls_fail_clearly_and_change_nothing_while_the_trail_is_down() {
         .as_array()
         .unwrap()
         .len();
+    // Everything so far is in the tables: the breakage below meets an empty queue.
+    h.app.audit.sync().await.unwrap();
 
     break_the_trail(&h, true).await;
-    // A read: it ran, but its result is withheld because its record could not be written.
     let r = admin.call("whoami", json!({})).await;
-    assert_eq!(r.is_error, Some(true));
-    assert_eq!(
-        text(&r),
-        "the audit trail is unavailable, so the call was not completed"
-    );
+    if journaled(&h) {
+        // SQLite: committed to the journal, so answered; the tables refuse it next.
+        assert_ne!(r.is_error, Some(true), "{}", text(&r));
+        // Reading the trail needs that record in the tables: the read fails, and from then
+        // on the trail is unhealthy.
+        let q = admin.call("audit_query", json!({})).await;
+        assert_eq!(q.is_error, Some(true));
+        assert_eq!(text(&q), UNAVAILABLE);
+        // A read now runs, but its result is withheld: its record cannot be committed.
+        let r = admin.call("whoami", json!({})).await;
+        assert_eq!(r.is_error, Some(true));
+        assert_eq!(text(&r), UNAVAILABLE);
+    } else {
+        // PostgreSQL: the record is committed in the database or not at all, so the read's
+        // result is withheld at once.
+        assert_eq!(r.is_error, Some(true));
+        assert_eq!(text(&r), UNAVAILABLE);
+    }
     // A change: rolled back together with its record.
     let r = admin
         .call(
@@ -68,12 +91,11 @@ async fn calls_fail_clearly_and_change_nothing_while_the_trail_is_down() {
         .call("key_get", json!({"key_id": "key_missing"}))
         .await;
     assert_eq!(r.is_error, Some(true));
-    assert_eq!(
-        text(&r),
-        "the audit trail is unavailable, so the call was not completed"
-    );
+    assert_eq!(text(&r), UNAVAILABLE);
 
     break_the_trail(&h, false).await;
+    // The trail takes what it refused (nothing acknowledged was dropped) and is healthy.
+    h.app.audit.sync().await.unwrap();
     let after = admin.ok("key_list", json!({"include_revoked": true})).await["keys"]
         .as_array()
         .unwrap()
@@ -88,17 +110,36 @@ async fn calls_fail_clearly_and_change_nothing_while_the_trail_is_down() {
         trail.iter().all(|e| e["action"] != "key_create"),
         "no record of a change that did not happen"
     );
+    let whoamis = trail.iter().filter(|e| e["action"] == "whoami").count();
+    assert_eq!(
+        whoamis,
+        if journaled(&h) { 2 } else { 1 },
+        "every answered whoami is on the trail, and only those"
+    );
 }
 
 /// Makes the database refuse only audit records whose reason mentions "poison".
 async fn refuse_poison(h: &Harness) {
-    let statements: &[&str] = match &h.app.store {
-        keyward::store::Store::Sqlite(_) => &[
+    poison(h, true).await;
+}
+
+async fn lift_poison(h: &Harness) {
+    poison(h, false).await;
+}
+
+async fn poison(h: &Harness, on: bool) {
+    let statements: &[&str] = match (&h.app.store, on) {
+        (keyward::store::Store::Sqlite(_), true) => &[
             "CREATE TRIGGER audit_poison BEFORE INSERT ON audit_events WHEN NEW.reason LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'refused'); END",
         ],
-        keyward::store::Store::Postgres(_) => &[
+        (keyward::store::Store::Sqlite(_), false) => &["DROP TRIGGER audit_poison"],
+        (keyward::store::Store::Postgres(_), true) => &[
             "CREATE FUNCTION audit_poison() RETURNS trigger AS $$ BEGIN IF NEW.reason LIKE '%poison%' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
             "CREATE TRIGGER audit_poison BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_poison()",
+        ],
+        (keyward::store::Store::Postgres(_), false) => &[
+            "DROP TRIGGER audit_poison ON audit_events",
+            "DROP FUNCTION audit_poison()",
         ],
     };
     for s in statements {
@@ -111,43 +152,73 @@ async fn refuse_poison(h: &Harness) {
 }
 
 #[tokio::test]
-async fn a_record_the_database_refuses_fails_only_its_own_call() {
+async fn a_record_the_database_refuses_is_never_skipped() {
     let h =
         Harness::at(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap())
             .await;
     let admin = h.client(&h.bootstrap().await).await;
+    h.app.audit.sync().await.unwrap();
     refuse_poison(&h).await;
-    // Many calls at once, so the writer batches the refused record with others.
-    for _ in 0..5 {
-        let calls = (0..24).map(|i| {
-            let (tool, args) = if i == 12 {
-                ("key_get", json!({"key_id": "key_poison"}))
-            } else {
-                ("whoami", json!({}))
-            };
-            admin.call(tool, args)
-        });
-        let results = futures::future::join_all(calls).await;
+    // Many calls at once, so the refused record travels with others.
+    let calls = (0..24).map(|i| {
+        let (tool, args) = if i == 12 {
+            ("key_get", json!({"key_id": "key_poison"}))
+        } else {
+            ("whoami", json!({}))
+        };
+        admin.call(tool, args)
+    });
+    let results = futures::future::join_all(calls).await;
+    let answered = |r: &rmcp::model::CallToolResult| text(r) != UNAVAILABLE;
+    if journaled(&h) {
+        // SQLite: all were committed to the journal and answered; moving the refused one
+        // into the tables fails, and the trail stops there rather than skip it.
+        assert!(results.iter().all(answered));
+        assert_eq!(
+            text(
+                &admin
+                    .call("audit_summary", json!({"group_by": ["action"]}))
+                    .await
+            ),
+            UNAVAILABLE
+        );
+        assert_eq!(text(&admin.call("whoami", json!({})).await), UNAVAILABLE);
+    } else {
+        // PostgreSQL: the refused record fails its own call only.
         for (i, r) in results.iter().enumerate() {
-            if i == 12 {
-                assert_eq!(
-                    text(r),
-                    "the audit trail is unavailable, so the call was not completed"
-                );
-            } else {
-                assert_ne!(r.is_error, Some(true), "call {i} failed: {}", text(r));
-            }
+            assert_eq!(answered(r), i != 12, "call {i}: {}", text(r));
         }
     }
+    let whoamis_answered = results
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| *i != 12 && answered(r))
+        .count();
+
+    lift_poison(&h).await;
+    h.app.audit.sync().await.unwrap();
     let s = admin
         .ok(
             "audit_summary",
-            json!({"action": ["whoami"], "group_by": ["status"]}),
+            json!({"action": ["whoami", "key_get"], "group_by": ["action"]}),
         )
         .await;
+    let count = |action: &str| {
+        s["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["key"]["action"] == action)
+            .map_or(0, |g| g["count"].as_i64().unwrap())
+    };
     assert_eq!(
-        s["total_events"],
-        5 * 23,
-        "every answered call is in the trail"
+        count("whoami") as usize,
+        whoamis_answered,
+        "every answered call is on the trail"
+    );
+    assert_eq!(
+        count("key_get"),
+        i64::from(journaled(&h)),
+        "the refused record is on the trail once the database takes it (SQLite), or its call failed (PostgreSQL)"
     );
 }

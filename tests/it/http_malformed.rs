@@ -430,6 +430,10 @@ impl Fixture {
             statuses: statuses.iter().map(|s| (*s).to_owned()).collect(),
             ..AuditFilter::visible_to(TenantScope::All)
         };
+        // Straight from the store, as the tools read it: every committed record first.
+        self.rt
+            .block_on(self.server.app.audit.sync())
+            .expect("the audit trail is readable");
         self.rt
             .block_on(keyward::store::audit::page(
                 &self.server.app.store,

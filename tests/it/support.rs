@@ -215,6 +215,17 @@ impl Env {
         bytes
     }
 
+    /// Every audit journal file (SQLite) as it is now: live processes' records not yet
+    /// moved, and anything set aside.
+    pub fn journal_bytes(&self) -> Vec<u8> {
+        let dir = keyward::store::journal::journal_dir(&self.db_path());
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            bytes.extend(std::fs::read(entry.path()).unwrap_or_default());
+        }
+        bytes
+    }
+
     fn postgres_dump(&self) -> String {
         let url = self.url();
         std::thread::spawn(move || {

@@ -1,0 +1,156 @@
+//! The journal's on-disk format: a file starts with `MAGIC`; each record is one frame
+//! `[payload length u32 LE][CRC-32 of the payload u32 LE][payload: the event as JSON]`.
+//! A frame is intact only when it is complete and its checksum matches, so a write torn by a
+//! crash is recognised and nothing after it is read.
+
+use crate::domain::audit::AuditEvent;
+use crate::store::audit_writer::AuditUnavailable;
+
+pub const MAGIC: &[u8; 8] = b"KWAUDIT1";
+/// Where the first frame starts.
+pub const HEADER: u64 = MAGIC.len() as u64;
+const FRAME_HEADER: usize = 8;
+/// Largest record accepted (arguments and states are bounded far below this by the edge).
+pub const MAX_RECORD: usize = 8 << 20;
+/// Bytes that always hold at least one whole frame.
+pub const MAX_FRAME: u64 = (MAX_RECORD + FRAME_HEADER) as u64;
+
+pub fn encode(event: &AuditEvent) -> Result<Vec<u8>, AuditUnavailable> {
+    let mut frame = vec![0u8; FRAME_HEADER];
+    serde_json::to_writer(&mut frame, event).map_err(|e| {
+        tracing::error!(error = %e, "audit record could not be encoded");
+        AuditUnavailable::Unavailable
+    })?;
+    let payload = &frame[FRAME_HEADER..];
+    if payload.len() > MAX_RECORD {
+        tracing::error!(
+            bytes = payload.len(),
+            "audit record too large for the journal"
+        );
+        return Err(AuditUnavailable::Unavailable);
+    }
+    let (len, crc) = (payload.len() as u32, crc32fast::hash(payload));
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+    Ok(frame)
+}
+
+/// The intact frames at the start of some bytes.
+pub struct Parsed {
+    pub events: Vec<AuditEvent>,
+    /// Bytes those frames take.
+    pub used: u64,
+    /// Why reading stopped before the end, when a frame was damaged (rather than merely cut
+    /// short by the end of the bytes).
+    pub damaged: Option<String>,
+}
+
+/// Reads at most `max` frames from the start of `bytes`.
+pub fn decode(bytes: &[u8], max: usize) -> Parsed {
+    let mut out = Parsed {
+        events: Vec::new(),
+        used: 0,
+        damaged: None,
+    };
+    let mut at = 0usize;
+    while out.events.len() < max {
+        let Some(head) = bytes.get(at..at + FRAME_HEADER) else {
+            break;
+        };
+        let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+        let (len, crc) = (word(0) as usize, word(4));
+        if len == 0 || len > MAX_RECORD {
+            out.damaged = Some(format!("frame length {len} at +{at}"));
+            break;
+        }
+        let Some(payload) = bytes.get(at + FRAME_HEADER..at + FRAME_HEADER + len) else {
+            break;
+        };
+        if crc32fast::hash(payload) != crc {
+            out.damaged = Some(format!("checksum mismatch at +{at}"));
+            break;
+        }
+        match serde_json::from_slice::<AuditEvent>(payload) {
+            Ok(e) => out.events.push(e),
+            Err(e) => {
+                out.damaged = Some(format!("undecodable record at +{at}: {e}"));
+                break;
+            }
+        }
+        at += FRAME_HEADER + len;
+    }
+    out.used = at as u64;
+    out
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::domain::audit::{Action, Source, Status};
+
+    pub fn event(reason: &str) -> AuditEvent {
+        AuditEvent {
+            at: chrono::DateTime::from_timestamp_micros(1_780_000_000_123_456).unwrap(),
+            actor_kind: "key".into(),
+            actor_id: Some("key_abc".into()),
+            actor_preview: Some("kw_abcdefgh".into()),
+            role: Some("admin".into()),
+            tenants: vec!["*".into()],
+            action: Action::Whoami,
+            target_type: None,
+            target_id: None,
+            status: Status::Success,
+            reason: Some(reason.into()),
+            source: Source::Http,
+            request_source: None,
+            client_name: Some("c".into()),
+            client_version: Some("1".into()),
+            request_id: Some("7".into()),
+            client_ip: Some("127.0.0.1".into()),
+            user_agent: None,
+            args: Some(serde_json::json!({"x": [1, "two"]})),
+            before: None,
+            after: None,
+        }
+    }
+
+    #[test]
+    fn frames_round_trip_and_a_torn_or_damaged_tail_stops_the_read() {
+        let mut bytes = Vec::new();
+        for i in 0..3 {
+            bytes.extend(encode(&event(&format!("r{i}"))).unwrap());
+        }
+        let p = decode(&bytes, usize::MAX);
+        assert_eq!(p.events.len(), 3);
+        assert_eq!(p.used, bytes.len() as u64);
+        assert_eq!(
+            p.events[2],
+            event("r2"),
+            "every field survives, to the microsecond"
+        );
+        assert!(p.damaged.is_none());
+
+        // Torn: the last frame is cut short; the first two are intact, nothing is damaged.
+        let p = decode(&bytes[..bytes.len() - 5], usize::MAX);
+        assert_eq!(p.events.len(), 2);
+        assert!(p.damaged.is_none());
+
+        // Damaged: one byte of the second payload flipped.
+        let first = encode(&event("r0")).unwrap().len();
+        let mut bad = bytes.clone();
+        bad[first + FRAME_HEADER + 3] ^= 0x20;
+        let p = decode(&bad, usize::MAX);
+        assert_eq!(p.events.len(), 1);
+        assert_eq!(p.used, first as u64);
+        assert!(p.damaged.unwrap().contains("checksum"));
+
+        // Zeros (a file extended but never written) are not a frame.
+        let p = decode(&[0u8; 64], usize::MAX);
+        assert!(p.events.is_empty() && p.damaged.is_some());
+
+        // A batch limit stops on a frame boundary.
+        let p = decode(&bytes, 2);
+        assert_eq!(p.events.len(), 2);
+        assert_eq!(p.used, 2 * first as u64);
+    }
+}
