@@ -10,7 +10,6 @@
 //!     cargo run --release --example audit_scale -- --rows 200000 --runs 20
 //!     cargo run --release --example audit_scale -- --with-action-index --with-action-at-index
 //!     cargo run --release --example audit_scale -- --with-index "at, action"
-//!     cargo run --release --example audit_scale -- --variants   # candidate SQL/pragmas/indexes
 //!     cargo run --release --example audit_scale -- \
 //!         --database-url postgres://postgres@127.0.0.1:5432/keyward_audit_scale
 //!
@@ -19,14 +18,13 @@
 //! through the `--admin-db` database (default `test`) on the same server, and dropped at the end.
 //!
 //! Migrations run through `keyward::open_app`, as in the product; events are written through
-//! the product's own batch path (`store::audit::write_batch_sqlite` on the audit writer's
-//! connection for SQLite, `store::audit::write_batch` for PostgreSQL), in time order, so ids
-//! follow time as they do in production. After seeding the example runs `ANALYZE` (as an
+//! the product's own batch path (`store::audit::write_batch_sqlite`, the statements the audit
+//! journal's mover runs, for SQLite; `store::audit::write_batch` for PostgreSQL), per-quarter
+//! counts included, in time order. After seeding the example runs `ANALYZE` (as an
 //! operator would; `--no-analyze` skips it) and reopens the app, so every pooled connection
 //! plans with the new statistics. Each `--with-…` flag then adds one index (and runs ANALYZE
 //! again), reruns every path, and drops the index before the next one.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,10 +35,11 @@ use keyward::app::App;
 use keyward::clock::{Clock, SystemClock};
 use keyward::domain::audit::{Action, AuditEvent, Source, Status};
 use keyward::domain::principal::Principal;
+use keyward::domain::tenant::TenantScope;
 use keyward::ops::audit::{Filters, GroupBy};
 use keyward::store::Store;
+use keyward::store::audit::{AuditFilter, Dim, Statement};
 use serde_json::{Value, json};
-use sqlx::Row;
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
@@ -52,7 +51,6 @@ struct Args {
     admin_db: String,
     analyze: bool,
     all_plans: bool,
-    variants: bool,
     /// Extra index experiments, in order: (name, columns).
     indexes: Vec<(String, String)>,
 }
@@ -65,7 +63,6 @@ fn args() -> Args {
         admin_db: "test".into(),
         analyze: true,
         all_plans: false,
-        variants: false,
         indexes: Vec::new(),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -87,7 +84,6 @@ fn args() -> Args {
                 match flag {
                     "--no-analyze" => a.analyze = false,
                     "--all-plans" => a.all_plans = true,
-                    "--variants" => a.variants = true,
                     "--with-action-index" => a
                         .indexes
                         .push(("audit_scale_action".into(), "action".into())),
@@ -693,233 +689,6 @@ async fn count(store: &Store, sql: &str) -> anyhow::Result<i64> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The store's SQL, reproduced for EXPLAIN. `store::audit` builds its statements privately, so
-// this mirrors `push_where`, `page` and `summarise` in src/store/audit.rs clause for clause
-// (same order, same `$N` placeholders); the run checks that it returns what the ops layer does.
-
-const COLUMNS: &str = "e.id, e.at, e.actor_kind, e.actor_id, e.actor_preview, e.role, \
-    e.tenants, e.action, e.target_type, e.target_id, e.status, e.reason, e.source, \
-    e.request_source, e.client_name, e.client_version, e.request_id, e.client_ip, \
-    e.user_agent, e.args, e.before_state, e.after_state";
-
-#[derive(Clone)]
-enum Bind {
-    Int(i64),
-    Text(String),
-}
-
-#[derive(Clone, Default)]
-struct Q {
-    text: String,
-    args: Vec<Bind>,
-}
-
-impl Q {
-    fn new(text: &str) -> Self {
-        Q {
-            text: text.to_owned(),
-            args: Vec::new(),
-        }
-    }
-    fn push(&mut self, s: &str) -> &mut Self {
-        self.text.push_str(s);
-        self
-    }
-    fn bind(&mut self, b: Bind) -> &mut Self {
-        self.args.push(b);
-        let n = self.args.len();
-        self.text.push_str(&format!("${n}"));
-        self
-    }
-    fn int(&mut self, v: i64) -> &mut Self {
-        self.bind(Bind::Int(v))
-    }
-    fn text(&mut self, v: &str) -> &mut Self {
-        self.bind(Bind::Text(v.to_owned()))
-    }
-    fn list(&mut self, items: &[String]) -> &mut Self {
-        self.push("(");
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                self.push(", ");
-            }
-            self.text(item);
-        }
-        self.push(")")
-    }
-    /// The statement with its binds spelled out, for reading.
-    fn display(&self) -> String {
-        let mut out = self.text.clone();
-        for (i, a) in self.args.iter().enumerate().rev() {
-            let v = match a {
-                Bind::Int(n) => n.to_string(),
-                Bind::Text(s) => format!("'{s}'"),
-            };
-            out = out.replace(&format!("${}", i + 1), &v);
-        }
-        out
-    }
-}
-
-#[derive(Clone, Default)]
-struct SqlFilter {
-    /// `Some(tenants)` for a tenant-scoped caller.
-    visible_to: Option<Vec<String>>,
-    actors: Vec<String>,
-    actions: Vec<String>,
-    statuses: Vec<String>,
-    since: Option<i64>,
-    until: Option<i64>,
-}
-
-fn push_where(q: &mut Q, f: &SqlFilter) {
-    q.push(" WHERE 1 = 1");
-    if let Some(s) = f.since {
-        q.push(" AND e.at >= ").int(s);
-    }
-    if let Some(u) = f.until {
-        q.push(" AND e.at < ").int(u);
-    }
-    if let Some(mine) = &f.visible_to {
-        q.push(" AND e.tenants <> ").text("*");
-        q.push(" AND NOT EXISTS (SELECT 1 FROM audit_tenants vt WHERE vt.event_id = e.id AND vt.tenant NOT IN ");
-        q.list(mine).push(")");
-    }
-    if !f.actors.is_empty() {
-        q.push(" AND (e.actor_id IN ").list(&f.actors);
-        q.push(" OR e.actor_preview IN ").list(&f.actors).push(")");
-    }
-    for (column, values) in [("e.action", &f.actions), ("e.status", &f.statuses)] {
-        if !values.is_empty() {
-            q.push(" AND ").push(column).push(" IN ").list(values);
-        }
-    }
-}
-
-/// The store's page statement: the page's ids first (from the indexes alone), then only
-/// those rows.
-fn page_sql(f: &SqlFilter, limit: i64) -> Q {
-    page_ids_first_sql(f, limit)
-}
-
-/// The earlier page statement, one SELECT reading every matching row (for comparison).
-fn page_single_statement_sql(f: &SqlFilter, limit: i64) -> Q {
-    let mut q = Q::new(&format!("SELECT {COLUMNS} FROM audit_events e"));
-    push_where(&mut q, f);
-    q.push(" ORDER BY e.id DESC LIMIT ").int(limit);
-    q
-}
-
-/// The store's summary statement: the preview is read only when grouping by actor.
-fn summary_sql(f: &SqlFilter, exprs: &[&str], limit: i64) -> Q {
-    let preview = if exprs.contains(&"e.actor_id") {
-        "MAX(e.actor_preview)"
-    } else {
-        "CAST(NULL AS TEXT)"
-    };
-    summary_sql_with(f, exprs, limit, preview)
-}
-
-fn page_ids_first_sql(f: &SqlFilter, limit: i64) -> Q {
-    let mut inner = Q::new("SELECT e.id FROM audit_events e");
-    push_where(&mut inner, f);
-    inner.push(" ORDER BY e.id DESC LIMIT ").int(limit);
-    Q {
-        text: format!(
-            "SELECT {COLUMNS} FROM audit_events e WHERE e.id IN ({}) ORDER BY e.id DESC",
-            inner.text
-        ),
-        args: inner.args,
-    }
-}
-
-/// The store's summary statement with `preview` in place of `MAX(e.actor_preview)` (a
-/// candidate passes NULL unless grouping by actor).
-fn summary_sql_with(f: &SqlFilter, exprs: &[&str], limit: i64, preview: &str) -> Q {
-    let select: Vec<String> = exprs
-        .iter()
-        .enumerate()
-        .map(|(i, e)| format!("CAST({e} AS TEXT) AS g{i}"))
-        .collect();
-    let mut q = Q::new(&format!(
-        "SELECT {}, COUNT(*) AS n, MIN(e.at) AS first_at, MAX(e.at) AS last_at, \
-         {preview} AS preview, CAST(SUM(COUNT(*)) OVER () AS BIGINT) AS total_events, \
-         CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM audit_events e",
-        select.join(", ")
-    ));
-    push_where(&mut q, f);
-    q.push(" GROUP BY ").push(&exprs.join(", "));
-    q.push(" ORDER BY n DESC, last_at DESC");
-    q.push(" LIMIT ").int(limit);
-    q
-}
-
-macro_rules! bound {
-    ($query:expr, $q:expr) => {{
-        let mut x = $query;
-        for a in &$q.args {
-            x = match a {
-                Bind::Int(i) => x.bind(*i),
-                Bind::Text(s) => x.bind(s.as_str()),
-            };
-        }
-        x
-    }};
-}
-
-/// The plan: `EXPLAIN QUERY PLAN` on SQLite (as a tree), `EXPLAIN (ANALYZE, BUFFERS)` on
-/// PostgreSQL (it runs the statement once, to show actual rows and times).
-async fn plan(store: &Store, q: &Q) -> anyhow::Result<Vec<String>> {
-    Ok(match store {
-        Store::Sqlite(p) => {
-            let sql = format!("EXPLAIN QUERY PLAN {}", q.text);
-            let rows = bound!(sqlx::query(&sql), q).fetch_all(p).await?;
-            let mut depth: BTreeMap<i64, usize> = BTreeMap::new();
-            let mut out = Vec::new();
-            for r in rows {
-                let (id, parent, detail): (i64, i64, String) =
-                    (r.try_get(0)?, r.try_get(1)?, r.try_get(3)?);
-                let d = depth.get(&parent).map_or(0, |d| d + 1);
-                depth.insert(id, d);
-                out.push(format!("{}{detail}", "  ".repeat(d)));
-            }
-            out
-        }
-        Store::Postgres(p) => {
-            let sql = format!("EXPLAIN (ANALYZE, BUFFERS) {}", q.text);
-            let rows = bound!(sqlx::query(&sql), q).fetch_all(p).await?;
-            rows.iter()
-                .map(|r| r.try_get::<String, _>(0))
-                .collect::<Result<_, _>>()?
-        }
-    })
-}
-
-/// Runs the reproduced statement: (rows, first column of the first row as i64 when numeric).
-async fn run_sql(store: &Store, q: &Q) -> anyhow::Result<Vec<i64>> {
-    Ok(match store {
-        Store::Sqlite(p) => bound!(sqlx::query(&q.text), q)
-            .fetch_all(p)
-            .await?
-            .iter()
-            .map(|r| {
-                r.try_get::<i64, _>("id")
-                    .or_else(|_| r.try_get("total_events"))
-            })
-            .collect::<Result<_, _>>()?,
-        Store::Postgres(p) => bound!(sqlx::query(&q.text), q)
-            .fetch_all(p)
-            .await?
-            .iter()
-            .map(|r| {
-                r.try_get::<i64, _>("id")
-                    .or_else(|_| r.try_get("total_events"))
-            })
-            .collect::<Result<_, _>>()?,
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
 // Timing
 
 struct Stats {
@@ -1022,96 +791,94 @@ async fn phase(c: &Ctx, label: &str, runs: usize, all_plans: bool) -> anyhow::Re
     let store = &c.app.store;
     let us = |t: DateTime<Utc>| t.timestamp_micros();
     let t0 = now();
-    let day = us(t0 - chrono::Duration::hours(24));
-    let week = us(t0 - chrono::Duration::days(7));
-    let sql_a = page_sql(
-        &SqlFilter {
-            actors: vec![c.busy.id.clone()],
-            since: Some(day),
-            ..SqlFilter::default()
-        },
-        101,
-    );
-    let sql_b = summary_sql(
-        &SqlFilter {
-            since: Some(week),
-            ..SqlFilter::default()
-        },
-        &["e.action"],
-        keyward::ops::audit::DEFAULT_TOP,
-    );
+    let all = || AuditFilter::visible_to(TenantScope::All);
+    // What the tools' paths ask the store, as ops builds it (for plans and the store-only
+    // timings): (a) one actor's last day, (b) the last week over everyone.
+    let filter_a = AuditFilter {
+        actors: vec![c.busy.id.clone()],
+        since: Some(us(t0 - chrono::Duration::hours(24))),
+        ..all()
+    };
+    let filter_b = AuditFilter {
+        since: Some(us(t0 - chrono::Duration::days(7))),
+        ..all()
+    };
+    let denied_week = AuditFilter {
+        statuses: vec!["denied".into()],
+        ..filter_b.clone()
+    };
+    let actor_week = AuditFilter {
+        actors: vec![c.busy.id.clone()],
+        ..filter_b.clone()
+    };
+    let tenant = AuditFilter::visible_to(TenantScope::parse(&["acme"])?);
+    let revokes = AuditFilter {
+        actions: vec!["key_revoke".into()],
+        ..all()
+    };
+    let top = Some(keyward::ops::audit::DEFAULT_TOP);
     let mut plans = vec![
-        ("(a) page, 1 actor, 24h, limit 100", sql_a.clone()),
-        ("(b) summary, 7d, by action", sql_b.clone()),
+        (
+            "(a) page, 1 actor, 24h, limit 100",
+            Statement::Page {
+                filter: &filter_a,
+                limit: 101,
+            },
+        ),
+        (
+            "(b) summary from the events alone, 7d, by action (the tool reads counts)",
+            Statement::Summary {
+                filter: &filter_b,
+                dims: &[Dim::Action],
+                limit: top,
+            },
+        ),
     ];
     if all_plans {
-        plans.push((
-            "summary, denied, 7d, by actor",
-            summary_sql(
-                &SqlFilter {
-                    statuses: vec!["denied".into()],
-                    since: Some(week),
-                    ..SqlFilter::default()
+        plans.extend([
+            (
+                "summary, denied, 7d, by actor",
+                Statement::Summary {
+                    filter: &denied_week,
+                    dims: &[Dim::Actor],
+                    limit: top,
                 },
-                &["e.actor_kind", "e.actor_id"],
-                keyward::ops::audit::DEFAULT_TOP,
             ),
-        ));
-        plans.push((
-            "summary, 1 actor, 7d, by day",
-            summary_sql(
-                &SqlFilter {
-                    actors: vec![c.busy.id.clone()],
-                    since: Some(week),
-                    ..SqlFilter::default()
+            (
+                "summary, 1 actor, 7d, by day",
+                Statement::Summary {
+                    filter: &actor_week,
+                    dims: &[Dim::Quarter],
+                    limit: Some(50_001),
                 },
-                &["e.at / 900000000"],
-                50_001,
             ),
-        ));
-        plans.push((
-            "page, tenant caller [acme], limit 100",
-            page_sql(
-                &SqlFilter {
-                    visible_to: Some(vec!["acme".into()]),
-                    ..SqlFilter::default()
+            (
+                "page, tenant caller [acme], limit 100",
+                Statement::Page {
+                    filter: &tenant,
+                    limit: 101,
                 },
-                101,
             ),
-        ));
-        plans.push((
-            "page, action key_revoke, limit 100",
-            page_sql(
-                &SqlFilter {
-                    actions: vec!["key_revoke".into()],
-                    ..SqlFilter::default()
+            (
+                "page, action key_revoke, limit 100",
+                Statement::Page {
+                    filter: &revokes,
+                    limit: 101,
                 },
-                101,
             ),
-        ));
+        ]);
     }
-    for (name, q) in &plans {
-        println!("  plan {name}:\n    {}", q.display());
-        for line in plan(store, q).await? {
+    for (name, statement) in &plans {
+        let mut lines = keyward::store::audit::explain(store, statement)
+            .await?
+            .into_iter();
+        println!("  plan {name}:\n    {}", lines.next().unwrap_or_default());
+        for line in lines {
             println!("      {line}");
         }
     }
-
-    // The reproduction returns what the ops layer returns.
     let ops_a =
         keyward::ops::audit::query(&c.app, &c.admin, &actor(&c.busy), Some(100), None).await?;
-    let sql_ids = run_sql(store, &sql_a).await?;
-    let ops_ids: Vec<i64> = ops_a.events.iter().map(|e| e.id).collect();
-    let ops_b =
-        keyward::ops::audit::summary(&c.app, &c.admin, &since("7d"), &[GroupBy::Action], None)
-            .await?;
-    let sql_total = run_sql(store, &sql_b).await?.first().copied().unwrap_or(0);
-    println!(
-        "  reproduced SQL check: (a) same first 100 ids as ops: {}; (b) total_events sql {} / ops {}",
-        sql_ids.iter().take(100).eq(ops_ids.iter()),
-        sql_total,
-        ops_b.total_events
-    );
 
     header();
     let mut out = Vec::new();
@@ -1137,23 +904,30 @@ async fn phase(c: &Ctx, label: &str, runs: usize, all_plans: bool) -> anyhow::Re
         .await?,
     );
     out.push(
-        measure(
-            "(a) raw SQL (store's statement, no ops layer)",
-            runs,
-            || {
-                let q = sql_a.clone();
-                async move { Ok(run_sql(store, &q).await?.len()) }
-            },
-        )
+        measure("(a) the store's page alone (no ops layer)", runs, || {
+            let f = filter_a.clone();
+            async move {
+                Ok(keyward::store::audit::briefs(store, &f, None, 101)
+                    .await?
+                    .len())
+            }
+        })
         .await?,
     );
     out.push(
         measure(
-            "(b) raw SQL (store's statement, no ops layer)",
+            "(b) the same count from the events alone (no counts)",
             runs,
             || {
-                let q = sql_b.clone();
-                async move { Ok(run_sql(store, &q).await?.len()) }
+                let f = filter_b.clone();
+                async move {
+                    Ok(
+                        keyward::store::audit::summarise(store, &f, &[Dim::Action], top)
+                            .await?
+                            .groups
+                            .len(),
+                    )
+                }
             },
         )
         .await?,
@@ -1274,239 +1048,13 @@ async fn context(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Variants (`--variants`): candidate statements, connection pragmas and indexes, timed as raw
-// SQL on a side pool of one fresh connection (opened after each change, so it plans with the
-// current schema and statistics). None of this is the product's SQL unless labelled so.
+// Process and database facts
 
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
 }
-
-async fn side_store(url: &str, pragmas: &[(&'static str, &'static str)]) -> anyhow::Result<Store> {
-    use std::str::FromStr;
-    if url.starts_with("sqlite:") {
-        // The product's connection settings (src/store/mod.rs), plus the candidate pragmas.
-        let mut o = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        for (k, v) in pragmas {
-            o = o.pragma(*k, *v);
-        }
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(o)
-            .await?;
-        Ok(Store::Sqlite(pool))
-    } else {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(url)
-            .await?;
-        Ok(Store::Postgres(pool))
-    }
-}
-
-/// Runs `statements` then ANALYZE on one fresh connection of its own (a pooled SQLite
-/// connection may still hold an older schema).
-async fn ddl(url: &str, statements: &[&str]) -> anyhow::Result<()> {
-    if statements.is_empty() {
-        return Ok(());
-    }
-    let side = side_store(url, &[]).await?;
-    for sql in statements {
-        execute(&side, sql).await?;
-    }
-    execute(&side, "ANALYZE").await?;
-    side.close().await;
-    Ok(())
-}
-
-async fn variants(c: &Ctx, url: &str, runs: usize) -> anyhow::Result<()> {
-    println!(
-        "\n== variants: candidate SQL, pragmas and indexes (raw statements on a side connection; load average {})",
-        loadavg()
-    );
-    let t0 = now();
-    let day = (t0 - chrono::Duration::hours(24)).timestamp_micros();
-    let week = (t0 - chrono::Duration::days(7)).timestamp_micros();
-    let actor_day = |a: &Agent| SqlFilter {
-        actors: vec![a.id.clone()],
-        since: Some(day),
-        ..SqlFilter::default()
-    };
-    let last_week = SqlFilter {
-        since: Some(week),
-        ..SqlFilter::default()
-    };
-    let top = keyward::ops::audit::DEFAULT_TOP;
-    let statements: Vec<(&str, Q)> = vec![
-        (
-            "A0 page, busiest actor, 24h: store's SQL",
-            page_sql(&actor_day(&c.busy), 101),
-        ),
-        (
-            "A1 page, busiest actor, 24h: one statement (before)",
-            page_single_statement_sql(&actor_day(&c.busy), 101),
-        ),
-        (
-            "A0 page, median actor, 24h: store's SQL",
-            page_sql(&actor_day(&c.median), 101),
-        ),
-        (
-            "A1 page, median actor, 24h: one statement (before)",
-            page_single_statement_sql(&actor_day(&c.median), 101),
-        ),
-        (
-            "B0 summary 7d by action: store's SQL",
-            summary_sql(&last_week, &["e.action"], top),
-        ),
-        (
-            "B1 summary 7d by action: preview read (before)",
-            summary_sql_with(&last_week, &["e.action"], top, "MAX(e.actor_preview)"),
-        ),
-        (
-            "D0 summary 7d denied by actor: store's SQL",
-            summary_sql(
-                &SqlFilter {
-                    statuses: vec!["denied".into()],
-                    ..last_week.clone()
-                },
-                &["e.actor_kind", "e.actor_id"],
-                top,
-            ),
-        ),
-        (
-            "C0 page, action key_revoke: store's SQL",
-            page_sql(
-                &SqlFilter {
-                    actions: vec!["key_revoke".into()],
-                    ..SqlFilter::default()
-                },
-                101,
-            ),
-        ),
-        (
-            "C0 page, action role_delete, 24h: store's SQL",
-            page_sql(
-                &SqlFilter {
-                    actions: vec!["role_delete".into()],
-                    since: Some(day),
-                    ..SqlFilter::default()
-                },
-                101,
-            ),
-        ),
-    ];
-    let store = &c.app.store;
-    let a0 = run_sql(store, &statements[0].1).await?;
-    let a1 = run_sql(store, &statements[1].1).await?;
-    let b0 = run_sql(store, &statements[4].1).await?;
-    let b1 = run_sql(store, &statements[5].1).await?;
-    println!("  A1: {}", statements[1].1.display());
-    println!("  B1: {}", statements[5].1.display());
-    println!(
-        "  A1 returns the same ids as A0: {}; B1 total_events {} / B0 {}",
-        a0 == a1,
-        b1.first().copied().unwrap_or(0),
-        b0.first().copied().unwrap_or(0)
-    );
-
-    let sqlite = matches!(store, Store::Sqlite(_));
-    // (label, pragmas, SQL run first on the product's pool, index to drop afterwards)
-    // (label, pragmas of the side connection, DDL before, DDL after)
-    type Setup = (
-        &'static str,
-        Vec<(&'static str, &'static str)>,
-        Vec<&'static str>,
-        Vec<&'static str>,
-    );
-    let mut setups: Vec<Setup> = vec![("as migrated", vec![], vec![], vec![])];
-    if sqlite {
-        setups.push((
-            "PRAGMA mmap_size = 1 GiB",
-            vec![("mmap_size", "1073741824")],
-            vec![],
-            vec![],
-        ));
-        setups.push((
-            "PRAGMA cache_size = -65536 (64 MiB)",
-            vec![("cache_size", "-65536")],
-            vec![],
-            vec![],
-        ));
-    } else {
-        setups.push((
-            "after VACUUM (ANALYZE) audit_events (kept below)",
-            vec![],
-            vec!["VACUUM (ANALYZE) audit_events"],
-            vec![],
-        ));
-    }
-    setups.push((
-        "audit_events_at(at) replaced by (at, action)",
-        vec![],
-        vec![
-            "DROP INDEX audit_events_at",
-            "CREATE INDEX audit_events_at ON audit_events(at, action)",
-        ],
-        vec![
-            "DROP INDEX audit_events_at",
-            "CREATE INDEX audit_events_at ON audit_events(at)",
-        ],
-    ));
-    setups.push((
-        "+ INDEX (action, at)",
-        vec![],
-        vec!["CREATE INDEX audit_scale_v2 ON audit_events(action, at)"],
-        vec!["DROP INDEX audit_scale_v2"],
-    ));
-    let mut table: Vec<(String, Vec<Stats>)> = Vec::new();
-    for (label, pragmas, before, after) in setups {
-        ddl(url, &before).await?;
-        let side = side_store(url, &pragmas).await?;
-        println!("\n  -- {label} (load average {})", loadavg());
-        for i in [1usize, 5] {
-            println!("  plan {}:", statements[i].0);
-            for line in plan(&side, &statements[i].1).await? {
-                println!("      {line}");
-            }
-        }
-        header();
-        let mut stats = Vec::new();
-        for (name, q) in &statements {
-            let side = &side;
-            stats.push(
-                measure(name, runs, || {
-                    let q = q.clone();
-                    async move { Ok(run_sql(side, &q).await?.len()) }
-                })
-                .await?,
-            );
-        }
-        side.close().await;
-        ddl(url, &after).await?;
-        table.push((label.to_owned(), stats));
-    }
-    println!("\n  variants, p50 / p99 (ms):");
-    for (row, (name, _)) in statements.iter().enumerate() {
-        print!("  {name:<48}");
-        for (_, stats) in &table {
-            print!(" {:>8.2} {:>8.2}", stats[row].p50, stats[row].p99);
-        }
-        println!();
-    }
-    for (i, (label, _)) in table.iter().enumerate() {
-        println!("  column {}: {label}", i + 1);
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Process and database facts
 
 fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -1716,9 +1264,6 @@ async fn run(a: &Args, url: &str) -> anyhow::Result<()> {
         let (c, writer) = context(url, &world, &busy, &median).await?;
         let label = format!("{backend}: indexes from the migrations");
         results.push((label.clone(), phase(&c, &label, a.runs, a.all_plans).await?));
-        if a.variants {
-            variants(&c, url, a.runs).await?;
-        }
         close(c.app, writer).await;
     }
     for (name, columns) in &a.indexes {

@@ -84,6 +84,15 @@ impl Sql {
         self
     }
 
+    /// Appends `= $a` for one item, ` IN ($a, $b, …)` for several: SQLite keeps an index's
+    /// order for an equality but not for a one-item IN list. `items` must not be empty.
+    pub fn is_in<S: AsRef<str>>(&mut self, items: &[S]) -> &mut Self {
+        match items {
+            [one] => self.push(" = ").text(one.as_ref()),
+            _ => self.push(" IN ").text_list(items),
+        }
+    }
+
     /// Appends `($a, $b, …)` for an IN list; `items` must not be empty.
     pub fn text_list<S: AsRef<str>>(&mut self, items: &[S]) -> &mut Self {
         self.push("(");
@@ -128,5 +137,8 @@ mod tests {
         q.anonymous();
         assert_eq!(q.text, "SELECT 1 WHERE a = ? AND b IN (?, ?) AND c = ?");
         assert_eq!(q.args.len(), 4);
+        let mut one = Sql::new("x");
+        one.is_in(&["a"]).push(" y").is_in(&["b", "c"]);
+        assert_eq!(one.text, "x = $1 y IN ($2, $3)");
     }
 }

@@ -215,6 +215,7 @@ async fn foreign_origins_and_hosts_get_403_before_authentication_on_every_route(
         .unwrap();
     assert_eq!(res.status(), 403);
     // Nothing was audited or changed by the refusals above.
+    s.app.audit.sync().await.unwrap();
     let events = keyward::store::audit::page(
         &s.app.store,
         &keyward::store::audit::AuditFilter::visible_to(keyward::domain::tenant::TenantScope::All),

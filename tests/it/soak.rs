@@ -168,6 +168,8 @@ async fn mixed_load_loses_nothing_and_does_not_grow() {
     let (app, _writer) = keyward::open_app(&env.url(), clock, Default::default())
         .await
         .unwrap();
+    // Read as the tools do: every record the server committed, moved or not yet.
+    app.audit.sync().await.unwrap();
     let all =
         keyward::store::audit::AuditFilter::visible_to(keyward::domain::tenant::TenantScope::All);
     let count = |actions: Vec<&str>| {

@@ -1,18 +1,18 @@
 //! Audit use cases: filtered pages sized for a model's context, one full event, and grouped
 //! counts. Callers see only events whose tenants all lie within their own.
 
-use std::collections::BTreeMap;
+mod summary;
+
+pub use summary::{GroupBy, summary};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::OpsError;
-use super::views::{
-    AuditBrief, AuditEventResult, AuditEventView, AuditGroup, AuditPage, AuditSummary, Window,
-};
+use super::views::{AuditBrief, AuditEventResult, AuditEventView, AuditPage, Window};
 use crate::app::App;
 use crate::domain::audit::{Action, Source, Status};
 use crate::domain::permission::Permission;
@@ -21,7 +21,7 @@ use crate::domain::role::validate_role_name;
 use crate::domain::tenant::validate_tenant;
 use crate::domain::timespec::{self, Edge};
 use crate::domain::{ids, policy};
-use crate::store::audit::{AuditFilter, AuditRow, Dim, Group};
+use crate::store::audit::{AuditFilter, AuditRow, BriefRow};
 use crate::store::{self, from_micros, micros};
 
 pub const DEFAULT_LIMIT: i64 = 20;
@@ -31,9 +31,6 @@ pub const MAX_TOP: i64 = 100;
 /// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in microseconds.
 const MIN_INSTANT: i64 = -62_135_596_800_000_000;
 const MAX_INSTANT: i64 = 253_402_300_799_999_999;
-
-/// Most 15-minute buckets (times the other dimension's values) a time grouping may read.
-const MAX_TIME_BUCKETS: i64 = 50_000;
 
 /// Caps how many filter values one call may pass (each list).
 const MAX_VALUES: usize = 50;
@@ -228,7 +225,7 @@ pub async fn query(
             bounded(limit, DEFAULT_LIMIT, MAX_LIMIT, "limit")?,
         ),
     };
-    let mut rows = store::audit::page(&app.store, &resolved.filter(p), before, limit + 1).await?;
+    let mut rows = store::audit::briefs(&app.store, &resolved.filter(p), before, limit + 1).await?;
     let truncated = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let tz = resolved.tz();
@@ -268,173 +265,6 @@ pub async fn get(
     Ok(AuditEventResult {
         event: full(&row, tz),
     })
-}
-
-/// A dimension to group by, as callers name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupBy {
-    Actor,
-    Action,
-    Status,
-    Source,
-    Role,
-    Target,
-    ClientIp,
-    Hour,
-    Day,
-}
-
-impl GroupBy {
-    pub fn name(self) -> &'static str {
-        match self {
-            GroupBy::Actor => "actor",
-            GroupBy::Action => "action",
-            GroupBy::Status => "status",
-            GroupBy::Source => "source",
-            GroupBy::Role => "role",
-            GroupBy::Target => "target",
-            GroupBy::ClientIp => "client_ip",
-            GroupBy::Hour => "hour",
-            GroupBy::Day => "day",
-        }
-    }
-
-    fn dim(self) -> Dim {
-        match self {
-            GroupBy::Actor => Dim::Actor,
-            GroupBy::Action => Dim::Action,
-            GroupBy::Status => Dim::Status,
-            GroupBy::Source => Dim::Source,
-            GroupBy::Role => Dim::Role,
-            GroupBy::Target => Dim::Target,
-            GroupBy::ClientIp => Dim::ClientIp,
-            GroupBy::Hour | GroupBy::Day => Dim::Quarter,
-        }
-    }
-
-    fn is_time(self) -> bool {
-        matches!(self, GroupBy::Hour | GroupBy::Day)
-    }
-
-    /// How many stored values this dimension reads.
-    fn width(self) -> usize {
-        match self {
-            GroupBy::Actor | GroupBy::Target => 2,
-            _ => 1,
-        }
-    }
-}
-
-/// Counts grouped by one or two dimensions, largest first, with first and last seen.
-pub async fn summary(
-    app: &App,
-    p: &Principal,
-    filters: &Filters,
-    group_by: &[GroupBy],
-    top: Option<i64>,
-) -> Result<AuditSummary, OpsError> {
-    policy::require(p, Permission::AuditRead)?;
-    if group_by.is_empty() || group_by.len() > 2 {
-        return Err(OpsError::invalid("group_by takes one or two dimensions"));
-    }
-    if group_by.len() == 2 && group_by[0] == group_by[1] {
-        return Err(OpsError::invalid("group_by dimensions must differ"));
-    }
-    if group_by.iter().filter(|g| g.is_time()).count() > 1 {
-        return Err(OpsError::invalid("group by hour or by day, not both"));
-    }
-    let top = bounded(top, DEFAULT_TOP, MAX_TOP, "top")?;
-    let resolved = resolve(filters, app.now())?;
-    app.audit.sync().await?;
-    let tz = resolved.tz();
-    let dims: Vec<Dim> = group_by.iter().map(|g| g.dim()).collect();
-    let has_time = group_by.iter().any(|g| g.is_time());
-    // Time buckets are 15-minute UTC slots merged here into local hours or days (so DST and
-    // half-hour offsets come out right); other groupings are ranked and cut in SQL.
-    let sql_limit = if has_time { MAX_TIME_BUCKETS + 1 } else { top };
-    let summary =
-        store::audit::summarise(&app.store, &resolved.filter(p), &dims, Some(sql_limit)).await?;
-    if has_time && summary.groups.len() as i64 > MAX_TIME_BUCKETS {
-        return Err(OpsError::invalid(
-            "too many hour/day groups to count at once: narrow the window (since/until) or add filters",
-        ));
-    }
-
-    let mut merged: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
-    for g in summary.groups {
-        let key = group_key(group_by, &g, tz);
-        merged
-            .entry(key)
-            .and_modify(|m| {
-                m.count += g.count;
-                m.first = m.first.min(g.first);
-                m.last = m.last.max(g.last);
-            })
-            .or_insert(g);
-    }
-    let total_groups = if has_time {
-        merged.len() as i64
-    } else {
-        summary.total_groups
-    };
-    let mut groups: Vec<(Vec<(String, String)>, Group)> = merged.into_iter().collect();
-    groups.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(b.1.last.cmp(&a.1.last)));
-    groups.truncate(top as usize);
-    Ok(AuditSummary {
-        window: resolved.window(),
-        group_by: group_by.iter().map(|g| g.name().to_owned()).collect(),
-        truncated: total_groups > groups.len() as i64,
-        total_events: summary.total_events,
-        groups: groups
-            .into_iter()
-            .map(|(key, g)| AuditGroup {
-                key: key.into_iter().collect(),
-                count: g.count,
-                first_seen: timespec::format_in(from_micros(g.first), tz),
-                last_seen: timespec::format_in(from_micros(g.last), tz),
-            })
-            .collect(),
-    })
-}
-
-/// The display key of a group: one entry per dimension (plus the actor's preview).
-fn group_key(group_by: &[GroupBy], g: &Group, tz: Tz) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    for gb in group_by {
-        let v = |j: usize| g.values.get(i + j).cloned().flatten();
-        let text = match gb {
-            GroupBy::Actor => {
-                let kind = v(0).unwrap_or_default();
-                if let Some(p) = &g.preview {
-                    out.push(("actor_preview".to_owned(), p.clone()));
-                }
-                v(1).unwrap_or(kind)
-            }
-            GroupBy::Target => match (v(0), v(1)) {
-                (Some(kind), Some(id)) => format!("{kind}:{id}"),
-                _ => "none".to_owned(),
-            },
-            GroupBy::Hour | GroupBy::Day => {
-                let quarter: i64 = v(0).and_then(|q| q.parse().ok()).unwrap_or_default();
-                let local = from_micros(quarter * 900_000_000).with_timezone(&tz);
-                if *gb == GroupBy::Day {
-                    local.date_naive().to_string()
-                } else {
-                    local
-                        .with_minute(0)
-                        .and_then(|t| t.with_second(0))
-                        .map(|t| t.to_rfc3339())
-                        .unwrap_or_else(|| local.to_rfc3339())
-                }
-            }
-            _ => v(0).unwrap_or_else(|| "none".to_owned()),
-        };
-        out.push((gb.name().to_owned(), text));
-        i += gb.width();
-    }
-    out
 }
 
 fn bounded(v: Option<i64>, default: i64, max: i64, name: &str) -> Result<i64, OpsError> {
@@ -504,14 +334,14 @@ fn decode(text: &str) -> Result<Cursor, OpsError> {
     Ok(c)
 }
 
-fn target_text(r: &AuditRow) -> Option<String> {
-    match (&r.target_type, &r.target_id) {
+fn target_text(target_type: Option<&str>, target_id: Option<&str>) -> Option<String> {
+    match (target_type, target_id) {
         (Some(k), Some(id)) => Some(format!("{k}:{id}")),
         _ => None,
     }
 }
 
-fn brief(r: &AuditRow, tz: Tz) -> AuditBrief {
+fn brief(r: &BriefRow, tz: Tz) -> AuditBrief {
     AuditBrief {
         id: r.id,
         at: timespec::format_in(from_micros(r.at), tz),
@@ -519,7 +349,7 @@ fn brief(r: &AuditRow, tz: Tz) -> AuditBrief {
         actor_preview: r.actor_preview.clone(),
         role: r.role.clone(),
         action: r.action.clone(),
-        target: target_text(r),
+        target: target_text(r.target_type.as_deref(), r.target_id.as_deref()),
         status: r.status.clone(),
         source: r.source.clone(),
         reason: r.reason.clone(),

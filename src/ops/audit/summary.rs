@@ -1,0 +1,322 @@
+//! Grouped counts of audit events: validation of the grouping, the count itself (from the
+//! per-quarter counts where the question allows, else from the events), and the merge of
+//! 15-minute buckets into local hours and days.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::Timelike;
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use super::{DEFAULT_TOP, Filters, MAX_TOP, Resolved, bounded, resolve};
+use crate::app::App;
+use crate::domain::permission::Permission;
+use crate::domain::policy;
+use crate::domain::principal::Principal;
+use crate::domain::tenant::TenantScope;
+use crate::domain::timespec;
+use crate::ops::OpsError;
+use crate::ops::views::{AuditGroup, AuditSummary};
+use crate::store::audit::{AuditFilter, CountDim, CountQuery, Dim, Group, QUARTER, Summary};
+use crate::store::{self, from_micros};
+
+/// Most 15-minute buckets (times the other dimension's values) a time grouping may read.
+const MAX_TIME_BUCKETS: i64 = 50_000;
+
+/// A dimension to group by, as callers name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Actor,
+    Action,
+    Status,
+    Source,
+    Role,
+    Target,
+    ClientIp,
+    Hour,
+    Day,
+}
+
+impl GroupBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupBy::Actor => "actor",
+            GroupBy::Action => "action",
+            GroupBy::Status => "status",
+            GroupBy::Source => "source",
+            GroupBy::Role => "role",
+            GroupBy::Target => "target",
+            GroupBy::ClientIp => "client_ip",
+            GroupBy::Hour => "hour",
+            GroupBy::Day => "day",
+        }
+    }
+
+    fn dim(self) -> Dim {
+        match self {
+            GroupBy::Actor => Dim::Actor,
+            GroupBy::Action => Dim::Action,
+            GroupBy::Status => Dim::Status,
+            GroupBy::Source => Dim::Source,
+            GroupBy::Role => Dim::Role,
+            GroupBy::Target => Dim::Target,
+            GroupBy::ClientIp => Dim::ClientIp,
+            GroupBy::Hour | GroupBy::Day => Dim::Quarter,
+        }
+    }
+
+    fn is_time(self) -> bool {
+        matches!(self, GroupBy::Hour | GroupBy::Day)
+    }
+
+    /// How many stored values this dimension reads.
+    fn width(self) -> usize {
+        match self {
+            GroupBy::Actor | GroupBy::Target => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Counts grouped by one or two dimensions, largest first, with first and last seen.
+pub async fn summary(
+    app: &App,
+    p: &Principal,
+    filters: &Filters,
+    group_by: &[GroupBy],
+    top: Option<i64>,
+) -> Result<AuditSummary, OpsError> {
+    policy::require(p, Permission::AuditRead)?;
+    if group_by.is_empty() || group_by.len() > 2 {
+        return Err(OpsError::invalid("group_by takes one or two dimensions"));
+    }
+    if group_by.len() == 2 && group_by[0] == group_by[1] {
+        return Err(OpsError::invalid("group_by dimensions must differ"));
+    }
+    if group_by.iter().filter(|g| g.is_time()).count() > 1 {
+        return Err(OpsError::invalid("group by hour or by day, not both"));
+    }
+    let top = bounded(top, DEFAULT_TOP, MAX_TOP, "top")?;
+    let resolved: Resolved = resolve(filters, app.now())?;
+    app.audit.sync().await?;
+    let tz = resolved.tz();
+    let dims: Vec<Dim> = group_by.iter().map(|g| g.dim()).collect();
+    let has_time = group_by.iter().any(|g| g.is_time());
+    // Time buckets are 15-minute UTC slots merged here into local hours or days (so DST and
+    // half-hour offsets come out right); other groupings are ranked and cut in SQL.
+    let sql_limit = if has_time { MAX_TIME_BUCKETS + 1 } else { top };
+    let summary = count(app, &resolved.filter(p), group_by, &dims, sql_limit).await?;
+    if has_time && summary.groups.len() as i64 > MAX_TIME_BUCKETS {
+        return Err(OpsError::invalid(
+            "too many hour/day groups to count at once: narrow the window (since/until) or add filters",
+        ));
+    }
+
+    let mut merged: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
+    for g in summary.groups {
+        let key = group_key(group_by, &g, tz);
+        merged
+            .entry(key)
+            .and_modify(|m| {
+                m.count += g.count;
+                m.first = m.first.min(g.first);
+                m.last = m.last.max(g.last);
+            })
+            .or_insert(g);
+    }
+    let total_groups = if has_time {
+        merged.len() as i64
+    } else {
+        summary.total_groups
+    };
+    let mut groups: Vec<(Vec<(String, String)>, Group)> = merged.into_iter().collect();
+    groups.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(b.1.last.cmp(&a.1.last)));
+    groups.truncate(top as usize);
+    Ok(AuditSummary {
+        window: resolved.window(),
+        group_by: group_by.iter().map(|g| g.name().to_owned()).collect(),
+        truncated: total_groups > groups.len() as i64,
+        total_events: summary.total_events,
+        groups: groups
+            .into_iter()
+            .map(|(key, g)| AuditGroup {
+                key: key.into_iter().collect(),
+                count: g.count,
+                first_seen: timespec::format_in(from_micros(g.first), tz),
+                last_seen: timespec::format_in(from_micros(g.last), tz),
+            })
+            .collect(),
+    })
+}
+
+/// The display key of a group: one entry per dimension (plus the actor's preview).
+fn group_key(group_by: &[GroupBy], g: &Group, tz: Tz) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    for gb in group_by {
+        let v = |j: usize| g.values.get(i + j).cloned().flatten();
+        let text = match gb {
+            GroupBy::Actor => {
+                let kind = v(0).unwrap_or_default();
+                if let Some(p) = &g.preview {
+                    out.push(("actor_preview".to_owned(), p.clone()));
+                }
+                v(1).unwrap_or(kind)
+            }
+            GroupBy::Target => match (v(0), v(1)) {
+                (Some(kind), Some(id)) => format!("{kind}:{id}"),
+                _ => "none".to_owned(),
+            },
+            GroupBy::Hour | GroupBy::Day => {
+                let quarter: i64 = v(0).and_then(|q| q.parse().ok()).unwrap_or_default();
+                let local = from_micros(quarter * 900_000_000).with_timezone(&tz);
+                if *gb == GroupBy::Day {
+                    local.date_naive().to_string()
+                } else {
+                    local
+                        .with_minute(0)
+                        .and_then(|t| t.with_second(0))
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_else(|| local.to_rfc3339())
+                }
+            }
+            _ => v(0).unwrap_or_else(|| "none".to_owned()),
+        };
+        out.push((gb.name().to_owned(), text));
+        i += gb.width();
+    }
+    out
+}
+
+/// The groups for `dims`, largest first, at most `limit`. Read from the per-quarter counts
+/// when the question fits them (`counts_plan`), with the partial quarters at either end of the
+/// window read from the events; from the events otherwise. The groups are the same either way.
+async fn count(
+    app: &App,
+    f: &AuditFilter,
+    group_by: &[GroupBy],
+    dims: &[Dim],
+    limit: i64,
+) -> Result<Summary, OpsError> {
+    let whole = (
+        f.since
+            .map(|s| s.div_euclid(QUARTER) + i64::from(s.rem_euclid(QUARTER) != 0)),
+        f.until.map(|u| u.div_euclid(QUARTER)),
+    );
+    let plan = counts_plan(group_by, f).filter(|_| match whole {
+        (Some(from), Some(to)) => from < to,
+        _ => true,
+    });
+    let Some(mut q) = plan else {
+        return Ok(store::audit::summarise(&app.store, f, dims, Some(limit)).await?);
+    };
+    (q.from, q.to) = whole;
+    let mut merged: HashMap<Vec<Option<String>>, Group> = HashMap::new();
+    let mut add = |g: Group| {
+        merged
+            .entry(g.values.clone())
+            .and_modify(|m| {
+                m.count += g.count;
+                m.first = m.first.min(g.first);
+                m.last = m.last.max(g.last);
+            })
+            .or_insert(g);
+    };
+    for c in store::audit::count_groups(&app.store, &q).await? {
+        let values = group_by
+            .iter()
+            .map(|g| match g.is_time() {
+                true => c.quarter.map(|q| q.to_string()),
+                false => c.value.clone(),
+            })
+            .collect();
+        add(Group {
+            values,
+            count: c.count,
+            first: c.first,
+            last: c.last,
+            preview: None,
+        });
+    }
+    // The partial quarters at the ends of the window, from the events.
+    let edges = [
+        f.since.zip(q.from).map(|(s, from)| (s, from * QUARTER)),
+        f.until.zip(q.to).map(|(u, to)| (to * QUARTER, u)),
+    ];
+    for (since, until) in edges.into_iter().flatten().filter(|(s, u)| s < u) {
+        let edge = AuditFilter {
+            since: Some(since),
+            until: Some(until),
+            ..f.clone()
+        };
+        for g in store::audit::summarise(&app.store, &edge, dims, None)
+            .await?
+            .groups
+        {
+            add(g);
+        }
+    }
+    let mut groups: Vec<Group> = merged.into_values().collect();
+    groups.sort_by(|a, b| b.count.cmp(&a.count).then(b.last.cmp(&a.last)));
+    let total_events = groups.iter().map(|g| g.count).sum();
+    let total_groups = groups.len() as i64;
+    groups.truncate(limit.max(0) as usize);
+    Ok(Summary {
+        groups,
+        total_events,
+        total_groups,
+    })
+}
+
+/// Whether the per-quarter counts can answer: over all tenants, grouped (and filtered) by at
+/// most one of action, status, source and role, plus time; nothing else filtered.
+fn counts_plan<'a>(group_by: &[GroupBy], f: &'a AuditFilter) -> Option<CountQuery<'a>> {
+    if !matches!(f.visible_to, TenantScope::All)
+        || !f.actors.is_empty()
+        || !f.tenants.is_empty()
+        || !f.targets.is_empty()
+        || !f.client_ips.is_empty()
+    {
+        return None;
+    }
+    let mut filtered = [
+        (CountDim::Action, &f.actions),
+        (CountDim::Status, &f.statuses),
+        (CountDim::Source, &f.sources),
+        (CountDim::Role, &f.roles),
+    ]
+    .into_iter()
+    .filter(|(_, values)| !values.is_empty());
+    let by_filter = filtered.next();
+    if filtered.next().is_some() {
+        return None;
+    }
+    let mut grouped = None;
+    for g in group_by.iter().filter(|g| !g.is_time()) {
+        let dim = match g {
+            GroupBy::Action => CountDim::Action,
+            GroupBy::Status => CountDim::Status,
+            GroupBy::Source => CountDim::Source,
+            GroupBy::Role => CountDim::Role,
+            _ => return None,
+        };
+        if grouped.replace(dim).is_some() {
+            return None;
+        }
+    }
+    let dim = grouped
+        .or(by_filter.map(|(d, _)| d))
+        .unwrap_or(CountDim::Action);
+    if by_filter.is_some_and(|(d, _)| d != dim) {
+        return None;
+    }
+    Some(CountQuery {
+        dim,
+        values: by_filter.map_or(&[][..], |(_, v)| v.as_slice()),
+        by_value: grouped.is_some(),
+        by_quarter: group_by.iter().any(|g| g.is_time()),
+        from: None,
+        to: None,
+    })
+}

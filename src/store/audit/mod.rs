@@ -1,0 +1,13 @@
+//! The audit trail's storage: writing events (`write`), reading them (`read`), and the
+//! per-quarter counts that answer unfiltered summaries without reading every event (`counts`).
+
+mod counts;
+mod read;
+mod write;
+
+pub use counts::{CountDim, CountGroup, CountQuery, QUARTER, count_groups};
+pub use read::{
+    AuditFilter, AuditRow, BriefRow, Dim, Group, PageEnd, Statement, Summary, briefs, explain, get,
+    page, summarise,
+};
+pub use write::{MAX_ROWS_PER_STATEMENT, append, insert_sqlite, write_batch, write_batch_sqlite};

@@ -1,0 +1,399 @@
+//! Reading the audit trail: filtered pages, one event, grouped counts.
+
+use crate::domain::tenant::{ALL_TENANTS, TenantScope};
+use crate::store::sql::{Sql, bind_args};
+use crate::store::{StoreError, db, on_pool};
+
+/// A full stored event.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub actor_preview: Option<String>,
+    pub role: Option<String>,
+    pub tenants: String,
+    pub action: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub status: String,
+    pub reason: Option<String>,
+    pub source: String,
+    pub request_source: Option<String>,
+    pub client_name: Option<String>,
+    pub client_version: Option<String>,
+    pub request_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub args: Option<String>,
+    pub before_state: Option<String>,
+    pub after_state: Option<String>,
+}
+
+const COLUMNS: &str = "e.id, e.at, e.actor_kind, e.actor_id, e.actor_preview, e.role, \
+    e.tenants, e.action, e.target_type, e.target_id, e.status, e.reason, e.source, \
+    e.request_source, e.client_name, e.client_version, e.request_id, e.client_ip, \
+    e.user_agent, e.args, e.before_state, e.after_state";
+
+/// What a page of the trail shows of each event (the full event is one `get` away).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BriefRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub actor_preview: Option<String>,
+    pub role: Option<String>,
+    pub action: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub status: String,
+    pub reason: Option<String>,
+    pub source: String,
+}
+
+const BRIEF_COLUMNS: &str = "e.id, e.at, e.actor_kind, e.actor_id, e.actor_preview, e.role, \
+    e.action, e.target_type, e.target_id, e.status, e.reason, e.source";
+
+/// Which events a query considers. Every list is OR within itself and AND across lists.
+#[derive(Debug, Clone)]
+pub struct AuditFilter {
+    /// Only events whose every tenant lies within this scope.
+    pub visible_to: TenantScope,
+    /// Key ids or previews.
+    pub actors: Vec<String>,
+    pub roles: Vec<String>,
+    pub tenants: Vec<String>,
+    pub actions: Vec<String>,
+    pub targets: Vec<String>,
+    pub statuses: Vec<String>,
+    pub sources: Vec<String>,
+    pub client_ips: Vec<String>,
+    /// Inclusive lower and exclusive upper bound, in microseconds.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+impl AuditFilter {
+    /// Everything the scope may see, no other filter.
+    pub fn visible_to(scope: TenantScope) -> Self {
+        AuditFilter {
+            visible_to: scope,
+            actors: vec![],
+            roles: vec![],
+            tenants: vec![],
+            actions: vec![],
+            targets: vec![],
+            statuses: vec![],
+            sources: vec![],
+            client_ips: vec![],
+            since: None,
+            until: None,
+        }
+    }
+}
+
+fn push_where(q: &mut Sql, f: &AuditFilter) {
+    q.push(" WHERE 1 = 1");
+    if let Some(s) = f.since {
+        q.push(" AND e.at >= ").int(s);
+    }
+    if let Some(u) = f.until {
+        q.push(" AND e.at < ").int(u);
+    }
+    if let TenantScope::Only(mine) = &f.visible_to {
+        // Visible when every tenant of the event is the caller's: never an all-tenant event.
+        let mine: Vec<&String> = mine.iter().collect();
+        q.push(" AND e.tenants <> ").text(ALL_TENANTS);
+        q.push(" AND NOT EXISTS (SELECT 1 FROM audit_tenants vt WHERE vt.event_id = e.id AND vt.tenant NOT IN ");
+        q.text_list(&mine).push(")");
+    }
+    if !f.actors.is_empty() {
+        // A value is tested only against the column it can match: ids (key_…, op_…) never
+        // start with "kw_"; previews are "kw_…" for keys and the lowercase username for
+        // operators. A key id then needs one index range, already in page order.
+        let ids: Vec<&String> = f.actors.iter().filter(|a| !a.starts_with("kw_")).collect();
+        let previews: Vec<&String> = f
+            .actors
+            .iter()
+            .filter(|a| a.starts_with("kw_") || !a.bytes().any(|b| b.is_ascii_uppercase()))
+            .collect();
+        q.push(" AND (");
+        if !ids.is_empty() {
+            q.push("e.actor_id").is_in(&ids);
+        }
+        if !ids.is_empty() && !previews.is_empty() {
+            q.push(" OR ");
+        }
+        if !previews.is_empty() {
+            q.push("e.actor_preview").is_in(&previews);
+        }
+        q.push(")");
+    }
+    for (column, values) in [
+        ("e.role", &f.roles),
+        ("e.action", &f.actions),
+        ("e.target_id", &f.targets),
+        ("e.status", &f.statuses),
+        ("e.source", &f.sources),
+        ("e.client_ip", &f.client_ips),
+    ] {
+        if !values.is_empty() {
+            q.push(" AND ").push(column).is_in(values);
+        }
+    }
+    if !f.tenants.is_empty() {
+        // An event scoped to all tenants concerns every tenant.
+        q.push(" AND (e.tenants = ").text(ALL_TENANTS);
+        q.push(
+            " OR EXISTS (SELECT 1 FROM audit_tenants ft WHERE ft.event_id = e.id AND ft.tenant IN ",
+        );
+        q.text_list(&f.tenants).push("))");
+    }
+}
+
+/// Where a page ends: the time and id of its last (oldest) event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageEnd {
+    pub at: i64,
+    pub id: i64,
+}
+
+/// Newest first (by time, then id: records reach the table in batches, so ids alone do not
+/// follow time), strictly after `after` in that order when given; at most `limit` rows.
+pub async fn page(
+    store: &crate::store::Store,
+    f: &AuditFilter,
+    after: Option<PageEnd>,
+    limit: i64,
+) -> Result<Vec<AuditRow>, StoreError> {
+    let q = page_sql(COLUMNS, f, after, limit);
+    on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))
+}
+
+/// The same page as `page`, each event in brief (what `audit_query` shows).
+pub async fn briefs(
+    store: &crate::store::Store,
+    f: &AuditFilter,
+    after: Option<PageEnd>,
+    limit: i64,
+) -> Result<Vec<BriefRow>, StoreError> {
+    let q = page_sql(BRIEF_COLUMNS, f, after, limit);
+    on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))
+}
+
+fn page_sql(columns: &str, f: &AuditFilter, after: Option<PageEnd>, limit: i64) -> Sql {
+    // The page's ids first, then their rows: the filter and the ordering then run on index
+    // entries alone (every index ends in (at, id)), and only `limit` rows are read.
+    let mut q = Sql::new(&format!(
+        "SELECT {columns} FROM audit_events e WHERE e.id IN (SELECT e.id FROM audit_events e"
+    ));
+    push_where(&mut q, f);
+    if let Some(end) = after {
+        q.push(" AND e.at <= ").int(end.at);
+        q.push(" AND (e.at < ").int(end.at);
+        q.push(" OR e.id < ").int(end.id).push(")");
+    }
+    q.push(" ORDER BY e.at DESC, e.id DESC LIMIT ")
+        .int(limit)
+        .push(") ORDER BY e.at DESC, e.id DESC");
+    q
+}
+
+pub async fn get(
+    store: &crate::store::Store,
+    id: i64,
+    visible_to: &TenantScope,
+) -> Result<Option<AuditRow>, StoreError> {
+    let f = AuditFilter::visible_to(visible_to.clone());
+    let mut q = Sql::new(&format!("SELECT {COLUMNS} FROM audit_events e"));
+    push_where(&mut q, &f);
+    q.push(" AND e.id = ").int(id);
+    on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_optional(p).await.map_err(db))
+}
+
+/// A dimension events can be grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dim {
+    Actor,
+    Action,
+    Status,
+    Source,
+    Role,
+    Target,
+    ClientIp,
+    /// 15-minute UTC buckets (`at / 900 s`), merged into local hours or days by the caller.
+    Quarter,
+}
+
+impl Dim {
+    fn exprs(self) -> &'static [&'static str] {
+        match self {
+            Dim::Actor => &["e.actor_kind", "e.actor_id"],
+            Dim::Action => &["e.action"],
+            Dim::Status => &["e.status"],
+            Dim::Source => &["e.source"],
+            Dim::Role => &["e.role"],
+            Dim::Target => &["e.target_type", "e.target_id"],
+            Dim::ClientIp => &["e.client_ip"],
+            Dim::Quarter => &["e.at / 900000000"],
+        }
+    }
+}
+
+/// One group: its key values (as text, in dimension order), count, first and last time, and
+/// the most recent preview seen for actor groups.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub values: Vec<Option<String>>,
+    pub count: i64,
+    pub first: i64,
+    pub last: i64,
+    pub preview: Option<String>,
+}
+
+/// Grouped counts, plus totals over every group (not only those returned).
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub groups: Vec<Group>,
+    pub total_events: i64,
+    pub total_groups: i64,
+}
+
+/// Counts grouped by `dims`, largest first, at most `limit` groups when given.
+pub async fn summarise(
+    store: &crate::store::Store,
+    f: &AuditFilter,
+    dims: &[Dim],
+    limit: Option<i64>,
+) -> Result<Summary, StoreError> {
+    let q = summarise_sql(f, dims, limit);
+    let width = dims.iter().map(|d| d.exprs().len()).sum();
+    let rows: Vec<(Group, i64, i64)> = on_pool!(store, p => {
+        let rows = bind_args!(sqlx::query(&q.text), q).fetch_all(p).await.map_err(db)?;
+        rows.iter().map(|r| read_group(r, width)).collect::<Result<Vec<_>, _>>().map_err(db)?
+    });
+    let mut out = Summary::default();
+    for (group, total_events, total_groups) in rows {
+        out.total_events = total_events;
+        out.total_groups = total_groups;
+        out.groups.push(group);
+    }
+    Ok(out)
+}
+
+fn summarise_sql(f: &AuditFilter, dims: &[Dim], limit: Option<i64>) -> Sql {
+    let exprs: Vec<&str> = dims
+        .iter()
+        .flat_map(|d| d.exprs().iter().copied())
+        .collect();
+    // Every grouped value is read back as text so one row type serves all dimensions.
+    let select: Vec<String> = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("CAST({e} AS TEXT) AS g{i}"))
+        .collect();
+    // Only actor groups show a preview; reading it otherwise would cost a table lookup per
+    // event where the time index alone answers (e.g. counts by action).
+    let preview = if dims.contains(&Dim::Actor) {
+        "MAX(e.actor_preview)"
+    } else {
+        "CAST(NULL AS TEXT)"
+    };
+    // Window functions run before LIMIT, so the totals cover every group.
+    let mut q = Sql::new(&format!(
+        "SELECT {}, COUNT(*) AS n, MIN(e.at) AS first_at, MAX(e.at) AS last_at, \
+         {preview} AS preview, CAST(SUM(COUNT(*)) OVER () AS BIGINT) AS total_events, \
+         CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM audit_events e",
+        select.join(", ")
+    ));
+    push_where(&mut q, f);
+    q.push(" GROUP BY ").push(&exprs.join(", "));
+    q.push(" ORDER BY n DESC, last_at DESC");
+    if let Some(l) = limit {
+        q.push(" LIMIT ").int(l);
+    }
+    q
+}
+
+/// The statements behind `page` and `summarise`, for `explain`.
+pub enum Statement<'a> {
+    Page {
+        filter: &'a AuditFilter,
+        limit: i64,
+    },
+    Summary {
+        filter: &'a AuditFilter,
+        dims: &'a [Dim],
+        limit: Option<i64>,
+    },
+}
+
+/// How the database runs a statement (for benchmarks and for an operator chasing a slow
+/// question): `EXPLAIN QUERY PLAN` as an indented tree on SQLite; `EXPLAIN (ANALYZE,
+/// BUFFERS)` on PostgreSQL, which runs it once to show actual rows and times. With the
+/// statement's text first.
+pub async fn explain(
+    store: &crate::store::Store,
+    statement: &Statement<'_>,
+) -> Result<Vec<String>, StoreError> {
+    let q = match statement {
+        Statement::Page { filter, limit } => page_sql(BRIEF_COLUMNS, filter, None, *limit),
+        Statement::Summary {
+            filter,
+            dims,
+            limit,
+        } => summarise_sql(filter, dims, *limit),
+    };
+    let mut out = vec![q.text.clone()];
+    match store {
+        crate::store::Store::Sqlite(p) => {
+            let sql = format!("EXPLAIN QUERY PLAN {}", q.text);
+            let rows: Vec<(i64, i64, i64, String)> = bind_args!(sqlx::query_as(&sql), q)
+                .fetch_all(p)
+                .await
+                .map_err(db)?;
+            let mut depth = std::collections::HashMap::new();
+            for (id, parent, _, detail) in rows {
+                let d = depth.get(&parent).map_or(0, |d| d + 1);
+                depth.insert(id, d);
+                out.push(format!("{}{detail}", "  ".repeat(d)));
+            }
+        }
+        crate::store::Store::Postgres(p) => {
+            let sql = format!("EXPLAIN (ANALYZE, BUFFERS) {}", q.text);
+            let rows: Vec<(String,)> = bind_args!(sqlx::query_as(&sql), q)
+                .fetch_all(p)
+                .await
+                .map_err(db)?;
+            out.extend(rows.into_iter().map(|(line,)| line));
+        }
+    }
+    Ok(out)
+}
+
+fn read_group<R: sqlx::Row>(r: &R, width: usize) -> Result<(Group, i64, i64), sqlx::Error>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    usize: sqlx::ColumnIndex<R>,
+    for<'c> Option<String>: sqlx::Decode<'c, R::Database> + sqlx::Type<R::Database>,
+    for<'c> i64: sqlx::Decode<'c, R::Database> + sqlx::Type<R::Database>,
+{
+    let mut values = Vec::with_capacity(width);
+    for i in 0..width {
+        values.push(r.try_get::<Option<String>, usize>(i)?);
+    }
+    let group = Group {
+        values,
+        count: r.try_get("n")?,
+        first: r.try_get("first_at")?,
+        last: r.try_get("last_at")?,
+        preview: r.try_get("preview")?,
+    };
+    Ok((
+        group,
+        r.try_get("total_events")?,
+        r.try_get("total_groups")?,
+    ))
+}
