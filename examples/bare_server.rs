@@ -20,10 +20,18 @@ struct Bare {
     tool_router: Arc<ToolRouter<Bare>>,
 }
 
+/// The same fields as keyward's `whoami` answer, with values of the same size, so that the
+/// load run compares what keyward adds (authentication, the guard, the audit trail), not the
+/// size of the answer.
 #[derive(Serialize, JsonSchema)]
 struct Pong {
-    role: String,
+    actor_kind: String,
+    expires_at: Option<String>,
+    key_id: Option<String>,
+    key_preview: Option<String>,
     permissions: Vec<String>,
+    role: String,
+    tenants: Vec<String>,
 }
 
 #[tool_router]
@@ -31,9 +39,25 @@ impl Bare {
     /// A trivial read-only tool shaped like keyward's `whoami`.
     #[tool(name = "whoami", annotations(read_only_hint = true))]
     async fn whoami(&self) -> Json<Pong> {
+        let permissions = [
+            "key:read",
+            "key:create",
+            "key:update",
+            "key:revoke",
+            "role:read",
+            "role:write",
+            "audit:read",
+            "operator:read",
+            "operator:write",
+        ];
         Json(Pong {
+            actor_kind: "key".into(),
+            expires_at: None,
+            key_id: Some("key_0123456789abcdef".into()),
+            key_preview: Some("kw_01234567".into()),
+            permissions: permissions.map(String::from).to_vec(),
             role: "admin".into(),
-            permissions: vec!["key:read".into()],
+            tenants: vec!["*".into()],
         })
     }
 }

@@ -9,6 +9,7 @@
 //!     cargo run --release --example load -- --connections 32 --seconds 5 --rounds 3
 //!     cargo run --release --example load -- --database-url postgres://postgres@127.0.0.1/kw_load
 //!     cargo run --release --example load -- --target http://127.0.0.1:19287/mcp --key kw_…
+//!     cargo run --release --example load -- --keyward /tmp/keyward-before   # another build as (a)
 //!
 //! Requests are self-contained 2026-07-28 calls (no session), answered as plain JSON.
 
@@ -28,6 +29,8 @@ struct Args {
     /// Drive an already-running keyward at this MCP URL instead (e.g. under a profiler).
     target: Option<String>,
     key: Option<String>,
+    /// Another keyward binary to measure as (a), e.g. a build kept from before a change.
+    keyward: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -38,6 +41,7 @@ fn args() -> Args {
         database_url: None,
         target: None,
         key: None,
+        keyward: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -50,6 +54,7 @@ fn args() -> Args {
             "--database-url" => a.database_url = Some(value),
             "--target" => a.target = Some(value),
             "--key" => a.key = Some(value),
+            "--keyward" => a.keyward = Some(PathBuf::from(value)),
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -129,6 +134,19 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) the process has used so far, from /proc (clock ticks at 100 Hz).
+fn cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces) start at ") ".
+            let rest = s.rsplit_once(") ")?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
 fn call_body(id: u64) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
     "name": "whoami", "arguments": {},
@@ -147,6 +165,8 @@ struct Round {
     server_errors: u64,
     latencies: Vec<Duration>,
     elapsed: Duration,
+    /// Server CPU ticks (1/100 s) used during the round.
+    cpu_ticks: u64,
 }
 
 impl Round {
@@ -169,6 +189,12 @@ impl Round {
         self.server_errors += other.server_errors;
         self.latencies.extend(other.latencies);
         self.elapsed += other.elapsed;
+        self.cpu_ticks += other.cpu_ticks;
+    }
+
+    /// Server CPU per answered call, in microseconds.
+    fn cpu_per_call_us(&self) -> f64 {
+        self.cpu_ticks as f64 * 10_000.0 / self.ok.max(1) as f64
     }
 }
 
@@ -241,13 +267,14 @@ async fn round(url: &str, bearer: Option<&str>, connections: usize, seconds: u64
 
 fn line(name: &str, r: &Round) {
     println!(
-        "  {name:<22} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ok {:>8}   failed {:>5}   5xx {:>3}",
+        "  {name:<22} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ok {:>8}   failed {:>5}   5xx {:>3}   cpu {:>5.1} µs/call",
         r.rps(),
         r.percentile(0.50).as_secs_f64() * 1e3,
         r.percentile(0.99).as_secs_f64() * 1e3,
         r.ok,
         r.failed,
-        r.server_errors
+        r.server_errors,
+        r.cpu_per_call_us()
     );
 }
 
@@ -262,7 +289,8 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let (keyward, bare) = (sibling("keyward"), sibling("bare_server"));
+    let keyward = a.keyward.clone().unwrap_or_else(|| sibling("keyward"));
+    let bare = sibling("bare_server");
     anyhow::ensure!(
         keyward.exists() && bare.exists(),
         "build first: cargo build --release --examples (looked for {} and {})",
@@ -298,6 +326,14 @@ async fn main() -> anyhow::Result<()> {
     bare_cmd.arg("127.0.0.1:0");
     let bare = start(bare_cmd)?;
     let pid = kw.child.id();
+    let bare_pid = bare.child.id();
+    // Times a round against one server and the CPU that server used meanwhile.
+    let measured = |url: String, bearer: Option<String>, pid: u32| async move {
+        let before = cpu_ticks(pid);
+        let mut r = round(&url, bearer.as_deref(), a.connections, a.seconds).await;
+        r.cpu_ticks = cpu_ticks(pid).saturating_sub(before);
+        r
+    };
 
     println!(
         "keyward load: {} connections, {} rounds of {} s each, alternating; tool whoami; database {}",
@@ -317,8 +353,8 @@ async fn main() -> anyhow::Result<()> {
 
     let (mut ka, mut kb) = (Round::default(), Round::default());
     for i in 0..a.rounds {
-        let ra = round(&kw.url, Some(&key), a.connections, a.seconds).await;
-        let rb = round(&bare.url, None, a.connections, a.seconds).await;
+        let ra = measured(kw.url.clone(), Some(key.clone()), pid).await;
+        let rb = measured(bare.url.clone(), None, bare_pid).await;
         println!("round {}:", i + 1);
         line("(a) keyward", &ra);
         line("(b) bare rmcp", &rb);
@@ -334,6 +370,12 @@ async fn main() -> anyhow::Result<()> {
         "ratio a/b: {:.2} req/s;  p99 a/b: {:.2}  (targets: >= 0.80 and <= 2.00)",
         ka.rps() / kb.rps(),
         pa.as_secs_f64() / pb.as_secs_f64()
+    );
+    println!(
+        "server CPU per answered call: (a) {:.1} µs, (b) {:.1} µs, b/a {:.2}",
+        ka.cpu_per_call_us(),
+        kb.cpu_per_call_us(),
+        kb.cpu_per_call_us() / ka.cpu_per_call_us()
     );
     println!(
         "keyward RSS: {idle_rss} KiB idle (started, no requests yet), {after_rss} KiB after the load"
