@@ -1,5 +1,7 @@
 //! Audit batch insert throughput (rows/s) on SQLite and, when reachable, PostgreSQL: what the
-//! group-commit writer does for every batch (one transaction, the events and their tenants).
+//! audit writers do for every batch (one transaction: the events, their tenants, the counts).
+//! Every batch gets fresh, increasing timestamps, as the trail does: re-inserting the same
+//! instants would put every index entry in the middle of its index instead of at its end.
 //!
 //!     cargo bench --bench audit_insert
 //!     KEYWARD_BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1/kw_bench cargo bench --bench audit_insert
@@ -9,17 +11,35 @@
     reason = "a benchmark that cannot set up should stop loudly"
 )]
 
+use std::cell::Cell;
 use std::time::Duration;
 
-use chrono::Utc;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use chrono::{DateTime, Utc};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use keyward::domain::audit::{Action, AuditEvent, Source, Status};
 use keyward::store::{Store, audit};
 
-fn event(i: usize) -> AuditEvent {
-    AuditEvent {
+thread_local! {
+    /// Microseconds since the epoch of the next event: one apart, never repeated.
+    static NEXT_AT: Cell<i64> = Cell::new({
         #[expect(clippy::disallowed_methods, reason = "benchmark data, not a rule")]
-        at: Utc::now(),
+        Utc::now().timestamp_micros()
+    });
+}
+
+/// `n` events, each a microsecond after the last event made.
+fn events(n: usize) -> Vec<AuditEvent> {
+    (0..n)
+        .map(|i| {
+            let at = NEXT_AT.with(|c| c.replace(c.get() + 1));
+            event(i, DateTime::from_timestamp_micros(at).unwrap_or_default())
+        })
+        .collect()
+}
+
+fn event(i: usize, at: DateTime<Utc>) -> AuditEvent {
+    AuditEvent {
+        at,
         actor_kind: "key".into(),
         actor_id: Some(format!("key_bench{:08}", i % 3)),
         actor_preview: Some("kw_AbCdEfGh".into()),
@@ -58,31 +78,41 @@ fn bench_backend(c: &mut Criterion, name: &str, url: &str) {
         .measurement_time(Duration::from_secs(5))
         .sample_size(20);
     for batch in [1usize, 32, 256] {
-        let events: Vec<AuditEvent> = (0..batch).map(event).collect();
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_with_input(BenchmarkId::new("batch", batch), &events, |b, events| {
-            b.to_async(&rt).iter(|| async {
-                let mut tx = store.begin().await.expect("begin");
-                audit::append(&mut tx, events).await.expect("append");
-                tx.commit().await.expect("commit");
-            });
+        group.bench_function(BenchmarkId::new("batch", batch), |b| {
+            b.to_async(&rt).iter_batched(
+                || events(batch),
+                |events| {
+                    let store = &store;
+                    async move {
+                        let mut tx = store.begin().await.expect("begin");
+                        audit::append(&mut tx, &events).await.expect("append");
+                        tx.commit().await.expect("commit");
+                    }
+                },
+                BatchSize::SmallInput,
+            );
         });
     }
     group.finish();
 }
 
-/// The SQLite writer's own path: its dedicated connection, no async runtime, no thread hops.
+/// The SQLite journal mover's path: its own native connection, no async runtime, batches of
+/// up to 4096 (what a pass takes depends on the load).
 fn bench_sqlite_writer(c: &mut Criterion, path: &std::path::Path) {
     let mut conn = keyward::store::audit_writer::open_sqlite(path).expect("open");
-    let mut group = c.benchmark_group("audit_insert/sqlite-writer-thread");
+    let mut group = c.benchmark_group("audit_insert/sqlite-mover");
     group
         .measurement_time(Duration::from_secs(5))
         .sample_size(20);
-    for batch in [1usize, 5, 32] {
-        let events: Vec<AuditEvent> = (0..batch).map(event).collect();
+    for batch in [32usize, 256, 4096] {
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_with_input(BenchmarkId::new("batch", batch), &events, |b, events| {
-            b.iter(|| audit::write_batch_sqlite(&mut conn, events).expect("write"));
+        group.bench_function(BenchmarkId::new("batch", batch), |b| {
+            b.iter_batched(
+                || events(batch),
+                |events| audit::write_batch_sqlite(&mut conn, &events).expect("write"),
+                BatchSize::SmallInput,
+            );
         });
     }
     group.finish();
