@@ -259,6 +259,7 @@ pub fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, rusql
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", super::SQLITE_SYNCHRONOUS)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", super::SQLITE_CACHE_KIB)?;
     conn.set_prepared_statement_cache_capacity(8);
     Ok(conn)
 }

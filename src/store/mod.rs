@@ -34,8 +34,17 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 /// commits before a checkpoint. FULL adds an fsync per commit.
 pub(crate) const SQLITE_SYNCHRONOUS: &str = "NORMAL";
 
-/// Page cache per pooled SQLite connection (negative: KiB), bounding its memory at 8 × 512 KiB.
-const SQLITE_CACHE_KIB: &str = "-512";
+/// Page cache per SQLite connection (negative: KiB): the pooled connections and the audit
+/// journal's mover each hold one.
+pub(crate) const SQLITE_CACHE_KIB: &str = "-512";
+
+/// Pooled SQLite connections: two per core, between 4 and 16. Each holds its own page cache,
+/// statement cache and worker thread, and WAL readers never wait for the writer, so more
+/// connections than the cores can keep busy only cost memory.
+fn sqlite_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    (2 * cores).clamp(4, 16)
+}
 
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -108,10 +117,11 @@ impl Store {
                 // each) would hold up to 16 MiB of mostly duplicated pages; the OS page cache
                 // serves the misses. Negative = KiB.
                 .pragma("cache_size", SQLITE_CACHE_KIB)
-                // Audit batches of every size up to 64 rows, plus the ordinary statements.
-                .statement_cache_capacity(256);
+                // Every statement the product runs, with room for the audit filters' shapes;
+                // each cached statement holds memory in every connection.
+                .statement_cache_capacity(64);
             let pool = SqlitePoolOptions::new()
-                .max_connections(8)
+                .max_connections(sqlite_pool_size())
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts)
                 .await

@@ -162,6 +162,13 @@ async fn mixed_load_loses_nothing_and_does_not_grow() {
     // Around the first third (20 s to 25 s of 60 s) and the end (55 s to 60 s).
     let (early_rss, late_rss) = (median_rss(&samples, 33, 42), median_rss(&samples, 92, 100));
     let peak = samples.iter().map(|(_, r)| *r).max().unwrap_or(0);
+    eprintln!(
+        "RSS samples (percent of the soak, KiB): {:?}",
+        samples
+            .iter()
+            .filter(|(p, _)| p % 5 == 0)
+            .collect::<Vec<_>>()
+    );
     let seconds = started.elapsed().as_secs_f64();
 
     let clock = Arc::new(keyward::clock::SystemClock);
