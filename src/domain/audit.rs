@@ -176,6 +176,34 @@ fn clip(s: &str, max: usize) -> String {
     }
 }
 
+/// A whoami record by an admin key over HTTP, for tests; change fields with `..`.
+#[cfg(test)]
+pub(crate) fn sample_event(reason: &str) -> AuditEvent {
+    AuditEvent {
+        at: chrono::DateTime::from_timestamp_micros(1_780_000_000_123_456).unwrap(),
+        actor_kind: "key".into(),
+        actor_id: Some("key_abc".into()),
+        actor_preview: Some("kw_abcdefgh".into()),
+        role: Some("admin".into()),
+        tenants: vec!["*".into()],
+        action: Action::Whoami,
+        target_type: None,
+        target_id: None,
+        status: Status::Success,
+        reason: Some(reason.into()),
+        source: Source::Http,
+        request_source: None,
+        client_name: Some("c".into()),
+        client_version: Some("1".into()),
+        request_id: Some("7".into()),
+        client_ip: Some("127.0.0.1".into()),
+        user_agent: None,
+        args: Some(serde_json::json!({"x": [1, "two"]})),
+        before: None,
+        after: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -221,31 +221,14 @@ pub async fn count_groups(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::audit::{Action, Source, Status};
+    use crate::domain::audit::Action;
 
     fn event(at: i64, action: Action, role: Option<&str>) -> AuditEvent {
         AuditEvent {
             at: chrono::DateTime::from_timestamp_micros(at).unwrap(),
-            actor_kind: "key".into(),
-            actor_id: None,
-            actor_preview: None,
-            role: role.map(str::to_owned),
-            tenants: vec!["*".into()],
             action,
-            target_type: None,
-            target_id: None,
-            status: Status::Success,
-            reason: None,
-            source: Source::Http,
-            request_source: None,
-            client_name: None,
-            client_version: None,
-            request_id: None,
-            client_ip: None,
-            user_agent: None,
-            args: None,
-            before: None,
-            after: None,
+            role: role.map(str::to_owned),
+            ..crate::domain::audit::sample_event("")
         }
     }
 

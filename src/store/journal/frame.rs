@@ -84,35 +84,9 @@ pub fn decode(bytes: &[u8], max: usize) -> Parsed {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
-    use crate::domain::audit::{Action, Source, Status};
-
-    pub fn event(reason: &str) -> AuditEvent {
-        AuditEvent {
-            at: chrono::DateTime::from_timestamp_micros(1_780_000_000_123_456).unwrap(),
-            actor_kind: "key".into(),
-            actor_id: Some("key_abc".into()),
-            actor_preview: Some("kw_abcdefgh".into()),
-            role: Some("admin".into()),
-            tenants: vec!["*".into()],
-            action: Action::Whoami,
-            target_type: None,
-            target_id: None,
-            status: Status::Success,
-            reason: Some(reason.into()),
-            source: Source::Http,
-            request_source: None,
-            client_name: Some("c".into()),
-            client_version: Some("1".into()),
-            request_id: Some("7".into()),
-            client_ip: Some("127.0.0.1".into()),
-            user_agent: None,
-            args: Some(serde_json::json!({"x": [1, "two"]})),
-            before: None,
-            after: None,
-        }
-    }
+    use crate::domain::audit::sample_event as event;
 
     #[test]
     fn frames_round_trip_and_a_torn_or_damaged_tail_stops_the_read() {

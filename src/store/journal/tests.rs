@@ -6,8 +6,9 @@ use std::io::Write;
 use std::sync::Arc;
 
 use super::files::{self, Owner};
-use super::frame::{self, tests::event};
+use super::frame;
 use super::{Journal, Options};
+use crate::domain::audit::sample_event as event;
 use crate::store::Store;
 use crate::store::audit_writer::open_sqlite;
 
