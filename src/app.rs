@@ -41,6 +41,9 @@ pub struct AppOptions {
     pub lockout: LockoutPolicy,
     /// How long a verified key or a lock state may be reused (at most 1 s; zero disables).
     pub cache_ttl: chrono::Duration,
+    /// A throwaway database for `--auth-mode disabled`: marked so, and no other mode serves a
+    /// database so marked.
+    pub development: bool,
 }
 
 pub struct AppState {

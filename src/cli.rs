@@ -45,7 +45,8 @@ pub enum AuthMode {
     /// One shared key (KEYWARD_LEGACY_API_KEY) with one role; no per-caller identity.
     Legacy,
     /// No authentication: every caller is an all-powerful development principal. Local
-    /// development only; refuses a non-loopback address.
+    /// development only: runs on a throwaway database of its own (deleted at exit) and refuses
+    /// a non-loopback address.
     Disabled,
 }
 
@@ -136,6 +137,10 @@ pub struct ServeArgs {
     /// How callers are authenticated.
     #[arg(long, env = "KEYWARD_AUTH_MODE", value_enum, default_value_t = AuthMode::Managed)]
     pub auth_mode: AuthMode,
+    /// Required to combine --stdio with --auth-mode disabled: confirms that every stdio call
+    /// runs as an all-powerful development principal (on a throwaway database).
+    #[arg(long, env = "KEYWARD_CONFIRM_DISABLED_STDIO")]
+    pub confirm_disabled_stdio: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,18 +2,52 @@
 
 use std::path::PathBuf;
 
-/// The database URL: the one given, or `keyward.db` in the user's data directory (created if
-/// needed), so `keyward serve` works on a fresh machine wherever it is started from.
-pub fn database_url(given: Option<&str>) -> anyhow::Result<String> {
-    if let Some(url) = given.filter(|u| !u.trim().is_empty()) {
-        return Ok(url.trim().to_owned());
+/// The database a command runs on.
+pub struct Database {
+    pub url: String,
+    /// Set for `--auth-mode disabled`: a throwaway database of its own, in a fresh private
+    /// directory that is deleted when this is dropped. It is marked as such, and no other mode
+    /// ever serves it.
+    pub throwaway: Option<tempfile::TempDir>,
+}
+
+/// The database URL: the one given, or `keyward.db` in the user's data directory (created
+/// owner-only if needed), so `keyward serve` works on a fresh machine wherever it is started
+/// from. With authentication disabled, never a named database: any web page the developer
+/// opens could otherwise mint keys into the database managed mode serves.
+pub fn database(given: Option<&str>, disabled: bool) -> anyhow::Result<Database> {
+    let given = given.map(str::trim).filter(|u| !u.is_empty());
+    if disabled {
+        anyhow::ensure!(
+            given.is_none(),
+            "--auth-mode disabled runs only on a throwaway database of its own, never a named one: \
+             unset --database-url / KEYWARD_DATABASE_URL (anything created with authentication \
+             disabled must not survive into a real deployment)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("keyward-dev-")
+            .tempdir()
+            .map_err(|e| anyhow::anyhow!("cannot create a throwaway database directory: {e}"))?;
+        return Ok(Database {
+            url: format!("sqlite://{}", dir.path().join("keyward.db").display()),
+            throwaway: Some(dir),
+        });
+    }
+    if let Some(url) = given {
+        return Ok(Database {
+            url: url.to_owned(),
+            throwaway: None,
+        });
     }
     let dir = directories::ProjectDirs::from("", "", "keyward")
         .map(|d| d.data_dir().to_path_buf())
         .unwrap_or_else(|| PathBuf::from("."));
-    std::fs::create_dir_all(&dir)
+    crate::store::private::create_dir(&dir)
         .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
-    Ok(format!("sqlite://{}", dir.join("keyward.db").display()))
+    Ok(Database {
+        url: format!("sqlite://{}", dir.join("keyward.db").display()),
+        throwaway: None,
+    })
 }
 
 /// The URL with any password removed, for log lines.
@@ -69,6 +103,7 @@ pub fn app_options(args: &ServeArgs) -> anyhow::Result<crate::app::AppOptions> {
     Ok(crate::app::AppOptions {
         lockout: lockout_policy(args)?,
         cache_ttl: ttl,
+        development: false,
     })
 }
 

@@ -38,6 +38,7 @@ impl Default for app::AppOptions {
         app::AppOptions {
             lockout: domain::lockout::LockoutPolicy::default(),
             cache_ttl: CACHE_TTL,
+            development: false,
         }
     }
 }
@@ -52,6 +53,7 @@ pub async fn open_app(
     let store = Store::open(database_url)
         .await
         .with_context(|| format!("cannot open database {}", config::redact_url(database_url)))?;
+    claim_purpose(&store, options.development).await?;
     let (audit, writer) = AuditWriter::start(store.clone(), &WriterConfig::default())
         .await
         .context("cannot start the audit trail")?;
@@ -71,6 +73,23 @@ pub async fn open_app(
     Ok((app, writer))
 }
 
+/// A throwaway development database is marked as such when it is made; any other use of a
+/// database so marked is refused, since anything created while authentication was disabled
+/// (by any web page, any local process) must never be served as real.
+async fn claim_purpose(store: &Store, development: bool) -> anyhow::Result<()> {
+    use store::settings::{self, DEVELOPMENT_DATABASE};
+    if development {
+        settings::get_or_insert(store, DEVELOPMENT_DATABASE, "true").await?;
+    } else if settings::get(store, DEVELOPMENT_DATABASE).await?.is_some() {
+        anyhow::bail!(
+            "this database was created by --auth-mode disabled: anything (keys, operators) may \
+             have been created in it without authentication, so only a development server may \
+             use it; point keyward at another database"
+        );
+    }
+    Ok(())
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Schemas(args) = &cli.command {
         if args.check {
@@ -88,11 +107,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let url = config::database_url(cli.db.database_url.as_deref())?;
-    let options = match &cli.command {
+    let disabled = matches!(&cli.command, Command::Serve(a) if a.auth_mode == AuthMode::Disabled);
+    let database = config::database(cli.db.database_url.as_deref(), disabled)?;
+    let url = database.url.clone();
+    let mut options = match &cli.command {
         Command::Serve(args) => config::app_options(args)?,
         _ => app::AppOptions::default(),
     };
+    options.development = database.throwaway.is_some();
     let (app, writer) = open_app(&url, Arc::new(SystemClock), options).await?;
     let result = match cli.command {
         Command::Serve(args) => serve(app.clone(), &args, &url).await,
@@ -109,6 +131,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     drop(app);
     let _ = writer.await;
     store.close().await;
+    // The throwaway database of a development server goes with it.
+    drop(database);
     result
 }
 
@@ -128,9 +152,17 @@ async fn serve(app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()>
                 })?;
                 mcp::CallerSource::Fixed(principal)
             }
-            mode => {
-                stdio::resolve_caller(&app, args.api_key.as_deref(), mode == AuthMode::Disabled)
-                    .await?
+            AuthMode::Disabled => {
+                anyhow::ensure!(
+                    args.confirm_disabled_stdio,
+                    "--stdio with --auth-mode disabled also needs --confirm-disabled-stdio \
+                     (KEYWARD_CONFIRM_DISABLED_STDIO=1): every call would run as an all-powerful \
+                     development principal"
+                );
+                stdio::resolve_caller(&app, None, true).await?
+            }
+            AuthMode::Managed => {
+                stdio::resolve_caller(&app, args.api_key.as_deref(), false).await?
             }
         };
         return stdio::serve(app, caller).await;

@@ -13,6 +13,8 @@ pub enum StoreError {
     Config(#[source] sqlx::Error),
     #[error("unsupported database URL: use sqlite:<path> or postgres://…")]
     UnsupportedUrl,
+    #[error("cannot create the database file: {0}")]
+    Create(#[source] std::io::Error),
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is invalid: {0}")]

@@ -12,8 +12,10 @@ pub mod journal;
 pub mod keys;
 pub mod lockout;
 pub mod operators;
+pub mod private;
 pub mod roles;
 pub mod sessions;
+pub mod settings;
 mod sql;
 
 use std::str::FromStr;
@@ -101,8 +103,13 @@ impl Store {
             POSTGRES_MIGRATIONS.run(&pool).await?;
             Store::Postgres(pool)
         } else if url.starts_with("sqlite:") {
-            let opts = SqliteConnectOptions::from_str(url)
-                .map_err(StoreError::Config)?
+            let opts = SqliteConnectOptions::from_str(url).map_err(StoreError::Config)?;
+            // Created here, owner-only, before SQLite would create it with the umask's mode.
+            let file = opts.get_filename();
+            if !file.as_os_str().is_empty() && file != std::path::Path::new(":memory:") {
+                private::touch(file).map_err(StoreError::Create)?;
+            }
+            let opts = opts
                 .create_if_missing(true)
                 // WAL: readers never block the writer. Durability: see SQLITE_SYNCHRONOUS.
                 .journal_mode(SqliteJournalMode::Wal)

@@ -137,9 +137,15 @@ impl EnvAt<'_> {
 async fn development_mode_runs_without_a_key_and_says_so() {
     let env = Env::new();
     let mut cmd = tokio::process::Command::new(crate::support::BIN);
-    cmd.args(["serve", "--stdio", "--auth-mode", "disabled"])
-        .env("KEYWARD_DATABASE_URL", env.url())
-        .env_remove("KEYWARD_API_KEY");
+    cmd.args([
+        "serve",
+        "--stdio",
+        "--auth-mode",
+        "disabled",
+        "--confirm-disabled-stdio",
+    ])
+    .env_remove("KEYWARD_DATABASE_URL")
+    .env_remove("KEYWARD_API_KEY");
     let client = env.stdio_command(cmd).await;
     let who = client.ok("whoami", json!({})).await;
     assert_eq!(who["actor_kind"], "development");

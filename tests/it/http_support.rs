@@ -23,6 +23,9 @@ pub struct Server {
     pub clock: Arc<ManualClock>,
     pub running: Running,
     pub env: Env,
+    /// The database actually served: the environment's, or, with authentication disabled, a
+    /// throwaway one of the server's own (kept until the server is dropped).
+    pub _database: keyward::config::Database,
 }
 
 /// Parses `keyward serve --listen 127.0.0.1:0 <extra…>` exactly as the binary would.
@@ -46,8 +49,14 @@ impl Server {
     pub async fn try_start(env: Env, extra: &[&str]) -> anyhow::Result<Self> {
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
         let args = serve_args(extra);
-        let options = keyward::config::app_options(&args)?;
-        let (app, _writer) = keyward::open_app(&env.url(), clock.clone(), options).await?;
+        let mut options = keyward::config::app_options(&args)?;
+        let database = if args.auth_mode == keyward::cli::AuthMode::Disabled {
+            keyward::config::database(None, true)?
+        } else {
+            keyward::config::database(Some(&env.url()), false)?
+        };
+        options.development = database.throwaway.is_some();
+        let (app, _writer) = keyward::open_app(&database.url, clock.clone(), options).await?;
         let settings = keyward::config::http_settings(&args, &app).await?;
         let running = keyward::http::start(app.clone(), settings).await?;
         Ok(Server {
@@ -55,6 +64,7 @@ impl Server {
             clock,
             running,
             env,
+            _database: database,
         })
     }
 

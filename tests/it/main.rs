@@ -15,6 +15,7 @@ mod access;
 mod audit;
 mod auth;
 mod crash;
+mod development;
 mod fail_closed;
 mod http_auth;
 mod http_edge;

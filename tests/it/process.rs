@@ -21,10 +21,16 @@ impl Drop for Process {
 
 impl Process {
     pub fn start(env: &Env, extra: &[&str]) -> Process {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--stateless", "--listen", "127.0.0.1:0"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--stateless", "--listen", "127.0.0.1:0"])
             .args(extra)
-            .env("KEYWARD_DATABASE_URL", env.url())
+            .env("KEYWARD_DATABASE_URL", env.url());
+        Self::spawn(cmd)
+    }
+
+    /// Starts `cmd` (a `keyward serve` on 127.0.0.1:0) and waits until it listens.
+    pub fn spawn(mut cmd: Command) -> Process {
+        let mut child = cmd
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -54,6 +60,14 @@ impl Process {
             .recv_timeout(std::time::Duration::from_secs(30))
             .expect("server started");
         Process { child, mcp }
+    }
+
+    /// SIGTERM, then waits for a graceful exit; returns whether it exited successfully.
+    pub fn terminate(mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().is_ok_and(|s| s.success())
     }
 }
 

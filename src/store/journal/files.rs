@@ -56,7 +56,7 @@ fn file_name() -> String {
 /// A new journal file, locked for this process, with its position row at the first frame.
 pub fn create(dir: &Path, conn: &rusqlite::Connection) -> Result<(File, String), StoreError> {
     let name = file_name();
-    let mut file = OpenOptions::new()
+    let mut file = crate::store::private::file_options()
         .read(true)
         .write(true)
         .create_new(true)

@@ -119,7 +119,8 @@ impl Journal {
         options: Options,
     ) -> Result<(Arc<Journal>, tokio::sync::oneshot::Receiver<()>), StoreError> {
         let dir = journal_dir(db);
-        std::fs::create_dir_all(&dir).map_err(|e| files::io("cannot create its directory", &e))?;
+        crate::store::private::create_dir(&dir)
+            .map_err(|e| files::io("cannot create its directory", &e))?;
         files::recover_dead(&dir, &mut conn)?;
         let (file, name) = files::create(&dir, &conn)?;
         let journal = Arc::new(Journal {

@@ -1,0 +1,33 @@
+//! Files that hold credentials or the trail are readable by their owner only: directories are
+//! created 0700 and files 0600, whatever the umask (other local users must not read the
+//! password hashes, key digests or audit records).
+
+use std::fs::OpenOptions;
+use std::path::Path;
+
+/// Creates `dir` (and missing parents) with mode 0700. An existing directory is left as it is.
+pub fn create_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Open options that create a file with mode 0600.
+pub fn file_options() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist yet (SQLite then gives its WAL and
+/// shared-memory files the same mode).
+pub fn touch(path: &Path) -> std::io::Result<()> {
+    match file_options().write(true).create_new(true).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
