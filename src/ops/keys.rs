@@ -208,7 +208,8 @@ pub async fn set_enabled(
     let now = app.now();
     let mut tx = app.store.begin().await?;
     let verb = if enabled { "enable" } else { "disable" };
-    let before = load_managed(&mut tx, p, key_id, verb, now, false).await?;
+    // Enabling hands the key's power out again: it must not outlive the caller.
+    let before = load_managed(&mut tx, p, key_id, verb, now, enabled).await?;
     if before.status == KeyStatus::Revoked {
         return Err(OpsError::Conflict(format!(
             "key {} is revoked; revocation is permanent",

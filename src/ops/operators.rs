@@ -8,7 +8,7 @@ use super::views::{OperatorList, OperatorView};
 use super::{OpsError, keys};
 use crate::app::App;
 use crate::domain::password::Password;
-use crate::domain::permission::Permission;
+use crate::domain::permission::{Permission, PermissionSet};
 use crate::domain::policy::{self, Reach};
 use crate::domain::principal::Principal;
 use crate::domain::role::validate_role_name;
@@ -106,7 +106,10 @@ pub async fn set_enabled(
     let now = app.now();
     let mut tx = app.store.begin().await?;
     let verb = if enabled { "enable" } else { "disable" };
-    let before = load_managed(&mut tx, p, id, verb).await?;
+    // Bringing an operator back hands its power out again, and operators never expire: an
+    // expiring caller cannot.
+    let lifetime = enabled.then_some(None);
+    let before = load_managed(&mut tx, p, id, verb, lifetime).await?;
     if !enabled && p.actor().id() == Some(before.id.as_str()) {
         return Err(OpsError::invalid(
             "you cannot disable yourself; ask another admin",
@@ -128,10 +131,16 @@ pub async fn set_role(
     let role_name = validate_role_name(role)?;
     let now = app.now();
     let mut tx = app.store.begin().await?;
-    let before = load_managed(&mut tx, p, id, "change the role of").await?;
+    let before = load_managed(&mut tx, p, id, "change the role of", None).await?;
     let role = store::roles::get_in(&mut tx, &role_name)
         .await?
         .ok_or_else(|| keys::unknown_role(&role_name))?;
+    let held = store::roles::get_in(&mut tx, &before.role)
+        .await?
+        .map_or(PermissionSet::EMPTY, |r| r.permissions);
+    // A raise hands out more power to someone who never expires: only a caller that never
+    // expires either may. Narrowing is always fine.
+    let raises = !role.permissions.is_subset_of(held);
     policy::within(
         p,
         format!(
@@ -141,7 +150,7 @@ pub async fn set_role(
         &Reach {
             permissions: role.permissions,
             tenants: None,
-            expires_at: None,
+            expires_at: raises.then_some(None),
         },
     )?;
     store::operators::set_role(&mut tx, &before.id, &role_name).await?;
@@ -155,6 +164,7 @@ async fn load_managed(
     p: &Principal,
     id: &str,
     verb: &str,
+    lifetime: Option<Option<DateTime<Utc>>>,
 ) -> Result<OperatorView, OpsError> {
     let id = ids::check_id("operator", id)?;
     let row = store::operators::get_in(tx, &id)
@@ -168,7 +178,7 @@ async fn load_managed(
         "cannot {verb} operator '{}' (role '{}')",
         row.username, row.role_name
     );
-    ensure_reach(tx, p, &row.role_name, &scope, None, action).await?;
+    ensure_reach(tx, p, &row.role_name, &scope, lifetime, action).await?;
     view(&row)
 }
 

@@ -327,4 +327,57 @@ async fn an_expiring_caller_cannot_hand_out_anything_that_outlives_it() {
         json!({"name": "viewer", "description": "read keys"}),
     )
     .await;
+
+    // Raising an operator (who never expires) is the same grant by another route.
+    let op = root
+        .ok("operator_create", json!({"username": "olga", "password": "correct horse battery", "role": "reader", "tenants": ["*"]}))
+        .await;
+    let op_id = op["operator"]["id"].as_str().unwrap().to_owned();
+    let msg = temp
+        .err(
+            "operator_set_role",
+            json!({"operator_id": op_id, "role": "admin"}),
+        )
+        .await;
+    assert!(
+        msg.starts_with("cannot give operator 'olga' role 'admin'")
+            && msg.contains("it never expires"),
+        "{msg}"
+    );
+    root.ok(
+        "operator_set_role",
+        json!({"operator_id": op_id, "role": "key_manager"}),
+    )
+    .await;
+    temp.ok(
+        "operator_set_role",
+        json!({"operator_id": op_id, "role": "reader"}),
+    )
+    .await;
+    // Bringing back a disabled operator, or a disabled key that outlives the caller.
+    temp.ok("operator_disable", json!({"operator_id": op_id}))
+        .await;
+    let msg = temp
+        .err("operator_enable", json!({"operator_id": op_id}))
+        .await;
+    assert!(
+        msg.starts_with("cannot enable operator 'olga'") && msg.contains("it never expires"),
+        "{msg}"
+    );
+    temp.ok("key_disable", json!({"key_id": forever_id})).await;
+    let msg = temp.err("key_enable", json!({"key_id": forever_id})).await;
+    assert!(
+        msg.starts_with("cannot enable key") && msg.contains("it never expires"),
+        "{msg}"
+    );
+    // A key that expires before the caller may come back.
+    let short = root
+        .ok(
+            "key_create",
+            json!({"name": "short", "role": "reader", "tenants": ["*"], "expires": "2h"}),
+        )
+        .await;
+    let short_id = short["key"]["id"].as_str().unwrap();
+    temp.ok("key_disable", json!({"key_id": short_id})).await;
+    temp.ok("key_enable", json!({"key_id": short_id})).await;
 }

@@ -24,6 +24,7 @@ mod http_mcp;
 mod http_sessions;
 mod http_support;
 mod keys;
+mod lifetimes;
 mod process;
 mod protocol;
 mod replicas;
