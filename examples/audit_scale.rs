@@ -559,12 +559,14 @@ struct World {
 
 async fn create_world(app: &App) -> anyhow::Result<World> {
     let meta = keyward::ops::CallMeta::new(Source::Cli);
-    let first = keyward::ops::auth::FirstAdmin {
+    let first = keyward::ops::bootstrap::FirstAdmin {
         key_name: "admin",
         expires_at: None,
         operator: None,
     };
-    let admin = keyward::ops::auth::bootstrap(app, first, &meta).await?.key;
+    let admin = keyward::ops::bootstrap::bootstrap(app, first, &meta)
+        .await?
+        .key;
     let principal = keyward::ops::auth::authenticate_key(app, &admin.api_key).await?;
     let create = |name: String, role: &str, tenants: Vec<String>| {
         let call =

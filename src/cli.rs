@@ -30,8 +30,11 @@ pub struct DbArgs {
 pub enum Command {
     /// Run the MCP server.
     Serve(Box<ServeArgs>),
-    /// Create the first admin key and print it once. Refused once an active admin key exists.
+    /// Create the first admin key and print it once. Works once per database, ever.
     Bootstrap(BootstrapArgs),
+    /// Break-glass: print a new admin key when every admin is lost. Offline (it needs the
+    /// database and this machine); audited.
+    Recover(RecoverArgs),
     /// Write the JSON Schema of every tool's input and output.
     Schemas(SchemasArgs),
     /// Create or upgrade the database schema, then exit (serve does this too).
@@ -137,6 +140,10 @@ pub struct ServeArgs {
     /// How callers are authenticated.
     #[arg(long, env = "KEYWARD_AUTH_MODE", value_enum, default_value_t = AuthMode::Managed)]
     pub auth_mode: AuthMode,
+    /// How long the setup token printed at start stays valid (it also dies as soon as
+    /// bootstrap happens anywhere).
+    #[arg(long, env = "KEYWARD_SETUP_TOKEN_LIFETIME", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub setup_token_lifetime: std::time::Duration,
     /// Required to combine --stdio with --auth-mode disabled: confirms that every stdio call
     /// runs as an all-powerful development principal (on a throwaway database).
     #[arg(long, env = "KEYWARD_CONFIRM_DISABLED_STDIO")]
@@ -153,6 +160,22 @@ pub struct BootstrapArgs {
     pub name: String,
     /// Expiry of the admin key: a duration ("365d") or an RFC 3339 time. Default: never, so
     /// the keys it creates are not capped; rotate it regularly.
+    #[arg(long)]
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// Create a new admin key (all tenants); the only recovery there is.
+    #[arg(long, required = true)]
+    pub admin: bool,
+    /// Print a JSON object (api_key, id, role, tenants, preview, expires_at) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Name of the key. Default: recovery-admin-<date>-<time>.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Expiry of the key: a duration ("1d") or an RFC 3339 time. Default: never.
     #[arg(long)]
     pub expires: Option<String>,
 }

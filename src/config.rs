@@ -191,6 +191,7 @@ pub async fn http_settings(args: &ServeArgs, app: &App) -> anyhow::Result<HttpSe
             .collect(),
         resource_documentation: args.resource_documentation.as_ref().map(|u| u.to_string()),
         shutdown_grace: std::time::Duration::from_secs(10),
+        setup_token_lifetime: chrono::Duration::from_std(args.setup_token_lifetime)?,
     })
 }
 

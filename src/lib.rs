@@ -119,6 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let result = match cli.command {
         Command::Serve(args) => serve(app.clone(), &args, &url).await,
         Command::Bootstrap(args) => bootstrap(&app, &args).await,
+        Command::Recover(args) => recover(&app, &args).await,
         Command::Migrate => {
             println!("database {} is up to date", config::redact_url(&url));
             Ok(())
@@ -172,23 +173,34 @@ async fn serve(app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()>
 }
 
 async fn bootstrap(app: &App, args: &cli::BootstrapArgs) -> anyhow::Result<()> {
-    let now = app.now();
-    let expires_at = match args.expires.as_deref() {
-        None => None,
-        Some(text) => match domain::timespec::parse_expiry(Some(text), now)? {
-            domain::policy::ExpiryRequest::At(t) => Some(t),
-            _ => None,
-        },
-    };
-    let first = ops::auth::FirstAdmin {
+    let first = ops::bootstrap::FirstAdmin {
         key_name: &args.name,
-        expires_at,
+        expires_at: ops::bootstrap::parse_expiry(args.expires.as_deref(), app.now())?,
         operator: None,
     };
-    let created = ops::auth::bootstrap(app, first, &ops::CallMeta::new(Source::Cli))
+    let created = ops::bootstrap::bootstrap(app, first, &ops::CallMeta::new(Source::Cli))
         .await?
         .key;
-    if args.json {
+    print_admin_key(&created, args.json, "the first admin key");
+    Ok(())
+}
+
+async fn recover(app: &App, args: &cli::RecoverArgs) -> anyhow::Result<()> {
+    let expires_at = ops::bootstrap::parse_expiry(args.expires.as_deref(), app.now())?;
+    let created = ops::bootstrap::recover_admin(
+        app,
+        args.name.as_deref(),
+        expires_at,
+        &ops::CallMeta::new(Source::Cli),
+    )
+    .await?;
+    print_admin_key(&created, args.json, "a recovery admin key");
+    Ok(())
+}
+
+/// The one place a minted admin key reaches stdout (for the person at the console).
+fn print_admin_key(created: &ops::KeyWithSecret, json: bool, what: &str) {
+    if json {
         let out = serde_json::json!({
             "api_key": created.api_key,
             "id": created.key.id,
@@ -200,12 +212,11 @@ async fn bootstrap(app: &App, args: &cli::BootstrapArgs) -> anyhow::Result<()> {
         println!("{out}");
     } else {
         println!(
-            "Created the first admin key {} (role admin, all tenants, expires {}).\n\
+            "Created {what} {} (role admin, all tenants, expires {}).\n\
              Store it now: it is shown only this once.\n\n{}\n",
             created.key.id,
             created.key.expires_at.as_deref().unwrap_or("never"),
             created.api_key
         );
     }
-    Ok(())
 }

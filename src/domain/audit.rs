@@ -66,6 +66,8 @@ closed_enum!(
         AuthFailed = "auth_failed",
         /// The first admin key (and, over HTTP, the first admin operator) was created.
         Bootstrap = "bootstrap",
+        /// An admin key created offline by break-glass recovery (`keyward recover --admin`).
+        Recover = "recover",
         /// A client IP crossed the failed-authentication threshold and was locked out.
         AuthLockout = "auth_lockout",
         /// A session cookie was issued (password or API key sign-in).

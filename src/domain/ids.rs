@@ -42,6 +42,28 @@ pub fn check_id(kind: &str, text: &str) -> Result<String, DomainError> {
     }
 }
 
+/// Key names: 1-64 ASCII letters, digits, '.', '_' and '-', like role names and usernames, so
+/// no look-alike letters, invisible or direction-changing characters can make two names look
+/// the same; not starting with `kw_`, which reads as a key. Never echoed back: whatever was typed
+/// might be a secret.
+pub fn check_key_name(text: &str) -> Result<String, DomainError> {
+    let text = text.trim();
+    let ok = (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !text.to_ascii_lowercase().starts_with(super::key::PREFIX);
+    if ok && !super::key::contains_key(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(DomainError::Invalid(
+            "invalid key name: use 1-64 characters a-z, A-Z, 0-9, '.', '_' or '-', not starting \
+             with 'kw_' (e.g. \"ci-deployer\")"
+                .into(),
+        ))
+    }
+}
+
 /// Names and descriptions are free text shown to people and models: bounded, single-line
 /// (descriptions may span lines), no control characters.
 pub fn check_label(

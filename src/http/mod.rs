@@ -55,14 +55,23 @@ pub struct HttpSettings {
     pub resource_documentation: Option<String>,
     /// How long shutdown waits for tool calls in flight before closing streams.
     pub shutdown_grace: Duration,
+    /// How long the setup token printed at start stays valid.
+    pub setup_token_lifetime: chrono::Duration,
+}
+
+/// The one-time bootstrap token this process printed, and until when it may be used.
+pub struct SetupToken {
+    pub value: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Clone)]
 pub struct HttpState {
     pub app: App,
     pub settings: Arc<HttpSettings>,
-    /// The one-time bootstrap token; `None` once used, or when an admin existed at start.
-    pub setup_token: Arc<Mutex<Option<String>>>,
+    /// The one-time bootstrap token; `None` once used or seen closed, or when bootstrap was
+    /// already closed at start.
+    pub setup_token: Arc<Mutex<Option<SetupToken>>>,
 }
 
 /// The whole HTTP application. Layers, outermost first, and why in this order:
@@ -236,23 +245,30 @@ pub struct Running {
 /// calls in flight finish (up to the grace period), then close MCP streams and sessions.
 pub async fn start(app: App, settings: HttpSettings) -> anyhow::Result<Running> {
     let managed = matches!(settings.auth, HttpAuth::Managed);
-    let setup_token = if managed && crate::ops::auth::needs_bootstrap(&app).await? {
+    let setup_token = if managed && crate::ops::bootstrap::is_open(&app).await? {
         let token = crate::domain::session::SessionToken::generate().expose()[4..].to_owned();
+        let minutes = settings.setup_token_lifetime.num_minutes().max(1);
         // Deliberately on stderr, once: the operator at the console needs it, nobody else.
         eprintln!(
             "keyward: no admin exists yet. Create one with POST /auth/bootstrap \
-             {{\"setup_token\", \"username\", \"password\"}} using this one-time setup token:\n\n    {token}\n"
+             {{\"setup_token\", \"username\", \"password\"}} using this one-time setup token \
+             (valid for {minutes} min, or until bootstrap happens anywhere):\n\n    {token}\n"
         );
         Some(token)
     } else {
         None
     };
+    let expires_at = app.now() + settings.setup_token_lifetime;
     let tls = settings.tls.clone();
     let grace = settings.shutdown_grace;
     let state = HttpState {
         app: app.clone(),
         settings: Arc::new(settings),
-        setup_token: Arc::new(Mutex::new(setup_token.clone())),
+        setup_token: Arc::new(Mutex::new(
+            setup_token
+                .clone()
+                .map(|value| SetupToken { value, expires_at }),
+        )),
     };
     let listen = state.settings.listen;
     let mcp_shutdown = CancellationToken::new();

@@ -20,7 +20,6 @@ use super::auth::{self, SESSION_COOKIE};
 use super::edge::{ClientIp, PublicBase};
 use super::error::{AppJson, HttpError};
 use crate::domain::audit::{Action, Status};
-use crate::domain::password::Password;
 use crate::ops::auth::{AuthError, AuthFailure, Rejected};
 use crate::ops::sessions::Credentials;
 use crate::ops::{self, ErrorKind, OpsError};
@@ -192,33 +191,37 @@ pub async fn bootstrap(
         Ok(r) => r,
         Err(refused) => return refused,
     };
-    let closed = |reason: &'static str| {
-        let app = state.app.clone();
-        let meta = meta.clone();
-        let ip = ip.0.to_string();
-        async move {
-            let event = crate::domain::audit::AuditEvent {
-                reason: Some(reason.to_owned()),
-                ..meta.event(app.now(), Action::Bootstrap, Status::Failed, "anonymous")
-            };
-            let recorded = match app.audit.record(event).await {
-                Ok(_) => ops::lockout::settle(&app, &ip, reservation, &meta).await,
-                Err(e) => Err(OpsError::from(e)),
-            };
-            if let Err(e) = recorded {
-                return HttpError::from(e).into_response();
+    let app = &state.app;
+    let now = app.now();
+    let expected = {
+        let mut slot = state.setup_token.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some(t) if t.expires_at <= now => {
+                *slot = None;
+                Err((
+                    "bootstrap attempted with an expired setup token",
+                    "the setup token has expired; restart keyward for a new one",
+                ))
             }
-            HttpError::new(
-                StatusCode::GONE,
-                "gone",
-                "bootstrap is closed: an admin already exists",
-            )
-            .into_response()
+            Some(t) => Ok(t.value.clone()),
+            None => Err((
+                "bootstrap attempted after it closed",
+                "bootstrap is closed: it already ran on this database",
+            )),
         }
     };
-    let expected = state.setup_token.lock().map(|t| t.clone()).unwrap_or(None);
-    let Some(expected) = expected else {
-        return closed("bootstrap attempted after it closed").await;
+    let expected = match expected {
+        Ok(t) => t,
+        Err((reason, message)) => {
+            let event = crate::domain::audit::AuditEvent {
+                reason: Some(reason.to_owned()),
+                ..meta.event(now, Action::Bootstrap, Status::Failed, "anonymous")
+            };
+            if let Err(e) = app.audit.record(event).await {
+                return HttpError::from(OpsError::from(e)).into_response();
+            }
+            return settled(&state, ip, reservation, &meta, gone(message)).await;
+        }
     };
     if !bool::from(
         expected
@@ -232,22 +235,17 @@ pub async fn bootstrap(
         }
         return HttpError::forbidden("wrong setup token").into_response();
     }
-    let password = match Password::new(&body.password) {
-        Ok(p) => p,
-        Err(e) => return HttpError::from(OpsError::from(e)).into_response(),
-    };
-    let first = ops::auth::FirstAdmin {
+    let first = ops::bootstrap::FirstAdmin {
         key_name: "bootstrap-admin",
         expires_at: None,
-        operator: Some((&body.username, &password)),
+        operator: Some((&body.username, &body.password)),
     };
-    match ops::auth::bootstrap(&state.app, first, &meta).await {
+    // Refusals past this point (closed elsewhere, weak password, bad name) are audited by the
+    // use case; the attempt stays counted.
+    match ops::bootstrap::bootstrap(app, first, &meta).await {
         Ok(done) => {
-            if let Ok(mut t) = state.setup_token.lock() {
-                *t = None;
-            }
-            if let Err(e) = ops::lockout::forgive(&state.app, &ip.0.to_string(), reservation).await
-            {
+            clear(&state);
+            if let Err(e) = ops::lockout::forgive(app, &ip.0.to_string(), reservation).await {
                 tracing::warn!(error = %e, "could not take back the bootstrap attempt");
             }
             tracing::info!(key_id = %done.key.key.id, "first admin created over HTTP; bootstrap is now closed");
@@ -264,12 +262,41 @@ pub async fn bootstrap(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res
         }
-        Err(e) if e.kind() == ErrorKind::Gone => {
-            if let Ok(mut t) = state.setup_token.lock() {
-                *t = None;
+        Err(e) => {
+            if e.kind() == ErrorKind::Gone {
+                // Bootstrapped elsewhere (the CLI, another replica): this token dies too.
+                clear(&state);
             }
-            closed("bootstrap attempted after an admin was created").await
+            settled(
+                &state,
+                ip,
+                reservation,
+                &meta,
+                HttpError::from(e).into_response(),
+            )
+            .await
         }
+    }
+}
+
+fn clear(state: &HttpState) {
+    *state.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+fn gone(message: &str) -> Response {
+    HttpError::new(StatusCode::GONE, "gone", message.to_owned()).into_response()
+}
+
+/// The counted attempt stays counted (announcing the lockout if it set one); answers `res`.
+async fn settled(
+    state: &HttpState,
+    ip: ClientIp,
+    r: ops::lockout::Reservation,
+    meta: &crate::ops::CallMeta,
+    res: Response,
+) -> Response {
+    match ops::lockout::settle(&state.app, &ip.0.to_string(), r, meta).await {
+        Ok(()) => res,
         Err(e) => HttpError::from(e).into_response(),
     }
 }

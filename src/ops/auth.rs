@@ -1,5 +1,5 @@
-//! Authentication: turning a presented API key into a `Principal`, recording refusals, the
-//! first-admin bootstrap, and "who am I".
+//! Authentication: turning a presented API key into a `Principal`, recording refusals, and
+//! "who am I".
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -11,17 +11,16 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::call::CallMeta;
-use super::views::{KeyWithSecret, OperatorView, WhoAmI};
+use super::views::WhoAmI;
 use super::{OpsError, keys};
 use crate::app::App;
 use crate::domain::audit::{Action, AuditEvent, Status};
 use crate::domain::key::{KeyDigest, KeyFormatError, PlainKey};
-use crate::domain::password::Password;
 use crate::domain::permission::PermissionSet;
 use crate::domain::principal::{Actor, Principal};
 use crate::domain::role::BuiltinRole;
 use crate::domain::tenant::TenantScope;
-use crate::domain::{ids, timespec};
+use crate::domain::timespec;
 use crate::store::{self, StoreError, from_micros};
 
 /// Why a credential was refused. Shown in logs and the audit trail; callers over the network
@@ -299,124 +298,6 @@ pub fn whoami(p: &Principal) -> WhoAmI {
         tenants: p.tenants().to_vec(),
         expires_at: p.expires_at().map(timespec::format_utc),
     }
-}
-
-/// What bootstrap creates: an admin key, and over HTTP also an admin operator.
-pub struct FirstAdmin<'a> {
-    pub key_name: &'a str,
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Username and password of the first admin operator.
-    pub operator: Option<(&'a str, &'a Password)>,
-}
-
-pub struct Bootstrapped {
-    pub key: KeyWithSecret,
-    pub operator: Option<OperatorView>,
-}
-
-/// Creates the first admin. Allowed only while no active admin exists (no unrevoked, enabled,
-/// unexpired admin key and no enabled admin operator), and serialised so two racing bootstraps
-/// cannot both win.
-pub async fn bootstrap(
-    app: &App,
-    first: FirstAdmin<'_>,
-    meta: &CallMeta,
-) -> Result<Bootstrapped, OpsError> {
-    let now = app.now();
-    if first.expires_at.is_some_and(|t| t <= now) {
-        return Err(OpsError::invalid("expiry must be in the future"));
-    }
-    let key_name = ids::check_label("name", first.key_name, 100, false)?;
-    let operator = match first.operator {
-        Some((username, password)) => {
-            let username = super::operators::check_username(username)?;
-            Some((
-                username,
-                super::operators::hash_password(app, password).await?,
-            ))
-        }
-        None => None,
-    };
-    let mut tx = app.store.begin().await?;
-    store::keys::lock_bootstrap(&mut tx).await?;
-    let admins = store::keys::count_active_admins(&mut tx, now).await?
-        + store::operators::count_active_admins(&mut tx).await?;
-    if admins > 0 {
-        return Err(OpsError::Gone(
-            "an active admin already exists: bootstrap works only while there is none; \
-             use that admin to create more keys and operators"
-                .into(),
-        ));
-    }
-    let admin = BuiltinRole::Admin.name();
-    let operator_view = match &operator {
-        Some((username, hash)) => {
-            let id = ids::new_operator_id();
-            let new = store::operators::NewOperator {
-                id: &id,
-                username,
-                password_hash: hash,
-                role_name: admin,
-                tenants: &TenantScope::All,
-                created_by: Some("bootstrap"),
-            };
-            store::operators::insert(&mut tx, &new, now).await?;
-            let row = store::operators::get_in(&mut tx, &id)
-                .await?
-                .ok_or_else(|| OpsError::NotFound("operator vanished during bootstrap".into()))?;
-            Some(super::operators::view(&row)?)
-        }
-        None => None,
-    };
-    let secret = PlainKey::generate();
-    let id = ids::new_key_id();
-    let preview = secret.preview();
-    let new = store::keys::NewKey {
-        id: &id,
-        name: &key_name,
-        description: "created by bootstrap",
-        role_name: admin,
-        tenants: &TenantScope::All,
-        preview: &preview,
-        digest: &secret.digest(),
-        created_by: Some("bootstrap"),
-        expires_at: first.expires_at,
-    };
-    store::keys::insert(&mut tx, &new, now).await?;
-    let row = store::keys::get_in(&mut tx, &id)
-        .await?
-        .ok_or_else(|| OpsError::NotFound("key vanished during bootstrap".into()))?;
-    let view = keys::view(&row, now)?;
-    let after = serde_json::json!({ "key": view, "operator": operator_view });
-    let event = AuditEvent {
-        target_type: Some("key".into()),
-        target_id: Some(id.clone()),
-        args: Some(crate::domain::audit::redact(&serde_json::json!({
-            "name": key_name,
-            "operator": operator.as_ref().map(|(u, _)| u),
-        }))),
-        after: Some(after),
-        ..meta.event(now, Action::Bootstrap, Status::Success, "system")
-    };
-    store::audit::append(&mut tx, &[event]).await?;
-    tx.commit().await?;
-    Ok(Bootstrapped {
-        key: KeyWithSecret {
-            key: view,
-            api_key: secret.expose().to_owned(),
-            previous_secret_valid_until: None,
-        },
-        operator: operator_view,
-    })
-}
-
-/// Whether no active admin exists yet (so bootstrap is open).
-pub async fn needs_bootstrap(app: &App) -> Result<bool, OpsError> {
-    let mut tx = app.store.begin().await?;
-    let admins = store::keys::count_active_admins(&mut tx, app.now()).await?
-        + store::operators::count_active_admins(&mut tx).await?;
-    tx.commit().await?;
-    Ok(admins == 0)
 }
 
 /// The one shared key of `legacy` auth mode, and the principal it stands for.

@@ -38,7 +38,7 @@ pub async fn create(app: &App, call: &Call, input: CreateKey) -> Result<KeyWithS
     let p = call.principal();
     policy::require(p, Permission::KeyCreate)?;
     let now = app.now();
-    let name = ids::check_label("name", &input.name, 100, false)?;
+    let name = check_name(&input.name)?;
     let description = ids::check_label(
         "description",
         input.description.as_deref().unwrap_or(""),
@@ -317,6 +317,11 @@ pub fn view(row: &KeyRow, now: DateTime<Utc>) -> Result<KeyView, OpsError> {
         rotated_at: fmt(row.rotated_at),
         last_used_at: fmt(row.last_used_at),
     })
+}
+
+/// A key name as the rules allow it (see `ids::check_key_name`).
+pub(crate) fn check_name(text: &str) -> Result<String, OpsError> {
+    Ok(ids::check_key_name(text)?)
 }
 
 fn not_found(id: &str) -> OpsError {

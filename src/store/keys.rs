@@ -77,6 +77,11 @@ pub async fn insert(tx: &mut Tx, key: &NewKey<'_>, now: DateTime<Utc>) -> Result
                created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
     let tenants_text = tenants.join(" ");
     let unknown_role = format!("role '{}' does not exist", key.role_name);
+    // Ids are 95 random bits: a clash is the name, unique among live keys ignoring case.
+    let taken = format!(
+        "a live key named '{}' already exists (names are unique ignoring case); pick another name",
+        key.name
+    );
     on_tx!(tx, c => sqlx::query(sql)
         .bind(key.id)
         .bind(key.name)
@@ -90,7 +95,7 @@ pub async fn insert(tx: &mut Tx, key: &NewKey<'_>, now: DateTime<Utc>) -> Result
         .execute(c)
         .await
         .map(|_| ())
-        .map_err(|e| StoreError::on_constraint(e, "key id collision, retry", &unknown_role)))?;
+        .map_err(|e| StoreError::on_constraint(e, &taken, &unknown_role)))?;
     for t in &tenants {
         on_tx!(tx, c => sqlx::query("INSERT INTO key_tenants (key_id, tenant) VALUES ($1, $2)")
             .bind(key.id)
@@ -255,18 +260,6 @@ pub async fn touch_last_used(
     .execute(p)
     .await
     .map(|_| ())
-    .map_err(db))
-}
-
-/// Live admin keys: not revoked, not disabled, not expired. Bootstrap is allowed only at zero.
-pub async fn count_active_admins(tx: &mut Tx, now: DateTime<Utc>) -> Result<i64, StoreError> {
-    on_tx!(tx, c => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM api_keys WHERE role_name = 'admin' AND revoked_at IS NULL \
-         AND disabled_at IS NULL AND (expires_at IS NULL OR expires_at > $1)",
-    )
-    .bind(micros(now))
-    .fetch_one(c)
-    .await
     .map_err(db))
 }
 

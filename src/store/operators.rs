@@ -163,13 +163,3 @@ pub async fn touch_login(
         .map(|_| ())
         .map_err(db))
 }
-
-/// Enabled admin operators. Bootstrap is allowed only while there are none (and no admin key).
-pub async fn count_active_admins(tx: &mut Tx) -> Result<i64, StoreError> {
-    on_tx!(tx, c => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM operators WHERE role_name = 'admin' AND disabled_at IS NULL",
-    )
-    .fetch_one(c)
-    .await
-    .map_err(db))
-}

@@ -20,16 +20,20 @@ async fn bootstrap_works_once_and_then_refuses() {
         .unwrap();
     assert!(!again.status.success());
     let err = String::from_utf8_lossy(&again.stderr);
-    assert!(err.contains("an active admin already exists"), "{err}");
+    assert!(err.contains("bootstrap is closed"), "{err}");
     assert!(again.stdout.is_empty());
 
-    // The refusal changed nothing: still exactly one admin key, and bootstrap is in the trail.
+    // The refusal created nothing: still exactly one admin key; both attempts are in the trail.
     let admin = env.stdio(&secret(&boot)).await;
     let keys = admin.ok("key_list", json!({})).await;
     assert_eq!(keys["keys"].as_array().unwrap().len(), 1);
     let events = admin.audit(json!({"action": ["bootstrap"]})).await;
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0]["source"], "cli");
+    let statuses: Vec<&str> = events
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["failed", "success"]);
+    assert!(events.iter().all(|e| e["source"] == "cli"));
     admin.close().await;
 }
 

@@ -71,8 +71,12 @@ async fn bootstrap_over_http_works_once_with_the_setup_token() {
         .collect();
     assert_eq!(
         statuses,
-        ["failed", "failed", "success"],
-        "closed attempts are audited"
+        ["failed", "failed", "success", "failed"],
+        "closed attempts, and a correct token with a weak password, are audited"
+    );
+    assert_eq!(
+        events[3]["reason"],
+        "password must be at least 12 characters"
     );
     let failures = admin.audit(json!({"action": ["auth_failed"]})).await;
     assert_eq!(failures[0]["reason"], "wrong setup token");

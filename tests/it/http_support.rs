@@ -79,12 +79,12 @@ impl Server {
     /// Creates the first admin (key only) and returns its secret.
     pub async fn admin_key(&self) -> String {
         let meta = keyward::ops::CallMeta::new(keyward::domain::audit::Source::Cli);
-        let first = keyward::ops::auth::FirstAdmin {
+        let first = keyward::ops::bootstrap::FirstAdmin {
             key_name: "admin",
             expires_at: None,
             operator: None,
         };
-        keyward::ops::auth::bootstrap(&self.app, first, &meta)
+        keyward::ops::bootstrap::bootstrap(&self.app, first, &meta)
             .await
             .expect("bootstrap")
             .key

@@ -14,6 +14,7 @@
 mod access;
 mod audit;
 mod auth;
+mod bootstrap;
 mod crash;
 mod development;
 mod fail_closed;

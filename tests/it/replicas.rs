@@ -219,12 +219,12 @@ async fn a_cached_verification_outlives_a_remote_revocation_by_at_most_one_secon
         .await
         .unwrap();
     let meta = keyward::ops::CallMeta::new(keyward::domain::audit::Source::Cli);
-    let first = keyward::ops::auth::FirstAdmin {
+    let first = keyward::ops::bootstrap::FirstAdmin {
         key_name: "admin",
         expires_at: None,
         operator: None,
     };
-    let admin = keyward::ops::auth::bootstrap(&app_a, first, &meta)
+    let admin = keyward::ops::bootstrap::bootstrap(&app_a, first, &meta)
         .await
         .unwrap()
         .key;

@@ -450,12 +450,12 @@ impl Harness {
 
     pub async fn bootstrap(&self) -> String {
         let meta = keyward::ops::CallMeta::new(keyward::domain::audit::Source::Cli);
-        let first = keyward::ops::auth::FirstAdmin {
+        let first = keyward::ops::bootstrap::FirstAdmin {
             key_name: "admin",
             expires_at: None,
             operator: None,
         };
-        let created = keyward::ops::auth::bootstrap(&self.app, first, &meta)
+        let created = keyward::ops::bootstrap::bootstrap(&self.app, first, &meta)
             .await
             .expect("bootstrap");
         created.key.api_key

@@ -13,7 +13,8 @@ use crate::ops::{self, Call, KeyPage, KeyResult, KeyWithSecret};
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyCreateArgs {
-    /// Short name saying who or what will use the key, e.g. "ci-deployer" (at most 100 characters).
+    /// Short name saying who or what will use the key, e.g. "ci-deployer": 1-64 letters, digits,
+    /// '.', '_' or '-', unique among live keys ignoring case.
     pub name: String,
     /// Role to grant (see role_list). You can only grant a role whose permissions you hold yourself.
     pub role: String,
