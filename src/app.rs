@@ -58,20 +58,8 @@ pub struct AppState {
     pub key_cache: TtlCache<KeyDigest, Arc<CachedKey>>,
     /// Lock state by client IP, for at most the cache's TTL (≤ 1 s).
     pub lock_cache: TtlCache<String, Option<DateTime<Utc>>>,
-    /// Bounds concurrent argon2 work (each uses ~19 MiB and a core for tens of ms), so a burst
-    /// of sign-ins can neither exhaust memory nor starve request handling.
-    pub password_work: tokio::sync::Semaphore,
-}
-
-impl AppState {
-    /// Runs argon2 work off the async threads, at most `password_work` at a time.
-    pub async fn password_job<T: Send + 'static>(
-        &self,
-        job: impl FnOnce() -> T + Send + 'static,
-    ) -> Option<T> {
-        let _permit = self.password_work.acquire().await.ok()?;
-        tokio::task::spawn_blocking(job).await.ok()
-    }
+    /// Where argon2 runs: threads of keyward's own, a few at a time, never the runtime's.
+    pub passwords: crate::ops::password_work::PasswordWork,
 }
 
 /// Counts work in progress and lets shutdown wait for it to drain.

@@ -66,8 +66,8 @@ pub async fn open_app(
         inflight: Arc::new(app::InFlight::default()),
         key_cache: ops::cache::TtlCache::new(options.cache_ttl, 10_000),
         lock_cache: ops::cache::TtlCache::new(options.cache_ttl, 10_000),
-        password_work: tokio::sync::Semaphore::new(
-            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        passwords: ops::password_work::PasswordWork::start(
+            ops::password_work::PasswordWork::default_width(),
         ),
     });
     Ok((app, writer))

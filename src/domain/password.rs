@@ -1,5 +1,7 @@
 //! Operator passwords: the length rule, and argon2id hashing. Hashing and verifying are slow
-//! on purpose (tens of milliseconds), so callers run them in `spawn_blocking`.
+//! on purpose (tens of milliseconds and ~19 MiB each), so they take an `OffRuntime` proof: they
+//! run only on threads that are not the async runtime's (the password work threads), never
+//! stalling request handling.
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -42,7 +44,7 @@ impl Password {
     }
 
     /// An argon2id PHC string (salted; parameters embedded).
-    pub fn hash(&self) -> Result<String, DomainError> {
+    pub fn hash(&self, _off: &OffRuntime) -> Result<String, DomainError> {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(self.0.expose_secret().as_bytes(), &salt)
@@ -51,7 +53,7 @@ impl Password {
     }
 
     /// Constant-time verification against a stored PHC string.
-    pub fn verify(&self, phc: &str) -> bool {
+    pub fn verify(&self, phc: &str, _off: &OffRuntime) -> bool {
         PasswordHash::new(phc).is_ok_and(|h| {
             Argon2::default()
                 .verify_password(self.0.expose_secret().as_bytes(), &h)
@@ -66,11 +68,23 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// A hash to verify against when the username is unknown, so a missing user takes as long as
-/// a wrong password (no username probing by timing).
-pub fn decoy_hash() -> String {
+/// Proof that the current thread belongs to no async runtime: argon2 may run here without
+/// stalling request handling. Only obtainable on such a thread.
+pub struct OffRuntime(());
+
+impl OffRuntime {
+    pub fn here() -> Option<Self> {
+        tokio::runtime::Handle::try_current()
+            .is_err()
+            .then_some(OffRuntime(()))
+    }
+}
+
+/// A hash to verify against when the username is unknown, so a missing user costs the same
+/// argon2 work as a wrong password (no username probing by timing). Computed once per process.
+pub fn decoy_hash(off: &OffRuntime) -> String {
     Password::presented("keyward-decoy-password")
-        .hash()
+        .hash(off)
         .unwrap_or_default()
 }
 
@@ -87,12 +101,27 @@ mod tests {
 
     #[test]
     fn hash_and_verify() {
+        let off = OffRuntime::here().unwrap();
         let p = Password::new("correct horse battery").unwrap();
-        let h = p.hash().unwrap();
+        let h = p.hash(&off).unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(p.verify(&h));
-        assert!(!Password::presented("correct horse battery!").verify(&h));
-        assert!(!p.verify("not a hash"));
+        assert!(p.verify(&h, &off));
+        assert!(!Password::presented("correct horse battery!").verify(&h, &off));
+        assert!(!p.verify("not a hash", &off));
         assert_eq!(format!("{p:?}"), "Password(..)");
+    }
+
+    #[test]
+    fn no_proof_on_a_runtime_thread() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(rt.block_on(async { OffRuntime::here().is_none() }));
+        assert!(rt.block_on(async {
+            tokio::task::spawn_blocking(|| OffRuntime::here().is_none())
+                .await
+                .unwrap()
+        }));
+        assert!(OffRuntime::here().is_some());
     }
 }

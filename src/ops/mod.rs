@@ -12,6 +12,7 @@ pub mod error;
 pub mod keys;
 pub mod lockout;
 pub mod operators;
+pub mod password_work;
 pub mod roles;
 pub mod sessions;
 mod views;

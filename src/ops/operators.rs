@@ -38,10 +38,11 @@ pub fn check_username(text: &str) -> Result<String, OpsError> {
     }
 }
 
-/// argon2id is deliberately slow: hash off the async threads, within the work limit.
+/// argon2id is deliberately slow: hash on the password threads.
 pub async fn hash_password(app: &App, p: &Password) -> Result<String, OpsError> {
     let hash_input = Password::presented(p.expose_for_hashing());
-    app.password_job(move || hash_input.hash())
+    app.passwords
+        .run(move |off| hash_input.hash(off))
         .await
         .ok_or_else(|| OpsError::invalid("password hashing was interrupted"))?
         .map_err(OpsError::from)

@@ -10,7 +10,7 @@ use super::call::CallMeta;
 use crate::app::App;
 use crate::domain::audit::{Action, AuditEvent, Status};
 use crate::domain::key::{KeyDigest, PlainKey};
-use crate::domain::password::{self, Password};
+use crate::domain::password::Password;
 use crate::domain::principal::Principal;
 use crate::domain::session::SessionToken;
 use crate::store::{self, from_micros};
@@ -92,12 +92,14 @@ async fn check_password(
     password: String,
 ) -> Result<Principal, AuthError> {
     let username = username.trim().to_lowercase();
+    // Before the lookup, so known and unknown names cost exactly one verification each.
+    let decoy = app.passwords.decoy().await.unwrap_or_default();
     let row = store::operators::find_for_login(&app.store, &username).await?;
-    let hash = row
-        .as_ref()
-        .map_or_else(password::decoy_hash, |r| r.password_hash.clone());
+    let hash = row.as_ref().map_or(decoy, |r| r.password_hash.clone());
     let presented = Password::presented(&password);
-    let ok = tokio::task::spawn_blocking(move || presented.verify(&hash))
+    let ok = app
+        .passwords
+        .run(move |off| presented.verify(&hash, off))
         .await
         .unwrap_or(false);
     match row {

@@ -32,5 +32,6 @@ mod replicas;
 mod roles;
 mod schemas;
 mod secrets;
+mod sign_in;
 mod soak;
 mod support;
