@@ -60,6 +60,8 @@ pub struct AppState {
     pub lock_cache: TtlCache<String, Option<DateTime<Utc>>>,
     /// Where argon2 runs: threads of keyward's own, a few at a time, never the runtime's.
     pub passwords: crate::ops::password_work::PasswordWork,
+    /// Hashes typed usernames (shared by every replica through the database).
+    pub name_key: crate::domain::username::NameKey,
 }
 
 /// Counts work in progress and lets shutdown wait for it to drain.

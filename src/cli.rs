@@ -73,12 +73,14 @@ pub struct ServeArgs {
     /// advertising URLs, and is an allowed Host.
     #[arg(long, env = "KEYWARD_PUBLIC_URL")]
     pub public_url: Option<url::Url>,
-    /// Proxies whose X-Forwarded-For/-Proto/-Host are believed (CIDR list).
+    /// Proxies whose X-Forwarded-For/-Proto/-Host are believed (CIDR list). Default: loopback
+    /// only; name your proxy's address (a whole private range would let any host in it choose
+    /// the client IP that lockout and the audit trail see).
     #[arg(
         long,
         env = "KEYWARD_TRUSTED_PROXIES",
         value_delimiter = ',',
-        default_value = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+        default_value = "127.0.0.0/8,::1/128"
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Browser origins allowed to call the server with credentials (scheme://host[:port], :* for

@@ -84,6 +84,7 @@ pub fn lockout_policy(args: &ServeArgs) -> anyhow::Result<LockoutPolicy> {
         threshold: args.lockout_threshold,
         window: d(args.lockout_window)?,
         duration: d(args.lockout_duration)?,
+        names: crate::domain::lockout::NameThrottle::default(),
     })
 }
 

@@ -54,6 +54,14 @@ pub async fn open_app(
         .await
         .with_context(|| format!("cannot open database {}", config::redact_url(database_url)))?;
     claim_purpose(&store, options.development).await?;
+    let name_key = store::settings::get_or_insert(
+        &store,
+        store::settings::NAME_HASH_KEY,
+        &domain::username::NameKey::generate_hex(),
+    )
+    .await?;
+    let name_key = domain::username::NameKey::from_hex(&name_key)
+        .context("the stored username hash key is malformed")?;
     let (audit, writer) = AuditWriter::start(store.clone(), &WriterConfig::default())
         .await
         .context("cannot start the audit trail")?;
@@ -66,6 +74,7 @@ pub async fn open_app(
         inflight: Arc::new(app::InFlight::default()),
         key_cache: ops::cache::TtlCache::new(options.cache_ttl, 10_000),
         lock_cache: ops::cache::TtlCache::new(options.cache_ttl, 10_000),
+        name_key,
         passwords: ops::password_work::PasswordWork::start(
             ops::password_work::PasswordWork::default_width(),
         ),

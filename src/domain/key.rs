@@ -91,25 +91,12 @@ pub struct KeyDigest([u8; 32]);
 
 impl KeyDigest {
     pub fn to_hex(&self) -> String {
-        super::session::hex(&self.0)
+        super::ids::hex(&self.0)
     }
 
     /// Reads the hex form back (as stored for key sessions).
     pub fn from_hex(text: &str) -> Option<Self> {
-        let bytes = text.as_bytes();
-        if bytes.len() != 64 {
-            return None;
-        }
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        let mut out = [0u8; 32];
-        for (i, slot) in out.iter_mut().enumerate() {
-            *slot = nibble(bytes[2 * i])? << 4 | nibble(bytes[2 * i + 1])?;
-        }
-        Some(KeyDigest(out))
+        super::ids::from_hex32(text).map(KeyDigest)
     }
 }
 

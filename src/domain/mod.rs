@@ -15,5 +15,6 @@ pub mod role;
 pub mod session;
 pub mod tenant;
 pub mod timespec;
+pub mod username;
 
 pub use error::DomainError;

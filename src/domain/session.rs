@@ -30,7 +30,7 @@ impl SessionToken {
     }
 
     pub fn digest_hex(&self) -> String {
-        hex(&Sha256::digest(self.expose().as_bytes()))
+        super::ids::hex(&Sha256::digest(self.expose().as_bytes()))
     }
 }
 
@@ -38,16 +38,6 @@ impl std::fmt::Debug for SessionToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SessionToken(..)")
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    out
 }
 
 #[cfg(test)]

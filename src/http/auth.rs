@@ -109,14 +109,34 @@ pub fn challenge(base: &PublicBase, presented: bool) -> HttpError {
 }
 
 pub fn locked_out(until: DateTime<Utc>, now: DateTime<Utc>) -> HttpError {
-    // Rounded up: a client that waits this long is no longer locked out.
+    too_many(
+        until,
+        now,
+        "locked_out",
+        "too many failed authentications from this address",
+    )
+}
+
+/// 429 for a sign-in whose username has failed repeatedly of late (the same for every name,
+/// existing or not).
+pub fn name_delayed(until: DateTime<Utc>, now: DateTime<Utc>) -> HttpError {
+    too_many(
+        until,
+        now,
+        "slow_down",
+        "too many failed sign-ins for this username",
+    )
+}
+
+fn too_many(until: DateTime<Utc>, now: DateTime<Utc>, code: &'static str, why: &str) -> HttpError {
+    // Rounded up: a client that waits this long is no longer held back.
     let secs = ((until - now).num_milliseconds() + 999)
         .div_euclid(1000)
         .max(1);
     HttpError::new(
         StatusCode::TOO_MANY_REQUESTS,
-        "locked_out",
-        format!("too many failed authentications from this address; try again in {secs} s"),
+        code,
+        format!("{why}; try again in {secs} s"),
     )
     .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
 }
@@ -129,6 +149,10 @@ fn note_failure(state: &HttpState, ip: ClientIp, rejected: &Rejected) {
         key_id = rejected.key_id.as_deref(),
         "authentication failed"
     );
+    count_failure(state, rejected);
+}
+
+fn count_failure(state: &HttpState, rejected: &Rejected) {
     state
         .app
         .metrics
@@ -139,8 +163,11 @@ fn note_failure(state: &HttpState, ip: ClientIp, rejected: &Rejected) {
         .inc();
 }
 
-/// Records a refused bearer credential after the fact: log line, metric, audit record and
-/// lockout count. Returns the response to send.
+/// Records one refused bearer credential after the fact: log line, metric, audit record and
+/// lockout count. A 256-bit key or token cannot be guessed, so an address that is locked out
+/// still has its well-formed credentials looked up and served when valid; only its failures
+/// are refused (429), and they are neither counted nor audited again (the lockout was).
+/// Returns the response to send.
 pub async fn refuse(
     state: &HttpState,
     ip: ClientIp,
@@ -148,9 +175,18 @@ pub async fn refuse(
     meta: &CallMeta,
     base: &PublicBase,
 ) -> Response {
-    note_failure(state, ip, rejected);
     let app = &state.app;
-    match ops::lockout::record_failure(app, &ip.0.to_string(), rejected, meta).await {
+    match ops::lockout::locked_until(app, &ip.lockout_key()).await {
+        Ok(Some(until)) => {
+            count_failure(state, rejected);
+            tracing::debug!(client_ip = %ip.0, reason = rejected.failure.reason(), "authentication failed while locked out");
+            return locked_out(until, app.now()).into_response();
+        }
+        Ok(None) => {}
+        Err(e) => return HttpError::from(e).into_response(),
+    }
+    note_failure(state, ip, rejected);
+    match ops::lockout::record_failure(app, &ip.lockout_key(), rejected, meta).await {
         Err(e) => HttpError::from(e).into_response(),
         // Failures past the threshold (concurrent with the one that set the lock) are
         // answered as locked out: no more than `threshold` ever get an ordinary answer.
@@ -169,7 +205,7 @@ pub async fn reserve(
     ip: ClientIp,
 ) -> Result<ops::lockout::Reservation, Response> {
     let app = &state.app;
-    let r = ops::lockout::reserve(app, &ip.0.to_string())
+    let r = ops::lockout::reserve(app, &ip.lockout_key())
         .await
         .map_err(|e| HttpError::from(e).into_response())?;
     match r.refused_until(app) {
@@ -187,18 +223,47 @@ pub async fn refuse_reserved(
     meta: &CallMeta,
 ) -> Option<Response> {
     note_failure(state, ip, rejected);
-    ops::lockout::confirm(&state.app, &ip.0.to_string(), r, rejected, meta)
+    ops::lockout::confirm(&state.app, &ip.lockout_key(), r, rejected, meta)
         .await
         .err()
         .map(|e| HttpError::from(e).into_response())
 }
 
-/// Refuses requests from a locked-out client IP with 429 and `Retry-After`.
+/// Refuses requests from a locked-out address with 429 and `Retry-After` (for guessable
+/// secrets: passwords, the setup token, a short legacy key).
 pub async fn check_lockout(state: &HttpState, ip: ClientIp) -> Result<(), Response> {
-    match ops::lockout::locked_until(&state.app, &ip.0.to_string()).await {
+    match ops::lockout::locked_until(&state.app, &ip.lockout_key()).await {
         Ok(None) => Ok(()),
         Ok(Some(until)) => Err(locked_out(until, state.app.now()).into_response()),
         Err(e) => Err(HttpError::from(e).into_response()),
+    }
+}
+
+/// A legacy shared key short enough to be guessed: counted before it is checked, like a
+/// password, and refused outright while the address is locked out.
+async fn legacy_guessable(
+    state: &HttpState,
+    ip: ClientIp,
+    shared: &ops::auth::LegacyKey,
+    token: &str,
+    meta: &CallMeta,
+    base: &PublicBase,
+) -> Result<Principal, Response> {
+    check_lockout(state, ip).await?;
+    let r = reserve(state, ip).await?;
+    match shared.verify(token) {
+        Some(p) => {
+            if let Err(e) = ops::lockout::forgive(&state.app, &ip.lockout_key(), r).await {
+                tracing::warn!(error = %e, "could not take back a successful legacy key attempt");
+            }
+            Ok(p)
+        }
+        None => {
+            let rejected = Rejected::new(AuthFailure::UnknownKey);
+            Err(refuse_reserved(state, ip, r, &rejected, meta)
+                .await
+                .unwrap_or_else(|| challenge(base, true).into_response()))
+        }
     }
 }
 
@@ -222,21 +287,24 @@ pub async fn authenticate(
         )
         .into_response();
     };
-    if let Err(locked) = check_lockout(&state, ip).await {
-        return locked;
-    }
     let meta = call_meta(req.headers(), ip);
     let result: Result<Principal, AuthError> =
         match (&state.settings.auth, credential(req.headers())) {
             (HttpAuth::Disabled, _) => Ok(ops::auth::development_principal()),
             (_, Credential::None) => return challenge(&base, false).into_response(),
+            (HttpAuth::Legacy(shared), Credential::Bearer(token)) if shared.guessable() => {
+                match legacy_guessable(&state, ip, shared, token, &meta, &base).await {
+                    Ok(p) => Ok(p),
+                    Err(refused) => return refused,
+                }
+            }
             (HttpAuth::Legacy(shared), Credential::Bearer(token)) => shared
                 .verify(token)
                 .ok_or_else(|| AuthError::Rejected(Rejected::new(AuthFailure::UnknownKey))),
             (HttpAuth::Managed, Credential::Bearer(token)) => {
                 ops::auth::authenticate_key(&state.app, token).await
             }
-            (_, Credential::Cookie(cookie)) => {
+            (HttpAuth::Managed, Credential::Cookie(cookie)) => {
                 // A state-changing request riding on a cookie must come from an allowed Origin
                 // (the origin layer already refused disallowed ones; here it must be present).
                 if req.method() != Method::GET
@@ -249,6 +317,10 @@ pub async fn authenticate(
                     .into_response();
                 }
                 ops::sessions::authenticate(&state.app, &cookie).await
+            }
+            // Sign-in sessions exist only in managed mode: elsewhere a cookie is no credential.
+            (HttpAuth::Legacy(_), Credential::Cookie(_)) => {
+                return challenge(&base, false).into_response();
             }
         };
     match result {

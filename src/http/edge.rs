@@ -15,6 +15,13 @@ use ipnet::IpNet;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
+impl ClientIp {
+    /// What failures are counted under: the address, or an IPv6 address's /64.
+    pub fn lockout_key(&self) -> String {
+        crate::domain::lockout::address_key(self.0)
+    }
+}
+
 /// The absolute base URL the client used (`scheme://host[:port]`, no trailing slash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicBase {

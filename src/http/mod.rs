@@ -289,6 +289,24 @@ pub async fn start(app: App, settings: HttpSettings) -> anyhow::Result<Running> 
             mcp_shutdown.cancel();
         });
     }
+    {
+        // Expired lockout counters and sign-in throttles are deleted, so failures from ever
+        // new addresses cannot grow the tables without bound.
+        let (app, stop) = (app.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = every.tick() => {
+                        if let Err(e) = crate::ops::lockout::prune(&app).await {
+                            tracing::warn!(error = %e, "could not prune expired lockout counters");
+                        }
+                    }
+                }
+            }
+        });
+    }
     let signal = shutdown.clone().cancelled_owned();
     let service = router.into_make_service_with_connect_info::<Peer>();
     let task = match tls {

@@ -70,9 +70,6 @@ pub async fn login(
     if let Some(off) = managed_only(&state) {
         return off;
     }
-    if let Err(locked) = auth::check_lockout(&state, ip).await {
-        return locked;
-    }
     let creds = match body {
         LoginBody {
             api_key: Some(k),
@@ -92,14 +89,26 @@ pub async fn login(
         }
     };
     let meta = auth::call_meta(&headers, ip);
-    let reservation = match auth::reserve(&state, ip).await {
-        Ok(r) => r,
-        Err(refused) => return refused,
+    let reservation = match &creds {
+        // A 256-bit key cannot be guessed: looked up even from a locked-out address, and
+        // counted only when it fails (as a bearer key is).
+        Credentials::ApiKey(_) => None,
+        // A password can: counted before it is checked, refused while locked out.
+        Credentials::Password { .. } => {
+            if let Err(locked) = auth::check_lockout(&state, ip).await {
+                return locked;
+            }
+            match auth::reserve(&state, ip).await {
+                Ok(r) => Some(r),
+                Err(refused) => return refused,
+            }
+        }
     };
     let max_age = state.settings.session_max_age;
-    match ops::sessions::login(&state.app, creds, max_age, &meta).await {
+    match ops::sessions::login(&state.app, creds, max_age, &meta, &ip.lockout_key()).await {
         Ok(session) => {
-            if let Err(e) = ops::lockout::forgive(&state.app, &ip.0.to_string(), reservation).await
+            if let Some(r) = reservation
+                && let Err(e) = ops::lockout::forgive(&state.app, &ip.lockout_key(), r).await
             {
                 tracing::warn!(error = %e, "could not take back a successful sign-in attempt");
             }
@@ -121,12 +130,18 @@ pub async fn login(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res
         }
-        Err(AuthError::Rejected(r)) => {
-            match auth::refuse_reserved(&state, ip, reservation, &r, &meta).await {
-                Some(error) => error,
-                None => auth::challenge(&base, true).into_response(),
+        Err(AuthError::Rejected(r)) => match reservation {
+            None => auth::refuse(&state, ip, &r, &meta, &base).await,
+            Some(reserved) => {
+                if let Some(error) = auth::refuse_reserved(&state, ip, reserved, &r, &meta).await {
+                    return error;
+                }
+                match r.until {
+                    Some(until) => auth::name_delayed(until, state.app.now()).into_response(),
+                    None => auth::challenge(&base, true).into_response(),
+                }
             }
-        }
+        },
         Err(AuthError::Store(e)) => HttpError::from(OpsError::from(e)).into_response(),
         Err(AuthError::Audit(e)) => HttpError::from(OpsError::from(e)).into_response(),
     }
@@ -245,7 +260,7 @@ pub async fn bootstrap(
     match ops::bootstrap::bootstrap(app, first, &meta).await {
         Ok(done) => {
             clear(&state);
-            if let Err(e) = ops::lockout::forgive(app, &ip.0.to_string(), reservation).await {
+            if let Err(e) = ops::lockout::forgive(app, &ip.lockout_key(), reservation).await {
                 tracing::warn!(error = %e, "could not take back the bootstrap attempt");
             }
             tracing::info!(key_id = %done.key.key.id, "first admin created over HTTP; bootstrap is now closed");
@@ -295,7 +310,7 @@ async fn settled(
     meta: &crate::ops::CallMeta,
     res: Response,
 ) -> Response {
-    match ops::lockout::settle(&state.app, &ip.0.to_string(), r, meta).await {
+    match ops::lockout::settle(&state.app, &ip.lockout_key(), r, meta).await {
         Ok(()) => res,
         Err(e) => HttpError::from(e).into_response(),
     }

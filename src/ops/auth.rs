@@ -45,6 +45,8 @@ pub enum AuthFailure {
     BadSession,
     /// The one-time setup token for HTTP bootstrap did not match.
     BadSetupToken,
+    /// Too many failed sign-ins for this username lately: the next attempt waits a little.
+    NameDelayed,
 }
 
 impl AuthFailure {
@@ -63,6 +65,9 @@ impl AuthFailure {
             AuthFailure::OperatorDisabled => "operator is disabled",
             AuthFailure::BadSession => "session is unknown, revoked or expired",
             AuthFailure::BadSetupToken => "wrong setup token",
+            AuthFailure::NameDelayed => {
+                "sign-in for this username is delayed after repeated failures"
+            }
         }
     }
 
@@ -82,6 +87,7 @@ impl AuthFailure {
             AuthFailure::OperatorDisabled => "operator_disabled",
             AuthFailure::BadSession => "bad_session",
             AuthFailure::BadSetupToken => "bad_setup_token",
+            AuthFailure::NameDelayed => "name_delayed",
         }
     }
 }
@@ -90,18 +96,24 @@ impl AuthFailure {
 #[derive(Debug, Clone)]
 pub struct Rejected {
     pub failure: AuthFailure,
+    /// What the credential belongs to, when known ("key", "operator").
+    pub actor_kind: Option<&'static str>,
     pub key_id: Option<String>,
     pub preview: Option<String>,
     pub tenants: Option<Vec<String>>,
+    /// Until when a delayed attempt must wait.
+    pub until: Option<DateTime<Utc>>,
 }
 
 impl Rejected {
     pub fn new(failure: AuthFailure) -> Self {
         Rejected {
             failure,
+            actor_kind: None,
             key_id: None,
             preview: None,
             tenants: None,
+            until: None,
         }
     }
 }
@@ -157,10 +169,11 @@ pub async fn authenticate_digest(
     };
     if let Some(failure) = key.refusal(now) {
         return Err(AuthError::Rejected(Rejected {
-            failure,
+            actor_kind: Some("key"),
             key_id: Some(key.id.clone()),
             preview: Some(key.preview.clone()),
             tenants: Some(key.tenants.clone()),
+            ..Rejected::new(failure)
         }));
     }
     let principal = key
@@ -258,11 +271,7 @@ pub async fn record_rejection(
     rejected: &Rejected,
     meta: &CallMeta,
 ) -> Result<(), OpsError> {
-    let kind = if rejected.key_id.is_some() {
-        "key"
-    } else {
-        "anonymous"
-    };
+    let kind = rejected.actor_kind.unwrap_or("anonymous");
     let event = AuditEvent {
         actor_id: rejected.key_id.clone(),
         actor_preview: rejected.preview.clone(),
@@ -304,7 +313,13 @@ pub fn whoami(p: &Principal) -> WhoAmI {
 pub struct LegacyKey {
     digest: [u8; 32],
     principal: Principal,
+    /// Shorter than `LEGACY_GUESSABLE_BELOW`: treated like a password.
+    guessable: bool,
 }
+
+/// A legacy key this long or longer is treated like a bearer key; shorter ones like passwords
+/// (counted before they are checked, refused while the address is locked out).
+pub const LEGACY_GUESSABLE_BELOW: usize = 32;
 
 impl LegacyKey {
     /// Under 8 characters is refused; 8 to 15 is accepted with a warning.
@@ -325,6 +340,7 @@ impl LegacyKey {
             .await?
             .ok_or_else(|| keys::unknown_role(role))?;
         Ok(LegacyKey {
+            guessable: n < LEGACY_GUESSABLE_BELOW,
             digest: Sha256::digest(secret.as_bytes()).into(),
             principal: Principal::new(
                 Actor::Legacy,
@@ -334,6 +350,10 @@ impl LegacyKey {
                 None,
             ),
         })
+    }
+
+    pub fn guessable(&self) -> bool {
+        self.guessable
     }
 
     /// Compares digests in constant time, so neither content nor length leaks through timing.
@@ -349,10 +369,11 @@ pub(crate) fn operator_principal(
 ) -> Result<Principal, AuthError> {
     let reject = |failure| {
         AuthError::Rejected(Rejected {
-            failure,
+            actor_kind: Some("operator"),
             key_id: Some(row.id.clone()),
             preview: Some(row.username.clone()),
             tenants: Some(row.tenants.split_whitespace().map(str::to_owned).collect()),
+            ..Rejected::new(failure)
         })
     };
     if row.disabled_at.is_some() {

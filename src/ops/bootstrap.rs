@@ -70,7 +70,7 @@ async fn create_first_admin(
     let key_name = keys::check_name(first.key_name)?;
     let operator = match first.operator {
         Some((username, password)) => {
-            let username = super::operators::check_username(username)?;
+            let username = crate::domain::username::check(username)?;
             let password = Password::new(password)?;
             Some((
                 username,

@@ -1,5 +1,6 @@
 //! Brute-force protection across every replica: failed authentications are counted per client
-//! IP in the database; crossing the threshold locks the IP and is audited once.
+//! address (an IPv6 /64 counts as one) in the database; crossing the threshold locks the
+//! address and is audited once. Counters that hold nothing back any more are pruned.
 //!
 //! Two ways to count. Bearer keys on `/mcp` (256-bit secrets, the hot path) are counted after
 //! they fail. Sign-in and bootstrap (passwords and one-time tokens, which can be guessed) are
@@ -123,4 +124,9 @@ async fn announce_lock(
     };
     app.audit.record(event).await?;
     Ok(())
+}
+
+/// Deletes counters that no longer hold anything back (run periodically by the HTTP server).
+pub async fn prune(app: &App) -> Result<u64, OpsError> {
+    Ok(store::lockout::prune(&app.store, app.now(), &app.lockout).await?)
 }

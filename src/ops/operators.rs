@@ -23,21 +23,6 @@ pub struct CreateOperator {
     pub tenants: Vec<String>,
 }
 
-/// Usernames are case-insensitive identifiers (stored lowercase): letters, digits and . _ - @ +.
-pub fn check_username(text: &str) -> Result<String, OpsError> {
-    let u = text.trim().to_lowercase();
-    let ok = (3..=128).contains(&u.len())
-        && u.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-@+".contains(&b));
-    if ok {
-        Ok(u)
-    } else {
-        Err(OpsError::invalid(
-            "invalid username: 3-128 characters, letters, digits and . _ - @ +",
-        ))
-    }
-}
-
 /// argon2id is deliberately slow: hash on the password threads.
 pub async fn hash_password(app: &App, p: &Password) -> Result<String, OpsError> {
     let hash_input = Password::presented(p.expose_for_hashing());
@@ -55,7 +40,7 @@ pub async fn create(
 ) -> Result<OperatorView, OpsError> {
     let p = call.principal();
     policy::require(p, Permission::OperatorWrite)?;
-    let username = check_username(&input.username)?;
+    let username = crate::domain::username::check(&input.username)?;
     let password = Password::new(&input.password)?;
     let role_name = validate_role_name(&input.role)?;
     let scope = TenantScope::parse(&input.tenants)?;

@@ -27,13 +27,15 @@ pub struct Session {
     pub principal: Principal,
 }
 
-/// Checks the credentials and opens a session lasting `max_age`.
+/// Checks the credentials and opens a session lasting `max_age`. `address` is the client's
+/// address as lockout counts it (see `domain::lockout::address_key`).
 #[instrument(level = "debug", skip_all)]
 pub async fn login(
     app: &App,
     creds: Credentials,
     max_age: Duration,
     meta: &CallMeta,
+    address: &str,
 ) -> Result<Session, AuthError> {
     let (principal, subject_kind, subject_id) = match creds {
         Credentials::ApiKey(text) => {
@@ -44,7 +46,7 @@ pub async fn login(
             (p, "key", digest.to_hex())
         }
         Credentials::Password { username, password } => {
-            let p = check_password(app, &username, password).await?;
+            let p = check_password(app, &username, password, address).await?;
             let id = p.actor().id().unwrap_or_default().to_owned();
             if let Err(e) = store::operators::touch_login(&app.store, &id, app.now()).await {
                 tracing::warn!(error = %e, "could not record operator sign-in time");
@@ -84,17 +86,41 @@ pub async fn login(
     })
 }
 
-/// Verifies a username and password. An unknown username costs the same argon2 work as a
-/// wrong password, and both get the same answer.
+/// Verifies a username and password. Every typed name, existing or not, is counted under its
+/// keyed hash: after a few failures the next attempt for that name waits (seconds at most),
+/// except from an address the name signed in from lately. An unknown username costs the same
+/// argon2 work as a wrong password, and both get the same answer; the trail records the typed
+/// name only when such an operator exists (a password typed into the wrong field must not land
+/// there), else a prefix of its keyed hash.
 async fn check_password(
     app: &App,
     username: &str,
     password: String,
+    address: &str,
 ) -> Result<Principal, AuthError> {
-    let username = username.trim().to_lowercase();
+    let username = crate::domain::username::normalize(username);
+    let name_hash = app.name_key.hash(&username);
+    let now = app.now();
+    let throttle = &app.lockout.names;
+    let known =
+        store::lockout::name_known_at(&app.store, &name_hash, address, now - throttle.known_for)
+            .await?;
     // Before the lookup, so known and unknown names cost exactly one verification each.
     let decoy = app.passwords.decoy().await.unwrap_or_default();
     let row = store::operators::find_for_login(&app.store, &username).await?;
+    let preview = || match &row {
+        Some(r) => r.username.clone(),
+        None => app.name_key.label(&username),
+    };
+    if !known
+        && let Some(until) = store::lockout::name_delayed_until(&app.store, &name_hash, now).await?
+    {
+        return Err(AuthError::Rejected(Rejected {
+            preview: Some(preview()),
+            until: Some(until),
+            ..Rejected::new(AuthFailure::NameDelayed)
+        }));
+    }
     let hash = row.as_ref().map_or(decoy, |r| r.password_hash.clone());
     let presented = Password::presented(&password);
     let ok = app
@@ -102,15 +128,15 @@ async fn check_password(
         .run(move |off| presented.verify(&hash, off))
         .await
         .unwrap_or(false);
-    match row {
-        Some(row) if ok => auth::operator_principal(row),
-        // The typed name is kept only if it is a well-formed username: a password typed into
-        // the wrong field must not land in the trail.
-        _ => Err(AuthError::Rejected(Rejected {
-            preview: super::operators::check_username(&username).ok(),
-            ..Rejected::new(AuthFailure::BadPassword)
-        })),
+    if let (Some(row), true) = (&row, ok) {
+        store::lockout::record_name_success(&app.store, &name_hash, address, app.now()).await?;
+        return auth::operator_principal(row.clone());
     }
+    store::lockout::record_name_failure(&app.store, &name_hash, app.now(), &app.lockout).await?;
+    Err(AuthError::Rejected(Rejected {
+        preview: Some(preview()),
+        ..Rejected::new(AuthFailure::BadPassword)
+    }))
 }
 
 /// Resolves a session cookie to the principal it stands for, checking the session and its

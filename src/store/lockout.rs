@@ -1,4 +1,5 @@
-//! Failed-authentication counters per client IP, shared by every replica on the database.
+//! Failed-authentication counters per client address, the per-username sign-in throttle and
+//! the addresses each username signed in from, shared by every replica on the database.
 
 use chrono::{DateTime, Utc};
 
@@ -79,4 +80,139 @@ pub async fn forgive(
     .await
     .map(|_| ())
     .map_err(db))
+}
+
+/// When the next sign-in for `name_hash` may be evaluated, if that is after `now`.
+pub async fn name_delayed_until(
+    store: &super::Store,
+    name_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let next: Option<i64> = on_pool!(store, p => sqlx::query_scalar(
+        "SELECT next_allowed FROM signin_throttle WHERE name_hash = $1",
+    )
+    .bind(name_hash)
+    .fetch_optional(p)
+    .await
+    .map_err(db))?;
+    Ok(next.map(from_micros).filter(|t| *t > now))
+}
+
+/// Counts a failed sign-in for `name_hash` (the count restarts once the last failure is older
+/// than the policy's reset) and sets when the next attempt may be evaluated.
+pub async fn record_name_failure(
+    store: &super::Store,
+    name_hash: &str,
+    now: DateTime<Utc>,
+    policy: &LockoutPolicy,
+) -> Result<i64, StoreError> {
+    let t = &policy.names;
+    let sql = "INSERT INTO signin_throttle (name_hash, failures, last_failure, next_allowed) \
+        VALUES ($1, 1, $2, $2) \
+        ON CONFLICT (name_hash) DO UPDATE SET \
+          failures = CASE WHEN signin_throttle.last_failure <= $3 THEN 1 ELSE signin_throttle.failures + 1 END, \
+          last_failure = $2 \
+        RETURNING failures";
+    let failures: i64 = on_pool!(store, p => sqlx::query_scalar(sql)
+        .bind(name_hash)
+        .bind(micros(now))
+        .bind(micros(now - t.reset_after))
+        .fetch_one(p)
+        .await
+        .map_err(db))?;
+    on_pool!(store, p => sqlx::query(
+        "UPDATE signin_throttle SET next_allowed = $2 WHERE name_hash = $1",
+    )
+    .bind(name_hash)
+    .bind(micros(now + t.delay_after(failures)))
+    .execute(p)
+    .await
+    .map(|_| ())
+    .map_err(db))?;
+    Ok(failures)
+}
+
+/// A successful sign-in: the name's failures are over, and `address` is one it signs in from.
+pub async fn record_name_success(
+    store: &super::Store,
+    name_hash: &str,
+    address: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_pool!(store, p => sqlx::query("DELETE FROM signin_throttle WHERE name_hash = $1")
+        .bind(name_hash)
+        .execute(p)
+        .await
+        .map(|_| ())
+        .map_err(db))?;
+    on_pool!(store, p => sqlx::query(
+        "INSERT INTO signin_known (name_hash, client_ip, last_success) VALUES ($1, $2, $3) \
+         ON CONFLICT (name_hash, client_ip) DO UPDATE SET last_success = $3",
+    )
+    .bind(name_hash)
+    .bind(address)
+    .bind(micros(now))
+    .execute(p)
+    .await
+    .map(|_| ())
+    .map_err(db))
+}
+
+/// Whether `name_hash` signed in successfully from `address` since `since`.
+pub async fn name_known_at(
+    store: &super::Store,
+    name_hash: &str,
+    address: &str,
+    since: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let found: Option<i64> = on_pool!(store, p => sqlx::query_scalar(
+        "SELECT last_success FROM signin_known WHERE name_hash = $1 AND client_ip = $2 AND last_success > $3",
+    )
+    .bind(name_hash)
+    .bind(address)
+    .bind(micros(since))
+    .fetch_optional(p)
+    .await
+    .map_err(db))?;
+    Ok(found.is_some())
+}
+
+/// Deletes counters that no longer hold anything back: failure windows that are over with no
+/// lock in force, forgotten name failures, and sign-in addresses older than the policy keeps.
+/// Returns the rows deleted.
+pub async fn prune(
+    store: &super::Store,
+    now: DateTime<Utc>,
+    policy: &LockoutPolicy,
+) -> Result<u64, StoreError> {
+    let (now_us, window) = (micros(now), micros(now - policy.window));
+    let (names, known) = (
+        micros(now - policy.names.reset_after),
+        micros(now - policy.names.known_for),
+    );
+    let mut deleted = on_pool!(store, p => sqlx::query(
+        "DELETE FROM auth_failures WHERE window_start <= $1 AND (locked_until IS NULL OR locked_until <= $2)",
+    )
+    .bind(window)
+    .bind(now_us)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected())
+    .map_err(db))?;
+    deleted += on_pool!(store, p => sqlx::query(
+        "DELETE FROM signin_throttle WHERE last_failure <= $1 AND next_allowed <= $2",
+    )
+    .bind(names)
+    .bind(now_us)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected())
+    .map_err(db))?;
+    deleted += on_pool!(store, p => sqlx::query("DELETE FROM signin_known WHERE last_success <= $1")
+        .bind(known)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(db))?;
+    Ok(deleted)
 }

@@ -490,3 +490,39 @@ async fn legacy_mode_offers_no_sign_in_or_bootstrap() {
     assert_eq!(bootstrap(&s, "x", "bob").await.status(), 404);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_managed_session_cookie_means_nothing_in_legacy_mode() {
+    let s = Server::start(&[]).await;
+    let token = s.running.setup_token.clone().unwrap();
+    bootstrap(&s, &token, "alice").await;
+    let res = http()
+        .post(s.url("/v1/auth/login"))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = cookie_value(&set_cookie(&res));
+    let origin = format!("http://{}", s.running.addr);
+    let whoami = initialize_body();
+    let headers = [("cookie", cookie.as_str()), ("origin", origin.as_str())];
+    assert_eq!(post_mcp(&s, &whoami, &headers).await.status(), 200);
+    let env = s.stop().await;
+    // The same database, switched to one shared key to cut every per-user credential.
+    let s = Server::try_start(
+        env,
+        &[
+            "--auth-mode",
+            "legacy",
+            "--legacy-api-key",
+            "a-long-shared-secret-16+",
+        ],
+    )
+    .await
+    .unwrap();
+    let origin = format!("http://{}", s.running.addr);
+    let headers = [headers[0], ("origin", origin.as_str())];
+    let res = post_mcp(&s, &whoami, &headers).await;
+    assert_eq!(res.status(), 401, "{:?}", res.text().await);
+    s.stop().await;
+}

@@ -26,6 +26,7 @@ mod http_sessions;
 mod http_support;
 mod keys;
 mod lifetimes;
+mod lockout;
 mod process;
 mod protocol;
 mod replicas;

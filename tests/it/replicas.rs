@@ -157,12 +157,23 @@ async fn two_replicas_share_keys_revocations_lockouts_and_one_trail() {
     );
     let (status, _) = b
         .rpc(
-            &admin,
+            "kw_wrong",
             "brute",
             json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list"}),
         )
         .await;
     assert_eq!(status, 429, "and the other replica sees the lock");
+    let (status, _) = b
+        .rpc(
+            &admin,
+            "brute",
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}),
+        )
+        .await;
+    assert_eq!(
+        status, 200,
+        "while a valid key from that address is still served"
+    );
 
     // Audit records from both replicas land in one ordered trail.
     let env_app = keyward::open_app(&env.url(), Arc::new(SystemClock), Default::default())
