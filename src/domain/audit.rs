@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::key;
+use super::{secrets, text};
 
 macro_rules! closed_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $text:literal),+ $(,)? }) => {
@@ -141,31 +141,103 @@ fn is_secret_field(name: &str) -> bool {
         )
 }
 
-/// Arguments as they may be kept: secret-named fields replaced, key-shaped strings scrubbed,
-/// and long strings clipped so one call cannot bloat the trail.
+/// At most this much (bytes, roughly) of a call's arguments, and of a change's state before
+/// and after, is kept per event: one call cannot bloat the trail, whoever makes it.
+pub const MAX_RECORDED: usize = 16 * 1024;
+/// Longest string kept inside arguments.
+const MAX_STRING: usize = 512;
+/// Most members or items kept per object or array.
+const MAX_ITEMS: usize = 100;
+
+/// Arguments as they may be kept: secret-named fields replaced; secrets scrubbed from every
+/// string and every member name; hidden characters made visible; long strings clipped; and
+/// the whole bounded by `MAX_RECORDED`.
 pub fn redact(value: &Value) -> Value {
+    let mut budget = MAX_RECORDED;
+    walk(value, &mut budget, true)
+}
+
+/// Server-built state (before and after a change), bounded like arguments.
+pub fn bounded(value: Value) -> Value {
+    if value.to_string().len() <= MAX_RECORDED {
+        return value;
+    }
+    let mut budget = MAX_RECORDED;
+    walk(&value, &mut budget, false)
+}
+
+fn walk(value: &Value, budget: &mut usize, scrub: bool) -> Value {
+    let text = |s: &str, max: usize, budget: &mut usize| {
+        let t = if scrub {
+            clip(&text::neutralize(&secrets::scrub(s), true), max)
+        } else {
+            clip(s, max)
+        };
+        *budget = budget.saturating_sub(t.len() + 2);
+        t
+    };
     match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let v = if is_secret_field(k) {
-                        Value::String("[redacted]".into())
-                    } else {
-                        redact(v)
-                    };
-                    (clip(k, 64), v)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().take(100).map(redact).collect()),
-        Value::String(s) => Value::String(clip(&key::scrub(s), 512)),
-        other => other.clone(),
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            let mut left_out = 0usize;
+            for (k, v) in map {
+                if *budget == 0 || out.len() >= MAX_ITEMS {
+                    left_out += 1;
+                    continue;
+                }
+                let name = text(k, 64, budget);
+                let v = if scrub && is_secret_field(k) {
+                    Value::String("[redacted]".into())
+                } else {
+                    walk(v, budget, scrub)
+                };
+                out.insert(name, v);
+            }
+            if left_out > 0 {
+                out.insert(
+                    "…".into(),
+                    Value::String(format!("{left_out} more members not recorded")),
+                );
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => {
+            let mut out = Vec::new();
+            for v in items {
+                if *budget == 0 || out.len() >= MAX_ITEMS {
+                    break;
+                }
+                out.push(walk(v, budget, scrub));
+            }
+            if out.len() < items.len() {
+                out.push(Value::String(format!(
+                    "… {} more items not recorded",
+                    items.len() - out.len()
+                )));
+            }
+            Value::Array(out)
+        }
+        Value::String(s) => {
+            let max = MAX_STRING.min(*budget);
+            Value::String(text(s, max, budget))
+        }
+        other => {
+            *budget = budget.saturating_sub(8);
+            other.clone()
+        }
     }
 }
 
-/// Free text kept in the trail (error messages): scrubbed of keys and clipped.
+/// Free text kept in the trail (error reasons): scrubbed of secrets, hidden characters made
+/// visible, on one line, clipped.
 pub fn redact_text(text: &str) -> String {
-    clip(&key::scrub(text), 1024)
+    claim(text, 1024)
+}
+
+/// A value a client asserted (User-Agent, `x-request-source`, MCP client name and version,
+/// request id), as the trail keeps it: scrubbed, visible, on one line, at most `max` characters.
+pub fn claim(value: &str, max: usize) -> String {
+    clip(&text::neutralize(&secrets::scrub(value), false), max)
 }
 
 fn clip(s: &str, max: usize) -> String {
@@ -228,6 +300,39 @@ mod tests {
         assert!(!text.contains("hunter2"));
         assert_eq!(red["key_id"], "key_abc");
         assert_eq!(red["name"], "ci");
+    }
+
+    #[test]
+    fn member_names_are_scrubbed_and_made_visible() {
+        let k = PlainKey::generate();
+        let mut args = serde_json::Map::new();
+        args.insert(k.expose().to_owned(), json!(1));
+        args.insert("evil\u{202E}name".into(), json!("a\u{200B}b"));
+        let red = redact(&Value::Object(args)).to_string();
+        assert!(!red.contains(&k.expose()[12..]), "{red}");
+        assert!(
+            red.contains("evil<U+202E>name") && red.contains("a<U+200B>b"),
+            "{red}"
+        );
+    }
+
+    #[test]
+    fn one_event_keeps_a_bounded_amount() {
+        let big: serde_json::Map<String, Value> =
+            (0..100_000).map(|i| (format!("a{i}"), json!(0))).collect();
+        let red = redact(&Value::Object(big)).to_string();
+        assert!(red.len() < 2 * MAX_RECORDED, "{}", red.len());
+        assert!(red.contains("more members not recorded"));
+        let wide: Vec<Value> = (0..90).map(|_| json!("x".repeat(2000))).collect();
+        let red = redact(&json!({"list": wide})).to_string();
+        assert!(red.len() < 2 * MAX_RECORDED, "{}", red.len());
+        let state = json!({"description": "y".repeat(100_000)});
+        assert!(bounded(state).to_string().len() < 2 * MAX_RECORDED);
+        assert_eq!(
+            bounded(json!({"key": 1})),
+            json!({"key": 1}),
+            "state is not scrubbed by name"
+        );
     }
 
     #[test]

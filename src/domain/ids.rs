@@ -82,7 +82,7 @@ pub fn check_key_name(text: &str) -> Result<String, DomainError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         && !text.to_ascii_lowercase().starts_with(super::key::PREFIX);
-    if ok && !super::key::contains_key(text) {
+    if ok && !super::secrets::contains_secret(text) {
         Ok(text.to_owned())
     } else {
         Err(DomainError::Invalid(
@@ -93,8 +93,9 @@ pub fn check_key_name(text: &str) -> Result<String, DomainError> {
     }
 }
 
-/// Names and descriptions are free text shown to people and models: bounded, single-line
-/// (descriptions may span lines), no control characters.
+/// Descriptions are free text shown to people and models: bounded, control characters other
+/// than newlines and tabs refused, invisible format characters (bidi overrides, zero-width
+/// spaces) made visible, and never a secret.
 pub fn check_label(
     field: &str,
     text: &str,
@@ -118,11 +119,12 @@ pub fn check_label(
             "{field} contains control characters"
         )));
     }
-    // Labels are stored and shown in plain text: a pasted secret must not end up there.
-    if super::key::contains_key(text) {
+    // Labels are stored and shown in plain text: a pasted secret must not end up there, in
+    // whatever disguise.
+    if super::secrets::contains_secret(text) {
         return Err(DomainError::Invalid(format!(
             "{field} appears to contain an API key; never put secrets in names or descriptions"
         )));
     }
-    Ok(text.to_owned())
+    Ok(super::text::neutralize(text, multiline).into_owned())
 }

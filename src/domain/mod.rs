@@ -12,8 +12,10 @@ pub mod permission;
 pub mod policy;
 pub mod principal;
 pub mod role;
+pub mod secrets;
 pub mod session;
 pub mod tenant;
+pub mod text;
 pub mod timespec;
 pub mod username;
 

@@ -4,7 +4,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-const PREFIX: &str = "kws_";
+pub const PREFIX: &str = "kws_";
 const BODY_LEN: usize = 43;
 
 pub struct SessionToken(SecretString);

@@ -70,13 +70,14 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .map(|c| c.value().to_owned())
 }
 
-/// Client IP, User-Agent and `x-request-source`, for the audit trail.
+/// Client IP (established by the server), and User-Agent and `x-request-source` (asserted by
+/// the client, kept as claims: scrubbed, visible, bounded), for the audit trail.
 pub fn call_meta(req_headers: &HeaderMap, ip: ClientIp) -> CallMeta {
     let text = |name: &str| {
         req_headers
             .get(name)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(256).collect::<String>())
+            .map(|v| crate::domain::audit::claim(v, 256))
             .filter(|v| !v.is_empty())
     };
     let mut meta = CallMeta::new(Source::Http);

@@ -103,7 +103,7 @@ where
                 Err(HttpError::new(
                     status,
                     code,
-                    crate::domain::key::scrub(&rejection.body_text()),
+                    crate::domain::secrets::scrub(&rejection.body_text()),
                 ))
             }
         }

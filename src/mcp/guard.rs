@@ -17,7 +17,7 @@ use super::error::{ToolError, kind_of};
 use crate::domain::audit::{self, Action, Status};
 use crate::domain::error::DomainError;
 use crate::domain::principal::Principal;
-use crate::domain::{ids, key};
+use crate::domain::{ids, secrets};
 use crate::ops::call::{Outcome, Target};
 use crate::ops::{Call, CallMeta, ErrorKind};
 
@@ -102,12 +102,12 @@ impl KeywardServer {
             // with id …"); a key pasted into the wrong field must not come back, nor a megabyte.
             for block in &mut result.content {
                 if let ContentBlock::Text(t) = block {
-                    t.text = clip_message(&key::scrub(&t.text));
+                    t.text = clip_message(&secrets::scrub(&t.text));
                 }
             }
         }
         if let Err(e) = &mut response {
-            e.message = clip_message(&key::scrub(&e.message)).into();
+            e.message = clip_message(&secrets::scrub(&e.message)).into();
         }
         // A use case that changed something committed its record with the change; for the
         // rest (reads, failures) the record is written here, before the response leaves.
@@ -179,10 +179,11 @@ impl KeywardServer {
         let mut meta = super::http_parts_mut(ctx)
             .and_then(|parts| parts.extensions.remove::<CallMeta>())
             .unwrap_or_else(|| CallMeta::new(self.caller_source.source()));
-        meta.request_id = Some(clip(&request_id_text(&ctx.id)));
+        // Asserted by the client: kept as claims (scrubbed, visible, bounded).
+        meta.request_id = Some(audit::claim(&request_id_text(&ctx.id), 128));
         if let Some(client) = ctx.client_info() {
-            meta.client_name = Some(clip(&client.name));
-            meta.client_version = Some(clip(&client.version));
+            meta.client_name = Some(audit::claim(&client.name, 128));
+            meta.client_version = Some(audit::claim(&client.version, 128));
         }
         meta
     }

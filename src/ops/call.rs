@@ -218,8 +218,12 @@ pub(crate) fn changed<T: serde::Serialize>(
         target: Some(target),
         tenants,
         reason: None,
-        before: before.and_then(|b| serde_json::to_value(b).ok()),
-        after: after.and_then(|a| serde_json::to_value(a).ok()),
+        before: before
+            .and_then(|b| serde_json::to_value(b).ok())
+            .map(crate::domain::audit::bounded),
+        after: after
+            .and_then(|a| serde_json::to_value(a).ok())
+            .map(crate::domain::audit::bounded),
     }
 }
 

@@ -73,7 +73,7 @@ async fn a_denied_call_names_the_permission_changes_nothing_and_is_audited() {
     );
 
     let denied = admin
-        .audit(json!({"status": ["denied"], "actor": [reader_id]}))
+        .audit_full(json!({"status": ["denied"], "actor": [reader_id]}))
         .await;
     assert_eq!(denied.len(), 2);
     assert_eq!(denied[1]["action"], "key_create");

@@ -68,7 +68,7 @@ async fn bad_keys_stop_the_server_with_one_clear_line_and_are_audited() {
 
     let admin = env.stdio(&good).await;
     let failures = admin
-        .audit(json!({"action": ["auth_failed"], "source": ["stdio"]}))
+        .audit_full(json!({"action": ["auth_failed"], "source": ["stdio"]}))
         .await;
     assert_eq!(failures.len(), 5, "{failures:#?}");
     let reasons: Vec<&str> = failures

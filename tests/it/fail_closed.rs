@@ -171,9 +171,10 @@ async fn a_record_the_database_refuses_is_never_skipped() {
     let results = futures::future::join_all(calls).await;
     let answered = |r: &rmcp::model::CallToolResult| text(r) != UNAVAILABLE;
     if journaled(&h) {
-        // SQLite: all were committed to the journal and answered; moving the refused one
-        // into the tables fails, and the trail stops there rather than skip it.
-        assert!(results.iter().all(answered));
+        // SQLite: the refused record was committed to the journal and its call answered;
+        // moving it into the tables fails, and the trail stops there rather than skip it
+        // (calls whose records come after it, if the mover got there first, are refused).
+        assert!(answered(&results[12]), "{}", text(&results[12]));
         assert_eq!(
             text(
                 &admin

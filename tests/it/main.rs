@@ -36,3 +36,4 @@ mod secrets;
 mod sign_in;
 mod soak;
 mod support;
+mod trail_hygiene;

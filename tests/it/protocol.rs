@@ -43,7 +43,7 @@ async fn sessionless_2026_clients_discover_and_get_a_private_tool_list() {
         .audit(json!({"action": ["whoami"], "role": ["reader"]}))
         .await;
     let full = admin.ok("audit_get", json!({"id": e[0]["id"]})).await;
-    assert_eq!(full["event"]["client_name"], "keyward-it");
+    assert_eq!(full["event"]["client_claims"]["client_name"], "keyward-it");
     reader.close().await;
     admin.close().await;
 }
@@ -228,7 +228,7 @@ async fn unknown_tools_are_refused_and_recorded() {
         .await
         .expect_err("unknown tools are a protocol error");
     assert!(err.contains("tool not found"), "{err}");
-    let events = admin.audit(json!({"action": ["unknown_tool"]})).await;
+    let events = admin.audit_full(json!({"action": ["unknown_tool"]})).await;
     assert_eq!(events.len(), 1);
     assert!(
         events[0]["reason"]

@@ -369,6 +369,14 @@ impl Client {
         text(&r)
     }
 
+    /// The server's `instructions`, from its handshake.
+    pub fn server_instructions(&self) -> Option<String> {
+        self.service
+            .peer()
+            .peer_info()
+            .and_then(|i| i.instructions.clone())
+    }
+
     pub async fn list(&self) -> ListToolsResult {
         self.service.list_tools(None).await.expect("tools/list")
     }
@@ -407,6 +415,15 @@ impl Client {
     pub async fn audit(&self, filters: Value) -> Vec<Value> {
         let v = self.ok("audit_query", filters).await;
         v["events"].as_array().expect("events").clone()
+    }
+
+    /// The same events in full (audit_get of each): reasons, arguments, client claims.
+    pub async fn audit_full(&self, filters: Value) -> Vec<Value> {
+        let mut out = Vec::new();
+        for e in self.audit(filters).await {
+            out.push(self.ok("audit_get", json!({"id": e["id"]})).await["event"].clone());
+        }
+        out
     }
 }
 

@@ -12,7 +12,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::OpsError;
-use super::views::{AuditBrief, AuditEventResult, AuditEventView, AuditPage, Window};
+use super::views::{AuditBrief, AuditEventResult, AuditEventView, AuditPage, ClientClaims, Window};
 use crate::app::App;
 use crate::domain::audit::{Action, Source, Status};
 use crate::domain::permission::Permission;
@@ -352,8 +352,11 @@ fn brief(r: &BriefRow, tz: Tz) -> AuditBrief {
         target: target_text(r.target_type.as_deref(), r.target_id.as_deref()),
         status: r.status.clone(),
         source: r.source.clone(),
-        reason: r.reason.clone(),
     }
+}
+
+fn visible(text: &str) -> String {
+    crate::domain::text::neutralize(text, false).into_owned()
 }
 
 fn full(r: &AuditRow, tz: Tz) -> AuditEventView {
@@ -370,14 +373,17 @@ fn full(r: &AuditRow, tz: Tz) -> AuditEventView {
         target_type: r.target_type.clone(),
         target_id: r.target_id.clone(),
         status: r.status.clone(),
-        reason: r.reason.clone(),
+        // Records written before free text was neutralised on the way in are shown the same.
+        reason: r.reason.as_deref().map(visible),
         source: r.source.clone(),
-        request_source: r.request_source.clone(),
-        client_name: r.client_name.clone(),
-        client_version: r.client_version.clone(),
-        request_id: r.request_id.clone(),
         client_ip: r.client_ip.clone(),
-        user_agent: r.user_agent.clone(),
+        client_claims: ClientClaims {
+            request_source: r.request_source.as_deref().map(visible),
+            client_name: r.client_name.as_deref().map(visible),
+            client_version: r.client_version.as_deref().map(visible),
+            request_id: r.request_id.as_deref().map(visible),
+            user_agent: r.user_agent.as_deref().map(visible),
+        },
         args: json(&r.args),
         before: json(&r.before_state),
         after: json(&r.after_state),

@@ -49,12 +49,11 @@ pub struct BriefRow {
     pub target_type: Option<String>,
     pub target_id: Option<String>,
     pub status: String,
-    pub reason: Option<String>,
     pub source: String,
 }
 
 const BRIEF_COLUMNS: &str = "e.id, e.at, e.actor_kind, e.actor_id, e.actor_preview, e.role, \
-    e.action, e.target_type, e.target_id, e.status, e.reason, e.source";
+    e.action, e.target_type, e.target_id, e.status, e.source";
 
 /// Which events a query considers. Every list is OR within itself and AND across lists.
 #[derive(Debug, Clone)]
