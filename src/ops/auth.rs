@@ -155,6 +155,7 @@ pub async fn authenticate_digest(
     let key = match app.key_cache.get(digest, now) {
         Some(k) => k,
         None => {
+            let generation = app.key_cache.generation();
             let Some(row) = store::keys::find_by_digest(&app.store, &digest.to_hex()).await? else {
                 // Unknown keys are not cached: guessing must not fill memory.
                 return Err(AuthError::Rejected(Rejected {
@@ -163,7 +164,8 @@ pub async fn authenticate_digest(
                 }));
             };
             let key = Arc::new(CachedKey::from_row(row)?);
-            app.key_cache.put(digest.clone(), key.clone(), now);
+            app.key_cache
+                .put_read(digest.clone(), key.clone(), now, generation);
             key
         }
     };
@@ -339,6 +341,9 @@ impl LegacyKey {
         let role = store::roles::get(&app.store, role)
             .await?
             .ok_or_else(|| keys::unknown_role(role))?;
+        // The shared key holds this role over every tenant, forever: the role's holder checks
+        // (who may change or delete it) must count it, on every replica.
+        store::settings::mark_legacy_role(&app.store, &role.name).await?;
         Ok(LegacyKey {
             guessable: n < LEGACY_GUESSABLE_BELOW,
             digest: Sha256::digest(secret.as_bytes()).into(),

@@ -24,8 +24,10 @@ pub async fn locked_until(app: &App, ip: &str) -> Result<Option<DateTime<Utc>>, 
     let until = match app.lock_cache.get(ip, now) {
         Some(cached) => cached,
         None => {
+            let generation = app.lock_cache.generation();
             let until = store::lockout::locked_until(&app.store, ip, now).await?;
-            app.lock_cache.put(ip.to_owned(), until, now);
+            app.lock_cache
+                .put_read(ip.to_owned(), until, now, generation);
             until
         }
     };

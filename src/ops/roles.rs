@@ -99,11 +99,13 @@ pub async fn update(app: &App, call: &Call, input: RoleInput) -> Result<RoleView
             expires_at: None,
         },
     )?;
-    // Adding permissions hands them to every holder: none may outlive an expiring caller.
+    // Adding permissions hands them to every holder: none may outlive an expiring caller
+    // (a legacy shared key holding the role never expires).
     let added = permissions.missing_from(current.permissions);
     if let Some(mine) = p.expires_at()
         && !added.is_empty()
-        && store::roles::holders_outliving(&mut tx, &name, mine).await? > 0
+        && (store::roles::holders_outliving(&mut tx, &name, mine).await? > 0
+            || store::settings::is_legacy_role(&mut tx, &name).await?)
     {
         return Err(OpsError::Domain(DomainError::Exceeds(Escalation {
             action: format!("cannot add permissions to role '{name}'"),
@@ -150,6 +152,11 @@ pub async fn delete(app: &App, call: &Call, name: &str) -> Result<RoleDeleted, O
     let now = app.now();
     let mut tx = app.store.begin().await?;
     let current = load_managed(&mut tx, p, &name, "delete").await?;
+    if store::settings::is_legacy_role(&mut tx, &name).await? {
+        return Err(OpsError::Conflict(format!(
+            "role '{name}' is held by a legacy shared key (--legacy-role); it cannot be deleted"
+        )));
+    }
     let holders = store::roles::live_holders(&mut tx, &name).await?;
     if holders > 0 {
         return Err(OpsError::Conflict(format!(
@@ -186,9 +193,12 @@ async fn load_managed(
     let outside: Vec<String> = if p.tenants().is_all() {
         Vec::new()
     } else {
-        store::roles::tenants_of_holders(tx, name)
-            .await?
-            .into_iter()
+        let mut held = store::roles::tenants_of_holders(tx, name).await?;
+        // A legacy shared key holds its role over all tenants.
+        if store::settings::is_legacy_role(tx, name).await? {
+            held.push("*".into());
+        }
+        held.into_iter()
             .filter(|t| !matches!(p.tenants(), crate::domain::tenant::TenantScope::Only(mine) if mine.contains(t)))
             .collect()
     };

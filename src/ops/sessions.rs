@@ -166,14 +166,16 @@ pub async fn authenticate(app: &App, cookie: &str) -> Result<Principal, AuthErro
     }
 }
 
-/// Ends a session. Returns whether there was a live one.
+/// Ends a session. Returns whether there was a live one. The revocation and its audit record
+/// commit together: a sign-out is never left unrecorded.
 pub async fn logout(app: &App, cookie: &str, meta: &CallMeta) -> Result<bool, OpsError> {
     let Some(token) = SessionToken::parse(cookie) else {
         return Ok(false);
     };
     let now = app.now();
     let principal = authenticate(app, cookie).await.ok();
-    let ended = store::sessions::revoke(&app.store, &token.digest_hex(), now).await?;
+    let mut tx = app.store.begin().await?;
+    let ended = store::sessions::revoke(&mut tx, &token.digest_hex(), now).await?;
     if ended {
         let kind = principal.as_ref().map_or("anonymous", |p| p.actor().kind());
         let event = AuditEvent {
@@ -189,7 +191,8 @@ pub async fn logout(app: &App, cookie: &str, meta: &CallMeta) -> Result<bool, Op
                 .map_or_else(|| vec!["*".to_owned()], |p| p.tenants().to_vec()),
             ..meta.event(now, Action::Logout, Status::Success, kind)
         };
-        app.audit.record(event).await?;
+        store::audit::append(&mut tx, &[event]).await?;
     }
+    tx.commit().await?;
     Ok(ended)
 }

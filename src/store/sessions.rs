@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{StoreError, db, micros, on_pool};
+use super::{StoreError, Tx, db, micros, on_pool, on_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionRow {
@@ -45,16 +45,12 @@ pub async fn find(store: &super::Store, digest: &str) -> Result<Option<SessionRo
     .map_err(db))
 }
 
-/// Revokes the session; returns whether a live one was found.
-pub async fn revoke(
-    store: &super::Store,
-    digest: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    on_pool!(store, p => sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE digest = $2 AND revoked_at IS NULL")
+/// Revokes the session within `tx`; returns whether a live one was found.
+pub async fn revoke(tx: &mut Tx, digest: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    on_tx!(tx, c => sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE digest = $2 AND revoked_at IS NULL")
         .bind(micros(now))
         .bind(digest)
-        .execute(p)
+        .execute(c)
         .await
         .map(|r| r.rows_affected() == 1)
         .map_err(db))

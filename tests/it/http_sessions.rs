@@ -530,3 +530,107 @@ async fn a_managed_session_cookie_means_nothing_in_legacy_mode() {
     assert_eq!(res.status(), 401, "{:?}", res.text().await);
     s.stop().await;
 }
+
+/// Runs `sql` on the server's database.
+async fn exec(s: &Server, sql: &str) {
+    match &s.app.store {
+        keyward::store::Store::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        keyward::store::Store::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+    }
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
+    let s = Server::start(&[]).await;
+    let token = s.running.setup_token.clone().unwrap();
+    bootstrap(&s, &token, "alice").await;
+    let res = http()
+        .post(s.url("/v1/auth/login"))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = cookie_value(&set_cookie(&res));
+    let origin = format!("http://{}", s.running.addr);
+    let logout = || {
+        http()
+            .post(s.url("/v1/auth/logout"))
+            .header("cookie", &cookie)
+            .header("origin", &origin)
+            .send()
+    };
+    // The database refuses sign-out records.
+    if matches!(s.app.store, keyward::store::Store::Sqlite(_)) {
+        exec(&s, "CREATE TRIGGER no_logout BEFORE INSERT ON audit_events WHEN NEW.action = 'logout' BEGIN SELECT RAISE(ABORT, 'refused'); END").await;
+    } else {
+        exec(&s, "CREATE FUNCTION no_logout() RETURNS trigger AS $$ BEGIN IF NEW.action = 'logout' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql").await;
+        exec(&s, "CREATE TRIGGER no_logout BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION no_logout()").await;
+    }
+    let res = logout().await.unwrap();
+    assert!(res.status().is_server_error(), "{}", res.status());
+    // Unrecorded, so not done: the session still works.
+    let res = post_mcp(
+        &s,
+        &initialize_body(),
+        &[("cookie", &cookie), ("origin", &origin)],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let drop = if matches!(s.app.store, keyward::store::Store::Sqlite(_)) {
+        "DROP TRIGGER no_logout"
+    } else {
+        "DROP TRIGGER no_logout ON audit_events"
+    };
+    exec(&s, drop).await;
+    let res = logout().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = post_mcp(
+        &s,
+        &initialize_body(),
+        &[("cookie", &cookie), ("origin", &origin)],
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_disabled_operator_signing_in_is_recorded_as_an_operator() {
+    let s = Server::start(&[]).await;
+    let token = s.running.setup_token.clone().unwrap();
+    let key = bootstrap(&s, &token, "alice")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin = s.client(&key).await;
+    let bob = admin
+        .ok(
+            "operator_create",
+            json!({"username": "bob", "password": PASSWORD, "role": "reader", "tenants": ["*"]}),
+        )
+        .await;
+    let bob_id = bob["operator"]["id"].as_str().unwrap().to_owned();
+    admin
+        .ok("operator_disable", json!({"operator_id": bob_id}))
+        .await;
+    let res = http()
+        .post(s.url("/v1/auth/login"))
+        .json(&json!({"username": "bob", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let failed = admin
+        .audit_full(json!({"action": ["auth_failed"], "actor": [bob_id]}))
+        .await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["actor_kind"], "operator");
+    assert_eq!(failed[0]["reason"], "operator is disabled");
+    admin.close().await;
+    s.stop().await;
+}

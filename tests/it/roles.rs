@@ -174,3 +174,51 @@ async fn tenant_scoped_callers_cannot_change_roles_held_elsewhere() {
     acme.close().await;
     admin.close().await;
 }
+
+#[tokio::test]
+async fn a_role_a_legacy_shared_key_holds_counts_as_held_everywhere_forever() {
+    let start = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap();
+    let h = crate::support::Harness::at(start).await;
+    let admin = h.client(&h.bootstrap().await).await;
+    admin
+        .ok(
+            "role_create",
+            json!({"name": "shared", "permissions": ["key:read"]}),
+        )
+        .await;
+    // A legacy replica on the same database starts with --legacy-role shared.
+    keyward::ops::auth::LegacyKey::new(&h.app, "a-long-shared-secret-16+", "shared")
+        .await
+        .unwrap();
+    let (acme_admin, _) = admin.mint("acme-admin", "admin", &["acme"]).await;
+    let acme = h.client(&acme_admin).await;
+    let msg = acme
+        .err(
+            "role_update",
+            json!({"name": "shared", "permissions": ["key:read", "audit:read"]}),
+        )
+        .await;
+    assert_eq!(
+        msg,
+        "cannot change role 'shared': it is held by keys or operators in tenants outside your scope"
+    );
+    let temp = admin
+        .ok(
+            "key_create",
+            json!({"name": "temp", "role": "admin", "tenants": ["*"], "expires": "1d"}),
+        )
+        .await;
+    let temp = h.client(&secret(&temp)).await;
+    let msg = temp
+        .err(
+            "role_update",
+            json!({"name": "shared", "permissions": ["key:read", "audit:read"]}),
+        )
+        .await;
+    assert!(msg.contains("outlive you"), "{msg}");
+    let msg = admin.err("role_delete", json!({"name": "shared"})).await;
+    assert!(msg.contains("held by a legacy shared key"), "{msg}");
+    for c in [acme, temp, admin] {
+        c.close().await;
+    }
+}
