@@ -53,6 +53,31 @@ pub enum AuthMode {
     Disabled,
 }
 
+/// A secret given as a flag or in the environment (an API key). Its `Debug` prints nothing, so
+/// neither the parsed command line nor an error can show it.
+#[derive(Clone)]
+pub struct SecretArg(secrecy::SecretString);
+
+impl SecretArg {
+    pub fn expose(&self) -> &str {
+        secrecy::ExposeSecret::expose_secret(&self.0)
+    }
+}
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretArg(secrecy::SecretString::from(s.to_owned())))
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretArg(..)")
+    }
+}
+
 /// The default port: "kw" in hex (0x4b57), clear of common services.
 pub const DEFAULT_PORT: u16 = 19287;
 
@@ -101,9 +126,10 @@ pub struct ServeArgs {
     /// --tls-cert.
     #[arg(long, env = "KEYWARD_BEHIND_TLS_PROXY")]
     pub behind_tls_proxy: bool,
-    /// The shared key for --auth-mode legacy (at least 8 characters, 16 or more recommended).
+    /// The shared key for --auth-mode legacy (at least 8 characters; under 32 it is treated
+    /// as guessable).
     #[arg(long, env = "KEYWARD_LEGACY_API_KEY", hide_env_values = true)]
-    pub legacy_api_key: Option<String>,
+    pub legacy_api_key: Option<SecretArg>,
     /// Role of the legacy shared key.
     #[arg(long, env = "KEYWARD_LEGACY_ROLE", default_value = "reader")]
     pub legacy_role: String,
@@ -138,10 +164,19 @@ pub struct ServeArgs {
     /// API key of the stdio caller. Prefer the environment variable: command lines are visible
     /// to other local users.
     #[arg(long, env = "KEYWARD_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    pub api_key: Option<SecretArg>,
     /// How callers are authenticated.
     #[arg(long, env = "KEYWARD_AUTH_MODE", value_enum, default_value_t = AuthMode::Managed)]
     pub auth_mode: AuthMode,
+    /// Addresses that may read /metrics and the readiness detail (CIDR list). Requests that
+    /// came through a proxy (any X-Forwarded-* or Forwarded header) never may.
+    #[arg(
+        long,
+        env = "KEYWARD_METRICS_ALLOW",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128"
+    )]
+    pub metrics_allow: Vec<ipnet::IpNet>,
     /// How long the setup token printed at start stays valid (it also dies as soon as
     /// bootstrap happens anywhere).
     #[arg(long, env = "KEYWARD_SETUP_TOKEN_LIFETIME", default_value = "15m", value_parser = humantime::parse_duration)]
@@ -190,4 +225,32 @@ pub struct SchemasArgs {
     /// Compare instead of writing; exit non-zero if any file is missing or stale.
     #[arg(long)]
     pub check: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_on_the_command_line_never_print() {
+        let cli = Cli::try_parse_from([
+            "keyward",
+            "serve",
+            "--legacy-api-key",
+            "legacy-secret-value-123",
+            "--api-key",
+            "kw_stdio_secret_value",
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("legacy-secret-value-123"), "{shown}");
+        assert!(!shown.contains("kw_stdio_secret_value"), "{shown}");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(
+            args.legacy_api_key.as_ref().map(SecretArg::expose),
+            Some("legacy-secret-value-123")
+        );
+    }
 }

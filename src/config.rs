@@ -136,7 +136,11 @@ pub async fn http_settings(args: &ServeArgs, app: &App) -> anyhow::Result<HttpSe
             HttpAuth::Disabled
         }
         AuthMode::Legacy => {
-            let Some(secret) = args.legacy_api_key.as_deref() else {
+            let Some(secret) = args
+                .legacy_api_key
+                .as_ref()
+                .map(crate::cli::SecretArg::expose)
+            else {
                 anyhow::bail!("--auth-mode legacy needs KEYWARD_LEGACY_API_KEY");
             };
             HttpAuth::Legacy(
@@ -193,6 +197,7 @@ pub async fn http_settings(args: &ServeArgs, app: &App) -> anyhow::Result<HttpSe
         resource_documentation: args.resource_documentation.as_ref().map(|u| u.to_string()),
         shutdown_grace: std::time::Duration::from_secs(10),
         setup_token_lifetime: chrono::Duration::from_std(args.setup_token_lifetime)?,
+        metrics_allow: args.metrics_allow.clone(),
     })
 }
 

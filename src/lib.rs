@@ -152,11 +152,19 @@ async fn serve(app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()>
     if args.stdio {
         let caller = match args.auth_mode {
             AuthMode::Legacy => {
-                let shared = args.legacy_api_key.as_deref().ok_or_else(|| {
-                    anyhow::anyhow!("--auth-mode legacy needs KEYWARD_LEGACY_API_KEY")
-                })?;
+                let shared = args
+                    .legacy_api_key
+                    .as_ref()
+                    .map(crate::cli::SecretArg::expose)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--auth-mode legacy needs KEYWARD_LEGACY_API_KEY")
+                    })?;
                 let legacy = ops::auth::LegacyKey::new(&app, shared, &args.legacy_role).await?;
-                let presented = args.api_key.as_deref().unwrap_or_default();
+                let presented = args
+                    .api_key
+                    .as_ref()
+                    .map(cli::SecretArg::expose)
+                    .unwrap_or_default();
                 let principal = legacy.verify(presented).ok_or_else(|| {
                     anyhow::anyhow!("API key refused: KEYWARD_API_KEY is not the legacy shared key")
                 })?;
@@ -172,7 +180,12 @@ async fn serve(app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()>
                 stdio::resolve_caller(&app, None, true).await?
             }
             AuthMode::Managed => {
-                stdio::resolve_caller(&app, args.api_key.as_deref(), false).await?
+                stdio::resolve_caller(
+                    &app,
+                    args.api_key.as_ref().map(cli::SecretArg::expose),
+                    false,
+                )
+                .await?
             }
         };
         return stdio::serve(app, caller).await;

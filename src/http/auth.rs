@@ -21,6 +21,19 @@ use crate::ops::auth::{AuthError, AuthFailure, Rejected};
 use crate::ops::{self, CallMeta};
 
 pub const SESSION_COOKIE: &str = "keyward_session";
+/// The cookie's name on https: with the `__Host-` prefix a browser accepts it only from this
+/// very host, over a secure channel, for the whole path, so a sibling subdomain cannot toss in
+/// a cookie of its own that would be sent first.
+pub const HOST_SESSION_COOKIE: &str = "__Host-keyward_session";
+
+/// The sign-in cookie's name for requests that reached us under `base`.
+pub fn cookie_name(base: &PublicBase) -> &'static str {
+    if base.scheme == "https" {
+        HOST_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 
 /// How the server authenticates HTTP callers.
 pub enum HttpAuth {
@@ -39,7 +52,7 @@ enum Credential<'a> {
     None,
 }
 
-fn credential(headers: &HeaderMap) -> Credential<'_> {
+fn credential<'a>(headers: &'a HeaderMap, base: &PublicBase) -> Credential<'a> {
     if let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -53,20 +66,21 @@ fn credential(headers: &HeaderMap) -> Credential<'_> {
         // Any other scheme is a presented-but-unusable credential.
         return Credential::Bearer("");
     }
-    match session_cookie(headers) {
+    match session_cookie(headers, base) {
         Some(c) => Credential::Cookie(c),
         None => Credential::None,
     }
 }
 
-pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+pub fn session_cookie(headers: &HeaderMap, base: &PublicBase) -> Option<String> {
+    let name = cookie_name(base);
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == SESSION_COOKIE)
+        .find(|c| c.name() == name)
         .map(|c| c.value().to_owned())
 }
 
@@ -290,7 +304,7 @@ pub async fn authenticate(
     };
     let meta = call_meta(req.headers(), ip);
     let result: Result<Principal, AuthError> =
-        match (&state.settings.auth, credential(req.headers())) {
+        match (&state.settings.auth, credential(req.headers(), &base)) {
             (HttpAuth::Disabled, _) => Ok(ops::auth::development_principal()),
             (_, Credential::None) => return challenge(&base, false).into_response(),
             (HttpAuth::Legacy(shared), Credential::Bearer(token)) if shared.guessable() => {

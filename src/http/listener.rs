@@ -70,7 +70,9 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> 
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| anyhow::anyhow!("TLS certificate and key do not match: {e}"))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 only: keyward's server speaks no HTTP/2, and advertising h2 makes clients that
+    // prefer it (curl, browsers) negotiate it and then fail.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -57,6 +57,8 @@ pub struct HttpSettings {
     pub shutdown_grace: Duration,
     /// How long the setup token printed at start stays valid.
     pub setup_token_lifetime: chrono::Duration,
+    /// Addresses that may read `/metrics` and readiness detail (never through a proxy).
+    pub metrics_allow: Vec<ipnet::IpNet>,
 }
 
 /// The one-time bootstrap token this process printed, and until when it may be used.

@@ -16,7 +16,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::HttpState;
-use super::auth::{self, SESSION_COOKIE};
+use super::auth;
 use super::edge::{ClientIp, PublicBase};
 use super::error::{AppJson, HttpError};
 use crate::domain::audit::{Action, Status};
@@ -50,10 +50,10 @@ fn session_cookie(
     max_age: cookie::time::Duration,
     base: &PublicBase,
 ) -> HeaderValue {
-    let c = Cookie::build((SESSION_COOKIE, value))
+    let c = Cookie::build((auth::cookie_name(base), value))
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(!base.is_localhost())
+        .secure(base.scheme == "https" || !base.is_localhost())
         .path("/")
         .max_age(max_age)
         .build();
@@ -156,7 +156,7 @@ pub async fn logout(
     if let Some(off) = managed_only(&state) {
         return off;
     }
-    let Some(cookie) = auth::session_cookie(&headers) else {
+    let Some(cookie) = auth::session_cookie(&headers, &base) else {
         return HttpError::bad_request("no session cookie").into_response();
     };
     // Signing out changes state on the strength of a cookie: the Origin must be present (and

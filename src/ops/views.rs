@@ -47,8 +47,9 @@ pub enum KeyStatus {
     Expired,
 }
 
-/// A key and its secret. The secret is shown only in this response: store it now.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+/// A key and its secret. The secret is shown only in this response: store it now. Its
+/// `Debug` leaves the secret out.
+#[derive(Clone, Serialize, Deserialize, JsonSchema)]
 pub struct KeyWithSecret {
     pub key: KeyView,
     /// The full API key. It is not stored anywhere and cannot be shown again.
@@ -56,6 +57,19 @@ pub struct KeyWithSecret {
     /// When the previous secret stops working (rotation only; null when it stopped at once).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_secret_valid_until: Option<String>,
+}
+
+impl std::fmt::Debug for KeyWithSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyWithSecret")
+            .field("key", &self.key)
+            .field("api_key", &"..")
+            .field(
+                "previous_secret_valid_until",
+                &self.previous_secret_valid_until,
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -256,4 +270,34 @@ pub struct OperatorResult {
 pub struct OperatorList {
     /// By username.
     pub operators: Vec<OperatorView>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minted_secret_never_prints() {
+        let k = KeyWithSecret {
+            key: KeyView {
+                id: "key_x".into(),
+                name: "n".into(),
+                description: String::new(),
+                role: "reader".into(),
+                tenants: vec!["*".into()],
+                preview: "kw_abcdefgh".into(),
+                status: KeyStatus::Active,
+                created_at: "t".into(),
+                created_by: None,
+                expires_at: None,
+                disabled_at: None,
+                revoked_at: None,
+                rotated_at: None,
+                last_used_at: None,
+            },
+            api_key: "kw_the_whole_secret".into(),
+            previous_secret_valid_until: None,
+        };
+        assert!(!format!("{k:?}").contains("the_whole_secret"));
+    }
 }

@@ -414,6 +414,17 @@ async fn health_readiness_and_metrics() {
         ready,
         json!({"status": "ready", "database": s.app.store.backend()})
     );
+    // Through a proxy: the status, never the detail or the metrics.
+    let proxied = |path: &str| {
+        http()
+            .get(s.url(path))
+            .header("x-forwarded-for", "203.0.113.7")
+            .send()
+    };
+    let r = proxied("/readyz").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ready"}));
+    assert_eq!(proxied("/metrics").await.unwrap().status(), 403);
 
     let c = s.client(&key).await;
     c.ok("whoami", json!({})).await;
@@ -472,6 +483,16 @@ async fn health_readiness_and_metrics() {
 }
 
 #[tokio::test]
+async fn metrics_are_for_allowed_addresses_only() {
+    let s = Server::start(&["--metrics-allow", "10.0.0.0/8"]).await;
+    let r = http().get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 403, "loopback is not on this list");
+    let r = http().get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ready"}));
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn accepted_sockets_set_tcp_nodelay() {
     use axum::serve::Listener;
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -505,11 +526,13 @@ async fn tls_serves_https_with_the_given_certificate() {
     let mut roots = RootCertStore::empty();
     roots.add(generated.cert.der().clone()).unwrap();
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // Like curl and browsers, prefer HTTP/2: the server must not agree to what it cannot speak.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(s.running.addr)
         .await
@@ -518,6 +541,7 @@ async fn tls_serves_https_with_the_given_certificate() {
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     let request = format!(
         "GET /.well-known/oauth-protected-resource HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\n\r\n",
         s.running.addr.port()

@@ -634,3 +634,42 @@ async fn a_disabled_operator_signing_in_is_recorded_as_an_operator() {
     admin.close().await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn on_https_the_cookie_is_host_prefixed_and_no_other_is_taken() {
+    let s = Server::start(&[]).await;
+    let token = s.running.setup_token.clone().unwrap();
+    bootstrap(&s, &token, "alice").await;
+    // Behind a TLS proxy on loopback (trusted by default).
+    let res = http()
+        .post(s.url("/v1/auth/login"))
+        .header("x-forwarded-proto", "https")
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let set = set_cookie(&res);
+    assert!(set.starts_with("__Host-keyward_session="), "{set}");
+    assert!(
+        set.contains("Secure") && set.contains("Path=/") && !set.contains("Domain"),
+        "{set}"
+    );
+    let value = cookie_value(&set);
+    let origin = format!("https://{}", s.running.addr);
+    let headers = |cookie: &str| {
+        [
+            ("cookie", cookie.to_owned()),
+            ("origin", origin.clone()),
+            ("x-forwarded-proto", "https".to_owned()),
+        ]
+    };
+    let h = headers(&value);
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(post_mcp(&s, &initialize_body(), &h).await.status(), 200);
+    // A cookie without the prefix (one a sibling subdomain could have set) is not taken.
+    let tossed = value.replace("__Host-keyward_session", "keyward_session");
+    let h = headers(&tossed);
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(post_mcp(&s, &initialize_body(), &h).await.status(), 401);
+    s.stop().await;
+}

@@ -32,6 +32,15 @@ async fn secrets_never_reach_the_database_file_the_trail_or_the_logs() {
         msg,
         "description appears to contain an API key; never put secrets in names or descriptions"
     );
+    // Nor behind a zero-width space after its prefix.
+    let hidden = format!("kw_\u{200B}{}", &pasted.expose()[3..]);
+    let msg = admin
+        .err(
+            "key_create",
+            json!({"name": "y", "role": "reader", "tenants": ["*"], "description": hidden}),
+        )
+        .await;
+    assert!(msg.contains("appears to contain an API key"), "{msg}");
     let unknown = admin
         .try_call(
             "no_such_tool_with_secret",
