@@ -26,6 +26,9 @@ struct Taken {
 struct Owned {
     name: Arc<str>,
     moved: u64,
+    /// A rotated-out file's handle, kept open (and so locked) until the file is forgotten:
+    /// another process that found it unlocked would take it for a dead process's and move it.
+    handle: Option<std::fs::File>,
 }
 
 pub(super) struct Mover {
@@ -48,6 +51,7 @@ impl Mover {
             files: VecDeque::from([Owned {
                 name,
                 moved: HEADER,
+                handle: None,
             }]),
             moved: 0,
             failing: false,
@@ -133,7 +137,10 @@ impl Mover {
                 });
             }
             if let Some((file, name)) = next {
-                a.file = file;
+                let rotated_out = std::mem::replace(&mut a.file, file);
+                if let Some(last) = self.files.back_mut() {
+                    last.handle = Some(rotated_out);
+                }
                 a.len = HEADER;
                 a.broken = false;
                 a.name.clone_from(&name);
@@ -141,6 +148,7 @@ impl Mover {
                 self.files.push_back(Owned {
                     name: name.into(),
                     moved: HEADER,
+                    handle: None,
                 });
             }
         }
@@ -185,6 +193,7 @@ impl Mover {
             }
             files::forget(&self.conn, &self.journal.dir, &name)?;
             lock(&self.journal.own).retain(|n| **n != *name);
+            // Only now is its lock released (the handle closes with it).
             self.files.pop_front();
         }
         Ok(())

@@ -146,3 +146,46 @@ async fn a_live_process_journal_is_left_to_its_owner() {
     owner.close();
     second.close();
 }
+
+#[tokio::test]
+async fn a_rotated_file_stays_locked_until_it_is_forgotten() {
+    let (_dir, db, _store) = database().await;
+    // The database refuses records for a while, so rotated files keep records not yet moved.
+    let conn = open_sqlite(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER hold BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'held'); END",
+    )
+    .unwrap();
+    let j = journal(&db, 512);
+    for i in 0..5 {
+        j.append(event(&format!("h{i}"))).unwrap();
+    }
+    // The mover rotates (the file is over 512 bytes), then cannot move the records.
+    assert!(j.sync().await.is_err(), "the database refuses for now");
+    let dir = super::journal_dir(&db);
+    let names = files::list(&dir).unwrap();
+    assert!(names.len() >= 2, "rotated: {names:?}");
+    // Another process looking for dead journals in this window must find every one locked.
+    for name in &names {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join(name))
+            .unwrap();
+        assert!(
+            matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+            "{name} is unlocked while its records are not yet moved"
+        );
+    }
+    let mut other = open_sqlite(&db).unwrap();
+    files::recover_dead(&dir, &mut other).unwrap();
+    assert_eq!(files::list(&dir).unwrap(), names, "nothing adopted");
+    conn.execute_batch("DROP TRIGGER hold").unwrap();
+    j.sync().await.unwrap();
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM audit_events"),
+        5,
+        "every record, once"
+    );
+    j.close();
+}
