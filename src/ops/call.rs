@@ -238,7 +238,7 @@ pub(crate) async fn ensure_reach(
     expires_at: Option<Option<DateTime<Utc>>>,
     action: String,
 ) -> Result<(), super::OpsError> {
-    let held = crate::store::roles::get_in(tx, role)
+    let held = crate::store::roles::get_in(tx, role, crate::store::Hold::Share)
         .await?
         .map_or(crate::domain::permission::PermissionSet::EMPTY, |r| {
             r.permissions

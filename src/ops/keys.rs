@@ -19,7 +19,7 @@ use crate::domain::principal::Principal;
 use crate::domain::role::validate_role_name;
 use crate::domain::tenant::TenantScope;
 use crate::domain::{ids, timespec};
-use crate::store::{self, Tx, from_micros, keys::KeyRow};
+use crate::store::{self, Hold, Tx, from_micros, keys::KeyRow};
 
 /// Longest a rotated-out secret may keep working.
 pub const MAX_GRACE: Duration = Duration::hours(24);
@@ -51,7 +51,7 @@ pub async fn create(app: &App, call: &Call, input: CreateKey) -> Result<KeyWithS
     let expires_at = policy::resolve_expiry(p, requested, now)?;
 
     let mut tx = app.store.begin().await?;
-    let role = store::roles::get_in(&mut tx, &role_name)
+    let role = store::roles::get_in(&mut tx, &role_name, Hold::Share)
         .await?
         .ok_or_else(|| unknown_role(&role_name))?;
     policy::within(

@@ -14,7 +14,7 @@ use crate::domain::principal::Principal;
 use crate::domain::role::validate_role_name;
 use crate::domain::tenant::TenantScope;
 use crate::domain::{ids, timespec};
-use crate::store::{self, Tx, from_micros, operators::OperatorRow};
+use crate::store::{self, Hold, Tx, from_micros, operators::OperatorRow};
 
 pub struct CreateOperator {
     pub username: String,
@@ -47,7 +47,7 @@ pub async fn create(
     let hash = hash_password(app, &password).await?;
     let now = app.now();
     let mut tx = app.store.begin().await?;
-    let role = store::roles::get_in(&mut tx, &role_name)
+    let role = store::roles::get_in(&mut tx, &role_name, Hold::Share)
         .await?
         .ok_or_else(|| keys::unknown_role(&role_name))?;
     policy::within(
@@ -118,10 +118,10 @@ pub async fn set_role(
     let now = app.now();
     let mut tx = app.store.begin().await?;
     let before = load_managed(&mut tx, p, id, "change the role of", None).await?;
-    let role = store::roles::get_in(&mut tx, &role_name)
+    let role = store::roles::get_in(&mut tx, &role_name, Hold::Share)
         .await?
         .ok_or_else(|| keys::unknown_role(&role_name))?;
-    let held = store::roles::get_in(&mut tx, &before.role)
+    let held = store::roles::get_in(&mut tx, &before.role, Hold::Share)
         .await?
         .map_or(PermissionSet::EMPTY, |r| r.permissions);
     // A raise hands out more power to someone who never expires: only a caller that never

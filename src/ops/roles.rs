@@ -12,7 +12,7 @@ use crate::domain::permission::{Permission, PermissionSet};
 use crate::domain::policy::{self, Reach};
 use crate::domain::principal::Principal;
 use crate::domain::role::{BuiltinRole, Role, validate_role_name};
-use crate::store::{self, Tx};
+use crate::store::{self, Hold, Tx};
 
 pub async fn list(app: &App, p: &Principal) -> Result<RoleList, OpsError> {
     policy::require(p, Permission::RoleRead)?;
@@ -182,7 +182,7 @@ async fn load_managed(
     name: &str,
     verb: &str,
 ) -> Result<Role, OpsError> {
-    let role = store::roles::get_in(tx, name)
+    let role = store::roles::get_in(tx, name, Hold::Update)
         .await?
         .ok_or_else(|| super::keys::unknown_role(name))?;
     if role.builtin {

@@ -148,8 +148,12 @@ pub async fn get(store: &super::Store, id: &str) -> Result<Option<KeyRow>, Store
 }
 
 /// Reads a key inside a write transaction, so the check and the change see the same row.
+/// Reads a key inside a write transaction, locked until it ends (see `Hold`).
 pub async fn get_in(tx: &mut Tx, id: &str) -> Result<Option<KeyRow>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM api_keys k WHERE k.id = $1");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM api_keys k WHERE k.id = $1{}",
+        tx.hold(super::Hold::Update)
+    );
     on_tx!(tx, c => sqlx::query_as(&sql).bind(id).fetch_optional(c).await.map_err(db))
 }
 

@@ -168,7 +168,29 @@ impl Store {
     }
 }
 
+/// How a row read inside a write transaction is held until the transaction ends. SQLite's
+/// transactions hold the database's write lock from `BEGIN IMMEDIATE`, so there this is a
+/// no-op; PostgreSQL runs READ COMMITTED, where a check and the change that follows it need the
+/// rows they rest on locked, or two transactions can each pass a check the other's change
+/// breaks (two rotations both leaving a live secret, a key minted for a role being deleted).
+#[derive(Debug, Clone, Copy)]
+pub enum Hold {
+    /// Others may read and share, not change or delete it (a role being assigned).
+    Share,
+    /// Nobody else may lock it until this transaction ends (the row being changed).
+    Update,
+}
+
 impl Tx {
+    /// The clause to append to a single-table `SELECT` to hold its rows.
+    pub fn hold(&self, hold: Hold) -> &'static str {
+        match (self, hold) {
+            (Tx::Sqlite(_), _) => "",
+            (Tx::Postgres(_), Hold::Share) => " FOR SHARE",
+            (Tx::Postgres(_), Hold::Update) => " FOR UPDATE",
+        }
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
             Tx::Sqlite(t) => t.commit().await.map_err(db),

@@ -89,8 +89,12 @@ pub async fn insert(
     Ok(())
 }
 
+/// Reads an operator inside a write transaction, locked until it ends (see `Hold`).
 pub async fn get_in(tx: &mut Tx, id: &str) -> Result<Option<OperatorRow>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM operators o WHERE o.id = $1");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM operators o WHERE o.id = $1{}",
+        tx.hold(super::Hold::Update)
+    );
     on_tx!(tx, c => sqlx::query_as(&sql).bind(id).fetch_optional(c).await.map_err(db))
 }
 

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{StoreError, Tx, db, micros, on_pool, on_tx};
+use super::{Hold, StoreError, Tx, db, micros, on_pool, on_tx};
 use crate::domain::permission::PermissionSet;
 use crate::domain::role::{BuiltinRole, Role};
 
@@ -70,9 +70,10 @@ pub async fn get(store: &super::Store, name: &str) -> Result<Option<Role>, Store
     row.map(RoleRow::into_role).transpose()
 }
 
-/// Reads a role inside a write transaction, so a check and the change see the same row.
-pub async fn get_in(tx: &mut Tx, name: &str) -> Result<Option<Role>, StoreError> {
-    let sql = format!("{SELECT} AND name = $1");
+/// Reads a role inside a write transaction, held (see `Hold`) so a check and the change that
+/// follows it see the same row: `Share` to assign it, `Update` to change or delete it.
+pub async fn get_in(tx: &mut Tx, name: &str, hold: Hold) -> Result<Option<Role>, StoreError> {
+    let sql = format!("{SELECT} AND name = $1{}", tx.hold(hold));
     let row: Option<RoleRow> = on_tx!(tx, c => sqlx::query_as(&sql)
         .bind(name)
         .fetch_optional(c)

@@ -29,6 +29,7 @@ mod lifetimes;
 mod lockout;
 mod process;
 mod protocol;
+mod races;
 mod replicas;
 mod roles;
 mod schemas;
