@@ -340,6 +340,16 @@ pub async fn authenticate(
         };
     match result {
         Ok(principal) => {
+            // Another principal's session is no session of yours: the same 404 as an unknown one.
+            if let Some(id) = req
+                .headers()
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+                && !state.session_owners.may_use(id, &principal)
+            {
+                tracing::warn!(client_ip = %ip.0, "refused a request naming another principal's MCP session");
+                return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+            }
             req.extensions_mut().insert(principal);
             req.extensions_mut().insert(meta);
             next.run(req).await

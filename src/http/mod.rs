@@ -9,6 +9,7 @@ mod health;
 pub mod listener;
 pub mod origin;
 mod session;
+pub mod sessions;
 mod well_known;
 
 use std::net::SocketAddr;
@@ -74,6 +75,8 @@ pub struct HttpState {
     /// The one-time bootstrap token; `None` once used or seen closed, or when bootstrap was
     /// already closed at start.
     pub setup_token: Arc<Mutex<Option<SetupToken>>>,
+    /// Who opened each MCP session.
+    pub session_owners: Arc<sessions::SessionOwners>,
 }
 
 /// The whole HTTP application. Layers, outermost first, and why in this order:
@@ -114,9 +117,13 @@ pub fn router(state: HttpState, mcp_shutdown: CancellationToken) -> Router {
             StreamableHttpService::new(factory, NeverSessionManager::default().into(), rmcp),
         )
     } else {
+        let bound = sessions::BoundSessions::new(
+            LocalSessionManager::default(),
+            state.session_owners.clone(),
+        );
         Router::new().nest_service(
             "/mcp",
-            StreamableHttpService::new(factory, LocalSessionManager::default().into(), rmcp),
+            StreamableHttpService::new(factory, bound.into(), rmcp),
         )
     }
     .layer(from_fn_with_state(state.clone(), auth::authenticate));
@@ -271,6 +278,7 @@ pub async fn start(app: App, settings: HttpSettings) -> anyhow::Result<Running> 
                 .clone()
                 .map(|value| SetupToken { value, expires_at }),
         )),
+        session_owners: Arc::default(),
     };
     let listen = state.settings.listen;
     let mcp_shutdown = CancellationToken::new();

@@ -27,6 +27,7 @@ mod http_support;
 mod keys;
 mod lifetimes;
 mod lockout;
+mod mcp_sessions;
 mod process;
 mod protocol;
 mod races;
