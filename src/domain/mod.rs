@@ -6,6 +6,7 @@ pub mod audit;
 pub mod error;
 pub mod ids;
 pub mod key;
+pub mod limits;
 pub mod lockout;
 pub mod password;
 pub mod permission;

@@ -28,6 +28,7 @@ impl KeywardServer {
         mut ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let _in_flight = self.app.inflight.enter();
+        let started = std::time::Instant::now();
         let meta = self.call_meta(&mut ctx);
         let principal = match self.caller(&mut ctx, &meta).await {
             Ok(p) => p,
@@ -128,6 +129,11 @@ impl KeywardServer {
         };
         // Every call is in the audit trail already; the log line is for debugging.
         tracing::debug!(tool = tool.wire(), %status, actor = call.principal().actor().id(), "tool call");
+        let elapsed = started.elapsed();
+        if elapsed >= SLOW_CALL {
+            // A summary: which tool, how long; never the statements it ran or its arguments.
+            tracing::warn!(tool = tool.wire(), %status, elapsed_ms = elapsed.as_millis() as u64, "slow tool call");
+        }
         self.count(tool, status);
         response
     }
@@ -188,6 +194,9 @@ impl KeywardServer {
         meta
     }
 }
+
+/// A tool call taking this long is logged (at WARN).
+const SLOW_CALL: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn kind_of_meta(result: &CallToolResult) -> Option<&serde_json::Value> {
     result

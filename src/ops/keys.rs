@@ -96,8 +96,7 @@ pub struct ListKeys {
 pub async fn list(app: &App, p: &Principal, input: ListKeys) -> Result<KeyPage, OpsError> {
     policy::require(p, Permission::KeyRead)?;
     let limit = page_size(input.limit)?;
-    let roles = input
-        .roles
+    let roles = crate::domain::limits::distinct("role", &input.roles)?
         .iter()
         .map(|r| validate_role_name(r))
         .collect::<Result<Vec<_>, _>>()?;

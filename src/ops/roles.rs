@@ -44,7 +44,7 @@ pub async fn create(app: &App, call: &Call, input: RoleInput) -> Result<RoleView
     if BuiltinRole::from_name(&name).is_some() {
         return Err(OpsError::Conflict(format!("'{name}' is a built-in role")));
     }
-    let permissions = non_empty(input.permissions.unwrap_or_default())?;
+    let permissions = non_empty(&input.permissions.unwrap_or_default())?;
     let description = ids::check_label(
         "description",
         input.description.as_deref().unwrap_or(""),
@@ -87,7 +87,7 @@ pub async fn update(app: &App, call: &Call, input: RoleInput) -> Result<RoleView
     let mut tx = app.store.begin().await?;
     let current = load_managed(&mut tx, p, &name, "change").await?;
     let permissions = match input.permissions {
-        Some(perms) => non_empty(perms)?,
+        Some(perms) => non_empty(&perms)?,
         None => current.permissions,
     };
     policy::within(
@@ -216,8 +216,10 @@ async fn load_managed(
     Ok(role)
 }
 
-fn non_empty(perms: Vec<Permission>) -> Result<PermissionSet, OpsError> {
-    let set: PermissionSet = perms.into_iter().collect();
+fn non_empty(perms: &[Permission]) -> Result<PermissionSet, OpsError> {
+    let set: PermissionSet = crate::domain::limits::distinct("permissions", perms)?
+        .into_iter()
+        .collect();
     if set.is_empty() {
         return Err(OpsError::invalid("a role needs at least one permission"));
     }

@@ -48,6 +48,13 @@ fn sqlite_pool_size() -> u32 {
     (2 * cores).clamp(4, 16)
 }
 
+/// sqlx logs a statement that runs long at WARN with its whole text (a query with fifty
+/// placeholders is kilobytes); keyward logs slow tool calls itself, by name, instead. The
+/// per-statement DEBUG log stays, for whoever asks for it.
+fn quiet<O: sqlx::ConnectOptions>(opts: O) -> O {
+    opts.log_slow_statements(log::LevelFilter::Off, Duration::from_secs(1))
+}
+
 #[derive(Clone, Debug)]
 pub enum Store {
     Sqlite(SqlitePool),
@@ -93,7 +100,7 @@ impl Store {
     /// the built-in roles up to date.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         let store = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let opts = PgConnectOptions::from_str(url).map_err(StoreError::Config)?;
+            let opts = quiet(PgConnectOptions::from_str(url).map_err(StoreError::Config)?);
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(5))
@@ -127,6 +134,7 @@ impl Store {
                 // Every statement the product runs, with room for the audit filters' shapes;
                 // each cached statement holds memory in every connection.
                 .statement_cache_capacity(64);
+            let opts = quiet(opts);
             let pool = SqlitePoolOptions::new()
                 .max_connections(sqlite_pool_size())
                 .acquire_timeout(Duration::from_secs(10))

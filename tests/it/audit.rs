@@ -146,7 +146,7 @@ async fn summaries_answer_who_did_most_and_who_keeps_failing() {
         .await;
     assert_eq!(msg, "group by hour or by day, not both");
     let msg = admin.err("audit_summary", json!({"group_by": []})).await;
-    assert_eq!(msg, "group_by takes one or two dimensions");
+    assert_eq!(msg, "group_by takes one or two dimensions (at most 2)");
     for c in [r1c, r2c, admin] {
         c.close().await;
     }

@@ -15,6 +15,7 @@ mod access;
 mod audit;
 mod auth;
 mod bootstrap;
+mod bounds;
 mod crash;
 mod development;
 mod fail_closed;

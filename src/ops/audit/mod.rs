@@ -15,6 +15,7 @@ use super::OpsError;
 use super::views::{AuditBrief, AuditEventResult, AuditEventView, AuditPage, ClientClaims, Window};
 use crate::app::App;
 use crate::domain::audit::{Action, Source, Status};
+use crate::domain::limits::distinct;
 use crate::domain::permission::Permission;
 use crate::domain::principal::Principal;
 use crate::domain::role::validate_role_name;
@@ -31,9 +32,6 @@ pub const MAX_TOP: i64 = 100;
 /// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in microseconds.
 const MIN_INSTANT: i64 = -62_135_596_800_000_000;
 const MAX_INSTANT: i64 = 253_402_300_799_999_999;
-
-/// Caps how many filter values one call may pass (each list).
-const MAX_VALUES: usize = 50;
 
 /// Filters as a caller gives them. Lists are OR within, AND across; empty means any.
 #[derive(Debug, Clone, Default)]
@@ -116,12 +114,18 @@ fn resolve(input: &Filters, now: DateTime<Utc>) -> Result<Resolved, OpsError> {
         )));
     }
     let check = |name: &str, values: &[String], f: &dyn Fn(&str) -> Result<String, OpsError>| {
-        if values.len() > MAX_VALUES {
-            return Err(OpsError::invalid(format!(
-                "at most {MAX_VALUES} values per filter ({name})"
-            )));
-        }
-        values.iter().map(|v| f(v)).collect::<Result<Vec<_>, _>>()
+        let checked = distinct(name, values)?
+            .iter()
+            .map(|v| f(v))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Different spellings of one value (an IP written two ways) count once.
+        Ok::<_, OpsError>(distinct(name, &checked)?)
+    };
+    let texts = |name: &str, values: Vec<&'static str>| -> Result<Vec<String>, OpsError> {
+        Ok(distinct(name, &values)?
+            .into_iter()
+            .map(str::to_owned)
+            .collect())
     };
     Ok(Resolved {
         actors: check("actor", &input.actors, &|v| {
@@ -131,26 +135,17 @@ fn resolve(input: &Filters, now: DateTime<Utc>) -> Result<Resolved, OpsError> {
         })?,
         roles: check("role", &input.roles, &|v| Ok(validate_role_name(v)?))?,
         tenants: check("tenant", &input.tenants, &|v| Ok(validate_tenant(v)?))?,
-        actions: input
-            .actions
-            .iter()
-            .map(|a| a.as_str().to_owned())
-            .collect(),
+        actions: texts("action", input.actions.iter().map(|a| a.as_str()).collect())?,
         targets: check("target", &input.targets, &|v| {
             ids::check_id("target", v).map_err(|_| {
                 OpsError::invalid("invalid target: give a key id, a role name or an event id")
             })
         })?,
-        statuses: input
-            .statuses
-            .iter()
-            .map(|s| s.as_str().to_owned())
-            .collect(),
-        sources: input
-            .sources
-            .iter()
-            .map(|s| s.as_str().to_owned())
-            .collect(),
+        statuses: texts(
+            "status",
+            input.statuses.iter().map(|s| s.as_str()).collect(),
+        )?,
+        sources: texts("source", input.sources.iter().map(|s| s.as_str()).collect())?,
         client_ips: check("client_ip", &input.client_ips, &|v| {
             v.parse::<std::net::IpAddr>()
                 .map(|ip| ip.to_string())

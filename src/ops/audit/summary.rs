@@ -89,7 +89,9 @@ pub async fn summary(
 ) -> Result<AuditSummary, OpsError> {
     policy::require(p, Permission::AuditRead)?;
     if group_by.is_empty() || group_by.len() > 2 {
-        return Err(OpsError::invalid("group_by takes one or two dimensions"));
+        return Err(OpsError::invalid(
+            "group_by takes one or two dimensions (at most 2)",
+        ));
     }
     if group_by.len() == 2 && group_by[0] == group_by[1] {
         return Err(OpsError::invalid("group_by dimensions must differ"));
