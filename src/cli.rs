@@ -18,12 +18,29 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args, Clone)]
+/// Its `Debug` shows the URL without its password.
+#[derive(Args, Clone)]
 pub struct DbArgs {
     /// Database URL: sqlite:<path> (embedded, the default) or postgres://user@host/db.
     /// Default: keyward.db in the user's data directory (e.g. ~/.local/share/keyward/).
-    #[arg(long, env = "KEYWARD_DATABASE_URL", global = true)]
+    #[arg(
+        long,
+        env = "KEYWARD_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
+}
+
+impl std::fmt::Debug for DbArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbArgs")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(crate::config::redact_url),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -240,9 +257,12 @@ mod tests {
             "legacy-secret-value-123",
             "--api-key",
             "kw_stdio_secret_value",
+            "--database-url",
+            "postgres://keyward:db-password-1@db/keyward",
         ])
         .unwrap();
         let shown = format!("{cli:?}");
+        assert!(!shown.contains("db-password-1"), "{shown}");
         assert!(!shown.contains("legacy-secret-value-123"), "{shown}");
         assert!(!shown.contains("kw_stdio_secret_value"), "{shown}");
         let Command::Serve(args) = cli.command else {

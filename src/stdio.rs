@@ -58,8 +58,7 @@ pub async fn resolve_caller(
             Ok(CallerSource::StdioKey(key))
         }
         Err(AuthError::Rejected(r)) => refuse(r).await,
-        Err(AuthError::Store(e)) => Err(StdioError::Other(e.into())),
-        Err(AuthError::Audit(e)) => Err(StdioError::Other(e.into())),
+        Err(e) => Err(StdioError::Other(e.into())),
     }
 }
 

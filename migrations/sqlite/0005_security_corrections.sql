@@ -33,7 +33,8 @@ CREATE TABLE signin_known (
 CREATE INDEX signin_known_age ON signin_known(last_success);
 CREATE INDEX auth_failures_age ON auth_failures(window_start);
 
--- Key names are unique among live keys, ignoring case. Older duplicates get their id appended.
+-- Key names are unique among live keys, ignoring case: of duplicates the oldest keeps its name
+-- and each later one gets its id appended.
 UPDATE api_keys SET name = name || '-' || id
     WHERE revoked_at IS NULL AND EXISTS (
         SELECT 1 FROM api_keys o

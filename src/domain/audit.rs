@@ -176,6 +176,8 @@ fn walk(value: &Value, budget: &mut usize, scrub: bool) -> Value {
         *budget = budget.saturating_sub(t.len() + 2);
         t
     };
+    // Every node costs something, so nesting empty containers cannot dodge the budget.
+    *budget = budget.saturating_sub(2);
     match value {
         Value::Object(map) => {
             let mut out = serde_json::Map::new();
@@ -222,7 +224,7 @@ fn walk(value: &Value, budget: &mut usize, scrub: bool) -> Value {
             Value::String(text(s, max, budget))
         }
         other => {
-            *budget = budget.saturating_sub(8);
+            *budget = budget.saturating_sub(6);
             other.clone()
         }
     }
@@ -325,6 +327,10 @@ mod tests {
         assert!(red.contains("more members not recorded"));
         let wide: Vec<Value> = (0..90).map(|_| json!("x".repeat(2000))).collect();
         let red = redact(&json!({"list": wide})).to_string();
+        assert!(red.len() < 2 * MAX_RECORDED, "{}", red.len());
+        // Empty containers, nested and wide, cost too.
+        let hollow = json!({"a": vec![vec![json!([]); 100]; 100]});
+        let red = redact(&hollow).to_string();
         assert!(red.len() < 2 * MAX_RECORDED, "{}", red.len());
         let state = json!({"description": "y".repeat(100_000)});
         assert!(bounded(state).to_string().len() < 2 * MAX_RECORDED);

@@ -9,16 +9,20 @@ use std::borrow::Cow;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
-use super::{key, session, text};
+use super::{key, session};
 
 /// Prefixed secrets, and how many characters after the prefix a redaction keeps: a key's
 /// preview identifies it without exposing it; a session token shows nothing.
-const PREFIXED: [(&str, usize); 2] = [(key::PREFIX, 8), (session::PREFIX, 0)];
+const PREFIXED: [(&str, usize); 3] = [
+    (key::PREFIX, 8),
+    (session::PREFIX, 0),
+    (session::SETUP_PREFIX, 0),
+];
 /// A prefix followed by this many letters or digits is treated as a secret: a key cut short
 /// is still most of a key.
 const MIN_TAIL: usize = 8;
-/// The shortest base64 that can hold a whole key.
-const BASE64_MIN: usize = 68;
+/// The shortest base64 that can hold a key body (49 bytes: 66 characters unpadded).
+const BASE64_MIN: usize = 64;
 /// How much of one string is examined. Callers keep far less than this (the trail clips
 /// strings to 512 characters after scrubbing), so nothing examined-away is ever kept.
 pub const SCAN_LIMIT: usize = 4096;
@@ -29,21 +33,34 @@ pub const SCAN_LIMIT: usize = 4096;
 pub fn scrub(text: &str) -> String {
     let text = clip(text, SCAN_LIMIT);
     let mut t: Cow<'_, str> = Cow::Borrowed(text);
-    if let Cow::Owned(visible) = text::without_hidden(&t)
-        && has_plain(&visible)
+    // What the text says once everything that is not printable ASCII is taken out: a key
+    // interleaved with invisible characters (of any category) reads whole again.
+    if let Some(skeleton) = ascii_skeleton(&t)
+        && has_secret(&skeleton)
     {
-        t = Cow::Owned(visible);
+        t = Cow::Owned(skeleton);
     }
     if t.contains('%') {
         let decoded = percent_encoding::percent_decode_str(&t)
             .decode_utf8_lossy()
             .into_owned();
-        if has_plain(&decoded) {
+        if has_secret(&decoded) {
             t = Cow::Owned(decoded);
         }
     }
     let t = redact_base64(&t);
     scrub_plain(&t)
+}
+
+/// `text` without its non-ASCII and non-printable characters, when it has any.
+fn ascii_skeleton(text: &str) -> Option<String> {
+    let printable = |c: char| c.is_ascii_graphic() || c == ' ';
+    (!text.chars().all(printable)).then(|| text.chars().filter(|c| printable(*c)).collect())
+}
+
+/// A secret in plain text or in base64.
+fn has_secret(text: &str) -> bool {
+    has_plain(text) || matches!(redact_base64(text), Cow::Owned(_))
 }
 
 /// Whether `text` holds a secret in any form `scrub` recognises.
@@ -228,6 +245,16 @@ mod tests {
             format!("k\u{200D}w_{body}"),
             format!("data:{b64}"),
             format!("see {b64url}"),
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(body),
+            format!(
+                "q={}",
+                b64.replace('+', "%2B")
+                    .replace('/', "%2F")
+                    .replace('=', "%3D")
+            ),
+            body.chars().flat_map(|c| [c, '\u{034F}']).collect(),
+            body.chars().flat_map(|c| [c, '\u{FE0F}']).collect(),
+            format!("kw_\u{3164}{body}"),
         ] {
             let out = scrub(&text);
             assert!(!leaks(&k, &out), "{text:?} -> {out:?}");
@@ -259,6 +286,8 @@ mod tests {
         let t = SessionToken::generate();
         let out = scrub(&format!("cookie {}", t.expose()));
         assert_eq!(out, "cookie kws_…[redacted]");
+        let setup = SessionToken::setup();
+        assert_eq!(scrub(&format!("token {setup}")), "token kwsu_…[redacted]");
     }
 
     #[test]

@@ -5,6 +5,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 pub const PREFIX: &str = "kws_";
+/// The one-time bootstrap token's prefix: recognisable, so it is scrubbed like the others.
+pub const SETUP_PREFIX: &str = "kwsu_";
 const BODY_LEN: usize = 43;
 
 pub struct SessionToken(SecretString);
@@ -23,6 +25,11 @@ impl SessionToken {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric());
         ok.then(|| SessionToken(SecretString::from(text.to_owned())))
+    }
+
+    /// A one-time setup token (printed at start while bootstrap is open): 256 random bits.
+    pub fn setup() -> String {
+        format!("{SETUP_PREFIX}{}", super::ids::random_base62(BODY_LEN))
     }
 
     pub fn expose(&self) -> &str {

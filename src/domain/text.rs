@@ -8,8 +8,9 @@ use std::borrow::Cow;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// Whether `c` changes how text reads without showing itself: controls (Cc), format characters
-/// (Cf: bidi overrides and isolates, zero-width joiners and spaces, the BOM…) and line or
-/// paragraph separators.
+/// (Cf: bidi overrides and isolates, zero-width joiners and spaces, the BOM…), line or
+/// paragraph separators, and the other code points Unicode marks default-ignorable (fillers,
+/// variation selectors, the combining grapheme joiner), which render as nothing.
 pub fn is_hidden(c: char) -> bool {
     matches!(
         c.general_category(),
@@ -17,6 +18,16 @@ pub fn is_hidden(c: char) -> bool {
             | GeneralCategory::Format
             | GeneralCategory::LineSeparator
             | GeneralCategory::ParagraphSeparator
+    ) || matches!(
+        u32::from(c),
+        0x034F
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFFA0
+            | 0xE0100..=0xE01EF
     )
 }
 
@@ -38,13 +49,19 @@ pub fn neutralize(text: &str, multiline: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// `text` without hidden characters, to see what it says once they are ignored (a key split by
-/// a zero-width space is still a key).
-pub fn without_hidden(text: &str) -> Cow<'_, str> {
-    if text.chars().any(is_hidden) {
-        Cow::Owned(text.chars().filter(|c| !is_hidden(*c)).collect())
-    } else {
-        Cow::Borrowed(text)
+/// Every string (and member name) in a JSON value neutralised: for showing records written
+/// before free text was neutralised on the way in.
+pub fn neutralize_json(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(neutralize(s, true).into_owned()),
+        Value::Array(items) => Value::Array(items.iter().map(neutralize_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (neutralize(k, false).into_owned(), neutralize_json(v)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -73,6 +90,9 @@ mod tests {
             "<U+FEFF>bom<U+2028>"
         );
         assert_eq!(neutralize("ключ 鍵 ✓", false), "ключ 鍵 ✓");
-        assert_eq!(without_hidden("kw_\u{200B}abc"), "kw_abc");
+        assert_eq!(
+            neutralize("a\u{034F}b\u{3164}c\u{FE0F}", false),
+            "a<U+034F>b<U+3164>c<U+FE0F>"
+        );
     }
 }

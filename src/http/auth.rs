@@ -341,10 +341,11 @@ pub async fn authenticate(
     match result {
         Ok(principal) => {
             // Another principal's session is no session of yours: the same 404 as an unknown one.
-            if let Some(id) = req
-                .headers()
-                .get("mcp-session-id")
-                .and_then(|v| v.to_str().ok())
+            if !state.settings.stateless
+                && let Some(id) = req
+                    .headers()
+                    .get("mcp-session-id")
+                    .and_then(|v| v.to_str().ok())
                 && !state.session_owners.may_use(id, &principal)
             {
                 tracing::warn!(client_ip = %ip.0, "refused a request naming another principal's MCP session");
@@ -355,7 +356,6 @@ pub async fn authenticate(
             next.run(req).await
         }
         Err(AuthError::Rejected(r)) => refuse(&state, ip, &r, &meta, &base).await,
-        Err(AuthError::Store(e)) => HttpError::from(ops::OpsError::from(e)).into_response(),
-        Err(AuthError::Audit(e)) => HttpError::from(ops::OpsError::from(e)).into_response(),
+        Err(e) => HttpError::from(ops::OpsError::from(e)).into_response(),
     }
 }

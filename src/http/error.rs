@@ -103,7 +103,7 @@ where
                 Err(HttpError::new(
                     status,
                     code,
-                    crate::domain::secrets::scrub(&rejection.body_text()),
+                    crate::domain::audit::redact_text(&rejection.body_text()),
                 ))
             }
         }

@@ -255,7 +255,7 @@ pub struct Running {
 pub async fn start(app: App, settings: HttpSettings) -> anyhow::Result<Running> {
     let managed = matches!(settings.auth, HttpAuth::Managed);
     let setup_token = if managed && crate::ops::bootstrap::is_open(&app).await? {
-        let token = crate::domain::session::SessionToken::generate().expose()[4..].to_owned();
+        let token = crate::domain::session::SessionToken::setup();
         let minutes = settings.setup_token_lifetime.num_minutes().max(1);
         // Deliberately on stderr, once: the operator at the console needs it, nobody else.
         eprintln!(

@@ -142,8 +142,7 @@ pub async fn login(
                 }
             }
         },
-        Err(AuthError::Store(e)) => HttpError::from(OpsError::from(e)).into_response(),
-        Err(AuthError::Audit(e)) => HttpError::from(OpsError::from(e)).into_response(),
+        Err(e) => HttpError::from(OpsError::from(e)).into_response(),
     }
 }
 

@@ -44,11 +44,11 @@ pub struct SessionOwners {
 }
 
 impl SessionOwners {
-    /// Whether `p` may use session `id`: it opened it, or the session is unknown here (rmcp
-    /// then answers 404 itself).
+    /// Whether `p` may use session `id`: only if it opened it. A session with no recorded
+    /// owner (unknown here, or one whose opener could not be read) answers nobody.
     pub fn may_use(&self, id: &str, p: &Principal) -> bool {
         let owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
-        owners.get(id).is_none_or(|o| *o == Owner::of(p))
+        owners.get(id).is_some_and(|o| *o == Owner::of(p))
     }
 
     fn bind(&self, id: &SessionId, owner: Owner) {

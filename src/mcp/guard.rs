@@ -42,7 +42,7 @@ impl KeywardServer {
             let call = Call::new(principal, Action::UnknownTool, meta, args);
             let reason = format!(
                 "no tool named '{}'",
-                audit::redact_text(&clip(&request.name))
+                clip(&audit::redact_text(&request.name))
             );
             if let Err(unrecorded) = self
                 .record(&call, failed(Status::Failed, None, &reason))
@@ -257,7 +257,8 @@ fn request_id_text(id: &rmcp::model::RequestId) -> String {
     }
 }
 
-/// Client-supplied text kept in the trail is bounded.
+/// Client-supplied text kept in the trail is bounded (always after scrubbing it: a key cut
+/// short loses its checksum and could no longer be recognised).
 pub(super) fn clip(s: &str) -> String {
     s.chars().take(128).collect()
 }

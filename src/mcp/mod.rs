@@ -87,8 +87,7 @@ impl CallerSource {
                             ),
                         ))
                     }
-                    Err(ops::auth::AuthError::Store(e)) => Err(ops::OpsError::from(e).into()),
-                    Err(ops::auth::AuthError::Audit(e)) => Err(ops::OpsError::from(e).into()),
+                    Err(e) => Err(ops::OpsError::from(e).into()),
                 }
             }
         }
@@ -199,7 +198,7 @@ impl ServerHandler for KeywardServer {
             ErrorCode::METHOD_NOT_FOUND,
             format!(
                 "unknown method '{}': keyward serves the MCP tools methods (tools/list, tools/call)",
-                crate::domain::secrets::scrub(&guard::clip(&request.method))
+                guard::clip(&crate::domain::secrets::scrub(&request.method))
             ),
             None,
         ))

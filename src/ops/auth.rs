@@ -126,6 +126,24 @@ pub enum AuthError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Audit(#[from] crate::store::audit_writer::AuditUnavailable),
+    /// Too much password work is queued already: try again shortly (not a wrong password).
+    #[error("sign-in is busy; try again shortly")]
+    Busy,
+}
+
+impl From<AuthError> for OpsError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Rejected(r) => OpsError::Unauthenticated(r.failure.reason().to_owned()),
+            AuthError::Store(e) => e.into(),
+            AuthError::Audit(e) => e.into(),
+            AuthError::Busy => OpsError::Busy(e_busy()),
+        }
+    }
+}
+
+fn e_busy() -> String {
+    AuthError::Busy.to_string()
 }
 
 /// How often `last_used_at` is refreshed for a busy key.

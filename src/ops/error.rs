@@ -15,6 +15,12 @@ pub enum OpsError {
     /// Something that existed only once is over (first-admin bootstrap).
     #[error("{0}")]
     Gone(String),
+    /// A credential was refused (the reason is for logs; callers over the network get less).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Too much work of one kind is queued (argon2): try again shortly.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Audit(#[from] AuditUnavailable),
     #[error(transparent)]
@@ -68,9 +74,10 @@ impl OpsError {
             OpsError::NotFound(_) => ErrorKind::NotFound,
             OpsError::Conflict(_) => ErrorKind::Conflict,
             OpsError::Gone(_) => ErrorKind::Gone,
-            OpsError::Audit(_) | OpsError::Store(StoreError::Unavailable(_)) => {
-                ErrorKind::Unavailable
-            }
+            OpsError::Unauthenticated(_) => ErrorKind::PermissionDenied,
+            OpsError::Busy(_)
+            | OpsError::Audit(_)
+            | OpsError::Store(StoreError::Unavailable(_)) => ErrorKind::Unavailable,
             OpsError::Store(_) => ErrorKind::Internal,
         }
     }
@@ -81,6 +88,7 @@ impl OpsError {
             ErrorKind::Internal => "internal error; the server log has the details".to_owned(),
             ErrorKind::Unavailable => match self {
                 OpsError::Audit(a) => a.to_string(),
+                OpsError::Busy(why) => why.clone(),
                 _ => "the database is unavailable; try again shortly".to_owned(),
             },
             _ => self.to_string(),

@@ -302,8 +302,10 @@ pub fn view(row: &KeyRow, now: DateTime<Utc>) -> Result<KeyView, OpsError> {
     };
     Ok(KeyView {
         id: row.id.clone(),
-        name: row.name.clone(),
-        description: row.description.clone(),
+        // Names and descriptions stored before they were restricted and neutralised show the
+        // same way as new ones.
+        name: crate::domain::text::neutralize(&row.name, false).into_owned(),
+        description: crate::domain::text::neutralize(&row.description, true).into_owned(),
         role: row.role_name.clone(),
         tenants: row.tenant_scope()?.to_vec(),
         preview: row.preview.clone(),

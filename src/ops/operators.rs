@@ -29,7 +29,7 @@ pub async fn hash_password(app: &App, p: &Password) -> Result<String, OpsError> 
     app.passwords
         .run(move |off| hash_input.hash(off))
         .await
-        .ok_or_else(|| OpsError::invalid("password hashing was interrupted"))?
+        .ok_or_else(|| OpsError::Busy("password work is busy; try again shortly".into()))?
         .map_err(OpsError::from)
 }
 

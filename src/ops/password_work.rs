@@ -9,13 +9,19 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use crate::domain::password::{self, OffRuntime};
 
-type Job = Box<dyn FnOnce(&OffRuntime) + Send>;
+type Job = Box<dyn FnOnce(&OffRuntime, &AtomicU64) + Send>;
 
 pub struct PasswordWork {
     queue: Mutex<mpsc::Sender<Job>>,
+    /// Bounds the jobs waiting or running: past it, new work is refused at once rather than
+    /// queued (each waiting sign-in holds a password and a connection).
+    slots: tokio::sync::Semaphore,
     runs: Arc<AtomicU64>,
     decoy: tokio::sync::OnceCell<String>,
 }
+
+/// Jobs allowed to wait for a password thread at once.
+pub const MAX_QUEUED: usize = 256;
 
 impl PasswordWork {
     /// Starts `width` worker threads; they end when this is dropped.
@@ -37,8 +43,7 @@ impl PasswordWork {
                             Err(_) => return,
                         };
                         let Ok(job) = job else { return };
-                        runs.fetch_add(1, Ordering::Relaxed);
-                        job(&off);
+                        job(&off, &runs);
                     }
                 });
             if let Err(e) = spawned {
@@ -47,6 +52,7 @@ impl PasswordWork {
         }
         PasswordWork {
             queue: Mutex::new(tx),
+            slots: tokio::sync::Semaphore::new(MAX_QUEUED),
             runs,
             decoy: tokio::sync::OnceCell::new(),
         }
@@ -59,13 +65,20 @@ impl PasswordWork {
             .max(1)
     }
 
-    /// Runs `job` on a password thread and waits for it; `None` if the threads are gone.
+    /// Runs `job` on a password thread and waits for it; `None` when too much work is queued
+    /// already, or the threads are gone. A job whose caller has given up (its request timed
+    /// out or its client left) is skipped, not run.
     pub async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce(&OffRuntime) -> T + Send + 'static,
     ) -> Option<T> {
+        let _slot = self.slots.try_acquire().ok()?;
         let (done, result) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |off| {
+        let job: Job = Box::new(move |off, runs| {
+            if done.is_closed() {
+                return;
+            }
+            runs.fetch_add(1, Ordering::Relaxed);
             let _ = done.send(job(off));
         });
         self.queue.lock().ok()?.send(job).ok()?;

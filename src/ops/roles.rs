@@ -229,7 +229,7 @@ fn non_empty(perms: &[Permission]) -> Result<PermissionSet, OpsError> {
 pub fn view(role: &Role) -> RoleView {
     RoleView {
         name: role.name.clone(),
-        description: role.description.clone(),
+        description: crate::domain::text::neutralize(&role.description, true).into_owned(),
         permissions: role.permissions.to_vec(),
         builtin: role.builtin,
     }

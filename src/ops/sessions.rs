@@ -87,8 +87,8 @@ pub async fn login(
 }
 
 /// Verifies a username and password. Every typed name, existing or not, is counted under its
-/// keyed hash: after a few failures the next attempt for that name waits (seconds at most),
-/// except from an address the name signed in from lately. An unknown username costs the same
+/// keyed hash before the password is checked: after a few failures the next attempt for that
+/// name waits (seconds at most), except from an address the name signed in from lately. An unknown username costs the same
 /// argon2 work as a wrong password, and both get the same answer; the trail records the typed
 /// name only when such an operator exists (a password typed into the wrong field must not land
 /// there), else a prefix of its keyed hash.
@@ -98,6 +98,10 @@ async fn check_password(
     password: String,
     address: &str,
 ) -> Result<Principal, AuthError> {
+    // Longer than any password keyward accepts: wrong whoever it is for, and not worth argon2.
+    if password.chars().count() > crate::domain::password::MAX_LEN {
+        return Err(AuthError::Rejected(Rejected::new(AuthFailure::BadPassword)));
+    }
     let username = crate::domain::username::normalize(username);
     let name_hash = app.name_key.hash(&username);
     let now = app.now();
@@ -106,14 +110,15 @@ async fn check_password(
         store::lockout::name_known_at(&app.store, &name_hash, address, now - throttle.known_for)
             .await?;
     // Before the lookup, so known and unknown names cost exactly one verification each.
-    let decoy = app.passwords.decoy().await.unwrap_or_default();
+    let decoy = app.passwords.decoy().await.ok_or(AuthError::Busy)?;
     let row = store::operators::find_for_login(&app.store, &username).await?;
     let preview = || match &row {
         Some(r) => r.username.clone(),
         None => app.name_key.label(&username),
     };
     if !known
-        && let Some(until) = store::lockout::name_delayed_until(&app.store, &name_hash, now).await?
+        && let Some(until) =
+            store::lockout::reserve_name_attempt(&app.store, &name_hash, now, &app.lockout).await?
     {
         return Err(AuthError::Rejected(Rejected {
             preview: Some(preview()),
@@ -127,12 +132,12 @@ async fn check_password(
         .passwords
         .run(move |off| presented.verify(&hash, off))
         .await
-        .unwrap_or(false);
+        .ok_or(AuthError::Busy)?;
     if let (Some(row), true) = (&row, ok) {
         store::lockout::record_name_success(&app.store, &name_hash, address, app.now()).await?;
         return auth::operator_principal(row.clone());
     }
-    store::lockout::record_name_failure(&app.store, &name_hash, app.now(), &app.lockout).await?;
+    // (The attempt was counted before it was checked.)
     Err(AuthError::Rejected(Rejected {
         preview: Some(preview()),
         ..Rejected::new(AuthFailure::BadPassword)

@@ -82,12 +82,39 @@ pub async fn forgive(
     .map_err(db))
 }
 
-/// When the next sign-in for `name_hash` may be evaluated, if that is after `now`.
-pub async fn name_delayed_until(
+/// Counts a sign-in attempt for `name_hash` before its password is checked, in one statement
+/// (so parallel attempts cannot all pass a check made before any of them counted): refused,
+/// with the time it may be tried again, while an earlier attempt's delay runs; otherwise
+/// counted (the count restarts once the last attempt is older than the policy's reset) with
+/// the next attempt's delay set. A successful sign-in then clears the count.
+pub async fn reserve_name_attempt(
     store: &super::Store,
     name_hash: &str,
     now: DateTime<Utc>,
+    policy: &LockoutPolicy,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let t = &policy.names;
+    let n = "(CASE WHEN signin_throttle.last_failure <= $3 THEN 1 ELSE signin_throttle.failures + 1 END)";
+    let sql = format!(
+        "INSERT INTO signin_throttle (name_hash, failures, last_failure, next_allowed) \
+         VALUES ($1, 1, $2, $2 + {first}) \
+         ON CONFLICT (name_hash) DO UPDATE SET failures = {n}, last_failure = $2, \
+           next_allowed = $2 + {delay} \
+         WHERE signin_throttle.next_allowed <= $2 \
+         RETURNING failures",
+        first = t.delay_after(1).num_microseconds().unwrap_or(0),
+        delay = delay_sql(t, n),
+    );
+    let counted: Option<i64> = on_pool!(store, p => sqlx::query_scalar(&sql)
+        .bind(name_hash)
+        .bind(micros(now))
+        .bind(micros(now - t.reset_after))
+        .fetch_optional(p)
+        .await
+        .map_err(db))?;
+    if counted.is_some() {
+        return Ok(None);
+    }
     let next: Option<i64> = on_pool!(store, p => sqlx::query_scalar(
         "SELECT next_allowed FROM signin_throttle WHERE name_hash = $1",
     )
@@ -95,41 +122,21 @@ pub async fn name_delayed_until(
     .fetch_optional(p)
     .await
     .map_err(db))?;
-    Ok(next.map(from_micros).filter(|t| *t > now))
+    Ok(Some(next.map_or(now, from_micros)))
 }
 
-/// Counts a failed sign-in for `name_hash` (the count restarts once the last failure is older
-/// than the policy's reset) and sets when the next attempt may be evaluated.
-pub async fn record_name_failure(
-    store: &super::Store,
-    name_hash: &str,
-    now: DateTime<Utc>,
-    policy: &LockoutPolicy,
-) -> Result<i64, StoreError> {
-    let t = &policy.names;
-    let sql = "INSERT INTO signin_throttle (name_hash, failures, last_failure, next_allowed) \
-        VALUES ($1, 1, $2, $2) \
-        ON CONFLICT (name_hash) DO UPDATE SET \
-          failures = CASE WHEN signin_throttle.last_failure <= $3 THEN 1 ELSE signin_throttle.failures + 1 END, \
-          last_failure = $2 \
-        RETURNING failures";
-    let failures: i64 = on_pool!(store, p => sqlx::query_scalar(sql)
-        .bind(name_hash)
-        .bind(micros(now))
-        .bind(micros(now - t.reset_after))
-        .fetch_one(p)
-        .await
-        .map_err(db))?;
-    on_pool!(store, p => sqlx::query(
-        "UPDATE signin_throttle SET next_allowed = $2 WHERE name_hash = $1",
-    )
-    .bind(name_hash)
-    .bind(micros(now + t.delay_after(failures)))
-    .execute(p)
-    .await
-    .map(|_| ())
-    .map_err(db))?;
-    Ok(failures)
+/// The delay after `n` attempts (an SQL expression), as `NameThrottle::delay_after` computes
+/// it: the policy's numbers written out, so the whole reservation is one statement.
+fn delay_sql(t: &crate::domain::lockout::NameThrottle, n: &str) -> String {
+    let us = |d: chrono::Duration| d.num_microseconds().unwrap_or(i64::MAX);
+    let mut sql = format!("CASE WHEN {n} < {} THEN 0", t.free);
+    let mut k = t.free;
+    while t.delay_after(k) < t.cap && k < t.free + 40 {
+        sql.push_str(&format!(" WHEN {n} = {k} THEN {}", us(t.delay_after(k))));
+        k += 1;
+    }
+    sql.push_str(&format!(" ELSE {} END", us(t.cap)));
+    sql
 }
 
 /// A successful sign-in: the name's failures are over, and `address` is one it signs in from.

@@ -115,6 +115,10 @@ impl Store {
             let file = opts.get_filename();
             if !file.as_os_str().is_empty() && file != std::path::Path::new(":memory:") {
                 private::touch(file).map_err(StoreError::Create)?;
+                private::warn_if_shared(file);
+                if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    private::warn_if_shared(dir);
+                }
             }
             let opts = opts
                 .create_if_missing(true)

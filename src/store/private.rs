@@ -31,3 +31,22 @@ pub fn touch(path: &Path) -> std::io::Result<()> {
         Err(e) => Err(e),
     }
 }
+
+/// Warns when `path` (made before keyward created files owner-only, or by hand) can be read
+/// or written by other users. Existing files are left as their owner set them.
+pub fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "other local users can read or write this keyward file; run chmod go-rwx on it"
+                );
+            }
+        }
+    }
+}

@@ -421,10 +421,17 @@ async fn parallel_password_guesses_are_counted_before_they_are_checked() {
     let s = Server::start(&[]).await;
     let token = s.running.setup_token.clone().unwrap();
     bootstrap(&s, &token, "alice").await;
-    // 39 wrong guesses and the right password, all at once: only 20 are checked at all, so
-    // even the right one is refused if it comes after the threshold.
+    // 39 wrong guesses (at 39 names, so the per-username delay stays out of it) and the right
+    // password, all at once from one address: only 20 are checked at all, so even the right
+    // one is refused if it comes after the threshold.
     let bodies: Vec<Value> = (0..40)
-        .map(|i| json!({"username": "alice", "password": if i == 39 { PASSWORD.to_owned() } else { format!("wrong guess {i:04}") }}))
+        .map(|i| {
+            if i == 39 {
+                json!({"username": "alice", "password": PASSWORD})
+            } else {
+                json!({"username": format!("guess{i}"), "password": format!("wrong guess {i:04}")})
+            }
+        })
         .collect();
     let attempts = bodies
         .iter()

@@ -154,6 +154,30 @@ async fn one_username_slows_down_from_every_address_but_its_own() {
 }
 
 #[tokio::test]
+async fn parallel_guesses_at_one_username_are_counted_before_they_are_checked() {
+    let (s, _) = with_alice(&[]).await;
+    // Forty guesses at once, each from its own address (each a fresh per-address budget).
+    let guesses = (0..40).map(|i| {
+        let ip = format!("198.18.0.{i}");
+        let s = &s;
+        async move {
+            sign_in(s, &ip, "alice", "parallel guess!")
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let evaluated = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(
+        evaluated, 3,
+        "only the free attempts are evaluated: {statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 37);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn parallel_guesses_at_a_short_legacy_key_cannot_pass_the_threshold() {
     let short = "short-legacy-key-16";
     let s = Server::start(&["--auth-mode", "legacy", "--legacy-api-key", short]).await;

@@ -10,10 +10,12 @@ use crate::mcp::KeywardServer;
 use crate::mcp::error::ToolError;
 use crate::ops::{self, Call, OperatorList, OperatorResult};
 
-#[derive(Debug, Deserialize, JsonSchema)]
+/// Its `Debug` leaves the password out.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorCreateArgs {
-    /// Sign-in name: 3-128 characters, letters, digits and . _ - @ + (stored lowercase).
+    /// Sign-in name: 3-128 characters, letters, digits and . _ - @ + (not starting with kw_;
+    /// stored lowercase).
     pub username: String,
     /// Initial password, at least 12 characters. Prefer letting the person choose it; it is never stored
     /// or logged in plain text.
@@ -22,6 +24,17 @@ pub struct OperatorCreateArgs {
     pub role: String,
     /// Tenants the operator may act in, e.g. ["acme"]; ["*"] for all (only if you have all).
     pub tenants: Vec<String>,
+}
+
+impl std::fmt::Debug for OperatorCreateArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorCreateArgs")
+            .field("username", &self.username)
+            .field("password", &"..")
+            .field("role", &self.role)
+            .field("tenants", &self.tenants)
+            .finish()
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -155,5 +168,19 @@ assign a role whose permissions you hold, to an operator within your reach.",
     ) -> Result<Json<OperatorResult>, ToolError> {
         let operator = ops::operators::set_role(&self.app, &call, &a.operator_id, &a.role).await?;
         Ok(Json(OperatorResult { operator }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_never_prints() {
+        let a: OperatorCreateArgs = serde_json::from_value(serde_json::json!({
+            "username": "bob", "password": "correct horse battery", "role": "reader", "tenants": ["*"]
+        }))
+        .unwrap();
+        assert!(!format!("{a:?}").contains("horse"));
     }
 }

@@ -355,7 +355,11 @@ fn visible(text: &str) -> String {
 }
 
 fn full(r: &AuditRow, tz: Tz) -> AuditEventView {
-    let json = |t: &Option<String>| t.as_deref().and_then(|s| serde_json::from_str(s).ok());
+    let json = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .map(|v| crate::domain::text::neutralize_json(&v))
+    };
     AuditEventView {
         id: r.id,
         at: timespec::format_in(from_micros(r.at), tz),
