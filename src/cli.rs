@@ -194,6 +194,20 @@ pub struct ServeArgs {
         default_value = "127.0.0.0/8,::1/128"
     )]
     pub metrics_allow: Vec<ipnet::IpNet>,
+    /// Live MCP sessions (streamable HTTP, stateful mode) the server holds at most; past it,
+    /// new sessions are refused with 503 and Retry-After.
+    #[arg(long, env = "KEYWARD_MAX_SESSIONS", default_value_t = 1000)]
+    pub max_sessions: usize,
+    /// Live MCP sessions one principal (key, operator, the legacy key) holds at most; a new one
+    /// past it replaces that principal's least recently used idle session.
+    #[arg(long, env = "KEYWARD_MAX_SESSIONS_PER_PRINCIPAL", default_value_t = 32)]
+    pub max_sessions_per_principal: usize,
+    /// An MCP session unused this long is closed.
+    #[arg(long, env = "KEYWARD_SESSION_IDLE_TIMEOUT", default_value = "300s", value_parser = humantime::parse_duration)]
+    pub session_idle_timeout: std::time::Duration,
+    /// Time to answer a call to a long-running tool (in place of --request-timeout).
+    #[arg(long, env = "KEYWARD_LONG_REQUEST_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub long_request_timeout: std::time::Duration,
     /// How long the setup token printed at start stays valid (it also dies as soon as
     /// bootstrap happens anywhere).
     #[arg(long, env = "KEYWARD_SETUP_TOKEN_LIFETIME", default_value = "15m", value_parser = humantime::parse_duration)]

@@ -198,6 +198,13 @@ pub async fn http_settings(args: &ServeArgs, app: &App) -> anyhow::Result<HttpSe
         shutdown_grace: std::time::Duration::from_secs(10),
         setup_token_lifetime: chrono::Duration::from_std(args.setup_token_lifetime)?,
         metrics_allow: args.metrics_allow.clone(),
+        sessions: crate::http::sessions::SessionLimits {
+            max: args.max_sessions.max(1),
+            per_principal: args.max_sessions_per_principal.max(1),
+            idle: args.session_idle_timeout,
+            request_timeout: args.request_timeout,
+            long_request_timeout: args.long_request_timeout.max(args.request_timeout),
+        },
     })
 }
 

@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -40,6 +41,10 @@ pub struct Metrics {
     pub tool_calls: Family<ToolLabels, Counter>,
     pub auth_failures: Family<ReasonLabels, Counter>,
     pub lockouts: Counter,
+    /// Live MCP sessions (set when metrics are read).
+    pub mcp_sessions: Gauge,
+    /// `initialize` calls refused at the global session cap.
+    pub sessions_refused: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -55,6 +60,18 @@ impl Metrics {
         let tool_calls = Family::<ToolLabels, Counter>::default();
         let auth_failures = Family::<ReasonLabels, Counter>::default();
         let lockouts = Counter::default();
+        let mcp_sessions = Gauge::default();
+        let sessions_refused = Counter::default();
+        registry.register(
+            "mcp_sessions",
+            "Live MCP sessions (streamable HTTP)",
+            mcp_sessions.clone(),
+        );
+        registry.register(
+            "mcp_sessions_refused",
+            "New MCP sessions refused at the --max-sessions cap",
+            sessions_refused.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -87,6 +104,8 @@ impl Metrics {
             tool_calls,
             auth_failures,
             lockouts,
+            mcp_sessions,
+            sessions_refused,
         }
     }
 

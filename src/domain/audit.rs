@@ -68,6 +68,8 @@ closed_enum!(
         Bootstrap = "bootstrap",
         /// An admin key created offline by break-glass recovery (`keyward recover --admin`).
         Recover = "recover",
+        /// New MCP sessions were refused at the server's cap (recorded once per burst).
+        SessionLimit = "session_limit",
         /// A client IP crossed the failed-authentication threshold and was locked out.
         AuthLockout = "auth_lockout",
         /// A session cookie was issued (password or API key sign-in).

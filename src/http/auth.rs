@@ -284,11 +284,7 @@ async fn legacy_guessable(
 
 /// The middleware in front of `/mcp`.
 #[instrument(level = "debug", skip_all)]
-pub async fn authenticate(
-    State(state): State<HttpState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub async fn authenticate(State(state): State<HttpState>, req: Request, next: Next) -> Response {
     let ip = req
         .extensions()
         .get::<ClientIp>()
@@ -340,17 +336,10 @@ pub async fn authenticate(
         };
     match result {
         Ok(principal) => {
-            // Another principal's session is no session of yours: the same 404 as an unknown one.
-            if !state.settings.stateless
-                && let Some(id) = req
-                    .headers()
-                    .get("mcp-session-id")
-                    .and_then(|v| v.to_str().ok())
-                && !state.session_owners.may_use(id, &principal)
-            {
-                tracing::warn!(client_ip = %ip.0, "refused a request naming another principal's MCP session");
-                return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
-            }
+            let mut req = match super::admission::check(&state, req, &principal, &meta).await {
+                Ok(req) => req,
+                Err(refused) => return refused,
+            };
             req.extensions_mut().insert(principal);
             req.extensions_mut().insert(meta);
             next.run(req).await

@@ -73,12 +73,15 @@ pub async fn metrics(
         )
         .into_response();
     }
+    let m = &state.app.metrics;
+    m.mcp_sessions
+        .set(i64::try_from(state.sessions.len()).unwrap_or(i64::MAX));
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.app.metrics.render(),
+        m.render(),
     )
         .into_response()
 }

@@ -2,6 +2,7 @@
 //! protected-resource metadata, sign-in, bootstrap, health and metrics. This layer
 //! authenticates; it never decides what a caller may do (the guard does).
 
+mod admission;
 pub mod auth;
 pub mod edge;
 pub mod error;
@@ -23,7 +24,6 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
@@ -60,6 +60,7 @@ pub struct HttpSettings {
     pub setup_token_lifetime: chrono::Duration,
     /// Addresses that may read `/metrics` and readiness detail (never through a proxy).
     pub metrics_allow: Vec<ipnet::IpNet>,
+    pub sessions: sessions::SessionLimits,
 }
 
 /// The one-time bootstrap token this process printed, and until when it may be used.
@@ -75,8 +76,10 @@ pub struct HttpState {
     /// The one-time bootstrap token; `None` once used or seen closed, or when bootstrap was
     /// already closed at start.
     pub setup_token: Arc<Mutex<Option<SetupToken>>>,
-    /// Who opened each MCP session.
-    pub session_owners: Arc<sessions::SessionOwners>,
+    /// Live MCP sessions: who opened each, when last used, what is in flight.
+    pub sessions: Arc<sessions::SessionTable>,
+    /// When a refusal at the session cap was last audited (once per burst).
+    pub session_refusal_audited: Arc<Mutex<Option<chrono::DateTime<chrono::Utc>>>>,
 }
 
 /// The whole HTTP application. Layers, outermost first, and why in this order:
@@ -117,10 +120,7 @@ pub fn router(state: HttpState, mcp_shutdown: CancellationToken) -> Router {
             StreamableHttpService::new(factory, NeverSessionManager::default().into(), rmcp),
         )
     } else {
-        let bound = sessions::BoundSessions::new(
-            LocalSessionManager::default(),
-            state.session_owners.clone(),
-        );
+        let bound = sessions::BoundSessions::new(state.sessions.clone());
         Router::new().nest_service(
             "/mcp",
             StreamableHttpService::new(factory, bound.into(), rmcp),
@@ -189,21 +189,22 @@ async fn edge_layer(State(state): State<HttpState>, mut req: Request, next: Next
     let in_flight = (route == "/mcp" && req.method() == axum::http::Method::POST)
         .then(|| state.app.inflight.enter());
     let started = Instant::now();
+    let limit = answer_deadline(&state.settings, req.headers());
+    // Answers within a session are cut at their deadline by the session layer, with an error
+    // for their request id; the others here.
+    let sessionless = !req.headers().contains_key("mcp-session-id");
     edge::resolve(&state.settings.edge, &mut req);
     let mut res = match origin::check(&state.settings.origins, &req) {
         Err(refused) => refused.into_response(),
-        Ok(()) => {
-            let limit = state.settings.request_timeout;
-            match tokio::time::timeout(limit, next.run(req)).await {
-                Ok(res) => res,
-                Err(_) => HttpError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "timeout",
-                    format!("the request took longer than {} s", limit.as_secs()),
-                )
-                .into_response(),
-            }
-        }
+        Ok(()) => match tokio::time::timeout(limit, next.run(req)).await {
+            Ok(res) => res,
+            Err(_) => HttpError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!("the request took longer than {} s", limit.as_secs()),
+            )
+            .into_response(),
+        },
     };
     // Session termination: rmcp answers 202, which some clients (the Python SDK) treat as a
     // failure; 204 says the same thing in the way every client accepts.
@@ -218,12 +219,16 @@ async fn edge_layer(State(state): State<HttpState>, mut req: Request, next: Next
             .exact()
             .is_none()
     {
+        let cut = sessionless.then(|| tokio::time::sleep_until((started + limit).into()));
         res = res.map(|body| {
             let stream = body.into_data_stream().map(move |chunk| {
                 let _held_until_the_body_ends = &guard;
                 chunk
             });
-            axum::body::Body::from_stream(stream)
+            match cut {
+                Some(at) => axum::body::Body::from_stream(stream.take_until(at)),
+                None => axum::body::Body::from_stream(stream),
+            }
         });
     }
     let m = &state.app.metrics;
@@ -238,6 +243,21 @@ async fn edge_layer(State(state): State<HttpState>, mut req: Request, next: Next
         })
         .inc();
     res
+}
+
+/// How long an answer may take: `--request-timeout`, or `--long-request-timeout` for a call
+/// to a long-running tool (named by the `Mcp-Name` header that 2026-07-28 clients send).
+fn answer_deadline(s: &HttpSettings, headers: &axum::http::HeaderMap) -> Duration {
+    let long = headers
+        .get("mcp-name")
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::mcp::catalog::ToolName::parse)
+        .is_some_and(crate::mcp::catalog::ToolName::long_running);
+    if long {
+        s.sessions.long_request_timeout
+    } else {
+        s.request_timeout
+    }
 }
 
 /// A server that is running, and how to stop it.
@@ -270,6 +290,7 @@ pub async fn start(app: App, settings: HttpSettings) -> anyhow::Result<Running> 
     let expires_at = app.now() + settings.setup_token_lifetime;
     let tls = settings.tls.clone();
     let grace = settings.shutdown_grace;
+    let settings_sessions = settings.sessions;
     let state = HttpState {
         app: app.clone(),
         settings: Arc::new(settings),
@@ -278,7 +299,8 @@ pub async fn start(app: App, settings: HttpSettings) -> anyhow::Result<Running> 
                 .clone()
                 .map(|value| SetupToken { value, expires_at }),
         )),
-        session_owners: Arc::default(),
+        sessions: Arc::new(sessions::SessionTable::new(settings_sessions)),
+        session_refusal_audited: Arc::default(),
     };
     let listen = state.settings.listen;
     let mcp_shutdown = CancellationToken::new();

@@ -1,21 +1,34 @@
-//! MCP sessions bound to the principal that opened them. rmcp keeps the sessions; this wrapper
-//! around its session manager notes who sent each `initialize` (the key, operator, legacy key
-//! or development principal, by id, so a rotated key or a refreshed sign-in keeps its
-//! session), and the `/mcp` authentication refuses another principal's session id with the
-//! same 404 as an unknown one: a session id learned from a log or a shared proxy is worth
-//! nothing to anyone else.
+//! MCP sessions, bounded and bound to the principal that opened them. rmcp keeps the sessions;
+//! this wrapper around its session manager keeps, for each one, who sent its `initialize` (by
+//! key, operator, legacy or development id, so a rotated key keeps its session), when it was
+//! last used, and which request ids are in flight. From that:
+//! - another principal naming a session's id gets the same 404 as for an unknown one;
+//! - a principal at its cap (`--max-sessions-per-principal`) loses its least recently used
+//!   idle session to the new one (evicted, not refused: in legacy mode every agent is one
+//!   principal); past the global cap (`--max-sessions`) new sessions are refused (the HTTP
+//!   layer answers 503 before rmcp sees the request; this wrapper holds the bound under races);
+//! - a request id already in flight in the session, or a second `initialize`, is answered
+//!   with JSON-RPC `-32600`, and every streamed answer is cut at the request timeout (the tool's
+//!   own, longer one for long-running tools) with a JSON-RPC error for its id.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use futures::Stream;
-use rmcp::model::{ClientJsonRpcMessage, GetExtensions, ServerJsonRpcMessage};
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientRequest, ErrorCode, ErrorData, GetExtensions, RequestId,
+    ServerJsonRpcMessage,
+};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::session::{
     ServerSseMessage, SessionId, SessionManager,
 };
 
 use crate::domain::principal::{Actor, Principal};
+use crate::mcp::catalog::ToolName;
 
 /// Who a session belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,88 +50,184 @@ impl Owner {
     }
 }
 
-/// The owner of every live session this process holds.
-#[derive(Default)]
-pub struct SessionOwners {
-    owners: Mutex<HashMap<Arc<str>, Owner>>,
+/// Bounds and clocks for sessions, from the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub max: usize,
+    pub per_principal: usize,
+    pub idle: Duration,
+    pub request_timeout: Duration,
+    pub long_request_timeout: Duration,
 }
 
-impl SessionOwners {
+struct Entry {
+    owner: Owner,
+    last_used: Instant,
+    in_flight: Vec<RequestId>,
+}
+
+/// Every live session this process holds.
+pub struct SessionTable {
+    limits: SessionLimits,
+    entries: Mutex<HashMap<Arc<str>, Entry>>,
+}
+
+/// JSON-RPC "invalid request".
+const INVALID_REQUEST: ErrorCode = ErrorCode(-32600);
+/// keyward's code for an answer that did not come within the request timeout.
+pub const REQUEST_TIMEOUT: ErrorCode = ErrorCode(-32001);
+
+impl SessionTable {
+    pub fn new(limits: SessionLimits) -> Self {
+        SessionTable {
+            limits,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn limits(&self) -> SessionLimits {
+        self.limits
+    }
+
     /// Whether `p` may use session `id`: only if it opened it. A session with no recorded
     /// owner (unknown here, or one whose opener could not be read) answers nobody.
     pub fn may_use(&self, id: &str, p: &Principal) -> bool {
-        let owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
-        owners.get(id).is_some_and(|o| *o == Owner::of(p))
+        self.lock().get(id).is_some_and(|e| e.owner == Owner::of(p))
     }
 
-    fn bind(&self, id: &SessionId, owner: Owner) {
-        self.owners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), owner);
-    }
-
-    fn forget(&self, id: &str) {
-        self.owners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-    }
-
-    fn ids(&self) -> Vec<Arc<str>> {
-        self.owners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect()
-    }
-
+    /// Live sessions.
     pub fn len(&self) -> usize {
-        self.owners.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Whether a new session would exceed the global cap.
+    pub fn full(&self) -> bool {
+        self.len() >= self.limits.max
+    }
+
+    fn ids(&self) -> Vec<Arc<str>> {
+        self.lock().keys().cloned().collect()
+    }
+
+    fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Records `id` as `owner`'s, unless the global cap is reached. Returns the sessions to
+    /// close first: the owner's least recently used beyond its own cap (idle ones first).
+    fn admit(&self, id: &SessionId, owner: Owner) -> Result<Vec<Arc<str>>, ()> {
+        let mut entries = self.lock();
+        if entries.len() >= self.limits.max {
+            return Err(());
+        }
+        let mut mine: Vec<(&Arc<str>, &Entry)> =
+            entries.iter().filter(|(_, e)| e.owner == owner).collect();
+        let over = (mine.len() + 1).saturating_sub(self.limits.per_principal);
+        mine.sort_by_key(|(_, e)| (!e.in_flight.is_empty(), e.last_used));
+        let evict: Vec<Arc<str>> = mine.iter().take(over).map(|(k, _)| (*k).clone()).collect();
+        for k in &evict {
+            entries.remove(k);
+        }
+        entries.insert(
+            id.clone(),
+            Entry {
+                owner,
+                last_used: Instant::now(),
+                in_flight: Vec::new(),
+            },
+        );
+        Ok(evict)
+    }
+
+    fn touch(&self, id: &str) {
+        if let Some(e) = self.lock().get_mut(id) {
+            e.last_used = Instant::now();
+        }
+    }
+
+    /// Marks request `rid` in flight in session `id`; `false` when it already is.
+    fn start(&self, id: &str, rid: &RequestId) -> bool {
+        let mut entries = self.lock();
+        let Some(e) = entries.get_mut(id) else {
+            return true;
+        };
+        e.last_used = Instant::now();
+        if e.in_flight.contains(rid) {
+            return false;
+        }
+        e.in_flight.push(rid.clone());
+        true
+    }
+
+    fn finish(&self, id: &str, rid: &RequestId) {
+        if let Some(e) = self.lock().get_mut(id) {
+            e.in_flight.retain(|r| r != rid);
+            e.last_used = Instant::now();
+        }
+    }
 }
 
-/// rmcp's in-memory session manager, with each session's owner recorded.
+/// rmcp's in-memory session manager, with the table above kept beside it.
 pub struct BoundSessions {
     inner: LocalSessionManager,
-    owners: Arc<SessionOwners>,
-    /// Owner entries beyond this trigger a sweep of sessions rmcp has since dropped (idle).
+    table: Arc<SessionTable>,
+    /// Table entries beyond this trigger a sweep of sessions rmcp has since dropped (idle).
     sweep_at: Mutex<usize>,
 }
 
-const FIRST_SWEEP: usize = 1024;
+const FIRST_SWEEP: usize = 64;
 
 impl BoundSessions {
-    pub fn new(inner: LocalSessionManager, owners: Arc<SessionOwners>) -> Self {
+    pub fn new(table: Arc<SessionTable>) -> Self {
+        let mut inner = LocalSessionManager::default();
+        inner.session_config.keep_alive = Some(table.limits.idle);
+        // Each session buffers this many messages; a client has few in flight at once, and
+        // every slot is memory held for as long as the session lives.
+        inner.session_config.channel_capacity = 8;
         BoundSessions {
             inner,
-            owners,
+            table,
             sweep_at: Mutex::new(FIRST_SWEEP),
         }
     }
 
-    /// Forgets owners of sessions rmcp no longer has (closed after being idle).
+    /// Forgets sessions rmcp no longer has (closed after being idle).
     async fn sweep(&self) {
         let due = {
             let at = *self.sweep_at.lock().unwrap_or_else(|e| e.into_inner());
-            self.owners.len() >= at
+            self.table.len() >= at
         };
         if !due {
             return;
         }
-        for id in self.owners.ids() {
-            let gone = !self.inner.has_session(&id).await.unwrap_or(true);
-            if gone {
-                self.owners.forget(&id);
+        for id in self.table.ids() {
+            if !self.inner.has_session(&id).await.unwrap_or(true) {
+                self.table.forget(&id);
             }
         }
         *self.sweep_at.lock().unwrap_or_else(|e| e.into_inner()) =
-            (2 * self.owners.len()).max(FIRST_SWEEP);
+            (2 * self.table.len()).max(FIRST_SWEEP);
+    }
+
+    /// The deadline for answering `request`.
+    fn timeout_for(&self, request: &ClientRequest) -> Duration {
+        let limits = self.table.limits;
+        match request {
+            ClientRequest::CallToolRequest(r)
+                if ToolName::parse(&r.params.name).is_some_and(ToolName::long_running) =>
+            {
+                limits.long_request_timeout
+            }
+            _ => limits.request_timeout,
+        }
     }
 }
 
@@ -131,6 +240,15 @@ fn principal_of(message: &ClientJsonRpcMessage) -> Option<Principal> {
         .get::<http::request::Parts>()
         .and_then(|parts| parts.extensions.get::<Principal>())
         .cloned()
+}
+
+fn error(code: ErrorCode, message: &'static str, id: &RequestId) -> ServerJsonRpcMessage {
+    ServerJsonRpcMessage::error(ErrorData::new(code, message, None), Some(id.clone()))
+}
+
+/// One message as a whole response stream.
+fn single(message: ServerJsonRpcMessage) -> Answer {
+    Answer::Single(Some(ServerSseMessage::from_message(message)))
 }
 
 impl SessionManager for BoundSessions {
@@ -147,8 +265,31 @@ impl SessionManager for BoundSessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
-        if let Some(p) = principal_of(&message) {
-            self.owners.bind(id, Owner::of(&p));
+        let owner = principal_of(&message).map(|p| Owner::of(&p));
+        let rid = match &message {
+            ClientJsonRpcMessage::Request(r) => Some(r.id.clone()),
+            _ => None,
+        };
+        if let (Some(owner), Some(rid)) = (owner, rid) {
+            match self.table.admit(id, owner) {
+                Ok(evicted) => {
+                    for old in evicted {
+                        tracing::info!(
+                            "evicted a principal's least recently used MCP session (at its session cap)"
+                        );
+                        let _ = self.inner.close_session(&old).await;
+                    }
+                }
+                Err(()) => {
+                    // Past the global cap under a race the HTTP layer could not see.
+                    let _ = self.inner.close_session(id).await;
+                    return Ok(error(
+                        ErrorCode(-32000),
+                        "the server holds as many MCP sessions as it allows; try again shortly",
+                        &rid,
+                    ));
+                }
+            }
         }
         self.inner.initialize_session(id, message).await
     }
@@ -158,7 +299,7 @@ impl SessionManager for BoundSessions {
     }
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
-        self.owners.forget(id);
+        self.table.forget(id);
         self.inner.close_session(id).await
     }
 
@@ -167,7 +308,48 @@ impl SessionManager for BoundSessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.inner.create_stream(id, message).await
+        let ClientJsonRpcMessage::Request(req) = &message else {
+            self.table.touch(id);
+            return Ok(Answer::Inner(Box::pin(
+                self.inner.create_stream(id, message).await?,
+            )));
+        };
+        let rid = req.id.clone();
+        if matches!(req.request, ClientRequest::InitializeRequest(_)) {
+            return Ok(single(error(
+                INVALID_REQUEST,
+                "this session is already initialized; initialize only once, as its first message",
+                &rid,
+            )));
+        }
+        if !self.table.start(id, &rid) {
+            return Ok(single(error(
+                INVALID_REQUEST,
+                "a request with this id is already in flight in this session; use a new id",
+                &rid,
+            )));
+        }
+        let timeout = self.timeout_for(&req.request);
+        let guard = InFlight {
+            table: self.table.clone(),
+            session: id.clone(),
+            rid: rid.clone(),
+        };
+        let inner = match self.inner.create_stream(id, message).await {
+            Ok(s) => s,
+            Err(e) => {
+                drop(guard);
+                return Err(e);
+            }
+        };
+        Ok(Answer::Deadline {
+            inner: Box::pin(inner),
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+            rid,
+            timeout,
+            _guard: guard,
+            done: false,
+        })
     }
 
     async fn accept_message(
@@ -175,6 +357,7 @@ impl SessionManager for BoundSessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<(), Self::Error> {
+        self.table.touch(id);
         self.inner.accept_message(id, message).await
     }
 
@@ -182,6 +365,7 @@ impl SessionManager for BoundSessions {
         &self,
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.table.touch(id);
         self.inner.create_standalone_stream(id).await
     }
 
@@ -190,6 +374,80 @@ impl SessionManager for BoundSessions {
         id: &SessionId,
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.table.touch(id);
         self.inner.resume(id, last_event_id).await
+    }
+}
+
+/// Removes a request id from its session's in-flight list when its answer stream ends.
+struct InFlight {
+    table: Arc<SessionTable>,
+    session: SessionId,
+    rid: RequestId,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.table.finish(&self.session, &self.rid);
+    }
+}
+
+type Inner = Pin<Box<dyn Stream<Item = ServerSseMessage> + Send + Sync + 'static>>;
+
+/// A response stream: rmcp's, cut at a deadline with a JSON-RPC error for its request; or a
+/// single message keyward answers itself.
+enum Answer {
+    Inner(Inner),
+    Single(Option<ServerSseMessage>),
+    Deadline {
+        inner: Inner,
+        sleep: Pin<Box<tokio::time::Sleep>>,
+        rid: RequestId,
+        timeout: Duration,
+        _guard: InFlight,
+        done: bool,
+    },
+}
+
+impl Stream for Answer {
+    type Item = ServerSseMessage;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ServerSseMessage>> {
+        match self.get_mut() {
+            Answer::Inner(s) => s.as_mut().poll_next(cx),
+            Answer::Single(m) => Poll::Ready(m.take()),
+            Answer::Deadline {
+                inner,
+                sleep,
+                rid,
+                timeout,
+                done,
+                ..
+            } => {
+                if *done {
+                    return Poll::Ready(None);
+                }
+                if let Poll::Ready(item) = inner.as_mut().poll_next(cx) {
+                    if item.is_none() {
+                        *done = true;
+                    }
+                    return Poll::Ready(item);
+                }
+                if sleep.as_mut().poll(cx).is_ready() {
+                    *done = true;
+                    tracing::warn!(
+                        timeout_s = timeout.as_secs(),
+                        "an MCP answer was not ready within the request timeout; its stream was ended"
+                    );
+                    return Poll::Ready(Some(ServerSseMessage::from_message(error(
+                        REQUEST_TIMEOUT,
+                        "no answer within the request timeout; the call may still complete: check \
+                         the audit trail before retrying a change",
+                        rid,
+                    ))));
+                }
+                Poll::Pending
+            }
+        }
     }
 }

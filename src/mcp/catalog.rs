@@ -117,6 +117,13 @@ impl ToolName {
         }
     }
 
+    /// Tools that may take minutes (none yet; full audit verification and export will): their
+    /// answers get `--long-request-timeout` instead of `--request-timeout`.
+    pub fn long_running(self) -> bool {
+        let _ = self;
+        false
+    }
+
     pub fn wire(self) -> &'static str {
         self.action().as_str()
     }

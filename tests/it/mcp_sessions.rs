@@ -107,3 +107,221 @@ async fn a_session_answers_only_the_principal_that_opened_it() {
     admin.close().await;
     s.stop().await;
 }
+
+/// Opens a session for `key`: `initialize`, then `notifications/initialized`.
+async fn open(s: &Server, key: &str) -> String {
+    let res = post(s, key, None, &initialize_body()).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let id = res.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let _ = res.text().await;
+    post(
+        s,
+        key,
+        Some(&id),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    id
+}
+
+async fn status(s: &Server, key: &str, session: &str) -> u16 {
+    post(s, key, Some(session), &whoami())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The JSON-RPC message carrying `id` in an SSE or JSON body.
+fn answer(body: &str, id: i64) -> serde_json::Value {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .chain(std::iter::once(body))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .find(|m| m["id"] == id)
+        .unwrap_or_else(|| panic!("no answer for id {id} in {body:?}"))
+}
+
+#[tokio::test]
+async fn a_principal_at_its_cap_loses_its_least_recently_used_session() {
+    let s = Server::start(&["--max-sessions-per-principal", "2"]).await;
+    let admin = s.client(&s.admin_key().await).await;
+    let (agent, _) = admin.mint("agent", "reader", &["*"]).await;
+    let first = open(&s, &agent).await;
+    let second = open(&s, &agent).await;
+    assert_eq!(
+        status(&s, &agent, &first).await,
+        200,
+        "first is now the more recent"
+    );
+    let third = open(&s, &agent).await;
+    assert_eq!(
+        status(&s, &agent, &second).await,
+        404,
+        "the least recently used went"
+    );
+    assert_eq!(status(&s, &agent, &first).await, 200);
+    assert_eq!(status(&s, &agent, &third).await, 200);
+    admin.close().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn past_the_global_cap_new_sessions_get_503_and_one_audit_record_per_burst() {
+    let s = Server::start(&["--max-sessions", "2"]).await;
+    let admin_key = s.admin_key().await;
+    let (a, _) = crate::support::Client::mint_with(&s, &admin_key, "a").await;
+    let (b, _) = crate::support::Client::mint_with(&s, &admin_key, "b").await;
+    let sa = open(&s, &a).await;
+    let sb = open(&s, &b).await;
+    for i in 0..4 {
+        let res = post(&s, &b, None, &json!({"jsonrpc": "2.0", "id": 40 + i, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["retry-after"], "30");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["id"], 40 + i);
+        assert_eq!(body["error"]["code"], -32000);
+    }
+    // Sessions in use keep working, and a closed one makes room.
+    assert_eq!(status(&s, &a, &sa).await, 200);
+    let res = http()
+        .delete(s.mcp())
+        .header("authorization", format!("Bearer {b}"))
+        .header("mcp-session-id", &sb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    open(&s, &b).await;
+    // Four refusals, one record (stateless calls open no session, so this one is admitted).
+    let admin = s.client_2026(&admin_key).await;
+    let events = admin.audit(json!({"action": ["session_limit"]})).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["status"], "denied");
+    let metrics = http()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("keyward_mcp_sessions_refused_total 4"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("keyward_mcp_sessions 2"), "{metrics}");
+    admin.close().await;
+    s.stop().await;
+}
+
+/// Holds the database's write lock (key writes wait) until dropped.
+enum WriteLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+async fn hold_writes(s: &Server) -> WriteLock {
+    use sqlx::Connection;
+    let url = s.env.url();
+    if url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        WriteLock::Sqlite(c)
+    } else {
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+        sqlx::query("LOCK TABLE api_keys IN EXCLUSIVE MODE")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        WriteLock::Postgres(c)
+    }
+}
+
+impl WriteLock {
+    async fn release(self) {
+        match self {
+            WriteLock::Sqlite(mut c) => drop(sqlx::query("ROLLBACK").execute(&mut c).await),
+            WriteLock::Postgres(mut c) => drop(sqlx::query("ROLLBACK").execute(&mut c).await),
+        }
+    }
+}
+
+fn key_create(id: i64, name: &str) -> serde_json::Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "key_create",
+        "arguments": {"name": name, "role": "reader", "tenants": ["*"]}}})
+}
+
+#[tokio::test]
+async fn one_answer_per_request_id_and_one_initialize_per_session() {
+    let s = Server::start(&[]).await;
+    let admin = s.admin_key().await;
+    let sid = open(&s, &admin).await;
+    // A second initialize in the session: refused, the identity recorded stays.
+    let text = post(&s, &admin, Some(&sid), &initialize_body())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(answer(&text, 1)["error"]["code"], -32600, "{text}");
+
+    // Two slow calls with the same id: whichever arrives second is refused; the first
+    // gets its answer once it can run.
+    let lock = hold_writes(&s).await;
+    let send = |name: &'static str| {
+        let req = post(&s, &admin, Some(&sid), &key_create(77, name));
+        tokio::spawn(async move { req.send().await.unwrap().text().await.unwrap() })
+    };
+    let (mut one, mut two) = (send("same-id-one"), send("same-id-two"));
+    let (refused, other) = tokio::select! {
+        t = &mut one => (t.unwrap(), two),
+        t = &mut two => (t.unwrap(), one),
+    };
+    let refused = answer(&refused, 77);
+    assert_eq!(refused["error"]["code"], -32600, "{refused}");
+    lock.release().await;
+    let other = answer(&other.await.unwrap(), 77);
+    assert!(
+        other["result"]["structuredContent"]["api_key"].is_string(),
+        "{other}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_streamed_answer_ends_at_the_request_timeout() {
+    let s = Server::start(&["--request-timeout", "1s"]).await;
+    let admin = s.admin_key().await;
+    let sid = open(&s, &admin).await;
+    let lock = hold_writes(&s).await;
+    let text = post(&s, &admin, Some(&sid), &key_create(5, "too-slow"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let a = answer(&text, 5);
+    assert_eq!(a["error"]["code"], -32001, "{a}");
+    assert!(
+        a["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("check the audit trail")
+    );
+    lock.release().await;
+    s.stop().await;
+}

@@ -397,6 +397,19 @@ impl Client {
         let _ = self.service.cancel().await;
     }
 
+    /// A reader key named `name`, made over a stateless (2026-07-28) connection that opens no
+    /// session; returns (secret, id).
+    pub async fn mint_with(
+        s: &crate::http_support::Server,
+        admin: &str,
+        name: &str,
+    ) -> (String, String) {
+        let c = s.client_2026(admin).await;
+        let made = c.mint(name, "reader", &["*"]).await;
+        c.close().await;
+        made
+    }
+
     /// Creates a key with `role` in `tenants` and returns (secret, id).
     pub async fn mint(&self, name: &str, role: &str, tenants: &[&str]) -> (String, String) {
         let v = self
