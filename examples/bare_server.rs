@@ -90,6 +90,19 @@ async fn main() -> anyhow::Result<()> {
     let app = axum::Router::new().nest_service("/mcp", service);
     let tcp = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("listening on http://{}/mcp", tcp.local_addr()?);
-    axum::serve(keyward::http::listener::PlainListener(tcp), app).await?;
+    // The same accept loop and connection handling keyward serves with, so a comparison
+    // measures what differs above it.
+    let limits = keyward::http::server::ConnLimits::loopback();
+    let listener = keyward::http::listener::PlainListener::new(
+        tcp,
+        keyward::http::server::Gate::new(limits.clone()),
+    );
+    keyward::http::server::serve(
+        listener,
+        app,
+        &limits,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
     Ok(())
 }

@@ -194,6 +194,17 @@ pub struct ServeArgs {
         default_value = "127.0.0.0/8,::1/128"
     )]
     pub metrics_allow: Vec<ipnet::IpNet>,
+    /// Connections open at once, in all; one over it is closed as soon as it is accepted.
+    #[arg(long, env = "KEYWARD_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Connections open at once from one client address (an IPv6 /64 counts as one; trusted
+    /// proxies are exempt).
+    #[arg(long, env = "KEYWARD_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
+    pub max_connections_per_ip: usize,
+    /// Time a connection has to send a request's headers; a keep-alive connection waiting for
+    /// its next request is closed after the same time.
+    #[arg(long, env = "KEYWARD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: std::time::Duration,
     /// Live MCP sessions (streamable HTTP, stateful mode) the server holds at most; past it,
     /// new sessions are refused with 503 and Retry-After.
     #[arg(long, env = "KEYWARD_MAX_SESSIONS", default_value_t = 1000)]

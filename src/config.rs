@@ -198,6 +198,12 @@ pub async fn http_settings(args: &ServeArgs, app: &App) -> anyhow::Result<HttpSe
         shutdown_grace: std::time::Duration::from_secs(10),
         setup_token_lifetime: chrono::Duration::from_std(args.setup_token_lifetime)?,
         metrics_allow: args.metrics_allow.clone(),
+        connections: crate::http::server::ConnLimits {
+            max: args.max_connections.max(1),
+            per_ip: args.max_connections_per_ip.max(1),
+            header_read_timeout: args.header_read_timeout,
+            trusted: args.trusted_proxies.clone(),
+        },
         sessions: crate::http::sessions::SessionLimits {
             max: args.max_sessions.max(1),
             per_principal: args.max_sessions_per_principal.max(1),

@@ -1,14 +1,15 @@
-//! Accepting connections: plain TCP, or TLS with rustls. Every accepted socket gets
-//! TCP_NODELAY (without it each SSE reply stalls ~40 ms behind Nagle and delayed ACKs). TLS
-//! handshakes run in their own tasks, so a slow client cannot hold up accepting others.
+//! Accepting connections: plain TCP, or TLS with rustls. Every socket is first admitted by the
+//! connection gate (or closed at once), then gets TCP_NODELAY (without it each SSE reply stalls
+//! ~40 ms behind Nagle and delayed ACKs). TLS handshakes run in their own tasks, so a slow
+//! client cannot hold up accepting others. When the process runs out of file descriptors,
+//! accepting backs off (up to a second) and says so once every ten seconds, instead of
+//! retrying in a hot loop.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
@@ -17,36 +18,90 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 
+use super::server::{Counted, Gate, Incoming};
+
 /// The peer address of a connection, for `ConnectInfo`.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
-pub struct PlainListener(pub TcpListener);
+/// Plain TCP.
+pub struct PlainListener {
+    tcp: TcpListener,
+    gate: Arc<Gate>,
+    backoff: Backoff,
+}
 
-impl Listener for PlainListener {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    return (stream, addr);
-                }
-                Err(e) => accept_error(&e).await,
-            }
+impl PlainListener {
+    pub fn new(tcp: TcpListener, gate: Arc<Gate>) -> Self {
+        PlainListener {
+            tcp,
+            gate,
+            backoff: Backoff::default(),
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
     }
 }
 
-impl Connected<IncomingStream<'_, PlainListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
-        Peer(*stream.remote_addr())
+impl Incoming for PlainListener {
+    type Io = Counted<TcpStream>;
+
+    async fn accept(&mut self) -> Option<(Self::Io, SocketAddr)> {
+        loop {
+            let (stream, addr) = match self.tcp.accept().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    self.backoff.wait(&e).await;
+                    continue;
+                }
+            };
+            self.backoff.reset();
+            let Some(admitted) = self.gate.admit(addr.ip()) else {
+                refused(addr);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            return Some((Counted::new(stream, admitted), addr));
+        }
+    }
+}
+
+fn refused(addr: SocketAddr) {
+    // A flood would make a line per socket: debug only (the caps are in the README).
+    tracing::debug!(client = %addr, "connection refused: over --max-connections or --max-connections-per-ip");
+}
+
+/// Backing off from failed accepts (out of file descriptors, above all).
+#[derive(Default)]
+struct Backoff {
+    delay: Duration,
+    last_log: Option<Instant>,
+    quiet: u64,
+}
+
+impl Backoff {
+    async fn wait(&mut self, e: &std::io::Error) {
+        // EMFILE or ENFILE: nothing can be accepted until something closes; waiting longer
+        // each time keeps the loop from spinning.
+        let exhausted = matches!(e.raw_os_error(), Some(23 | 24));
+        self.delay = if exhausted {
+            (self.delay * 2).clamp(Duration::from_millis(100), Duration::from_secs(1))
+        } else {
+            Duration::from_millis(50)
+        };
+        if self
+            .last_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            tracing::warn!(error = %e, failures_since_last_report = self.quiet, backoff_ms = self.delay.as_millis() as u64, "accept failed; backing off");
+            self.last_log = Some(Instant::now());
+            self.quiet = 0;
+        } else {
+            self.quiet += 1;
+        }
+        tokio::time::sleep(self.delay).await;
+    }
+
+    fn reset(&mut self) {
+        self.delay = Duration::ZERO;
     }
 }
 
@@ -76,31 +131,37 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> 
     Ok(Arc::new(config))
 }
 
+/// TLS: sockets are admitted, then their handshakes run in tasks of their own.
 pub struct TlsListener {
-    local: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsStream<Counted<TcpStream>>, SocketAddr)>,
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
+    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>, gate: Arc<Gate>) -> Self {
         let (tx, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
         tokio::spawn(async move {
+            let mut backoff = Backoff::default();
             loop {
                 let (stream, addr) = match tcp.accept().await {
                     Ok(s) => s,
                     Err(e) => {
-                        accept_error(&e).await;
+                        backoff.wait(&e).await;
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
+                backoff.reset();
                 if tx.is_closed() {
                     break;
                 }
+                let Some(admitted) = gate.admit(addr.ip()) else {
+                    refused(addr);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let stream = Counted::new(stream, admitted);
                 let acceptor = acceptor.clone();
                 let ready = tx.clone();
                 tokio::spawn(async move {
@@ -116,34 +177,14 @@ impl TlsListener {
                 });
             }
         });
-        Ok(TlsListener { local, ready })
+        TlsListener { ready }
     }
 }
 
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
+impl Incoming for TlsListener {
+    type Io = TlsStream<Counted<TcpStream>>;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            None => std::future::pending().await,
-        }
+    async fn accept(&mut self) -> Option<(Self::Io, SocketAddr)> {
+        self.ready.recv().await
     }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-/// Accept errors (e.g. too many open files) are transient: log and back off briefly.
-async fn accept_error(e: &std::io::Error) {
-    tracing::warn!(error = %e, "accept failed");
-    tokio::time::sleep(Duration::from_millis(50)).await;
 }

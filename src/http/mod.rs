@@ -9,6 +9,7 @@ pub mod error;
 mod health;
 pub mod listener;
 pub mod origin;
+pub mod server;
 mod session;
 pub mod sessions;
 mod well_known;
@@ -37,7 +38,7 @@ use crate::metrics::{HttpLabels, RouteLabels};
 use auth::HttpAuth;
 use edge::EdgeConfig;
 use error::HttpError;
-use listener::{Peer, PlainListener, TlsListener};
+use listener::{PlainListener, TlsListener};
 use origin::OriginPolicy;
 
 /// Everything the HTTP surface needs to know, validated once at start (see `config`).
@@ -60,6 +61,8 @@ pub struct HttpSettings {
     pub setup_token_lifetime: chrono::Duration,
     /// Addresses that may read `/metrics` and readiness detail (never through a proxy).
     pub metrics_allow: Vec<ipnet::IpNet>,
+    /// Connections at once, per address, and the header-read (and keep-alive idle) timeout.
+    pub connections: server::ConnLimits,
     pub sessions: sessions::SessionLimits,
 }
 
@@ -291,6 +294,7 @@ pub async fn start(app: App, settings: HttpSettings) -> anyhow::Result<Running> 
     let tls = settings.tls.clone();
     let grace = settings.shutdown_grace;
     let settings_sessions = settings.sessions;
+    let conn_limits = settings.connections.clone();
     let state = HttpState {
         app: app.clone(),
         settings: Arc::new(settings),
@@ -339,22 +343,23 @@ pub async fn start(app: App, settings: HttpSettings) -> anyhow::Result<Running> 
             }
         });
     }
-    let signal = shutdown.clone().cancelled_owned();
-    let service = router.into_make_service_with_connect_info::<Peer>();
+    let gate = server::Gate::new(conn_limits.clone());
+    let stop = shutdown.clone();
     let task = match tls {
         Some(cfg) => {
-            let listener = TlsListener::new(tcp, cfg)?;
+            let listener = TlsListener::new(tcp, cfg, gate);
             tokio::spawn(async move {
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(signal)
-                    .await
+                server::serve(listener, router, &conn_limits, stop).await;
+                Ok(())
             })
         }
-        None => tokio::spawn(async move {
-            axum::serve(PlainListener(tcp), service)
-                .with_graceful_shutdown(signal)
-                .await
-        }),
+        None => {
+            let listener = PlainListener::new(tcp, gate);
+            tokio::spawn(async move {
+                server::serve(listener, router, &conn_limits, stop).await;
+                Ok(())
+            })
+        }
     };
     Ok(Running {
         addr,

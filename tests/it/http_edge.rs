@@ -494,13 +494,14 @@ async fn metrics_are_for_allowed_addresses_only() {
 
 #[tokio::test]
 async fn accepted_sockets_set_tcp_nodelay() {
-    use axum::serve::Listener;
+    use keyward::http::server::{ConnLimits, Gate, Incoming};
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
-    let mut listener = keyward::http::listener::PlainListener(tcp);
+    let mut listener =
+        keyward::http::listener::PlainListener::new(tcp, Gate::new(ConnLimits::loopback()));
     let connect = tokio::net::TcpStream::connect(addr);
-    let ((stream, _), _client) = tokio::join!(listener.accept(), connect);
-    assert!(stream.nodelay().unwrap());
+    let (accepted, _client) = tokio::join!(listener.accept(), connect);
+    assert!(accepted.unwrap().0.get_ref().nodelay().unwrap());
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ mod audit;
 mod auth;
 mod bootstrap;
 mod bounds;
+mod connections;
 mod crash;
 mod development;
 mod fail_closed;
