@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod ops;
 pub mod schemas;
 pub mod stdio;
+mod stdio_lines;
 pub mod store;
 pub mod telemetry;
 
@@ -188,7 +189,7 @@ async fn serve(app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()>
                 .await?
             }
         };
-        return stdio::serve(app, caller).await;
+        return stdio::serve(app, caller, args.max_body_bytes).await;
     }
     let settings = config::http_settings(args, &app).await?;
     http::serve(app, settings).await

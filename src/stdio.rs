@@ -63,9 +63,13 @@ pub async fn resolve_caller(
 }
 
 /// Serves MCP on stdin/stdout until the client closes the stream.
-pub async fn serve(app: App, caller: CallerSource) -> anyhow::Result<()> {
+pub async fn serve(app: App, caller: CallerSource, max_line: usize) -> anyhow::Result<()> {
     let server = KeywardServer::new(app, caller);
-    let running = server.serve(rmcp::transport::stdio()).await?;
+    // Every line is checked before rmcp sees it, so a bad one gets an error reply.
+    let wire = crate::stdio_lines::filter(tokio::io::stdin(), tokio::io::stdout(), max_line);
+    let running = server.serve(wire.rmcp).await?;
     running.waiting().await?;
+    // The last answers are on their way to stdout.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), wire.writer).await;
     Ok(())
 }

@@ -62,6 +62,8 @@ closed_enum!(
         OperatorSetRole = "operator_set_role",
         /// A call naming a tool that does not exist.
         UnknownTool = "unknown_tool",
+        /// A `tools/call` whose parameters do not parse (no tool name, arguments not an object).
+        InvalidCall = "invalid_call",
         /// A credential was presented and refused.
         AuthFailed = "auth_failed",
         /// The first admin key (and, over HTTP, the first admin operator) was created.

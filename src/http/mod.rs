@@ -9,6 +9,7 @@ pub mod error;
 mod health;
 pub mod listener;
 pub mod origin;
+mod protocol;
 pub mod server;
 mod session;
 pub mod sessions;
@@ -129,6 +130,8 @@ pub fn router(state: HttpState, mcp_shutdown: CancellationToken) -> Router {
             StreamableHttpService::new(factory, bound.into(), rmcp),
         )
     }
+    // Inner to outer: the request is made plain JSON-RPC for rmcp, after it is authenticated.
+    .layer(from_fn_with_state(state.clone(), protocol::normalize))
     .layer(from_fn_with_state(state.clone(), auth::authenticate));
 
     let cors = origin::cors(&s.origins);

@@ -138,6 +138,39 @@ impl KeywardServer {
         response
     }
 
+    /// A `tools/call` whose params do not parse: recorded (who sent it, what it sent, with
+    /// secrets removed), then refused as invalid params.
+    pub(super) async fn malformed_call(
+        &self,
+        params: Option<&Value>,
+        mut ctx: RequestContext<RoleServer>,
+    ) -> McpError {
+        const WHY: &str = "invalid tools/call: params need \"name\" (a string naming a tool) and, \
+                           optionally, \"arguments\" (an object)";
+        let meta = self.call_meta(&mut ctx);
+        let principal = match self.caller(&mut ctx, &meta).await {
+            Ok(p) => p,
+            Err(e) => return McpError::invalid_request(e.message, None),
+        };
+        let call = Call::new(
+            principal,
+            Action::InvalidCall,
+            meta,
+            params.map(audit::redact),
+        );
+        if self
+            .record(&call, failed(Status::Failed, None, WHY))
+            .await
+            .is_err()
+        {
+            return McpError::internal_error(
+                "the audit trail is unavailable, so no call can be taken; try again shortly",
+                None,
+            );
+        }
+        McpError::invalid_params(WHY, None)
+    }
+
     fn count(&self, tool: ToolName, status: Status) {
         self.app
             .metrics

@@ -188,12 +188,17 @@ impl ServerHandler for KeywardServer {
     }
 
     /// rmcp's default answer quotes the method name alone; this one says what is wrong and
-    /// never echoes a pasted key or an unbounded string.
+    /// never echoes a pasted key or an unbounded string. A `tools/call` lands here when its
+    /// params do not parse (no name, a name that is not a string, arguments that are not an
+    /// object): an invalid-params error, audited like every call a caller makes.
     async fn on_custom_request(
         &self,
         request: CustomRequest,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CustomResult, McpError> {
+        if request.method == "tools/call" {
+            return Err(self.malformed_call(request.params.as_ref(), context).await);
+        }
         Err(McpError::new(
             ErrorCode::METHOD_NOT_FOUND,
             format!(

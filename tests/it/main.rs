@@ -26,6 +26,7 @@ mod http_malformed;
 mod http_mcp;
 mod http_sessions;
 mod http_support;
+mod jsonrpc_errors;
 mod keys;
 mod lifetimes;
 mod lockout;

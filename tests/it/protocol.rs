@@ -296,7 +296,7 @@ async fn malformed_json_rpc_does_not_break_the_session() {
         json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": 42}}).to_string(),
         json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}).to_string(),
     ];
-    let responses = raw_session(&env, &key, &lines, 4).await;
+    let responses = raw_session(&env, &key, &lines, 5).await;
     let by_id = |id: i64| {
         responses
             .iter()
@@ -304,9 +304,22 @@ async fn malformed_json_rpc_does_not_break_the_session() {
             .cloned()
             .unwrap_or_else(|| panic!("no response {id}: {responses:?}"))
     };
-    assert!(by_id(2)["error"]["code"].is_i64());
-    assert!(by_id(3)["error"].is_object() || by_id(3)["result"]["isError"] == true);
+    // The line that is not JSON is answered too (id null), not dropped.
+    let parse_error = responses.iter().find(|r| r["id"].is_null()).unwrap();
+    assert_eq!(parse_error["error"]["code"], -32700);
+    assert_eq!(by_id(2)["error"]["code"], -32601);
+    assert_eq!(
+        by_id(3)["error"]["code"],
+        -32602,
+        "a tools/call that does not parse"
+    );
     assert_eq!(by_id(4)["result"]["structuredContent"]["role"], "admin");
+    // ...and it is on the record, under who sent it.
+    let admin = env.stdio(&key).await;
+    let events = admin.audit_full(json!({"action": ["invalid_call"]})).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["args"], json!({"name": 42}));
+    admin.close().await;
 }
 
 trait RawCall {
