@@ -43,8 +43,18 @@ pub fn parse_time_zone(name: &str) -> Result<Tz, DomainError> {
     })
 }
 
-/// Resolves one end of a time window to an absolute instant.
+/// Resolves one end of a time window to an absolute instant, within the years keyward can
+/// show (refused outside them, never silently moved).
 pub fn parse_time_bound(
+    text: &str,
+    tz: Tz,
+    now: DateTime<Utc>,
+    edge: Edge,
+) -> Result<DateTime<Utc>, DomainError> {
+    in_range("time", resolve_bound(text, tz, now, edge)?)
+}
+
+fn resolve_bound(
     text: &str,
     tz: Tz,
     now: DateTime<Utc>,
@@ -98,7 +108,7 @@ pub fn parse_expiry(text: Option<&str>, now: DateTime<Utc>) -> Result<ExpiryRequ
         return Ok(ExpiryRequest::Never);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(ExpiryRequest::At(t.with_timezone(&Utc)));
+        return in_range("expiry", t.with_timezone(&Utc)).map(ExpiryRequest::At);
     }
     parse_duration(text)
         .map(|d| ExpiryRequest::At(now + d))
@@ -122,17 +132,34 @@ pub fn format_utc(t: DateTime<Utc>) -> String {
     showable(t).to_rfc3339_opts(SecondsFormat::Micros, false)
 }
 
-/// Clamps to years 1..=9999: chrono panics when it shifts an instant at the very edge of its
-/// range into a time zone, and no real event lies outside these years.
-fn showable(t: DateTime<Utc>) -> DateTime<Utc> {
+/// The instants keyward accepts and shows: 0001-01-02 to 9999-12-30 (UTC). chrono panics when
+/// it shifts an instant at the very edge of its range into a time zone, and no real event lies
+/// outside these years.
+fn range() -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     let edge = |y, m, d| {
         NaiveDate::from_ymd_opt(y, m, d)
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .map(|n| n.and_utc())
     };
-    match (edge(1, 1, 2), edge(9999, 12, 30)) {
-        (Some(lo), Some(hi)) => t.clamp(lo, hi),
-        _ => t,
+    Some((edge(1, 1, 2)?, edge(9999, 12, 30)?))
+}
+
+/// `t`, or a clear refusal when it lies outside `range`.
+fn in_range(what: &str, t: DateTime<Utc>) -> Result<DateTime<Utc>, DomainError> {
+    match range() {
+        Some((lo, hi)) if t < lo || t > hi => Err(DomainError::Invalid(format!(
+            "{what} {} is outside the range keyward accepts (0001-01-02 to 9999-12-30 UTC)",
+            t.to_rfc3339()
+        ))),
+        _ => Ok(t),
+    }
+}
+
+/// Clamps into `range` for display (stored instants are within it already).
+fn showable(t: DateTime<Utc>) -> DateTime<Utc> {
+    match range() {
+        Some((lo, hi)) => t.clamp(lo, hi),
+        None => t,
     }
 }
 

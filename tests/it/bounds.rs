@@ -111,3 +111,57 @@ async fn repeated_values_count_once() {
     assert_eq!(page["events"].as_array().unwrap().len(), 1);
     admin.close().await;
 }
+
+#[tokio::test]
+async fn times_outside_the_range_are_refused_never_moved() {
+    let h =
+        Harness::at(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap())
+            .await;
+    let admin = h.client(&h.bootstrap().await).await;
+    for (tool, args) in [
+        (
+            "key_create",
+            json!({"name": "late", "role": "reader", "tenants": ["*"],
+            "expires": "9999-12-31T23:59:59Z"}),
+        ),
+        ("audit_query", json!({"since": "0000-01-01"})),
+        ("audit_query", json!({"until": "9999-12-31T23:59:59Z"})),
+        (
+            "audit_summary",
+            json!({"group_by": ["day"], "since": "0000-01-01", "time_zone": "Pacific/Kiritimati"}),
+        ),
+    ] {
+        let r = admin.call(tool, args.clone()).await;
+        assert_eq!(r.is_error, Some(true), "{tool} {args}: accepted");
+        assert!(
+            text(&r).contains("outside the range keyward accepts"),
+            "{tool} {args}: {}",
+            text(&r)
+        );
+    }
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn a_tampered_cursor_is_checked_like_fresh_arguments() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let h =
+        Harness::at(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap())
+            .await;
+    let admin = h.client(&h.bootstrap().await).await;
+    for _ in 0..3 {
+        admin.ok("whoami", json!({})).await;
+    }
+    let page = admin
+        .ok("audit_query", json!({"limit": 1, "since": "2026-01-01"}))
+        .await;
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let mut c: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(cursor).unwrap()).unwrap();
+    // The same window as arguments would be "empty": since after until.
+    c["f"]["until"] = json!(c["f"]["since"].as_i64().unwrap() - 1);
+    let forged = URL_SAFE_NO_PAD.encode(c.to_string());
+    let msg = admin.err("audit_query", json!({"cursor": forged})).await;
+    assert!(msg.contains("invalid cursor"), "{msg}");
+    admin.close().await;
+}

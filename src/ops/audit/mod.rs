@@ -318,11 +318,14 @@ fn decode(text: &str) -> Result<Cursor, OpsError> {
     // Instants must be ones chrono can show in any time zone (years 1 to 9999).
     let sane = |t: Option<i64>| t.is_none_or(|t| (MIN_INSTANT..=MAX_INSTANT).contains(&t));
     let sane_at = (MIN_INSTANT..=MAX_INSTANT).contains(&c.after_at);
+    // The same window given as arguments would be refused when empty.
+    let empty = matches!((c.f.since, c.f.until), (Some(s), Some(u)) if s >= u);
     if !(1..=MAX_LIMIT).contains(&c.limit)
         || !sane(c.f.since)
         || !sane(c.f.until)
         || !sane_at
         || c.after_id < 1
+        || empty
     {
         return Err(bad());
     }
