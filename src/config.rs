@@ -199,7 +199,8 @@ pub async fn http_settings(args: &ServeArgs, app: &App) -> anyhow::Result<HttpSe
         setup_token_lifetime: chrono::Duration::from_std(args.setup_token_lifetime)?,
         metrics_allow: args.metrics_allow.clone(),
         connections: crate::http::server::ConnLimits {
-            max: args.max_connections.max(1),
+            max: connection_cap(args.max_connections),
+            write_timeout: args.request_timeout,
             per_ip: args.max_connections_per_ip.max(1),
             header_read_timeout: args.header_read_timeout,
             trusted: args.trusted_proxies.clone(),
@@ -212,6 +213,35 @@ pub async fn http_settings(args: &ServeArgs, app: &App) -> anyhow::Result<HttpSe
             long_request_timeout: args.long_request_timeout.max(args.request_timeout),
         },
     })
+}
+
+/// `--max-connections`, lowered when the process may not open that many files: with the cap
+/// above the descriptor limit, running out of descriptors would come first and the cap would
+/// protect nothing. A margin is kept for the database, journal and log files.
+fn connection_cap(asked: usize) -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|line| line.starts_with("Max open files"))
+                .and_then(|line| line.split_whitespace().nth(3)?.parse::<usize>().ok())
+        });
+    // Files keyward itself keeps open (pooled database connections, journal, logs): an
+    // eighth of the limit, at most 64.
+    let margin = |limit: usize| (limit / 8).min(64);
+    match soft {
+        Some(limit) if asked + margin(limit) > limit => {
+            let cap = limit.saturating_sub(margin(limit)).max(1);
+            tracing::warn!(
+                asked,
+                open_files_limit = limit,
+                cap,
+                "--max-connections lowered to fit the open-files limit (raise it with ulimit -n)"
+            );
+            cap
+        }
+        _ => asked.max(1),
+    }
 }
 
 /// `scheme://host[:port]` of a configured public URL, which must be a bare origin.

@@ -28,8 +28,8 @@ where
         let mut output = output;
         let mut rmcp = BufReader::new(from_rmcp);
         let mut line = Vec::new();
-        let mut rmcp_open = true;
-        loop {
+        let (mut rmcp_open, mut errors_open) = (true, true);
+        while rmcp_open || errors_open {
             tokio::select! {
                 n = rmcp.read_until(b'\n', &mut line), if rmcp_open => match n {
                     Ok(0) | Err(_) => rmcp_open = false,
@@ -39,15 +39,13 @@ where
                         let _ = output.flush().await;
                     }
                 },
-                e = error_rx.recv() => match e {
+                e = error_rx.recv(), if errors_open => match e {
                     Some(e) => {
                         if output.write_all(e.as_bytes()).await.is_err() { return; }
                         let _ = output.flush().await;
                     }
-                    None if !rmcp_open => return,
-                    None => {}
+                    None => errors_open = false,
                 },
-                else => return,
             }
         }
     });
@@ -74,7 +72,11 @@ async fn read_lines<R: AsyncRead + Unpin>(
             continue;
         }
         let refusal = if too_long {
-            Some((-32600, format!("message longer than {max_line} bytes")))
+            Some((
+                -32600,
+                format!("message longer than {max_line} bytes"),
+                serde_json::Value::Null,
+            ))
         } else {
             check(trimmed)
         };
@@ -86,9 +88,9 @@ async fn read_lines<R: AsyncRead + Unpin>(
                     return;
                 }
             }
-            Some((code, message)) => {
+            Some((code, message, id)) => {
                 tracing::debug!(code, "refused a stdio line that is not a JSON-RPC message");
-                let reply = serde_json::json!({"jsonrpc": "2.0", "id": null,
+                let reply = serde_json::json!({"jsonrpc": "2.0", "id": id,
                     "error": {"code": code, "message": message}});
                 if errors.send(format!("{reply}\n")).await.is_err() {
                     return;
@@ -108,27 +110,45 @@ fn trim(line: &[u8]) -> &[u8] {
 
 /// Why a line is not a message rmcp can take, if it is not: `-32700` when it is not JSON (or
 /// nests deeper than 128 levels), `-32600` when it is JSON but no JSON-RPC message.
-fn check(line: &[u8]) -> Option<(i64, String)> {
+/// The reply's id is the message's own when it can be read (a string or an integer), else null.
+fn check(line: &[u8]) -> Option<(i64, String, serde_json::Value)> {
+    use serde_json::Value;
     if std::str::from_utf8(line).is_err() {
-        return Some((-32700, "parse error: the line is not UTF-8".into()));
-    }
-    if let Err(e) = serde_json::from_slice::<serde_json::Value>(line) {
         return Some((
             -32700,
-            format!(
-                "parse error: the line is not one valid JSON value (column {})",
-                e.column()
-            ),
+            "parse error: the line is not UTF-8".into(),
+            Value::Null,
         ));
     }
+    let value = match serde_json::from_slice::<Value>(line) {
+        Ok(v) => v,
+        Err(e) => {
+            return Some((
+                -32700,
+                format!(
+                    "parse error: the line is not one valid JSON value (column {})",
+                    e.column()
+                ),
+                Value::Null,
+            ));
+        }
+    };
     match serde_json::from_slice::<rmcp::model::ClientJsonRpcMessage>(line) {
         Ok(_) => None,
-        Err(_) => Some((
-            -32600,
-            "invalid request: not a valid JSON-RPC 2.0 message (one message per line, \
-             \"jsonrpc\": \"2.0\", a method, and an id that is a string or an integer)"
-                .into(),
-        )),
+        Err(_) => {
+            let id = match value.get("id") {
+                Some(Value::String(s)) if s.len() <= 128 => Value::String(s.clone()),
+                Some(Value::Number(n)) if n.is_i64() => Value::Number(n.clone()),
+                _ => Value::Null,
+            };
+            Some((
+                -32600,
+                "invalid request: not a valid JSON-RPC 2.0 message (one message per line, \
+                 \"jsonrpc\": \"2.0\", a method, and an id that is a string or an integer)"
+                    .into(),
+                id,
+            ))
+        }
     }
 }
 

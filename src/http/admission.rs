@@ -40,9 +40,14 @@ pub async fn check(
             return Ok(req);
         }
         tracing::warn!("refused a request naming another principal's (or no live) MCP session");
-        return Err((StatusCode::NOT_FOUND, "Not Found: Session not found").into_response());
+        return Err(HttpError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not Found: Session not found",
+        )
+        .into_response());
     }
-    if req.method() != Method::POST || !state.sessions.full() {
+    if req.method() != Method::POST || !state.sessions.full_for(principal) {
         return Ok(req);
     }
     // At the cap: only an `initialize` opens a session, so look at what this is.

@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 
-use super::server::{Counted, Gate, Incoming};
+use super::server::{Conn, Counted, Gate, Incoming};
 
 /// The peer address of a connection, for `ConnectInfo`.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +44,7 @@ impl PlainListener {
 impl Incoming for PlainListener {
     type Io = Counted<TcpStream>;
 
-    async fn accept(&mut self) -> Option<(Self::Io, SocketAddr)> {
+    async fn accept(&mut self) -> Option<(Self::Io, SocketAddr, Arc<Conn>)> {
         loop {
             let (stream, addr) = match self.tcp.accept().await {
                 Ok(conn) => conn,
@@ -59,7 +59,9 @@ impl Incoming for PlainListener {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            return Some((Counted::new(stream, admitted), addr));
+            let conn = admitted.conn();
+            let write_timeout = self.gate.limits().write_timeout;
+            return Some((Counted::new(stream, admitted, write_timeout), addr, conn));
         }
     }
 }
@@ -133,7 +135,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> 
 
 /// TLS: sockets are admitted, then their handshakes run in tasks of their own.
 pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<Counted<TcpStream>>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsStream<Counted<TcpStream>>, SocketAddr, Arc<Conn>)>,
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -161,13 +163,14 @@ impl TlsListener {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let stream = Counted::new(stream, admitted);
+                let conn = admitted.conn();
+                let stream = Counted::new(stream, admitted, gate.limits().write_timeout);
                 let acceptor = acceptor.clone();
                 let ready = tx.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let _ = ready.send((tls, addr)).await;
+                            let _ = ready.send((tls, addr, conn)).await;
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(client = %addr, error = %e, "TLS handshake failed")
@@ -184,7 +187,7 @@ impl TlsListener {
 impl Incoming for TlsListener {
     type Io = TlsStream<Counted<TcpStream>>;
 
-    async fn accept(&mut self) -> Option<(Self::Io, SocketAddr)> {
+    async fn accept(&mut self) -> Option<(Self::Io, SocketAddr, Arc<Conn>)> {
         self.ready.recv().await
     }
 }

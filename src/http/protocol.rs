@@ -18,10 +18,19 @@ use super::error::HttpError;
 const SENTINEL: &str = "=?base64?";
 
 pub async fn normalize(State(state): State<HttpState>, mut req: Request, next: Next) -> Response {
-    if let Some(enc) = req.headers().get(header::CONTENT_ENCODING) {
-        let identity = enc
-            .to_str()
-            .is_ok_and(|e| e.trim().eq_ignore_ascii_case("identity"));
+    let mut encodings = req
+        .headers()
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .peekable();
+    if encodings.peek().is_some() {
+        // Every value, of every header line, must be identity.
+        let identity = encodings.all(|v| {
+            v.to_str().is_ok_and(|e| {
+                e.split(',')
+                    .all(|p| p.trim().eq_ignore_ascii_case("identity"))
+            })
+        });
         if !identity {
             return HttpError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -37,13 +46,19 @@ pub async fn normalize(State(state): State<HttpState>, mut req: Request, next: N
     }
     let limit = state.settings.max_body_bytes;
     let (parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return HttpError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("request body exceeds {limit} bytes"),
-        )
-        .into_response();
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(e) if is_too_large(&e) => {
+            return HttpError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body exceeds {limit} bytes"),
+            )
+            .into_response();
+        }
+        Err(_) => {
+            return HttpError::bad_request("the request body could not be read").into_response();
+        }
     };
     let json_body = parts
         .headers
@@ -60,7 +75,46 @@ pub async fn normalize(State(state): State<HttpState>, mut req: Request, next: N
     if json_body && res.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
         return invalid_message(&bytes);
     }
-    res
+    as_json(res).await
+}
+
+/// rmcp answers some refusals (406, 400 "session id required", 404) in plain text: the same
+/// status with keyward's JSON error body.
+async fn as_json(res: Response) -> Response {
+    let status = res.status();
+    let plain = !res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("json") || ct.contains("event-stream"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return res;
+    }
+    let text = axum::body::to_bytes(res.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::NOT_ACCEPTABLE => "not_acceptable",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    HttpError::new(status, code, crate::domain::audit::redact_text(&text)).into_response()
+}
+
+/// Whether reading the body failed on the size limit (rather than a broken connection).
+fn is_too_large(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// 400 with the JSON-RPC error that fits a body rmcp could not take.

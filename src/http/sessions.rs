@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use rmcp::model::{
     ClientJsonRpcMessage, ClientRequest, ErrorCode, ErrorData, GetExtensions, RequestId,
     ServerJsonRpcMessage,
@@ -108,9 +108,17 @@ impl SessionTable {
         self.len() == 0
     }
 
-    /// Whether a new session would exceed the global cap.
-    pub fn full(&self) -> bool {
-        self.len() >= self.limits.max
+    /// Whether a new session for `p` would exceed the global cap (one that replaces `p`'s own
+    /// least recently used session adds none).
+    pub fn full_for(&self, p: &Principal) -> bool {
+        let owner = Owner::of(p);
+        let entries = self.lock();
+        let mine = entries.values().filter(|e| e.owner == owner).count();
+        entries.len() >= self.limits.max && mine < self.limits.per_principal
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
     }
 
     fn ids(&self) -> Vec<Arc<str>> {
@@ -125,14 +133,15 @@ impl SessionTable {
     /// close first: the owner's least recently used beyond its own cap (idle ones first).
     fn admit(&self, id: &SessionId, owner: Owner) -> Result<Vec<Arc<str>>, ()> {
         let mut entries = self.lock();
-        if entries.len() >= self.limits.max {
-            return Err(());
-        }
         let mut mine: Vec<(&Arc<str>, &Entry)> =
             entries.iter().filter(|(_, e)| e.owner == owner).collect();
         let over = (mine.len() + 1).saturating_sub(self.limits.per_principal);
         mine.sort_by_key(|(_, e)| (!e.in_flight.is_empty(), e.last_used));
         let evict: Vec<Arc<str>> = mine.iter().take(over).map(|(k, _)| (*k).clone()).collect();
+        // A principal replacing its own session adds none.
+        if entries.len() - evict.len() >= self.limits.max {
+            return Err(());
+        }
         for k in &evict {
             entries.remove(k);
         }
@@ -315,6 +324,14 @@ impl SessionManager for BoundSessions {
             )));
         };
         let rid = req.id.clone();
+        if !self.table.contains(id) {
+            return Ok(single(error(
+                ErrorCode(-32000),
+                "this session was closed (evicted at its principal's session cap); initialize a \
+                 new one",
+                &rid,
+            )));
+        }
         if matches!(req.request, ClientRequest::InitializeRequest(_)) {
             return Ok(single(error(
                 INVALID_REQUEST,
@@ -335,21 +352,25 @@ impl SessionManager for BoundSessions {
             session: id.clone(),
             rid: rid.clone(),
         };
-        let inner = match self.inner.create_stream(id, message).await {
-            Ok(s) => s,
-            Err(e) => {
-                drop(guard);
-                return Err(e);
-            }
+        // Closed between rmcp's check and here: an answer, not a 500.
+        let Ok(inner) = self.inner.create_stream(id, message).await else {
+            drop(guard);
+            return Ok(single(error(
+                ErrorCode(-32000),
+                "this session was closed; initialize a new one",
+                &rid,
+            )));
         };
-        Ok(Answer::Deadline {
-            inner: Box::pin(inner),
+        Ok(Answer::Deadline(Deadline {
+            inner: Some(Box::pin(inner)),
             sleep: Box::pin(tokio::time::sleep(timeout)),
             rid,
             timeout,
-            _guard: guard,
-            done: false,
-        })
+            drain_for: self.table.limits.long_request_timeout,
+            guard: Some(guard),
+            ended: false,
+            cut: false,
+        }))
     }
 
     async fn accept_message(
@@ -399,14 +420,24 @@ type Inner = Pin<Box<dyn Stream<Item = ServerSseMessage> + Send + Sync + 'static
 enum Answer {
     Inner(Inner),
     Single(Option<ServerSseMessage>),
-    Deadline {
-        inner: Inner,
-        sleep: Pin<Box<tokio::time::Sleep>>,
-        rid: RequestId,
-        timeout: Duration,
-        _guard: InFlight,
-        done: bool,
-    },
+    Deadline(Deadline),
+}
+
+/// rmcp's answer to one request, with its deadline. The request id stays reserved until rmcp
+/// has answered, even when the client was given up on (deadline, disconnect): rmcp routes an
+/// answer by id, so a new request reusing it before then would receive the old one's answer.
+struct Deadline {
+    inner: Option<Inner>,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    rid: RequestId,
+    timeout: Duration,
+    /// How long an abandoned answer is waited for in the background.
+    drain_for: Duration,
+    guard: Option<InFlight>,
+    /// rmcp's stream has ended (its answer was given).
+    ended: bool,
+    /// The deadline passed and the client was told so.
+    cut: bool,
 }
 
 impl Stream for Answer {
@@ -416,38 +447,57 @@ impl Stream for Answer {
         match self.get_mut() {
             Answer::Inner(s) => s.as_mut().poll_next(cx),
             Answer::Single(m) => Poll::Ready(m.take()),
-            Answer::Deadline {
-                inner,
-                sleep,
-                rid,
-                timeout,
-                done,
-                ..
-            } => {
-                if *done {
-                    return Poll::Ready(None);
-                }
-                if let Poll::Ready(item) = inner.as_mut().poll_next(cx) {
-                    if item.is_none() {
-                        *done = true;
-                    }
-                    return Poll::Ready(item);
-                }
-                if sleep.as_mut().poll(cx).is_ready() {
-                    *done = true;
-                    tracing::warn!(
-                        timeout_s = timeout.as_secs(),
-                        "an MCP answer was not ready within the request timeout; its stream was ended"
-                    );
-                    return Poll::Ready(Some(ServerSseMessage::from_message(error(
-                        REQUEST_TIMEOUT,
-                        "no answer within the request timeout; the call may still complete: check \
-                         the audit trail before retrying a change",
-                        rid,
-                    ))));
-                }
-                Poll::Pending
+            Answer::Deadline(d) => d.poll(cx),
+        }
+    }
+}
+
+impl Deadline {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<ServerSseMessage>> {
+        if self.ended || self.cut {
+            return Poll::Ready(None);
+        }
+        if let Some(inner) = self.inner.as_mut()
+            && let Poll::Ready(item) = inner.as_mut().poll_next(cx)
+        {
+            if item.is_none() {
+                self.ended = true;
             }
+            return Poll::Ready(item);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            self.cut = true;
+            tracing::warn!(
+                timeout_s = self.timeout.as_secs(),
+                "an MCP answer was not ready within the request timeout; its stream was ended"
+            );
+            return Poll::Ready(Some(ServerSseMessage::from_message(error(
+                REQUEST_TIMEOUT,
+                "no answer within the request timeout; the call may still complete: check the \
+                 audit trail before retrying a change",
+                &self.rid,
+            ))));
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        // Given up on before rmcp answered: wait for its answer in the background, holding
+        // the request id, then let it go.
+        let (Some(inner), Some(guard)) = (self.inner.take(), self.guard.take()) else {
+            return;
+        };
+        let wait = self.drain_for;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _reserved = guard;
+                let _ = tokio::time::timeout(wait, inner.for_each(|_| async {})).await;
+            });
         }
     }
 }

@@ -322,6 +322,20 @@ async fn a_streamed_answer_ends_at_the_request_timeout() {
             .unwrap()
             .contains("check the audit trail")
     );
+    // The call still runs: its id stays taken until it has answered, so a new request cannot
+    // receive the old one's answer.
+    let text = post(&s, &admin, Some(&sid), &whoami_with_id(5))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(answer(&text, 5)["error"]["code"], -32600, "{text}");
     lock.release().await;
     s.stop().await;
+}
+
+fn whoami_with_id(id: i64) -> serde_json::Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}})
 }

@@ -29,9 +29,10 @@ pub const DEFAULT_LIMIT: i64 = 20;
 pub const MAX_LIMIT: i64 = 100;
 pub const DEFAULT_TOP: i64 = 10;
 pub const MAX_TOP: i64 = 100;
-/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in microseconds.
-const MIN_INSTANT: i64 = -62_135_596_800_000_000;
-const MAX_INSTANT: i64 = 253_402_300_799_999_999;
+/// 0001-01-02T00:00:00Z and 9999-12-30T00:00:00Z in microseconds: the range every time
+/// argument is held to (`timespec`), so a cursor's window is held to it too.
+const MIN_INSTANT: i64 = -62_135_510_400_000_000;
+const MAX_INSTANT: i64 = 253_402_128_000_000_000;
 
 /// Filters as a caller gives them. Lists are OR within, AND across; empty means any.
 #[derive(Debug, Clone, Default)]
@@ -314,7 +315,14 @@ fn decode(text: &str) -> Result<Cursor, OpsError> {
         until: None,
         time_zone: Some(c.f.tz.clone()),
     };
-    resolve(&again, DateTime::<Utc>::UNIX_EPOCH).map_err(|_| bad())?;
+    // What is used is the checked (de-duplicated) form, never the raw lists.
+    let checked = resolve(&again, DateTime::<Utc>::UNIX_EPOCH).map_err(|_| bad())?;
+    let mut c = c;
+    c.f = Resolved {
+        since: c.f.since,
+        until: c.f.until,
+        ..checked
+    };
     // Instants must be ones chrono can show in any time zone (years 1 to 9999).
     let sane = |t: Option<i64>| t.is_none_or(|t| (MIN_INSTANT..=MAX_INSTANT).contains(&t));
     let sane_at = (MIN_INSTANT..=MAX_INSTANT).contains(&c.after_at);
