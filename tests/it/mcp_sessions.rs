@@ -339,3 +339,22 @@ async fn a_streamed_answer_ends_at_the_request_timeout() {
 fn whoami_with_id(id: i64) -> serde_json::Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}})
 }
+
+#[tokio::test]
+async fn an_idle_session_closes_after_the_configured_timeout() {
+    let s = Server::start(&["--session-idle-timeout", "1s"]).await;
+    let admin = s.admin_key().await;
+    let sid = open(&s, &admin).await;
+    assert_eq!(status(&s, &admin, &sid).await, 200);
+    // rmcp's own timer closes it; any use would restart it, so wait past it untouched.
+    let mut gone = false;
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        if status(&s, &admin, &sid).await == 404 {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the idle session was not closed");
+    s.stop().await;
+}
