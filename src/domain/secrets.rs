@@ -32,6 +32,15 @@ pub const SCAN_LIMIT: usize = 4096;
 /// the decoded text is what is returned (scrubbed).
 pub fn scrub(text: &str) -> String {
     let text = clip(text, SCAN_LIMIT);
+    // Most of what passes here (request ids, client names, user agents) is short plain ASCII:
+    // too short for a bare key body or its encodings, and with no prefix to start one.
+    if text.len() < key::KEY_LEN - key::PREFIX.len()
+        && text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        && !text.contains("kw")
+        && !text.contains('%')
+    {
+        return text.to_owned();
+    }
     let mut t: Cow<'_, str> = Cow::Borrowed(text);
     // What the text says once everything that is not printable ASCII is taken out: a key
     // interleaved with invisible characters (of any category) reads whole again.

@@ -34,6 +34,10 @@ pub fn is_hidden(c: char) -> bool {
 /// `text` with every hidden character written out as `<U+XXXX>`; with `multiline`, newlines
 /// and tabs stay as they are.
 pub fn neutralize(text: &str, multiline: bool) -> Cow<'_, str> {
+    // Printable ASCII hides nothing: the common case, without a category lookup per character.
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Cow::Borrowed(text);
+    }
     let keep = |c: char| multiline && (c == '\n' || c == '\t');
     if !text.chars().any(|c| is_hidden(c) && !keep(c)) {
         return Cow::Borrowed(text);
