@@ -91,6 +91,26 @@ impl Server {
             .api_key
     }
 
+    /// A server whose first admin is the operator `alice` (password `correct horse battery`),
+    /// bootstrapped over HTTP with the setup token; returns it with the admin key.
+    pub async fn with_alice(extra: &[&str]) -> (Self, String) {
+        let s = Self::start(extra).await;
+        let token = s.running.setup_token.clone().expect("a setup token");
+        let res = http()
+            .post(s.url("/auth/bootstrap"))
+            .json(&json!({"setup_token": token, "username": "alice",
+                "password": "correct horse battery"}))
+            .send()
+            .await
+            .expect("bootstrap");
+        assert_eq!(res.status(), 201);
+        let key = res.json::<Value>().await.expect("JSON")["api_key"]
+            .as_str()
+            .expect("api_key")
+            .to_owned();
+        (s, key)
+    }
+
     /// An rmcp client over streamable HTTP with `Authorization: Bearer <key>` (legacy
     /// `initialize` lifecycle).
     pub async fn client(&self, key: &str) -> Client {

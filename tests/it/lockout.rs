@@ -21,22 +21,8 @@ async fn sign_in(s: &Server, client_ip: &str, username: &str, password: &str) ->
         .unwrap()
 }
 
-/// A server whose first admin is the operator alice; returns it with the admin key.
 async fn with_alice(extra: &[&str]) -> (Server, String) {
-    let s = Server::start(extra).await;
-    let token = s.running.setup_token.clone().unwrap();
-    let res = http()
-        .post(s.url("/auth/bootstrap"))
-        .json(&json!({"setup_token": token, "username": "alice", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let key = res.json::<Value>().await.unwrap()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (s, key)
+    Server::with_alice(extra).await
 }
 
 #[tokio::test]

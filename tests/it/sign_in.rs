@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::http_support::{Server, http};
 
@@ -21,16 +21,7 @@ async fn sign_in(s: &Server, username: &str, password: &str) -> u16 {
 }
 
 async fn with_operator(extra: &[&str]) -> Server {
-    let s = Server::start(extra).await;
-    let token = s.running.setup_token.clone().unwrap();
-    let res = http()
-        .post(s.url("/auth/bootstrap"))
-        .json(&json!({"setup_token": token, "username": "alice", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "{:?}", res.json::<Value>().await);
-    s
+    Server::with_alice(extra).await.0
 }
 
 #[tokio::test]
