@@ -111,10 +111,13 @@ impl SessionTable {
     /// Whether a new session for `p` would exceed the global cap (one that replaces `p`'s own
     /// least recently used session adds none).
     pub fn full_for(&self, p: &Principal) -> bool {
-        let owner = Owner::of(p);
         let entries = self.lock();
-        let mine = entries.values().filter(|e| e.owner == owner).count();
-        entries.len() >= self.limits.max && mine < self.limits.per_principal
+        // The cheap check first: this runs for every request that carries no session id.
+        if entries.len() < self.limits.max {
+            return false;
+        }
+        let owner = Owner::of(p);
+        entries.values().filter(|e| e.owner == owner).count() < self.limits.per_principal
     }
 
     fn contains(&self, id: &str) -> bool {
