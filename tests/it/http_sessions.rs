@@ -504,9 +504,7 @@ async fn legacy_mode_offers_no_sign_in_or_bootstrap() {
 
 #[tokio::test]
 async fn a_managed_session_cookie_means_nothing_in_legacy_mode() {
-    let s = Server::start(&[]).await;
-    let token = s.running.setup_token.clone().unwrap();
-    bootstrap(&s, &token, "alice").await;
+    let (s, _) = Server::with_alice(&[]).await;
     let res = http()
         .post(s.url("/v1/auth/login"))
         .json(&json!({"username": "alice", "password": PASSWORD}))
@@ -549,9 +547,7 @@ async fn exec(s: &Server, sql: &str) {
 
 #[tokio::test]
 async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
-    let s = Server::start(&[]).await;
-    let token = s.running.setup_token.clone().unwrap();
-    bootstrap(&s, &token, "alice").await;
+    let (s, _) = Server::with_alice(&[]).await;
     let res = http()
         .post(s.url("/v1/auth/login"))
         .json(&json!({"username": "alice", "password": PASSWORD}))
@@ -604,16 +600,7 @@ async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
 
 #[tokio::test]
 async fn a_disabled_operator_signing_in_is_recorded_as_an_operator() {
-    let s = Server::start(&[]).await;
-    let token = s.running.setup_token.clone().unwrap();
-    let key = bootstrap(&s, &token, "alice")
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (s, key) = Server::with_alice(&[]).await;
     let admin = s.client(&key).await;
     let bob = admin
         .ok(
@@ -644,9 +631,7 @@ async fn a_disabled_operator_signing_in_is_recorded_as_an_operator() {
 
 #[tokio::test]
 async fn on_https_the_cookie_is_host_prefixed_and_no_other_is_taken() {
-    let s = Server::start(&[]).await;
-    let token = s.running.setup_token.clone().unwrap();
-    bootstrap(&s, &token, "alice").await;
+    let (s, _) = Server::with_alice(&[]).await;
     // Behind a TLS proxy on loopback (trusted by default).
     let res = http()
         .post(s.url("/v1/auth/login"))

@@ -25,6 +25,19 @@ fn post(
     req.body(body.to_string())
 }
 
+/// DELETE of `session` by `key`; the status.
+async fn close(s: &Server, key: &str, session: &str) -> u16 {
+    http()
+        .delete(s.mcp())
+        .header("authorization", format!("Bearer {key}"))
+        .header("mcp-session-id", session)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 fn whoami() -> serde_json::Value {
     json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}})
 }
@@ -76,14 +89,7 @@ async fn a_session_answers_only_the_principal_that_opened_it() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
-    let res = http()
-        .delete(s.mcp())
-        .header("authorization", format!("Bearer {mallory}"))
-        .header("mcp-session-id", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 404);
+    assert_eq!(close(&s, &mallory, &session).await, 404);
 
     // The owner's key is rotated: the session stays its own.
     let rotated = admin.ok("key_rotate", json!({"key_id": alice_id})).await;
@@ -96,14 +102,7 @@ async fn a_session_answers_only_the_principal_that_opened_it() {
             .status(),
         200
     );
-    let res = http()
-        .delete(s.mcp())
-        .header("authorization", format!("Bearer {alice}"))
-        .header("mcp-session-id", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    assert_eq!(close(&s, &alice, &session).await, 204);
     admin.close().await;
     s.stop().await;
 }
@@ -191,14 +190,7 @@ async fn past_the_global_cap_new_sessions_get_503_and_one_audit_record_per_burst
     }
     // Sessions in use keep working, and a closed one makes room.
     assert_eq!(status(&s, &a, &sa).await, 200);
-    let res = http()
-        .delete(s.mcp())
-        .header("authorization", format!("Bearer {b}"))
-        .header("mcp-session-id", &sb)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    assert_eq!(close(&s, &b, &sb).await, 204);
     open(&s, &b).await;
     // Four refusals, one record (stateless calls open no session, so this one is admitted).
     let admin = s.client_2026(&admin_key).await;
