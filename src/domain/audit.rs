@@ -4,82 +4,12 @@
 //! tell a model exactly which values exist.
 
 use chrono::{DateTime, Utc};
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::catalog::Action;
+use super::closed::closed_enum;
 use super::{secrets, text};
-
-macro_rules! closed_enum {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $text:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-        pub enum $name { $($(#[$vm])* #[serde(rename = $text)] $var),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$var),+];
-
-            pub const fn as_str(self) -> &'static str {
-                match self { $($name::$var => $text),+ }
-            }
-
-            pub fn parse(s: &str) -> Option<Self> {
-                Self::ALL.iter().copied().find(|v| v.as_str() == s)
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-closed_enum!(
-    /// What was attempted. Tool calls are recorded under the tool's name.
-    Action {
-        Whoami = "whoami",
-        KeyCreate = "key_create",
-        KeyList = "key_list",
-        KeyGet = "key_get",
-        KeyRotate = "key_rotate",
-        KeyDisable = "key_disable",
-        KeyEnable = "key_enable",
-        KeyRevoke = "key_revoke",
-        RoleList = "role_list",
-        RoleGet = "role_get",
-        RoleCreate = "role_create",
-        RoleUpdate = "role_update",
-        RoleDelete = "role_delete",
-        AuditQuery = "audit_query",
-        AuditGet = "audit_get",
-        AuditSummary = "audit_summary",
-        OperatorCreate = "operator_create",
-        OperatorList = "operator_list",
-        OperatorDisable = "operator_disable",
-        OperatorEnable = "operator_enable",
-        OperatorSetRole = "operator_set_role",
-        /// A call naming a tool that does not exist.
-        UnknownTool = "unknown_tool",
-        /// A `tools/call` whose parameters do not parse (no tool name, arguments not an object).
-        InvalidCall = "invalid_call",
-        /// A credential was presented and refused.
-        AuthFailed = "auth_failed",
-        /// The first admin key (and, over HTTP, the first admin operator) was created.
-        Bootstrap = "bootstrap",
-        /// An admin key created offline by break-glass recovery (`keyward recover --admin`).
-        Recover = "recover",
-        /// New MCP sessions were refused at the server's cap (recorded once per burst).
-        SessionLimit = "session_limit",
-        /// A client IP crossed the failed-authentication threshold and was locked out.
-        AuthLockout = "auth_lockout",
-        /// A session cookie was issued (password or API key sign-in).
-        Login = "login",
-        /// A session was ended.
-        Logout = "logout",
-    }
-);
 
 closed_enum!(
     /// How it ended.
@@ -348,7 +278,7 @@ mod tests {
     #[test]
     fn closed_sets_parse_their_own_text() {
         for a in Action::ALL {
-            assert_eq!(Action::parse(a.as_str()), Some(*a));
+            assert_eq!(Action::parse(a.as_str()), Some(a));
         }
         assert_eq!(Status::parse("denied"), Some(Status::Denied));
         assert_eq!(Source::parse("carrier-pigeon"), None);

@@ -3,6 +3,8 @@
 //! unit-tested directly.
 
 pub mod audit;
+pub mod catalog;
+mod closed;
 pub mod error;
 pub mod ids;
 pub mod key;

@@ -6,81 +6,43 @@
 use std::fmt;
 use std::str::FromStr;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
+use super::closed::closed_enum;
 use super::error::DomainError;
 
-/// One thing a principal may do. Parsing unknown text is an error, never a silent no-op.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-pub enum Permission {
-    /// Read API keys' metadata (never their secrets).
-    #[serde(rename = "key:read")]
-    KeyRead,
-    /// Create API keys.
-    #[serde(rename = "key:create")]
-    KeyCreate,
-    /// Rotate, enable and disable API keys.
-    #[serde(rename = "key:update")]
-    KeyUpdate,
-    /// Revoke API keys permanently.
-    #[serde(rename = "key:revoke")]
-    KeyRevoke,
-    /// Read roles and their permissions.
-    #[serde(rename = "role:read")]
-    RoleRead,
-    /// Create, update and delete custom roles.
-    #[serde(rename = "role:write")]
-    RoleWrite,
-    /// Query and summarise the audit log.
-    #[serde(rename = "audit:read")]
-    AuditRead,
-    /// List operators (people who sign in with a password).
-    #[serde(rename = "operator:read")]
-    OperatorRead,
-    /// Create operators, disable and enable them, change their role.
-    #[serde(rename = "operator:write")]
-    OperatorWrite,
+macro_rules! permissions {
+    ($($var:ident = $text:literal: $doc:literal;)+) => {
+        closed_enum!(
+            /// One thing a principal may do. Parsing unknown text is an error, never a silent no-op.
+            Permission { $(#[doc = $doc] $var = $text),+ }
+        );
+
+        impl Permission {
+            /// What the permission allows, in one sentence (the variant's doc, the README's list).
+            pub const fn description(self) -> &'static str {
+                match self { $(Permission::$var => $doc),+ }
+            }
+        }
+    };
 }
+
+permissions! {
+    KeyRead       = "key:read":       "Read API keys' metadata (never their secrets).";
+    KeyCreate     = "key:create":     "Create API keys.";
+    KeyUpdate     = "key:update":     "Rotate, enable and disable API keys.";
+    KeyRevoke     = "key:revoke":     "Revoke API keys permanently.";
+    RoleRead      = "role:read":      "Read roles and their permissions.";
+    RoleWrite     = "role:write":     "Create, update and delete custom roles.";
+    AuditRead     = "audit:read":     "Query and summarise the audit log.";
+    OperatorRead  = "operator:read":  "List operators (people who sign in with a password).";
+    OperatorWrite = "operator:write": "Create operators, disable and enable them, change their role.";
+}
+
+// A permission set is a `u32` bitset.
+const _: () = assert!(Permission::COUNT <= 32);
 
 impl Permission {
-    /// Every permission, in a stable order (the order of listings and of bits).
-    pub const ALL: [Permission; 9] = [
-        Permission::KeyRead,
-        Permission::KeyCreate,
-        Permission::KeyUpdate,
-        Permission::KeyRevoke,
-        Permission::RoleRead,
-        Permission::RoleWrite,
-        Permission::AuditRead,
-        Permission::OperatorRead,
-        Permission::OperatorWrite,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Permission::KeyRead => "key:read",
-            Permission::KeyCreate => "key:create",
-            Permission::KeyUpdate => "key:update",
-            Permission::KeyRevoke => "key:revoke",
-            Permission::RoleRead => "role:read",
-            Permission::RoleWrite => "role:write",
-            Permission::AuditRead => "audit:read",
-            Permission::OperatorRead => "operator:read",
-            Permission::OperatorWrite => "operator:write",
-        }
-    }
-
     const fn bit(self) -> u32 {
         1 << (self as u32)
-    }
-}
-
-impl fmt::Display for Permission {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

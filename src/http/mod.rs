@@ -257,8 +257,8 @@ fn answer_deadline(s: &HttpSettings, headers: &axum::http::HeaderMap) -> Duratio
     let long = headers
         .get("mcp-name")
         .and_then(|v| v.to_str().ok())
-        .and_then(crate::mcp::catalog::ToolName::parse)
-        .is_some_and(crate::mcp::catalog::ToolName::long_running);
+        .and_then(crate::domain::catalog::ToolName::parse)
+        .is_some_and(crate::domain::catalog::ToolName::long_running);
     if long {
         s.sessions.long_request_timeout
     } else {

@@ -27,8 +27,8 @@ use rmcp::transport::streamable_http_server::session::{
     ServerSseMessage, SessionId, SessionManager,
 };
 
+use crate::domain::catalog::ToolName;
 use crate::domain::principal::{Actor, Principal};
-use crate::mcp::catalog::ToolName;
 
 /// Who a session belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,9 +12,9 @@ use rmcp::{ErrorData as McpError, RoleServer};
 use serde_json::Value;
 
 use super::KeywardServer;
-use super::catalog::{Access, ToolName};
 use super::error::{ToolError, kind_of};
 use crate::domain::audit::{self, Action, Status};
+use crate::domain::catalog::{Access, ToolName};
 use crate::domain::error::DomainError;
 use crate::domain::principal::Principal;
 use crate::domain::{ids, secrets};

@@ -20,10 +20,10 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
 use crate::app::App;
 use crate::domain::audit::Source;
+use crate::domain::catalog::{Access, ToolName};
 use crate::domain::key::PlainKey;
 use crate::domain::principal::Principal;
 use crate::ops::{self, CallMeta, ErrorKind};
-use catalog::{Access, ToolName};
 use error::ToolError;
 
 const INSTRUCTIONS: &str = "keyward administers API keys, roles and the audit log. Every call is \

@@ -1,0 +1,179 @@
+//! The catalogue: every tool keyward serves, one line each, and every other action the audit
+//! trail records. From a tool's line come its enum variant, its wire name (which is also its
+//! audit action), whether it only reads, the permission it needs and the argument naming its
+//! target. A tool cannot be declared without a permission: the line does not parse. A tool
+//! routed by the MCP surface but missing here is refused at run time and fails the test
+//! `every_routed_tool_is_catalogued`.
+
+use super::closed::closed_enum;
+use super::permission::Permission;
+
+/// What a caller needs to see and call a tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Any authenticated caller (only `whoami`: knowing yourself needs no permission).
+    Authenticated,
+    Needs(Permission),
+}
+
+macro_rules! catalogue {
+    (
+        tools { $($tool:ident = $wire:literal: $mode:ident, $access:expr $(, target($kind:literal, $field:literal))?;)+ }
+        $(#[$am:meta])* other actions { $($(#[$om:meta])* $other:ident = $otext:literal),+ $(,)? }
+    ) => {
+        /// A tool keyward serves.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ToolName { $($tool),+ }
+
+        closed_enum!(
+            $(#[$am])*
+            Action { $($tool = $wire,)+ $($(#[$om])* $other = $otext),+ }
+        );
+
+        impl ToolName {
+            /// How many tools keyward serves.
+            pub const COUNT: usize = [$($wire),+].len();
+
+            /// Every tool, in catalogue order.
+            pub const ALL: [ToolName; ToolName::COUNT] = [$(ToolName::$tool),+];
+
+            /// What a caller needs to see and call the tool.
+            pub fn access(self) -> Access {
+                use {Access::*, Permission::*};
+                match self { $(ToolName::$tool => $access),+ }
+            }
+
+            /// The audit action, whose text is also the tool's wire name.
+            pub const fn action(self) -> Action {
+                match self { $(ToolName::$tool => Action::$tool),+ }
+            }
+
+            /// True when the tool changes nothing; every other tool commits its change together
+            /// with its audit record.
+            pub const fn read_only(self) -> bool {
+                match self { $(ToolName::$tool => catalogue!(@read_only $mode)),+ }
+            }
+
+            /// The kind of thing the tool acts on, and the argument naming it (for records the
+            /// guard writes itself: reads, denials and failures).
+            pub const fn target(self) -> Option<(&'static str, &'static str)> {
+                match self { $(ToolName::$tool => catalogue!(@target $(($kind, $field))?)),+ }
+            }
+        }
+    };
+    (@read_only read) => { true };
+    (@read_only write) => { false };
+    (@target) => { None };
+    (@target ($kind:literal, $field:literal)) => { Some(($kind, $field)) };
+}
+
+catalogue! {
+    tools {
+        Whoami          = "whoami":            read,  Authenticated;
+        KeyCreate       = "key_create":        write, Needs(KeyCreate);
+        KeyList         = "key_list":          read,  Needs(KeyRead);
+        KeyGet          = "key_get":           read,  Needs(KeyRead),       target("key", "key_id");
+        KeyRotate       = "key_rotate":        write, Needs(KeyUpdate),     target("key", "key_id");
+        KeyDisable      = "key_disable":       write, Needs(KeyUpdate),     target("key", "key_id");
+        KeyEnable       = "key_enable":        write, Needs(KeyUpdate),     target("key", "key_id");
+        KeyRevoke       = "key_revoke":        write, Needs(KeyRevoke),     target("key", "key_id");
+        RoleList        = "role_list":         read,  Needs(RoleRead);
+        RoleGet         = "role_get":          read,  Needs(RoleRead),      target("role", "name");
+        RoleCreate      = "role_create":       write, Needs(RoleWrite),     target("role", "name");
+        RoleUpdate      = "role_update":       write, Needs(RoleWrite),     target("role", "name");
+        RoleDelete      = "role_delete":       write, Needs(RoleWrite),     target("role", "name");
+        AuditQuery      = "audit_query":       read,  Needs(AuditRead);
+        AuditGet        = "audit_get":         read,  Needs(AuditRead),     target("audit_event", "id");
+        AuditSummary    = "audit_summary":     read,  Needs(AuditRead);
+        OperatorCreate  = "operator_create":   write, Needs(OperatorWrite);
+        OperatorList    = "operator_list":     read,  Needs(OperatorRead);
+        OperatorDisable = "operator_disable":  write, Needs(OperatorWrite), target("operator", "operator_id");
+        OperatorEnable  = "operator_enable":   write, Needs(OperatorWrite), target("operator", "operator_id");
+        OperatorSetRole = "operator_set_role": write, Needs(OperatorWrite), target("operator", "operator_id");
+    }
+    /// What was attempted. Tool calls are recorded under the tool's name.
+    other actions {
+        /// A call naming a tool that does not exist.
+        UnknownTool = "unknown_tool",
+        /// A `tools/call` whose parameters do not parse (no tool name, arguments not an object).
+        InvalidCall = "invalid_call",
+        /// A credential was presented and refused.
+        AuthFailed = "auth_failed",
+        /// The first admin key (and, over HTTP, the first admin operator) was created.
+        Bootstrap = "bootstrap",
+        /// An admin key created offline by break-glass recovery (`keyward recover --admin`).
+        Recover = "recover",
+        /// New MCP sessions were refused at the server's cap (recorded once per burst).
+        SessionLimit = "session_limit",
+        /// A client IP crossed the failed-authentication threshold and was locked out.
+        AuthLockout = "auth_lockout",
+        /// A session cookie was issued (password or API key sign-in).
+        Login = "login",
+        /// A session was ended.
+        Logout = "logout",
+    }
+}
+
+impl ToolName {
+    /// The name clients call the tool by.
+    pub const fn wire(self) -> &'static str {
+        self.action().as_str()
+    }
+
+    pub fn parse(name: &str) -> Option<ToolName> {
+        ToolName::ALL.into_iter().find(|t| t.wire() == name)
+    }
+
+    /// Tools that may take minutes (none yet; full audit verification and export will): their
+    /// answers get `--long-request-timeout` instead of `--request-timeout`.
+    pub fn long_running(self) -> bool {
+        let _ = self;
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_are_unique_and_parse_back() {
+        for t in ToolName::ALL {
+            assert_eq!(ToolName::parse(t.wire()), Some(t));
+            assert_eq!(Action::parse(t.wire()), Some(t.action()));
+        }
+        let mut names: Vec<_> = ToolName::ALL.iter().map(|t| t.wire()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ToolName::COUNT);
+        assert_eq!(ToolName::parse("key_delete"), None);
+        assert_eq!(
+            ToolName::parse("auth_failed"),
+            None,
+            "not every action is a tool"
+        );
+    }
+
+    #[test]
+    fn only_whoami_needs_no_permission() {
+        for t in ToolName::ALL {
+            assert_eq!(
+                t.access() == Access::Authenticated,
+                t == ToolName::Whoami,
+                "{t:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_target_argument_names_an_id() {
+        for t in ToolName::ALL {
+            if let Some((kind, field)) = t.target() {
+                assert!(
+                    !kind.is_empty() && (field == "name" || field.ends_with("id")),
+                    "{t:?}"
+                );
+            }
+        }
+    }
+}
