@@ -1,11 +1,13 @@
-//! HTTP errors: one JSON shape (`{"error": code, "message": text}`), mapped once. Internal
-//! details are logged here and never sent.
+//! HTTP errors: one JSON shape (`{"error": code, "message": text}`), mapped once, with no side
+//! effects. Internal details are never sent: they ride in the response's extensions to the
+//! edge layer, which logs them once.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::ops::call::Failure;
 use crate::ops::{ErrorKind, OpsError};
 
 #[derive(Debug)]
@@ -15,7 +17,13 @@ pub struct HttpError {
     pub message: String,
     /// Extra headers (WWW-Authenticate, Retry-After).
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// What only the log may see (internal and unavailable errors).
+    detail: Option<String>,
 }
+
+/// The detail of an internal error, for the edge layer's log line; never sent.
+#[derive(Debug, Clone)]
+pub struct InternalDetail(pub String);
 
 impl HttpError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -24,6 +32,7 @@ impl HttpError {
             code,
             message: message.into(),
             headers: Vec::new(),
+            detail: None,
         }
     }
 
@@ -47,19 +56,20 @@ impl HttpError {
 
 impl From<OpsError> for HttpError {
     fn from(e: OpsError) -> Self {
-        let (status, code) = match e.kind() {
-            ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
-            ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument"),
-            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
-            ErrorKind::Gone => (StatusCode::GONE, "gone"),
-            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        let failure = Failure::of(&e);
+        let status = match failure.kind {
+            ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Gone => StatusCode::GONE,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if matches!(e.kind(), ErrorKind::Internal | ErrorKind::Unavailable) {
-            tracing::error!(error = %e, source = ?std::error::Error::source(&e), "request failed");
+        HttpError {
+            detail: failure.detail,
+            ..HttpError::new(status, failure.kind.code(), failure.message)
         }
-        HttpError::new(status, code, e.public_message())
     }
 }
 
@@ -72,6 +82,9 @@ impl IntoResponse for HttpError {
             .into_response();
         for (name, value) in self.headers {
             res.headers_mut().insert(name, value);
+        }
+        if let Some(detail) = self.detail {
+            res.extensions_mut().insert(InternalDetail(detail));
         }
         res
     }

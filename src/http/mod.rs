@@ -212,6 +212,10 @@ async fn edge_layer(State(state): State<HttpState>, mut req: Request, next: Next
             .into_response(),
         },
     };
+    // Internal details of a failed request are logged here, once, and never sent.
+    if let Some(error::InternalDetail(detail)) = res.extensions_mut().remove() {
+        tracing::error!(route, error = %detail, "request failed");
+    }
     // Session termination: rmcp answers 202, which some clients (the Python SDK) treat as a
     // failure; 204 says the same thing in the way every client accepts.
     if route == "/mcp" && method == "DELETE" && res.status() == StatusCode::ACCEPTED {

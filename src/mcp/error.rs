@@ -1,47 +1,54 @@
-//! The one mapping from use-case errors to MCP tool results.
+//! The one mapping from use-case failures to MCP tool results.
 //!
 //! Failures the caller can act on (denied, invalid, not found, conflict) become tool results
-//! with `isError: true` and a message the model reads. The error's kind travels in `_meta` so
-//! the guard can audit the right status. Internal details are logged once, here, and never
-//! returned.
+//! with `isError: true` and a message the model reads; the kind also travels in `_meta` for
+//! clients. A tool turns a use-case error into a `ToolError` only through [`OrFail::or_fail`],
+//! which notes the failure on the call: the guard audits it and logs internal details from
+//! there, once. This mapping itself has no side effects.
 
 use rmcp::handler::server::tool::IntoCallToolResult;
 use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, MetaObject};
 
-use crate::ops::{ErrorKind, OpsError};
+use crate::ops::call::Failure;
+use crate::ops::{Call, ErrorKind, OpsError};
 
 /// `_meta` key carrying the error kind of a failed tool result.
 pub const ERROR_META: &str = "keyward/error";
 
 #[derive(Debug)]
 pub struct ToolError {
-    pub kind: ErrorKind,
-    pub message: String,
+    kind: ErrorKind,
+    message: String,
 }
 
 impl ToolError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    /// For the guard's own refusals; tools use [`OrFail::or_fail`].
+    pub(super) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ToolError {
             kind,
             message: message.into(),
         }
     }
 
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn into_result(self) -> CallToolResult {
-        let mut meta = serde_json::Map::new();
-        meta.insert(ERROR_META.into(), self.kind.code().into());
-        CallToolResult::error(vec![ContentBlock::text(self.message)])
-            .with_meta(Some(MetaObject(meta)))
+        result(self.kind, self.message)
     }
 }
 
-impl From<OpsError> for ToolError {
-    fn from(e: OpsError) -> Self {
-        let kind = e.kind();
-        if matches!(kind, ErrorKind::Internal | ErrorKind::Unavailable) {
-            tracing::error!(error = %e, source = ?std::error::Error::source(&e), "tool call failed");
-        }
-        ToolError::new(kind, e.public_message())
+/// An error tool result of `kind`, its kind in `_meta`.
+pub(super) fn result(kind: ErrorKind, message: String) -> CallToolResult {
+    let mut meta = serde_json::Map::new();
+    meta.insert(ERROR_META.into(), kind.code().into());
+    CallToolResult::error(vec![ContentBlock::text(message)]).with_meta(Some(MetaObject(meta)))
+}
+
+impl From<&Failure> for ToolError {
+    fn from(f: &Failure) -> Self {
+        ToolError::new(f.kind, f.message.clone())
     }
 }
 
@@ -51,17 +58,14 @@ impl IntoCallToolResult for ToolError {
     }
 }
 
-/// The error kind a tool result carries, if it is an error.
-pub fn kind_of(result: &CallToolResult) -> Option<&str> {
-    if result.is_error != Some(true) {
-        return None;
+/// How a tool fails: the use case's error is noted on the call, so the guard learns the
+/// outcome from the call itself, never by reading the result back.
+pub trait OrFail<T> {
+    fn or_fail(self, call: &Call) -> Result<T, ToolError>;
+}
+
+impl<T> OrFail<T> for Result<T, OpsError> {
+    fn or_fail(self, call: &Call) -> Result<T, ToolError> {
+        self.map_err(|e| ToolError::from(call.fail(&e)))
     }
-    Some(
-        result
-            .meta
-            .as_ref()
-            .and_then(|m| m.0.get(ERROR_META))
-            .and_then(|v| v.as_str())
-            .unwrap_or("invalid_argument"),
-    )
 }

@@ -12,7 +12,7 @@ use rmcp::{ErrorData as McpError, RoleServer};
 use serde_json::Value;
 
 use super::KeywardServer;
-use super::error::{ToolError, kind_of};
+use super::error::ToolError;
 use crate::domain::audit::{self, Action, Status};
 use crate::domain::catalog::{Access, ToolName};
 use crate::domain::error::DomainError;
@@ -21,7 +21,19 @@ use crate::domain::{ids, secrets};
 use crate::ops::call::{Outcome, Target};
 use crate::ops::{Call, CallMeta, ErrorKind};
 
+/// Why a call never reached its tool: the answer to send, already audited where it could be.
+type Refusal = Result<CallToolResponse, McpError>;
+
+/// A call the guard let through: the tool, the call (who, what, where from) and its target.
+struct Allowed {
+    tool: ToolName,
+    call: Arc<Call>,
+    target: Option<Target>,
+}
+
 impl KeywardServer {
+    /// Decide, run, finish: a call is refused (and audited) or run, and then audited with its
+    /// outcome before its answer leaves.
     pub(super) async fn guard(
         &self,
         request: CallToolRequestParams,
@@ -29,11 +41,26 @@ impl KeywardServer {
     ) -> Result<CallToolResponse, McpError> {
         let _in_flight = self.app.inflight.enter();
         let started = std::time::Instant::now();
-        let meta = self.call_meta(&mut ctx);
-        let principal = match self.caller(&mut ctx, &meta).await {
-            Ok(p) => p,
-            Err(e) => return Ok(e.into_result().into()),
+        let allowed = match self.decide(&request, &mut ctx).await {
+            Ok(allowed) => allowed,
+            Err(refusal) => return refusal,
         };
+        let response = self.run(&allowed, request, ctx).await;
+        self.finish(&allowed, response, started).await
+    }
+
+    /// Who is calling, which tool, and whether the caller's role allows it. Refusals are
+    /// audited here; nothing runs.
+    async fn decide(
+        &self,
+        request: &CallToolRequestParams,
+        ctx: &mut RequestContext<RoleServer>,
+    ) -> Result<Allowed, Refusal> {
+        let meta = self.call_meta(ctx);
+        let principal = self
+            .caller(ctx, &meta)
+            .await
+            .map_err(|e| Ok(e.into_result().into()))?;
         let args = request
             .arguments
             .as_ref()
@@ -44,13 +71,10 @@ impl KeywardServer {
                 "no tool named '{}'",
                 clip(&audit::redact_text(&request.name))
             );
-            if let Err(unrecorded) = self
-                .record(&call, failed(Status::Failed, None, &reason))
+            self.record(&call, failed(Status::Failed, None, &reason))
                 .await
-            {
-                return Ok(unrecorded);
-            }
-            return Err(McpError::invalid_params("tool not found", None));
+                .map_err(Ok)?;
+            return Err(Err(McpError::invalid_params("tool not found", None)));
         };
         let target = target_of(tool, args.as_ref());
         let call = Arc::new(Call::new(principal, tool.action(), meta, args));
@@ -64,24 +88,27 @@ impl KeywardServer {
             };
             tracing::info!(tool = tool.wire(), %needed, "tool call denied");
             self.count(tool, Status::Denied);
-            if let Err(unrecorded) = self
-                .record(&call, failed(Status::Denied, target, &denial.to_string()))
+            self.record(&call, failed(Status::Denied, target, &denial.to_string()))
                 .await
-            {
-                return Ok(unrecorded);
-            }
-            return Ok(
-                ToolError::new(ErrorKind::PermissionDenied, denial.to_string())
-                    .into_result()
-                    .into(),
-            );
+                .map_err(Ok)?;
+            let refused = ToolError::new(ErrorKind::PermissionDenied, denial.to_string());
+            return Err(Ok(refused.into_result().into()));
         }
         // Fail closed: while the trail cannot take records, run nothing.
         if !self.app.audit.is_healthy() && self.app.store.ping().await.is_err() {
-            return Ok(unavailable().into());
+            return Err(Ok(unavailable().into()));
         }
+        Ok(Allowed { tool, call, target })
+    }
 
-        ctx.extensions.insert(call.clone());
+    /// Runs the tool with the call in its context; what comes back is bounded and scrubbed.
+    async fn run(
+        &self,
+        allowed: &Allowed,
+        request: CallToolRequestParams,
+        mut ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        ctx.extensions.insert(allowed.call.clone());
         let mut response = self
             .router
             .call(ToolCallContext::new(self, request, ctx))
@@ -89,9 +116,9 @@ impl KeywardServer {
         if let Ok(CallToolResponse::Complete(result)) = &mut response
             && result.is_error == Some(true)
         {
-            // Argument errors come from rmcp's deserialisation, before our code: give them the
-            // same error kind in `_meta` as every other failure.
-            if kind_of_meta(result).is_none() {
+            // An error our code did not produce comes from rmcp's deserialisation of the
+            // arguments: it gets the same error kind in `_meta` as every other failure.
+            if allowed.call.failure().is_none() {
                 let mut meta = result.meta.take().unwrap_or_default();
                 meta.0.insert(
                     super::error::ERROR_META.into(),
@@ -110,18 +137,54 @@ impl KeywardServer {
         if let Err(e) = &mut response {
             e.message = clip_message(&secrets::scrub(&e.message)).into();
         }
-        // A use case that changed something committed its record with the change; for the
-        // rest (reads, failures) the record is written here, before the response leaves.
+        response
+    }
+
+    /// Audits the outcome (unless the use case committed its record with its change) and
+    /// counts it. When the record cannot be written, the answer is withheld.
+    async fn finish(
+        &self,
+        allowed: &Allowed,
+        mut response: Result<CallToolResponse, McpError>,
+        started: std::time::Instant,
+    ) -> Result<CallToolResponse, McpError> {
+        let Allowed { tool, call, target } = allowed;
+        let tool = *tool;
         let status = if call.recorded().is_some() {
             Status::Success
         } else {
-            let outcome = match &response {
-                Ok(CallToolResponse::Complete(result)) => outcome_of(result, target),
-                Ok(_) => Outcome::success(target),
-                Err(e) => failed(Status::Failed, target, &e.message),
+            let outcome = match (call.failure(), &response) {
+                (Some(failure), _) => {
+                    if let Some(detail) = &failure.detail {
+                        tracing::error!(tool = tool.wire(), error = %detail, "tool call failed");
+                    }
+                    let reason = clip_message(&secrets::scrub(&failure.message));
+                    failed(failure.status(), target.clone(), &reason)
+                }
+                (None, Ok(CallToolResponse::Complete(result))) if result.is_error == Some(true) => {
+                    failed(Status::Failed, target.clone(), &text_of(result))
+                }
+                (None, Err(e)) => failed(Status::Failed, target.clone(), &e.message),
+                (None, Ok(_)) if !tool.read_only() => {
+                    // Every change commits with its record (`Call::commit_with`); one that did
+                    // not would be audited here, but not atomically with the change.
+                    tracing::error!(
+                        tool = tool.wire(),
+                        "a change was not committed with its audit record"
+                    );
+                    if cfg!(debug_assertions) {
+                        response = Ok(ToolError::new(ErrorKind::Internal, UNRECORDED_CHANGE)
+                            .into_result()
+                            .into());
+                        failed(Status::Error, target.clone(), UNRECORDED_CHANGE)
+                    } else {
+                        Outcome::success(target.clone())
+                    }
+                }
+                (None, Ok(_)) => Outcome::success(target.clone()),
             };
             let status = outcome.status;
-            if let Err(unrecorded) = self.record(&call, outcome).await {
+            if let Err(unrecorded) = self.record(call, outcome).await {
                 // The result is withheld: nothing leaves unaudited.
                 return Ok(unrecorded);
             }
@@ -150,7 +213,7 @@ impl KeywardServer {
         let meta = self.call_meta(&mut ctx);
         let principal = match self.caller(&mut ctx, &meta).await {
             Ok(p) => p,
-            Err(e) => return McpError::invalid_request(e.message, None),
+            Err(e) => return McpError::invalid_request(e.message().to_owned(), None),
         };
         let call = Call::new(
             principal,
@@ -228,15 +291,13 @@ impl KeywardServer {
     }
 }
 
+/// Debug builds refuse to answer a change that bypassed `Call::commit_with`, so the suite
+/// catches an op that commits by itself.
+const UNRECORDED_CHANGE: &str =
+    "internal error: this change was not committed together with its audit record";
+
 /// A tool call taking this long is logged (at WARN).
 const SLOW_CALL: std::time::Duration = std::time::Duration::from_secs(1);
-
-fn kind_of_meta(result: &CallToolResult) -> Option<&serde_json::Value> {
-    result
-        .meta
-        .as_ref()
-        .and_then(|m| m.0.get(super::error::ERROR_META))
-}
 
 fn unavailable() -> CallToolResult {
     ToolError::new(
@@ -254,22 +315,14 @@ fn failed(status: Status, target: Option<Target>, reason: &str) -> Outcome {
     }
 }
 
-fn outcome_of(result: &CallToolResult, target: Option<Target>) -> Outcome {
-    let Some(kind) = kind_of(result) else {
-        return Outcome::success(target);
-    };
-    let status = match kind {
-        "permission_denied" => Status::Denied,
-        "internal" | "unavailable" => Status::Error,
-        _ => Status::Failed,
-    };
-    let reason = result
+/// The text of an error result rmcp produced itself.
+fn text_of(result: &CallToolResult) -> String {
+    result
         .content
         .iter()
         .filter_map(|c| c.as_text().map(|t| t.text.clone()))
         .collect::<Vec<_>>()
-        .join(" ");
-    failed(status, target, &reason)
+        .join(" ")
 }
 
 /// The target named in the arguments, when it is a well-formed id.

@@ -78,7 +78,7 @@ impl CallerSource {
                         tracing::warn!(reason = r.failure.reason(), key_id = ?r.key_id, "stdio key refused");
                         ops::auth::record_rejection(app, &r, meta)
                             .await
-                            .map_err(ToolError::from)?;
+                            .map_err(|e| ToolError::from(&ops::call::Failure::of(&e)))?;
                         Err(ToolError::new(
                             ErrorKind::PermissionDenied,
                             format!(
@@ -87,7 +87,9 @@ impl CallerSource {
                             ),
                         ))
                     }
-                    Err(e) => Err(ops::OpsError::from(e).into()),
+                    Err(e) => Err(ToolError::from(&ops::call::Failure::of(
+                        &ops::OpsError::from(e),
+                    ))),
                 }
             }
         }
@@ -176,7 +178,7 @@ impl ServerHandler for KeywardServer {
         let principal = self
             .caller(&mut context, &meta)
             .await
-            .map_err(|e| McpError::invalid_request(e.message, None))?;
+            .map_err(|e| McpError::invalid_request(e.message().to_owned(), None))?;
         let mut result = ListToolsResult::with_all_items(self.visible_tools(&principal));
         if context
             .protocol_version()

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::error::{ErrorKind, OpsError};
 use crate::domain::audit::{Action, AuditEvent, Source, Status};
 use crate::domain::principal::Principal;
 
@@ -125,6 +126,38 @@ impl Outcome {
     }
 }
 
+/// How a call failed, as its caller is told (kind and public message), plus what only the log
+/// may see.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// For internal and unavailable errors: the detail, logged once by the surface, never
+    /// returned.
+    pub detail: Option<String>,
+}
+
+impl Failure {
+    pub fn of(e: &OpsError) -> Self {
+        let kind = e.kind();
+        Failure {
+            kind,
+            message: e.public_message(),
+            detail: matches!(kind, ErrorKind::Internal | ErrorKind::Unavailable)
+                .then(|| format!("{e} (source: {:?})", std::error::Error::source(e))),
+        }
+    }
+
+    /// The audit status of a call that failed this way.
+    pub fn status(&self) -> Status {
+        match self.kind {
+            ErrorKind::PermissionDenied => Status::Denied,
+            ErrorKind::Internal | ErrorKind::Unavailable => Status::Error,
+            _ => Status::Failed,
+        }
+    }
+}
+
 pub struct Call {
     principal: Principal,
     action: Action,
@@ -132,6 +165,7 @@ pub struct Call {
     /// Arguments, already redacted.
     args: Option<Value>,
     recorded: OnceLock<i64>,
+    failure: OnceLock<Failure>,
 }
 
 impl Call {
@@ -142,6 +176,7 @@ impl Call {
             meta,
             args,
             recorded: OnceLock::new(),
+            failure: OnceLock::new(),
         }
     }
 
@@ -164,6 +199,17 @@ impl Call {
 
     pub(crate) fn mark_recorded(&self, id: i64) {
         let _ = self.recorded.set(id);
+    }
+
+    /// Notes that the call failed with `e` (the first failure counts) and returns how: the
+    /// surface answers with it, and the guard audits and logs it.
+    pub fn fail(&self, e: &OpsError) -> &Failure {
+        self.failure.get_or_init(|| Failure::of(e))
+    }
+
+    /// How the call failed, if its use case failed.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.get()
     }
 
     /// The full audit record for this call with `outcome`.
@@ -195,7 +241,7 @@ impl Call {
         mut tx: crate::store::Tx,
         at: DateTime<Utc>,
         outcome: Outcome,
-    ) -> Result<(), super::OpsError> {
+    ) -> Result<(), OpsError> {
         let event = self.event(at, outcome);
         let ids = crate::store::audit::append(&mut tx, &[event]).await?;
         tx.commit().await?;
@@ -237,7 +283,7 @@ pub(crate) async fn ensure_reach(
     tenants: &crate::domain::tenant::TenantScope,
     expires_at: Option<Option<DateTime<Utc>>>,
     action: String,
-) -> Result<(), super::OpsError> {
+) -> Result<(), OpsError> {
     let held = crate::store::roles::get_in(tx, role, crate::store::Hold::Share)
         .await?
         .map_or(crate::domain::permission::PermissionSet::EMPTY, |r| {

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::mcp::KeywardServer;
-use crate::mcp::error::ToolError;
+use crate::mcp::error::{OrFail, ToolError};
 use crate::ops::{self, Call, KeyPage, KeyResult, KeyWithSecret};
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -93,7 +93,11 @@ and an expiry no later than yours. Prefer the narrowest role that does the job."
             tenants: a.tenants,
             expires: a.expires,
         };
-        Ok(Json(ops::keys::create(&self.app, &call, input).await?))
+        Ok(Json(
+            ops::keys::create(&self.app, &call, input)
+                .await
+                .or_fail(&call)?,
+        ))
     }
 
     #[tool(
@@ -120,7 +124,9 @@ is true. When truncated is true, call again with cursor set to next_cursor.",
             cursor: a.cursor,
         };
         Ok(Json(
-            ops::keys::list(&self.app, call.principal(), input).await?,
+            ops::keys::list(&self.app, call.principal(), input)
+                .await
+                .or_fail(&call)?,
         ))
     }
 
@@ -140,7 +146,9 @@ disabled, revoked, expired), expiry, rotation and last use. Never shows the secr
         Parameters(a): Parameters<KeyIdArgs>,
         Extension(call): Extension<Arc<Call>>,
     ) -> Result<Json<KeyResult>, ToolError> {
-        let key = ops::keys::get(&self.app, call.principal(), &a.key_id).await?;
+        let key = ops::keys::get(&self.app, call.principal(), &a.key_id)
+            .await
+            .or_fail(&call)?;
         Ok(Json(KeyResult { key }))
     }
 
@@ -163,7 +171,9 @@ most 24h) so its users can switch. The response contains the new secret exactly 
         Extension(call): Extension<Arc<Call>>,
     ) -> Result<Json<KeyWithSecret>, ToolError> {
         Ok(Json(
-            ops::keys::rotate(&self.app, &call, &a.key_id, a.grace_period.as_deref()).await?,
+            ops::keys::rotate(&self.app, &call, &a.key_id, a.grace_period.as_deref())
+                .await
+                .or_fail(&call)?,
         ))
     }
 
@@ -184,7 +194,9 @@ is called. Use this to pause a key you may want back; use key_revoke to end it f
         Parameters(a): Parameters<KeyIdArgs>,
         Extension(call): Extension<Arc<Call>>,
     ) -> Result<Json<KeyResult>, ToolError> {
-        let key = ops::keys::set_enabled(&self.app, &call, &a.key_id, false).await?;
+        let key = ops::keys::set_enabled(&self.app, &call, &a.key_id, false)
+            .await
+            .or_fail(&call)?;
         Ok(Json(KeyResult { key }))
     }
 
@@ -205,7 +217,9 @@ cannot be brought back.",
         Parameters(a): Parameters<KeyIdArgs>,
         Extension(call): Extension<Arc<Call>>,
     ) -> Result<Json<KeyResult>, ToolError> {
-        let key = ops::keys::set_enabled(&self.app, &call, &a.key_id, true).await?;
+        let key = ops::keys::set_enabled(&self.app, &call, &a.key_id, true)
+            .await
+            .or_fail(&call)?;
         Ok(Json(KeyResult { key }))
     }
 
@@ -227,7 +241,9 @@ block, use key_disable instead.",
         Parameters(a): Parameters<KeyIdArgs>,
         Extension(call): Extension<Arc<Call>>,
     ) -> Result<Json<KeyResult>, ToolError> {
-        let key = ops::keys::revoke(&self.app, &call, &a.key_id).await?;
+        let key = ops::keys::revoke(&self.app, &call, &a.key_id)
+            .await
+            .or_fail(&call)?;
         Ok(Json(KeyResult { key }))
     }
 }

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::mcp::KeywardServer;
-use crate::mcp::error::ToolError;
+use crate::mcp::error::{OrFail, ToolError};
 use crate::ops::{self, Call, OperatorList, OperatorResult};
 
 /// Its `Debug` leaves the password out.
@@ -83,7 +83,9 @@ grant a role whose permissions you hold and tenants within your own.",
             role: a.role,
             tenants: a.tenants,
         };
-        let operator = ops::operators::create(&self.app, &call, input).await?;
+        let operator = ops::operators::create(&self.app, &call, input)
+            .await
+            .or_fail(&call)?;
         Ok(Json(OperatorResult { operator }))
     }
 
@@ -104,7 +106,9 @@ role, tenants, status and last sign-in. Never shows passwords.",
         Extension(call): Extension<Arc<Call>>,
     ) -> Result<Json<OperatorList>, ToolError> {
         Ok(Json(
-            ops::operators::list(&self.app, call.principal()).await?,
+            ops::operators::list(&self.app, call.principal())
+                .await
+                .or_fail(&call)?,
         ))
     }
 
@@ -125,7 +129,9 @@ operator_enable. You cannot disable yourself.",
         Parameters(a): Parameters<OperatorIdArgs>,
         Extension(call): Extension<Arc<Call>>,
     ) -> Result<Json<OperatorResult>, ToolError> {
-        let operator = ops::operators::set_enabled(&self.app, &call, &a.operator_id, false).await?;
+        let operator = ops::operators::set_enabled(&self.app, &call, &a.operator_id, false)
+            .await
+            .or_fail(&call)?;
         Ok(Json(OperatorResult { operator }))
     }
 
@@ -145,7 +151,9 @@ operator_enable. You cannot disable yourself.",
         Parameters(a): Parameters<OperatorIdArgs>,
         Extension(call): Extension<Arc<Call>>,
     ) -> Result<Json<OperatorResult>, ToolError> {
-        let operator = ops::operators::set_enabled(&self.app, &call, &a.operator_id, true).await?;
+        let operator = ops::operators::set_enabled(&self.app, &call, &a.operator_id, true)
+            .await
+            .or_fail(&call)?;
         Ok(Json(OperatorResult { operator }))
     }
 
@@ -166,7 +174,9 @@ assign a role whose permissions you hold, to an operator within your reach.",
         Parameters(a): Parameters<OperatorSetRoleArgs>,
         Extension(call): Extension<Arc<Call>>,
     ) -> Result<Json<OperatorResult>, ToolError> {
-        let operator = ops::operators::set_role(&self.app, &call, &a.operator_id, &a.role).await?;
+        let operator = ops::operators::set_role(&self.app, &call, &a.operator_id, &a.role)
+            .await
+            .or_fail(&call)?;
         Ok(Json(OperatorResult { operator }))
     }
 }

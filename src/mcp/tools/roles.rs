@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::domain::permission::Permission;
 use crate::mcp::KeywardServer;
-use crate::mcp::error::ToolError;
+use crate::mcp::error::{OrFail, ToolError};
 use crate::ops::{self, Call, RoleDeleted, RoleList, RoleResult};
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -60,7 +60,11 @@ key_manager, admin) and custom ones. Use it to pick the narrowest role before cr
         &self,
         Extension(call): Extension<Arc<Call>>,
     ) -> Result<Json<RoleList>, ToolError> {
-        Ok(Json(ops::roles::list(&self.app, call.principal()).await?))
+        Ok(Json(
+            ops::roles::list(&self.app, call.principal())
+                .await
+                .or_fail(&call)?,
+        ))
     }
 
     #[tool(
@@ -78,7 +82,9 @@ key_manager, admin) and custom ones. Use it to pick the narrowest role before cr
         Parameters(a): Parameters<RoleNameArgs>,
         Extension(call): Extension<Arc<Call>>,
     ) -> Result<Json<RoleResult>, ToolError> {
-        let role = ops::roles::get(&self.app, call.principal(), &a.name).await?;
+        let role = ops::roles::get(&self.app, call.principal(), &a.name)
+            .await
+            .or_fail(&call)?;
         Ok(Json(RoleResult { role }))
     }
 
@@ -104,7 +110,9 @@ audit:read) to grant to keys. You can only include permissions you hold yourself
             description: a.description,
             permissions: Some(a.permissions),
         };
-        let role = ops::roles::create(&self.app, &call, input).await?;
+        let role = ops::roles::create(&self.app, &call, input)
+            .await
+            .or_fail(&call)?;
         Ok(Json(RoleResult { role }))
     }
 
@@ -131,7 +139,9 @@ hold, and only for roles whose keys are all within your tenants.",
             description: a.description,
             permissions: a.permissions,
         };
-        let role = ops::roles::update(&self.app, &call, input).await?;
+        let role = ops::roles::update(&self.app, &call, input)
+            .await
+            .or_fail(&call)?;
         Ok(Json(RoleResult { role }))
     }
 
@@ -151,6 +161,10 @@ hold, and only for roles whose keys are all within your tenants.",
         Parameters(a): Parameters<RoleNameArgs>,
         Extension(call): Extension<Arc<Call>>,
     ) -> Result<Json<RoleDeleted>, ToolError> {
-        Ok(Json(ops::roles::delete(&self.app, &call, &a.name).await?))
+        Ok(Json(
+            ops::roles::delete(&self.app, &call, &a.name)
+                .await
+                .or_fail(&call)?,
+        ))
     }
 }
