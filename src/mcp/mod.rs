@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod error;
 mod guard;
+pub mod portable;
 mod tools;
 
 use std::sync::Arc;
@@ -129,11 +130,13 @@ impl KeywardServer {
 
     /// Every routed tool, across the tool modules.
     pub fn all_tools() -> ToolRouter<KeywardServer> {
-        Self::me_tools()
+        let mut router = Self::me_tools()
             + Self::key_tools()
             + Self::role_tools()
             + Self::audit_tools()
-            + Self::operator_tools()
+            + Self::operator_tools();
+        portable::make_portable(&mut router);
+        router
     }
 
     /// The tools `p` may call, in name order.

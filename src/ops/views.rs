@@ -25,14 +25,20 @@ pub struct KeyView {
     /// RFC 3339 with offset.
     pub created_at: String,
     /// Id of the key that created this one ("bootstrap" for the first admin key).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
-    /// RFC 3339 with offset; null means the key never expires.
+    /// RFC 3339 with offset; absent means the key never expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub disabled_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
     /// When the secret was last replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rotated_at: Option<String>,
     /// Last successful authentication, to the minute.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<String>,
 }
 
@@ -54,7 +60,7 @@ pub struct KeyWithSecret {
     pub key: KeyView,
     /// The full API key. It is not stored anywhere and cannot be shown again.
     pub api_key: String,
-    /// When the previous secret stops working (rotation only; null when it stopped at once).
+    /// When the previous secret stops working (rotation only; absent when it stopped at once).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_secret_valid_until: Option<String>,
 }
@@ -78,6 +84,7 @@ pub struct KeyPage {
     pub keys: Vec<KeyView>,
     /// True when more keys match; pass `next_cursor` to continue.
     pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 
@@ -116,22 +123,27 @@ pub struct RoleDeleted {
 pub struct WhoAmI {
     /// "key", or "development" when authentication is disabled.
     pub actor_kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_preview: Option<String>,
     pub role: String,
     pub permissions: Vec<Permission>,
     /// ["*"] means all tenants.
     pub tenants: Vec<String>,
     /// Null means never.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
 }
 
 /// The absolute window a query covered, after reading relative times.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct Window {
-    /// Inclusive start (RFC 3339 with offset); null means from the beginning.
+    /// Inclusive start (RFC 3339 with offset); absent means from the beginning.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
-    /// Exclusive end (RFC 3339 with offset); null means up to now.
+    /// Exclusive end (RFC 3339 with offset); absent means up to now.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
     /// IANA time zone used to read the times and to show every timestamp.
     pub time_zone: String,
@@ -145,10 +157,13 @@ pub struct AuditBrief {
     pub at: String,
     /// Key id, or "anonymous"/"development" when there is none.
     pub actor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_preview: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     pub action: String,
     /// "kind:id", e.g. "key:key_Ab12…".
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     pub status: String,
     /// How the call reached keyward, as the server saw it: stdio, http or cli.
@@ -162,6 +177,7 @@ pub struct AuditPage {
     pub events: Vec<AuditBrief>,
     /// True when more events match; pass `next_cursor` (alone) to get the next page.
     pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 
@@ -175,31 +191,41 @@ pub struct AuditEventView {
     pub at: String,
     /// "key", "operator", "legacy", "development", "system" or "anonymous".
     pub actor_kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_preview: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     pub tenants: Vec<String>,
     pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_id: Option<String>,
     pub status: String,
     /// Why it was denied or failed (may quote what the caller sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// How the call reached keyward, as the server saw it: stdio, http or cli.
     pub source: String,
     /// The client's address as the server resolved it (from the connection, or a trusted
     /// proxy's X-Forwarded-For).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<String>,
     /// What the client said about itself, unverified.
     pub client_claims: ClientClaims,
     /// The call's arguments, secrets removed.
     #[schemars(with = "Option<serde_json::Map<String, Value>>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<Value>,
     /// State of the target before the change.
     #[schemars(with = "Option<serde_json::Map<String, Value>>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<Value>,
     /// State of the target after the change.
     #[schemars(with = "Option<serde_json::Map<String, Value>>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<Value>,
 }
 
@@ -209,13 +235,18 @@ pub struct AuditEventView {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ClientClaims {
     /// The `x-request-source` header.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_source: Option<String>,
     /// The MCP client's name and version from its `initialize`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_version: Option<String>,
     /// The JSON-RPC request id.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// The HTTP User-Agent header.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
 }
 
@@ -257,7 +288,9 @@ pub struct OperatorView {
     /// "active" or "disabled".
     pub status: String,
     pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_login_at: Option<String>,
 }
 
