@@ -12,6 +12,7 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use keyward::domain::tenant::TenantScope;
+use keyward::mcp::catalog::ToolName;
 use keyward::store::audit::AuditFilter;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -19,7 +20,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::http_support::Server;
+use crate::server::{TestServer, write_tools};
 
 /// Cases per property: enough to find the classes of bug, few enough for a debug build.
 const CASES: u32 = 48;
@@ -31,48 +32,13 @@ macro_rules! fail {
     ($($t:tt)*) => { return Err(TestCaseError::fail(format!($($t)*))) };
 }
 
-const TOOLS: &[&str] = &[
-    "whoami",
-    "key_create",
-    "key_list",
-    "key_get",
-    "key_rotate",
-    "key_disable",
-    "key_enable",
-    "key_revoke",
-    "role_list",
-    "role_get",
-    "role_create",
-    "role_update",
-    "role_delete",
-    "audit_query",
-    "audit_get",
-    "audit_summary",
-    "operator_list",
-    "operator_create",
-    "operator_disable",
-    "operator_enable",
-    "operator_set_role",
-];
-
-/// Actions whose success changes state.
-const CHANGES: &[&str] = &[
-    "key_create",
-    "key_rotate",
-    "key_disable",
-    "key_enable",
-    "key_revoke",
-    "role_create",
-    "role_update",
-    "role_delete",
-    "operator_create",
-    "operator_disable",
-    "operator_enable",
-    "operator_set_role",
-    "bootstrap",
-    "login",
-    "logout",
-];
+/// Actions whose success changes state: the catalogue's write tools, and signing in and out
+/// and bootstrap.
+fn changes() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = write_tools().into_iter().map(ToolName::wire).collect();
+    v.extend(["bootstrap", "login", "logout"]);
+    v
+}
 
 // ---------------------------------------------------------------------------------------------
 // Answers
@@ -278,7 +244,7 @@ struct Snapshot {
 
 struct Fixture {
     rt: tokio::runtime::Runtime,
-    server: Server,
+    server: TestServer,
     key: String,
     http: reqwest::Client,
 }
@@ -292,7 +258,7 @@ impl Fixture {
             .unwrap();
         let mut args = vec!["--stateless"];
         args.extend_from_slice(extra);
-        let server = rt.block_on(Server::start(&args));
+        let server = rt.block_on(TestServer::http(&args));
         let key = rt.block_on(server.admin_key());
         // A fresh connection per request: a refused request may close its connection.
         let http = reqwest::Client::builder()
@@ -432,11 +398,11 @@ impl Fixture {
         };
         // Straight from the store, as the tools read it: every committed record first.
         self.rt
-            .block_on(self.server.app.audit.sync())
+            .block_on(self.server.app().audit.sync())
             .expect("the audit trail is readable");
         self.rt
             .block_on(keyward::store::audit::page(
-                &self.server.app.store,
+                &self.server.app().store,
                 &filter,
                 None,
                 1_000_000,
@@ -445,7 +411,7 @@ impl Fixture {
     }
 
     fn snapshot(&self) -> Snapshot {
-        let store = &self.server.app.store;
+        let store = &self.server.app().store;
         let keys = self
             .rt
             .block_on(keyward::store::keys::list(
@@ -484,7 +450,7 @@ impl Fixture {
         Snapshot {
             keys,
             roles,
-            changes: self.events(CHANGES, &["success"]).len(),
+            changes: self.events(&changes(), &["success"]).len(),
         }
     }
 
@@ -1279,8 +1245,8 @@ fn unknown_tools_get_tool_not_found_and_are_audited() {
     let unknown_before = f.events(&["unknown_tool"], &[]).len();
     let tools = prop_oneof![
         select(NEAR_MISS_TOOLS).prop_map(str::to_owned),
-        "[a-z_]{1,30}".prop_filter("unknown", |t| !TOOLS.contains(&t.as_str())),
-        injection().prop_filter("unknown", |t| !TOOLS.contains(&t.as_str())),
+        "[a-z_]{1,30}".prop_filter("unknown", |t| ToolName::parse(t).is_none()),
+        injection().prop_filter("unknown", |t| ToolName::parse(t).is_none()),
     ];
     let mut examples: Vec<(String, Value)> = NEAR_MISS_TOOLS
         .iter()

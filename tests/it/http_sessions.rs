@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::http_support::{Server, http, initialize_body, post_mcp};
+use crate::server::{TestServer, http, initialize_body, post_mcp};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -15,7 +15,7 @@ fn cookie_value(set_cookie: &str) -> String {
     set_cookie.split(';').next().unwrap().to_owned()
 }
 
-async fn bootstrap(s: &Server, token: &str, username: &str) -> reqwest::Response {
+async fn bootstrap(s: &TestServer, token: &str, username: &str) -> reqwest::Response {
     http()
         .post(s.url("/auth/bootstrap"))
         .json(&json!({"setup_token": token, "username": username, "password": PASSWORD}))
@@ -26,9 +26,9 @@ async fn bootstrap(s: &Server, token: &str, username: &str) -> reqwest::Response
 
 #[tokio::test]
 async fn bootstrap_over_http_works_once_with_the_setup_token() {
-    let s = Server::start(&[]).await;
+    let s = TestServer::http(&[]).await;
     let token = s
-        .running
+        .running()
         .setup_token
         .clone()
         .expect("no admin yet, so a setup token");
@@ -88,19 +88,19 @@ async fn bootstrap_over_http_works_once_with_the_setup_token() {
     s.stop().await;
 
     // With an admin already present, no token is printed and bootstrap is closed from the start.
-    let s = Server::start(&[]).await;
+    let s = TestServer::http(&[]).await;
     s.admin_key().await;
     let env = s.stop().await;
-    let s = Server::try_start(env, &[]).await.unwrap();
-    assert!(s.running.setup_token.is_none());
+    let s = TestServer::try_http_on(env, &[]).await.unwrap();
+    assert!(s.running().setup_token.is_none());
     assert_eq!(bootstrap(&s, "x", "bob").await.status(), 410);
     s.stop().await;
 }
 
 #[tokio::test]
 async fn sign_in_sets_a_strict_cookie_that_authenticates_and_sign_out_revokes_it() {
-    let s = Server::start(&[]).await;
-    let token = s.running.setup_token.clone().unwrap();
+    let s = TestServer::http(&[]).await;
+    let token = s.running().setup_token.clone().unwrap();
     let key = bootstrap(&s, &token, "alice")
         .await
         .json::<Value>()
@@ -150,7 +150,7 @@ async fn sign_in_sets_a_strict_cookie_that_authenticates_and_sign_out_revokes_it
     let who: Value = res.json().await.unwrap();
     assert_eq!(who["principal"]["actor_kind"], "operator");
     let cookie = cookie_value(&sc);
-    let origin = format!("http://{}", s.running.addr);
+    let origin = format!("http://{}", s.running().addr);
 
     // The cookie authenticates MCP requests; a state-changing one must carry an allowed Origin.
     let res = post_mcp(&s, &initialize_body(), &[("cookie", &cookie)]).await;
@@ -238,14 +238,14 @@ async fn sign_in_sets_a_strict_cookie_that_authenticates_and_sign_out_revokes_it
     s.stop().await;
 
     // Behind an https public URL the cookie is Secure.
-    let s = Server::start(&[
+    let s = TestServer::http(&[
         "--public-url",
         "https://kw.example.com",
         "--session-max-age",
         "1h",
     ])
     .await;
-    let token = s.running.setup_token.clone().unwrap();
+    let token = s.running().setup_token.clone().unwrap();
     bootstrap(&s, &token, "bob").await;
     let res = http()
         .post(s.url("/v1/auth/login"))
@@ -261,7 +261,7 @@ async fn sign_in_sets_a_strict_cookie_that_authenticates_and_sign_out_revokes_it
 
 #[tokio::test]
 async fn operators_are_managed_within_the_callers_reach() {
-    let s = Server::start(&[]).await;
+    let s = TestServer::http(&[]).await;
     let admin = s.client(&s.admin_key().await).await;
     let created = admin
         .ok("operator_create", json!({"username": "Carol", "password": PASSWORD, "role": "key_manager", "tenants": ["acme"]}))
@@ -289,7 +289,7 @@ async fn operators_are_managed_within_the_callers_reach() {
         .await
         .unwrap();
     let cookie = cookie_value(&set_cookie(&res));
-    let origin = format!("http://{}", s.running.addr);
+    let origin = format!("http://{}", s.running().addr);
     let call = |name: &str, args: Value| json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": name, "arguments": args}});
     let res = post_mcp(
         &s,
@@ -418,8 +418,8 @@ async fn operators_are_managed_within_the_callers_reach() {
 
 #[tokio::test]
 async fn parallel_password_guesses_are_counted_before_they_are_checked() {
-    let s = Server::start(&[]).await;
-    let token = s.running.setup_token.clone().unwrap();
+    let s = TestServer::http(&[]).await;
+    let token = s.running().setup_token.clone().unwrap();
     bootstrap(&s, &token, "alice").await;
     // 39 wrong guesses (at 39 names, so the per-username delay stays out of it) and the right
     // password, all at once from one address: only 20 are checked at all, so even the right
@@ -449,8 +449,8 @@ async fn parallel_password_guesses_are_counted_before_they_are_checked() {
 
 #[tokio::test]
 async fn a_successful_sign_in_does_not_count_toward_the_lockout() {
-    let s = Server::start(&["--lockout-threshold", "3"]).await;
-    let token = s.running.setup_token.clone().unwrap();
+    let s = TestServer::http(&["--lockout-threshold", "3"]).await;
+    let token = s.running().setup_token.clone().unwrap();
     bootstrap(&s, &token, "alice").await;
     for _ in 0..5 {
         let res = http()
@@ -466,10 +466,10 @@ async fn a_successful_sign_in_does_not_count_toward_the_lockout() {
 
 #[tokio::test]
 async fn closed_bootstrap_cannot_be_hammered() {
-    let s = Server::start(&[]).await;
+    let s = TestServer::http(&[]).await;
     s.admin_key().await;
     let env = s.stop().await;
-    let s = Server::try_start(env, &[]).await.unwrap();
+    let s = TestServer::try_http_on(env, &[]).await.unwrap();
     for _ in 0..20 {
         assert_eq!(bootstrap(&s, "x", "bob").await.status(), 410);
     }
@@ -483,14 +483,14 @@ async fn closed_bootstrap_cannot_be_hammered() {
 
 #[tokio::test]
 async fn legacy_mode_offers_no_sign_in_or_bootstrap() {
-    let s = Server::start(&[
+    let s = TestServer::http(&[
         "--auth-mode",
         "legacy",
         "--legacy-api-key",
         "a-long-shared-secret-16+",
     ])
     .await;
-    assert!(s.running.setup_token.is_none());
+    assert!(s.running().setup_token.is_none());
     let res = http()
         .post(s.url("/v1/auth/login"))
         .json(&json!({"api_key": "kw_x"}))
@@ -504,7 +504,7 @@ async fn legacy_mode_offers_no_sign_in_or_bootstrap() {
 
 #[tokio::test]
 async fn a_managed_session_cookie_means_nothing_in_legacy_mode() {
-    let (s, _) = Server::with_alice(&[]).await;
+    let (s, _) = TestServer::http_with_alice(&[]).await;
     let res = http()
         .post(s.url("/v1/auth/login"))
         .json(&json!({"username": "alice", "password": PASSWORD}))
@@ -512,13 +512,13 @@ async fn a_managed_session_cookie_means_nothing_in_legacy_mode() {
         .await
         .unwrap();
     let cookie = cookie_value(&set_cookie(&res));
-    let origin = format!("http://{}", s.running.addr);
+    let origin = format!("http://{}", s.running().addr);
     let whoami = initialize_body();
     let headers = [("cookie", cookie.as_str()), ("origin", origin.as_str())];
     assert_eq!(post_mcp(&s, &whoami, &headers).await.status(), 200);
     let env = s.stop().await;
     // The same database, switched to one shared key to cut every per-user credential.
-    let s = Server::try_start(
+    let s = TestServer::try_http_on(
         env,
         &[
             "--auth-mode",
@@ -529,7 +529,7 @@ async fn a_managed_session_cookie_means_nothing_in_legacy_mode() {
     )
     .await
     .unwrap();
-    let origin = format!("http://{}", s.running.addr);
+    let origin = format!("http://{}", s.running().addr);
     let headers = [headers[0], ("origin", origin.as_str())];
     let res = post_mcp(&s, &whoami, &headers).await;
     assert_eq!(res.status(), 401, "{:?}", res.text().await);
@@ -537,8 +537,8 @@ async fn a_managed_session_cookie_means_nothing_in_legacy_mode() {
 }
 
 /// Runs `sql` on the server's database.
-async fn exec(s: &Server, sql: &str) {
-    match &s.app.store {
+async fn exec(s: &TestServer, sql: &str) {
+    match &s.app().store {
         keyward::store::Store::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
         keyward::store::Store::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
     }
@@ -547,7 +547,7 @@ async fn exec(s: &Server, sql: &str) {
 
 #[tokio::test]
 async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
-    let (s, _) = Server::with_alice(&[]).await;
+    let (s, _) = TestServer::http_with_alice(&[]).await;
     let res = http()
         .post(s.url("/v1/auth/login"))
         .json(&json!({"username": "alice", "password": PASSWORD}))
@@ -555,7 +555,7 @@ async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
         .await
         .unwrap();
     let cookie = cookie_value(&set_cookie(&res));
-    let origin = format!("http://{}", s.running.addr);
+    let origin = format!("http://{}", s.running().addr);
     let logout = || {
         http()
             .post(s.url("/v1/auth/logout"))
@@ -564,7 +564,7 @@ async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
             .send()
     };
     // The database refuses sign-out records.
-    if matches!(s.app.store, keyward::store::Store::Sqlite(_)) {
+    if matches!(s.app().store, keyward::store::Store::Sqlite(_)) {
         exec(&s, "CREATE TRIGGER no_logout BEFORE INSERT ON audit_events WHEN NEW.action = 'logout' BEGIN SELECT RAISE(ABORT, 'refused'); END").await;
     } else {
         exec(&s, "CREATE FUNCTION no_logout() RETURNS trigger AS $$ BEGIN IF NEW.action = 'logout' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql").await;
@@ -580,7 +580,7 @@ async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
     )
     .await;
     assert_eq!(res.status(), 200);
-    let drop = if matches!(s.app.store, keyward::store::Store::Sqlite(_)) {
+    let drop = if matches!(s.app().store, keyward::store::Store::Sqlite(_)) {
         "DROP TRIGGER no_logout"
     } else {
         "DROP TRIGGER no_logout ON audit_events"
@@ -600,7 +600,7 @@ async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
 
 #[tokio::test]
 async fn a_disabled_operator_signing_in_is_recorded_as_an_operator() {
-    let (s, key) = Server::with_alice(&[]).await;
+    let (s, key) = TestServer::http_with_alice(&[]).await;
     let admin = s.client(&key).await;
     let bob = admin
         .ok(
@@ -631,7 +631,7 @@ async fn a_disabled_operator_signing_in_is_recorded_as_an_operator() {
 
 #[tokio::test]
 async fn on_https_the_cookie_is_host_prefixed_and_no_other_is_taken() {
-    let (s, _) = Server::with_alice(&[]).await;
+    let (s, _) = TestServer::http_with_alice(&[]).await;
     // Behind a TLS proxy on loopback (trusted by default).
     let res = http()
         .post(s.url("/v1/auth/login"))
@@ -647,7 +647,7 @@ async fn on_https_the_cookie_is_host_prefixed_and_no_other_is_taken() {
         "{set}"
     );
     let value = cookie_value(&set);
-    let origin = format!("https://{}", s.running.addr);
+    let origin = format!("https://{}", s.running().addr);
     let headers = |cookie: &str| {
         [
             ("cookie", cookie.to_owned()),
