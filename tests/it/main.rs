@@ -28,6 +28,7 @@ mod http_malformed_headers;
 mod http_malformed_names;
 mod http_malformed_times;
 mod http_mcp;
+mod http_operators;
 mod http_sessions;
 mod jsonrpc_errors;
 mod keys;
