@@ -22,6 +22,7 @@ mod development;
 mod fail_closed;
 mod http_auth;
 mod http_edge;
+mod http_limits;
 mod http_malformed_arguments;
 mod http_malformed_bodies;
 mod http_malformed_headers;
