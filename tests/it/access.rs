@@ -5,7 +5,8 @@ use keyward::domain::role::BuiltinRole;
 use keyward::mcp::catalog::{Access, ToolName};
 use serde_json::{Value, json};
 
-use crate::server::{TestServer, Transport, all_tools, role_tools};
+use crate::server::{TestServer, Transport};
+use crate::support::{all_tools, role_tools, text};
 
 /// Valid-looking arguments for each tool (naming things that do not exist where a tool acts
 /// on one). Exhaustive: a new tool does not compile here until the matrix covers it.
@@ -41,7 +42,7 @@ fn example_args(tool: ToolName) -> Value {
 /// The access matrix, over both transports: each built-in role lists exactly the tools its
 /// permissions reach, and every tool × role call is allowed or denied as the catalogue says.
 #[tokio::test]
-async fn each_role_sees_exactly_its_tools() {
+async fn each_role_sees_and_calls_exactly_its_tools_over_both_transports() {
     for transport in Transport::ALL {
         let s = TestServer::start(transport).await;
         let admin = s.admin().await;
@@ -60,7 +61,7 @@ async fn each_role_sees_exactly_its_tools() {
                     Access::Needs(needed) => role.permissions().contains(needed),
                 };
                 let r = p.call(tool.wire(), example_args(tool)).await;
-                let message = crate::support::text(&r);
+                let message = text(&r);
                 if allowed {
                     assert!(
                         !message.starts_with("permission denied"),

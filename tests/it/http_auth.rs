@@ -8,7 +8,8 @@ use keyward::domain::role::BuiltinRole;
 use rmcp::service::ClientLifecycleMode;
 use serde_json::{Value, json};
 
-use crate::server::{TestServer, all_tools, http, initialize_body, post_mcp, role_tools};
+use crate::server::{TestServer, http, initialize_body, post_mcp};
+use crate::support::{all_tools, role_tools};
 
 #[tokio::test]
 async fn each_caller_sees_its_tools_and_a_denied_call_is_audited_with_http_context() {

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use keyward::domain::role::BuiltinRole;
 use serde_json::json;
 
-use crate::server::{TestServer, initialize_body, post_mcp, role_tools};
+use crate::server::{TestServer, initialize_body, post_mcp};
+use crate::support::role_tools;
 
 #[tokio::test]
 async fn both_protocol_eras_work_over_http() {

@@ -19,7 +19,8 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::server::{TestServer, write_tools};
+use crate::server::TestServer;
+use crate::support::write_tools;
 
 /// Cases per property: enough to find the classes of bug, few enough for a debug build.
 pub const CASES: u32 = 48;

@@ -7,8 +7,8 @@ use rmcp::model::CacheScope;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::server::{TestServer, role_tools};
-use crate::support::{BIN, secret};
+use crate::server::TestServer;
+use crate::support::{BIN, role_tools, secret};
 
 #[tokio::test]
 async fn legacy_initialize_clients_work() {

@@ -7,7 +7,8 @@
 //!   the same argument parsing as `keyward serve`, on a manual clock;
 //! - `TestServer::in_process(start)`: the MCP server in-process over an in-memory stream, on a
 //!   manual clock, for rules that depend on time (expiry, rotation grace) without sleeping;
-//! - `TestServer::process(flags)`: a real `keyward serve` process (crash, soak, replicas).
+//! - `TestServer::process_on(env, flags)`: a real `keyward serve` process (crash, soak,
+//!   replicas; `spawned(cmd)` for one started its own way).
 //!
 //! Callers are `Persona`s: `.admin()` bootstraps once and connects the first admin;
 //! `.persona(role, tenants)` mints a key and connects with it.
@@ -23,10 +24,7 @@ use keyward::app::App;
 use keyward::cli::{Cli, Command, ServeArgs};
 use keyward::clock::{Clock, ManualClock, SystemClock};
 use keyward::domain::key::PlainKey;
-use keyward::domain::permission::PermissionSet;
-use keyward::domain::role::BuiltinRole;
 use keyward::http::Running;
-use keyward::mcp::catalog::{Access, ToolName};
 use keyward::mcp::{CallerSource, KeywardServer};
 use rmcp::ServiceExt;
 use rmcp::model::{ClientCapabilities, ClientConfig, Implementation, ProtocolVersion};
@@ -437,57 +435,6 @@ async fn bootstrap_in_process(app: &App) -> keyward::ops::KeyWithSecret {
         .await
         .expect("bootstrap")
         .key
-}
-
-// -- the catalogue ----------------------------------------------------------------------------
-
-/// Every tool's wire name, sorted.
-pub fn all_tools() -> Vec<String> {
-    tools_where(|_| true)
-}
-
-/// The tools `permissions` may see and call, sorted.
-pub fn tools_for(permissions: PermissionSet) -> Vec<String> {
-    tools_where(|t| match t.access() {
-        Access::Authenticated => true,
-        Access::Needs(p) => permissions.contains(p),
-    })
-}
-
-/// The tools a built-in role may see and call, sorted.
-pub fn role_tools(role: BuiltinRole) -> Vec<String> {
-    tools_for(role.permissions())
-}
-
-fn tools_where(keep: impl Fn(ToolName) -> bool) -> Vec<String> {
-    let mut v: Vec<String> = ToolName::ALL
-        .into_iter()
-        .filter(|t| keep(*t))
-        .map(|t| t.wire().to_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Whether a tool only reads, from its `readOnlyHint` annotation.
-pub fn read_only(tool: ToolName) -> bool {
-    let tools = KeywardServer::all_tools().list_all();
-    let t = tools
-        .iter()
-        .find(|t| t.name == tool.wire())
-        .unwrap_or_else(|| panic!("{} is not routed", tool.wire()));
-    t.annotations
-        .as_ref()
-        .and_then(|a| a.read_only_hint)
-        .unwrap_or_else(|| panic!("{} declares no readOnlyHint", tool.wire()))
-}
-
-/// The tools whose success changes state.
-pub fn write_tools() -> Vec<ToolName> {
-    ToolName::ALL
-        .into_iter()
-        .filter(|t| !read_only(*t))
-        .collect()
 }
 
 // -- raw HTTP -------------------------------------------------------------------------------

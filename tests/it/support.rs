@@ -1,11 +1,16 @@
 //! Test support below the server: an isolated database per test (`Env`: its own SQLite file,
 //! or a fresh PostgreSQL database) with the stderr the binary wrote there, and `Client`, the
-//! rmcp client every transport hands out, with its helpers.
+//! rmcp client every transport hands out, with its helpers; and what the tool catalogue says
+//! each caller may see (tests derive tool lists and counts from it, never from literals).
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use keyward::domain::permission::PermissionSet;
+use keyward::domain::role::BuiltinRole;
+use keyward::mcp::KeywardServer;
+use keyward::mcp::catalog::{Access, ToolName};
 use rmcp::RoleClient;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, ListToolsResult};
 use rmcp::service::RunningService;
@@ -384,4 +389,55 @@ pub fn text(r: &CallToolResult) -> String {
 
 pub fn secret(v: &Value) -> String {
     v["api_key"].as_str().expect("api_key").to_owned()
+}
+
+// -- the catalogue ----------------------------------------------------------------------------
+
+/// Every tool's wire name, sorted.
+pub fn all_tools() -> Vec<String> {
+    tools_where(|_| true)
+}
+
+/// The tools `permissions` may see and call, sorted.
+pub fn tools_for(permissions: PermissionSet) -> Vec<String> {
+    tools_where(|t| match t.access() {
+        Access::Authenticated => true,
+        Access::Needs(p) => permissions.contains(p),
+    })
+}
+
+/// The tools a built-in role may see and call, sorted.
+pub fn role_tools(role: BuiltinRole) -> Vec<String> {
+    tools_for(role.permissions())
+}
+
+fn tools_where(keep: impl Fn(ToolName) -> bool) -> Vec<String> {
+    let mut v: Vec<String> = ToolName::ALL
+        .into_iter()
+        .filter(|t| keep(*t))
+        .map(|t| t.wire().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Whether a tool only reads, from its `readOnlyHint` annotation.
+pub fn read_only(tool: ToolName) -> bool {
+    let tools = KeywardServer::all_tools().list_all();
+    let t = tools
+        .iter()
+        .find(|t| t.name == tool.wire())
+        .unwrap_or_else(|| panic!("{} is not routed", tool.wire()));
+    t.annotations
+        .as_ref()
+        .and_then(|a| a.read_only_hint)
+        .unwrap_or_else(|| panic!("{} declares no readOnlyHint", tool.wire()))
+}
+
+/// The tools whose success changes state.
+pub fn write_tools() -> Vec<ToolName> {
+    ToolName::ALL
+        .into_iter()
+        .filter(|t| !read_only(*t))
+        .collect()
 }
