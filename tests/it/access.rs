@@ -136,8 +136,8 @@ async fn a_denied_call_names_the_permission_changes_nothing_and_is_audited() {
 async fn key_manager_cannot_mint_admin_or_foreign_tenant_keys() {
     let s = TestServer::stdio().await;
     let admin = s.admin().await;
-    let (km_key, km_id) = admin.mint("km", "key_manager", &["acme"]).await;
-    let km = s.client(&km_key).await;
+    let km = s.persona("key_manager", &["acme"]).await;
+    let km_id = km.id.clone();
 
     let msg = km
         .err(

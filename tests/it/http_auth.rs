@@ -14,7 +14,7 @@ use crate::support::{all_tools, role_tools};
 #[tokio::test]
 async fn each_caller_sees_its_tools_and_a_denied_call_is_audited_with_http_context() {
     let s = TestServer::http(&[]).await;
-    let admin = s.client(&s.admin_key().await).await;
+    let admin = s.admin().await;
     let (reader_key, reader_id) = admin.mint("reader-bot", "reader", &["*"]).await;
     assert_eq!(admin.tool_names().await, all_tools());
 
@@ -61,9 +61,9 @@ async fn each_caller_sees_its_tools_and_a_denied_call_is_audited_with_http_conte
 #[tokio::test]
 async fn a_revoked_key_is_refused_on_its_very_next_request() {
     let s = TestServer::http(&[]).await;
-    let admin = s.client(&s.admin_key().await).await;
-    let (key, id) = admin.mint("bot", "reader", &["*"]).await;
-    let bot = s.client(&key).await;
+    let admin = s.admin().await;
+    let bot = s.persona("reader", &["*"]).await;
+    let (key, id) = (bot.key.clone(), bot.id.clone());
     bot.ok("whoami", json!({})).await;
     admin.ok("key_revoke", json!({"key_id": id})).await;
     let res = post_mcp(

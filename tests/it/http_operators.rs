@@ -82,7 +82,7 @@ async fn bootstrap_over_http_works_once_with_the_setup_token() {
 #[tokio::test]
 async fn operators_are_managed_within_the_callers_reach() {
     let s = TestServer::http(&[]).await;
-    let admin = s.client(&s.admin_key().await).await;
+    let admin = s.admin().await;
     let created = admin
         .ok("operator_create", json!({"username": "Carol", "password": PASSWORD, "role": "key_manager", "tenants": ["acme"]}))
         .await;
@@ -230,7 +230,7 @@ async fn operators_are_managed_within_the_callers_reach() {
         .map(|o| o["username"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["carol", "frank"], "only operators within acme");
-    for c in [acme, people, admin] {
+    for c in [acme, people, admin.client] {
         c.close().await;
     }
     s.stop().await;

@@ -45,7 +45,7 @@ fn whoami() -> serde_json::Value {
 #[tokio::test]
 async fn a_session_answers_only_the_principal_that_opened_it() {
     let s = TestServer::http(&[]).await;
-    let admin = s.client(&s.admin_key().await).await;
+    let admin = s.admin().await;
     let (alice, alice_id) = admin.mint("alice", "reader", &["*"]).await;
     let (mallory, _) = admin.mint("mallory", "reader", &["*"]).await;
 
@@ -147,7 +147,7 @@ fn answer(body: &str, id: i64) -> serde_json::Value {
 #[tokio::test]
 async fn a_principal_at_its_cap_loses_its_least_recently_used_session() {
     let s = TestServer::http(&["--max-sessions-per-principal", "2"]).await;
-    let admin = s.client(&s.admin_key().await).await;
+    let admin = s.admin().await;
     let (agent, _) = admin.mint("agent", "reader", &["*"]).await;
     let first = open(&s, &agent).await;
     let second = open(&s, &agent).await;
