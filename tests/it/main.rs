@@ -1,5 +1,8 @@
-//! keyward's integration suite: the real binary over stdio (and, where time matters, the same
-//! server in-process on a manual clock), driven by an rmcp client as MCP clients drive it.
+//! keyward's integration suite: every test starts from one `server::TestServer` (the real binary
+//! over stdio, the HTTP server, the MCP server in-process on a manual clock where time matters,
+//! or `keyward serve` processes) and drives it with rmcp clients as MCP clients do, as
+//! `Persona`s (a key and its connection). Tests that need PostgreSQL are
+//! `#[ignore = "needs PostgreSQL"]`: `cargo test --test it -- --ignored`.
 
 #![expect(
     clippy::unwrap_used,

@@ -177,7 +177,7 @@ impl TestServer {
         assert_eq!(res.status(), 201);
         let v = res.json::<Value>().await.expect("JSON");
         let key = v["api_key"].as_str().expect("api_key").to_owned();
-        let id = v["key"]["id"].as_str().unwrap_or_default().to_owned();
+        let id = v["key"]["id"].as_str().expect("key id").to_owned();
         s.admin.set((key.clone(), id)).expect("first bootstrap");
         (s, key)
     }
