@@ -110,32 +110,13 @@ async fn disabled_revoked_and_expired_keys_cannot_start_a_session() {
     admin.ok("key_revoke", json!({"key_id": revoked_id})).await;
     admin.close().await;
 
-    let env = EnvAt(&h);
     for (key, expected) in [
         (&expired, "API key has expired"),
         (&disabled, "API key is disabled"),
         (&revoked, "API key is revoked"),
     ] {
-        let err = env.refused(key);
+        let err = h.refused_start(Some(key));
         assert!(err.contains(expected), "{expected}: {err}");
-    }
-}
-
-/// Runs the real binary against a harness's database.
-struct EnvAt<'a>(&'a TestServer);
-
-impl EnvAt<'_> {
-    fn refused(&self, key: &str) -> String {
-        let url = self.0.env.url();
-        let out = std::process::Command::new(crate::support::BIN)
-            .args(["serve", "--stdio"])
-            .env("KEYWARD_DATABASE_URL", url)
-            .env("KEYWARD_API_KEY", key)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
 
