@@ -1,55 +1,99 @@
 //! Least privilege over the wire: each role sees exactly its tools, denied calls change
 //! nothing and are audited, and nobody mints or manages beyond their own reach.
 
-use serde_json::json;
+use keyward::domain::role::BuiltinRole;
+use keyward::mcp::catalog::{Access, ToolName};
+use serde_json::{Value, json};
 
-use crate::support::{Env, secret};
+use crate::server::{TestServer, Transport};
+use crate::support::{all_tools, role_tools, text};
 
-const READER: &[&str] = &["key_get", "key_list", "role_get", "role_list", "whoami"];
-const AUDITOR_EXTRA: &[&str] = &["audit_get", "audit_query", "audit_summary"];
-const KEY_MANAGER_EXTRA: &[&str] = &[
-    "key_create",
-    "key_disable",
-    "key_enable",
-    "key_revoke",
-    "key_rotate",
-];
-
-fn sorted(parts: &[&[&str]]) -> Vec<String> {
-    let mut v: Vec<String> = parts
-        .iter()
-        .flat_map(|p| p.iter().map(|s| s.to_string()))
-        .collect();
-    v.sort();
-    v
+/// Valid-looking arguments for each tool (naming things that do not exist where a tool acts
+/// on one). Exhaustive: a new tool does not compile here until the matrix covers it.
+fn example_args(tool: ToolName) -> Value {
+    match tool {
+        ToolName::Whoami
+        | ToolName::KeyList
+        | ToolName::RoleList
+        | ToolName::AuditQuery
+        | ToolName::OperatorList => json!({}),
+        ToolName::KeyCreate => json!({"name": "matrix", "role": "reader", "tenants": ["*"]}),
+        ToolName::KeyGet
+        | ToolName::KeyRotate
+        | ToolName::KeyDisable
+        | ToolName::KeyEnable
+        | ToolName::KeyRevoke => json!({"key_id": "key_doesnotexist"}),
+        ToolName::RoleGet | ToolName::RoleDelete => json!({"name": "no-such-role"}),
+        ToolName::RoleCreate => json!({"name": "matrix-role", "permissions": ["key:read"]}),
+        ToolName::RoleUpdate => json!({"name": "no-such-role", "description": "x"}),
+        ToolName::AuditGet => json!({"id": i64::MAX}),
+        ToolName::AuditSummary => json!({"group_by": ["action"]}),
+        ToolName::OperatorCreate => {
+            json!({"username": "matrix", "password": "a long enough password",
+            "role": "reader", "tenants": ["*"]})
+        }
+        ToolName::OperatorDisable | ToolName::OperatorEnable => {
+            json!({"operator_id": "op_doesnotexist"})
+        }
+        ToolName::OperatorSetRole => json!({"operator_id": "op_doesnotexist", "role": "reader"}),
+    }
 }
 
+/// The access matrix, over both transports: each built-in role lists exactly the tools its
+/// permissions reach, and every tool × role call is allowed or denied as the catalogue says.
 #[tokio::test]
-async fn each_role_sees_exactly_its_tools() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
-    assert_eq!(admin.tool_names().await.len(), 21);
-    let (reader, _) = admin.mint("r", "reader", &["*"]).await;
-    let (auditor, _) = admin.mint("a", "auditor", &["*"]).await;
-    let (km, _) = admin.mint("k", "key_manager", &["*"]).await;
-
-    let reader = env.stdio(&reader).await;
-    assert_eq!(reader.tool_names().await, sorted(&[READER]));
-    let auditor = env.stdio(&auditor).await;
-    assert_eq!(auditor.tool_names().await, sorted(&[READER, AUDITOR_EXTRA]));
-    let km = env.stdio(&km).await;
-    assert_eq!(km.tool_names().await, sorted(&[READER, KEY_MANAGER_EXTRA]));
-    for c in [reader, auditor, km, admin] {
-        c.close().await;
+async fn each_role_sees_and_calls_exactly_its_tools_over_both_transports() {
+    for transport in Transport::ALL {
+        let s = TestServer::start(transport).await;
+        let admin = s.admin().await;
+        assert_eq!(admin.tool_names().await, all_tools(), "{transport:?}");
+        admin.close().await;
+        for role in BuiltinRole::ALL {
+            let p = s.persona(role.name(), &["*"]).await;
+            assert_eq!(
+                p.tool_names().await,
+                role_tools(role),
+                "{transport:?} {role:?}"
+            );
+            for tool in ToolName::ALL {
+                let allowed = match tool.access() {
+                    Access::Authenticated => true,
+                    Access::Needs(needed) => role.permissions().contains(needed),
+                };
+                let r = p.call(tool.wire(), example_args(tool)).await;
+                let message = text(&r);
+                if allowed {
+                    assert!(
+                        !message.starts_with("permission denied"),
+                        "{transport:?} {role:?} {tool:?}: {message}"
+                    );
+                } else {
+                    let Access::Needs(needed) = tool.access() else {
+                        unreachable!("whoami is always allowed")
+                    };
+                    assert_eq!(r.is_error, Some(true), "{transport:?} {role:?} {tool:?}");
+                    assert_eq!(
+                        message,
+                        format!(
+                            "permission denied: this requires {needed}, which role '{}' does not grant",
+                            role.name()
+                        ),
+                        "{transport:?} {role:?} {tool:?}"
+                    );
+                }
+            }
+            p.close().await;
+        }
+        s.stop().await;
     }
 }
 
 #[tokio::test]
 async fn a_denied_call_names_the_permission_changes_nothing_and_is_audited() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
-    let (reader_key, reader_id) = admin.mint("reader-bot", "reader", &["*"]).await;
-    let reader = env.stdio(&reader_key).await;
+    let s = TestServer::stdio().await;
+    let admin = s.admin().await;
+    let reader = s.persona("reader", &["*"]).await;
+    let (reader_key, reader_id) = (reader.key.clone(), reader.id.clone());
 
     // Hidden tools are still guarded when called by name.
     let msg = reader
@@ -90,10 +134,10 @@ async fn a_denied_call_names_the_permission_changes_nothing_and_is_audited() {
 
 #[tokio::test]
 async fn key_manager_cannot_mint_admin_or_foreign_tenant_keys() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
-    let (km_key, km_id) = admin.mint("km", "key_manager", &["acme"]).await;
-    let km = env.stdio(&km_key).await;
+    let s = TestServer::stdio().await;
+    let admin = s.admin().await;
+    let km = s.persona("key_manager", &["acme"]).await;
+    let km_id = km.id.clone();
 
     let msg = km
         .err(
@@ -173,14 +217,14 @@ async fn key_manager_cannot_mint_admin_or_foreign_tenant_keys() {
 
 #[tokio::test]
 async fn tenants_bound_what_a_caller_sees() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let s = TestServer::stdio().await;
+    let admin = s.admin().await;
     let (acme_admin, _) = admin.mint("acme-admin", "admin", &["acme"]).await;
     let (_, globex_id) = admin.mint("globex-bot", "reader", &["globex"]).await;
     let (_, both_id) = admin.mint("both", "reader", &["acme", "globex"]).await;
     let (_, acme_id) = admin.mint("acme-bot", "reader", &["acme"]).await;
 
-    let acme = env.stdio(&acme_admin).await;
+    let acme = s.client(&acme_admin).await;
     let listed = acme.ok("key_list", json!({})).await;
     let ids: Vec<&str> = listed["keys"]
         .as_array()

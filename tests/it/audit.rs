@@ -4,12 +4,12 @@
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::json;
 
-use crate::support::{Env, Harness, secret};
+use crate::server::TestServer;
 
 #[tokio::test]
 async fn every_call_is_recorded_with_its_context() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let server = TestServer::stdio().await;
+    let admin = server.admin().await;
     let me = admin.ok("whoami", json!({})).await;
     admin.mint("bot", "reader", &["acme"]).await;
     admin
@@ -48,8 +48,8 @@ async fn every_call_is_recorded_with_its_context() {
 
 #[tokio::test]
 async fn one_question_one_call_with_list_filters_and_a_cursor() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let server = TestServer::stdio().await;
+    let admin = server.admin().await;
     let (_, a) = admin.mint("a", "reader", &["*"]).await;
     let (_, b) = admin.mint("b", "reader", &["*"]).await;
     let (_, c) = admin.mint("c", "reader", &["*"]).await;
@@ -101,12 +101,12 @@ async fn one_question_one_call_with_list_filters_and_a_cursor() {
 
 #[tokio::test]
 async fn summaries_answer_who_did_most_and_who_keeps_failing() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let server = TestServer::stdio().await;
+    let admin = server.admin().await;
     let (r1, r1_id) = admin.mint("r1", "reader", &["*"]).await;
     let (r2, r2_id) = admin.mint("r2", "reader", &["*"]).await;
-    let r1c = env.stdio(&r1).await;
-    let r2c = env.stdio(&r2).await;
+    let r1c = server.client(&r1).await;
+    let r2c = server.client(&r2).await;
     for _ in 0..3 {
         r1c.err("key_revoke", json!({"key_id": r2_id})).await;
     }
@@ -147,7 +147,7 @@ async fn summaries_answer_who_did_most_and_who_keeps_failing() {
     assert_eq!(msg, "group by hour or by day, not both");
     let msg = admin.err("audit_summary", json!({"group_by": []})).await;
     assert_eq!(msg, "group_by takes one or two dimensions (at most 2)");
-    for c in [r1c, r2c, admin] {
+    for c in [r1c, r2c, admin.client] {
         c.close().await;
     }
 }
@@ -156,10 +156,10 @@ async fn summaries_answer_who_did_most_and_who_keeps_failing() {
 async fn time_windows_and_buckets_follow_the_time_zone() {
     // 22:30 UTC on 1 March is 07:30 on 2 March in Tokyo (+09:00).
     let start = Utc.with_ymd_and_hms(2026, 3, 1, 22, 30, 0).unwrap();
-    let h = Harness::at(start).await;
-    let admin = h.client(&h.bootstrap().await).await;
+    let h = TestServer::in_process(start).await;
+    let admin = h.admin().await;
     admin.ok("whoami", json!({})).await;
-    h.clock.advance(Duration::hours(2));
+    h.clock().advance(Duration::hours(2));
     admin.ok("whoami", json!({})).await;
     admin.ok("whoami", json!({})).await;
 
@@ -256,8 +256,8 @@ async fn summaries_from_counts_match_summaries_from_events() {
 
     // 10:07:13.5 UTC: mid-quarter, so every window below has partial quarters at its ends.
     let start = Utc.with_ymd_and_hms(2026, 3, 28, 10, 7, 13).unwrap() + Duration::milliseconds(500);
-    let h = Harness::at(start).await;
-    let admin_key = h.bootstrap().await;
+    let h = TestServer::in_process(start).await;
+    let admin_key = h.admin_key().await;
     let admin = h.client(&admin_key).await;
     let (reader, _) = admin.mint("r", "reader", &["*"]).await;
     let reader = h.client(&reader).await;
@@ -276,10 +276,10 @@ async fn summaries_from_counts_match_summaries_from_events() {
                 .await;
         }
         reader.ok("key_list", json!({})).await;
-        h.clock
+        h.clock()
             .advance(Duration::minutes(*minutes) + Duration::seconds(i as i64 * 7));
     }
-    let p = keyward::ops::auth::authenticate_key(&h.app, &admin_key)
+    let p = keyward::ops::auth::authenticate_key(h.app(), &admin_key)
         .await
         .unwrap();
     let when = |s: &str| Some(s.to_owned());
@@ -352,22 +352,23 @@ async fn summaries_from_counts_match_summaries_from_events() {
     ];
     for (group_by, filters) in questions {
         let asked = format!("{group_by:?} {filters:?}");
-        let counted = keyward::ops::audit::summary(&h.app, &p, &filters, &group_by, Some(100))
+        let counted = keyward::ops::audit::summary(h.app(), &p, &filters, &group_by, Some(100))
             .await
             .unwrap();
         let from_events = Filters {
             tenants: vec!["acme".into()],
             ..filters.clone()
         };
-        let raw = keyward::ops::audit::summary(&h.app, &p, &from_events, &group_by, Some(100))
+        let raw = keyward::ops::audit::summary(h.app(), &p, &from_events, &group_by, Some(100))
             .await
             .unwrap();
         let json = |s: &keyward::ops::AuditSummary| serde_json::to_value(s).unwrap();
         assert_eq!(json(&counted), json(&raw), "{asked}");
     }
-    let all = keyward::ops::audit::summary(&h.app, &p, &Filters::default(), &by(&["action"]), None)
-        .await
-        .unwrap();
+    let all =
+        keyward::ops::audit::summary(h.app(), &p, &Filters::default(), &by(&["action"]), None)
+            .await
+            .unwrap();
     assert_eq!(
         all.total_events, 40,
         "the questions covered the whole trail"

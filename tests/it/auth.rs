@@ -3,17 +3,19 @@
 use chrono::{Duration, Utc};
 use serde_json::json;
 
-use crate::support::{Env, Harness, secret};
+use crate::server::TestServer;
+use crate::support::secret;
 
 #[tokio::test]
 async fn bootstrap_works_once_and_then_refuses() {
-    let env = Env::new();
-    let boot = env.bootstrap();
+    let server = TestServer::stdio().await;
+    let boot = server.env.bootstrap();
     assert!(boot["api_key"].as_str().unwrap().starts_with("kw_"));
     assert_eq!(boot["role"], "admin");
     assert!(boot["id"].as_str().unwrap().starts_with("key_"));
 
-    let again = env
+    let again = server
+        .env
         .command()
         .args(["bootstrap", "--json"])
         .output()
@@ -24,7 +26,7 @@ async fn bootstrap_works_once_and_then_refuses() {
     assert!(again.stdout.is_empty());
 
     // The refusal created nothing: still exactly one admin key; both attempts are in the trail.
-    let admin = env.stdio(&secret(&boot)).await;
+    let admin = server.client(&secret(&boot)).await;
     let keys = admin.ok("key_list", json!({})).await;
     assert_eq!(keys["keys"].as_array().unwrap().len(), 1);
     let events = admin.audit(json!({"action": ["bootstrap"]})).await;
@@ -39,8 +41,8 @@ async fn bootstrap_works_once_and_then_refuses() {
 
 #[tokio::test]
 async fn bad_keys_stop_the_server_with_one_clear_line_and_are_audited() {
-    let env = Env::new();
-    let boot = env.bootstrap();
+    let server = TestServer::stdio().await;
+    let boot = server.env.bootstrap();
     let good = secret(&boot);
     let truncated = &good[..good.len() - 1];
     let mut typo = good.clone().into_bytes();
@@ -56,7 +58,7 @@ async fn bad_keys_stop_the_server_with_one_clear_line_and_are_audited() {
         (Some(forged.expose()), "unknown API key"),
     ];
     for (key, expected) in cases {
-        let err = env.refused_start(key);
+        let err = server.refused_start(key);
         let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("keyward:")).collect();
         assert_eq!(lines.len(), 1, "one error line expected, got: {err}");
         assert!(
@@ -66,7 +68,7 @@ async fn bad_keys_stop_the_server_with_one_clear_line_and_are_audited() {
         );
     }
 
-    let admin = env.stdio(&good).await;
+    let admin = server.client(&good).await;
     let failures = admin
         .audit_full(json!({"action": ["auth_failed"], "source": ["stdio"]}))
         .await;
@@ -90,8 +92,8 @@ async fn bad_keys_stop_the_server_with_one_clear_line_and_are_audited() {
 #[tokio::test]
 async fn disabled_revoked_and_expired_keys_cannot_start_a_session() {
     // Create a key that expired yesterday by running the server a while in the past.
-    let h = Harness::at(Utc::now() - Duration::days(10)).await;
-    let admin_key = h.bootstrap().await;
+    let h = TestServer::in_process(Utc::now() - Duration::days(10)).await;
+    let admin_key = h.admin_key().await;
     let admin = h.client(&admin_key).await;
     let v = admin
         .ok(
@@ -108,38 +110,19 @@ async fn disabled_revoked_and_expired_keys_cannot_start_a_session() {
     admin.ok("key_revoke", json!({"key_id": revoked_id})).await;
     admin.close().await;
 
-    let env = EnvAt(&h);
     for (key, expected) in [
         (&expired, "API key has expired"),
         (&disabled, "API key is disabled"),
         (&revoked, "API key is revoked"),
     ] {
-        let err = env.refused(key);
+        let err = h.refused_start(Some(key));
         assert!(err.contains(expected), "{expected}: {err}");
-    }
-}
-
-/// Runs the real binary against a harness's database.
-struct EnvAt<'a>(&'a Harness);
-
-impl EnvAt<'_> {
-    fn refused(&self, key: &str) -> String {
-        let url = self.0.url();
-        let out = std::process::Command::new(crate::support::BIN)
-            .args(["serve", "--stdio"])
-            .env("KEYWARD_DATABASE_URL", url)
-            .env("KEYWARD_API_KEY", key)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
 
 #[tokio::test]
 async fn development_mode_runs_without_a_key_and_says_so() {
-    let env = Env::new();
+    let server = TestServer::stdio().await;
     let mut cmd = tokio::process::Command::new(crate::support::BIN);
     cmd.args([
         "serve",
@@ -150,10 +133,15 @@ async fn development_mode_runs_without_a_key_and_says_so() {
     ])
     .env_remove("KEYWARD_DATABASE_URL")
     .env_remove("KEYWARD_API_KEY");
-    let client = env.stdio_command(cmd).await;
+    let client = server.stdio_command(cmd).await;
     let who = client.ok("whoami", json!({})).await;
     assert_eq!(who["actor_kind"], "development");
     assert_eq!(who["role"], "admin");
     client.close().await;
-    assert!(env.all_stderr().contains("authentication is DISABLED"));
+    assert!(
+        server
+            .env
+            .all_stderr()
+            .contains("authentication is DISABLED")
+    );
 }

@@ -3,12 +3,12 @@
 
 use serde_json::{Value, json};
 
-use crate::http_support::{Server, http};
-use crate::support::{Env, secret};
+use crate::server::{TestServer, http};
+use crate::support::secret;
 
 const PASSWORD: &str = "correct horse battery";
 
-async fn bootstrap(s: &Server, token: &str) -> reqwest::Response {
+async fn bootstrap(s: &TestServer, token: &str) -> reqwest::Response {
     http()
         .post(s.url("/auth/bootstrap"))
         .json(&json!({"setup_token": token, "username": "alice", "password": PASSWORD}))
@@ -19,8 +19,8 @@ async fn bootstrap(s: &Server, token: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn bootstrap_never_reopens_whatever_happens_to_admins() {
-    let s = Server::start(&[]).await;
-    let token = s.running.setup_token.clone().expect("a setup token");
+    let s = TestServer::http(&[]).await;
+    let token = s.running().setup_token.clone().expect("a setup token");
 
     // Bootstrapped elsewhere (the offline CLI) while this server holds its token: it dies.
     let boot = s.env.bootstrap();
@@ -57,9 +57,9 @@ async fn bootstrap_never_reopens_whatever_happens_to_admins() {
     root.close().await;
 
     let env = s.stop().await;
-    let s = Server::try_start(env, &[]).await.unwrap();
+    let s = TestServer::try_http_on(env, &[]).await.unwrap();
     assert!(
-        s.running.setup_token.is_none(),
+        s.running().setup_token.is_none(),
         "a restart prints no token once bootstrap has closed"
     );
     assert_eq!(bootstrap(&s, &token).await.status(), 410);
@@ -87,9 +87,9 @@ async fn bootstrap_never_reopens_whatever_happens_to_admins() {
 
 #[tokio::test]
 async fn the_setup_token_expires() {
-    let s = Server::start(&["--setup-token-lifetime", "5m"]).await;
-    let token = s.running.setup_token.clone().unwrap();
-    s.clock.advance(chrono::Duration::minutes(5));
+    let s = TestServer::http(&["--setup-token-lifetime", "5m"]).await;
+    let token = s.running().setup_token.clone().unwrap();
+    s.clock().advance(chrono::Duration::minutes(5));
     let res = bootstrap(&s, &token).await;
     assert_eq!(res.status(), 410);
     let body: Value = res.json().await.unwrap();
@@ -99,8 +99,8 @@ async fn the_setup_token_expires() {
     );
     // Restarting gives a new token (bootstrap never happened), which works.
     let env = s.stop().await;
-    let s = Server::try_start(env, &[]).await.unwrap();
-    let token = s.running.setup_token.clone().unwrap();
+    let s = TestServer::try_http_on(env, &[]).await.unwrap();
+    let token = s.running().setup_token.clone().unwrap();
     let res = bootstrap(&s, &token).await;
     assert_eq!(res.status(), 201);
     let key = res.json::<Value>().await.unwrap()["api_key"]
@@ -123,7 +123,8 @@ async fn the_setup_token_expires() {
 
 #[tokio::test]
 async fn recover_mints_an_admin_key_offline_and_is_audited() {
-    let env = Env::new();
+    let server = TestServer::stdio().await;
+    let env = &server.env;
     let boot = env.bootstrap();
     // Without --admin it does nothing.
     let out = env.command().args(["recover"]).output().unwrap();
@@ -144,7 +145,7 @@ async fn recover_mints_an_admin_key_offline_and_is_audited() {
     assert_eq!(made["tenants"], json!(["*"]));
     assert!(made["expires_at"].is_string());
 
-    let recovered = env.stdio(&secret(&made)).await;
+    let recovered = server.client(&secret(&made)).await;
     let who = recovered.ok("whoami", json!({})).await;
     assert_eq!(who["role"], "admin");
     let events = recovered.audit(json!({"action": ["recover"]})).await;

@@ -4,7 +4,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::support::{Harness, text};
+use crate::server::TestServer;
+use crate::support::text;
 
 /// Valid values for a tool's other required arguments, so the list is what gets refused.
 fn base(tool: &str) -> Value {
@@ -43,10 +44,11 @@ fn many(items: &Value, defs: &Value) -> Vec<Value> {
 
 #[tokio::test]
 async fn every_list_argument_is_bounded() {
-    let h =
-        Harness::at(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap())
-            .await;
-    let admin = h.client(&h.bootstrap().await).await;
+    let h = TestServer::in_process(
+        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap(),
+    )
+    .await;
+    let admin = h.admin().await;
     admin
         .ok(
             "role_create",
@@ -98,10 +100,11 @@ async fn every_list_argument_is_bounded() {
 
 #[tokio::test]
 async fn repeated_values_count_once() {
-    let h =
-        Harness::at(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap())
-            .await;
-    let admin = h.client(&h.bootstrap().await).await;
+    let h = TestServer::in_process(
+        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap(),
+    )
+    .await;
+    let admin = h.admin().await;
     let page = admin
         .ok(
             "audit_query",
@@ -114,10 +117,11 @@ async fn repeated_values_count_once() {
 
 #[tokio::test]
 async fn times_outside_the_range_are_refused_never_moved() {
-    let h =
-        Harness::at(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap())
-            .await;
-    let admin = h.client(&h.bootstrap().await).await;
+    let h = TestServer::in_process(
+        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap(),
+    )
+    .await;
+    let admin = h.admin().await;
     for (tool, args) in [
         (
             "key_create",
@@ -146,10 +150,11 @@ async fn times_outside_the_range_are_refused_never_moved() {
 async fn a_tampered_cursor_is_checked_like_fresh_arguments() {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let h =
-        Harness::at(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap())
-            .await;
-    let admin = h.client(&h.bootstrap().await).await;
+    let h = TestServer::in_process(
+        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap(),
+    )
+    .await;
+    let admin = h.admin().await;
     for _ in 0..3 {
         admin.ok("whoami", json!({})).await;
     }

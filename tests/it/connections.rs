@@ -8,13 +8,13 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::http_support::{Server, http};
+use crate::server::{TestServer, http};
 
 /// A connection to the server from `from` (any 127.x address works on loopback).
-async fn connect(s: &Server, from: &str) -> TcpStream {
+async fn connect(s: &TestServer, from: &str) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
-    socket.connect(s.running.addr).await.unwrap()
+    socket.connect(s.running().addr).await.unwrap()
 }
 
 /// Whether the server closes `stream` within `within` (EOF or reset), reading what it sends.
@@ -32,7 +32,7 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 
 #[tokio::test]
 async fn silent_trickling_and_idle_connections_are_closed() {
-    let s = Server::start(&["--header-read-timeout", "1s"]).await;
+    let s = TestServer::http(&["--header-read-timeout", "1s"]).await;
     let mut silent = connect(&s, "127.0.0.1").await;
     let mut trickle = connect(&s, "127.0.0.1").await;
     trickle
@@ -62,7 +62,7 @@ async fn silent_trickling_and_idle_connections_are_closed() {
 #[tokio::test]
 async fn a_flood_of_silent_sockets_from_one_address_leaves_room_for_others() {
     // Loopback is not a trusted proxy here, so 127.0.0.2 is one client among others.
-    let s = Server::start(&[
+    let s = TestServer::http(&[
         "--max-connections-per-ip",
         "5",
         "--trusted-proxies",
@@ -109,7 +109,7 @@ async fn a_flood_of_silent_sockets_from_one_address_leaves_room_for_others() {
 
 #[tokio::test]
 async fn past_the_global_cap_the_oldest_idle_connections_are_closed() {
-    let s = Server::start(&["--max-connections", "8"]).await;
+    let s = TestServer::http(&["--max-connections", "8"]).await;
     let mut held = Vec::new();
     for _ in 0..20 {
         held.push(connect(&s, "127.0.0.3").await);

@@ -8,15 +8,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::json;
 
-use crate::process::{Process, bootstrap, call, client};
-use crate::support::Env;
+use crate::server::{TestServer, call, keep_alive_client as client};
+use crate::support::{Env, secret};
 
 #[tokio::test]
 async fn a_killed_server_loses_no_acknowledged_call() {
-    let env = Env::new();
-    let admin = bootstrap(&env);
-    let server = Process::start(&env, &[]);
-    let mcp = server.mcp.clone();
+    let env = Arc::new(Env::new());
+    let admin = secret(&env.bootstrap());
+    let server = TestServer::process_on(&env, &[]);
+    let mcp = server.mcp();
     let answered = Arc::new(AtomicUsize::new(0));
     let mut writers = Vec::new();
     for w in 0..8 {
@@ -137,8 +137,8 @@ async fn a_killed_server_loses_no_acknowledged_call() {
     }
 
     // And the server serves again.
-    let server = Process::start(&env, &[]);
-    let (status, v) = call(&client(), &server.mcp, &admin, "whoami", json!({}), &[])
+    let server = TestServer::process_on(&env, &[]);
+    let (status, v) = call(&client(), &server.mcp(), &admin, "whoami", json!({}), &[])
         .await
         .unwrap();
     assert_eq!(status, 200);

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::process::Process;
+use crate::server::TestServer;
 use crate::support::{BIN, Env};
 
 const EVIL: &str = "http://evil.example";
@@ -172,7 +172,7 @@ async fn disabled_mode_never_serves_a_named_database() {
 #[tokio::test]
 async fn nothing_made_with_auth_disabled_survives_into_managed_mode() {
     let home = Home::new();
-    let dev = Process::spawn(home.command(&[
+    let dev = TestServer::spawned(home.command(&[
         "serve",
         "--auth-mode",
         "disabled",
@@ -180,7 +180,7 @@ async fn nothing_made_with_auth_disabled_survives_into_managed_mode() {
         "127.0.0.1:0",
     ]));
     // The development CORS mode stays on the throwaway database: a foreign page can call it.
-    let r = preflight(&dev.mcp, EVIL).await.unwrap();
+    let r = preflight(&dev.mcp(), EVIL).await.unwrap();
     assert_eq!(
         r.headers()
             .get("access-control-allow-origin")
@@ -189,12 +189,12 @@ async fn nothing_made_with_auth_disabled_survives_into_managed_mode() {
     );
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "page", "version": "0"}}});
-    let res = post(&dev.mcp, EVIL, None, init).await;
+    let res = post(&dev.mcp(), EVIL, None, init).await;
     assert_eq!(res.status(), 200);
     let session = res.headers()["mcp-session-id"].to_str().unwrap().to_owned();
     let _ = answer(res).await;
     post(
-        &dev.mcp,
+        &dev.mcp(),
         EVIL,
         Some(&session),
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
@@ -202,7 +202,7 @@ async fn nothing_made_with_auth_disabled_survives_into_managed_mode() {
     .await;
     let made = answer(
         post(
-            &dev.mcp,
+            &dev.mcp(),
             EVIL,
             Some(&session),
             json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
@@ -248,10 +248,10 @@ async fn nothing_made_with_auth_disabled_survives_into_managed_mode() {
     );
 
     // Managed mode on the default database knows nothing of that key.
-    let managed = Process::spawn(home.command(&["serve", "--listen", "127.0.0.1:0"]));
-    let (status, _) = crate::process::call(
-        &crate::process::client(),
-        &managed.mcp,
+    let managed = TestServer::spawned(home.command(&["serve", "--listen", "127.0.0.1:0"]));
+    let (status, _) = crate::server::call(
+        &crate::server::keep_alive_client(),
+        &managed.mcp(),
         &key,
         "whoami",
         json!({}),
@@ -281,11 +281,11 @@ async fn stdio_with_auth_disabled_needs_its_own_confirmation() {
 #[tokio::test]
 async fn credential_files_are_owner_only() {
     let home = Home::new();
-    let server = Process::spawn(home.command(&["serve", "--listen", "127.0.0.1:0"]));
+    let server = TestServer::spawned(home.command(&["serve", "--listen", "127.0.0.1:0"]));
     // A call makes the server write its journal and the database its WAL.
-    let (status, _) = crate::process::call(
-        &crate::process::client(),
-        &server.mcp,
+    let (status, _) = crate::server::call(
+        &crate::server::keep_alive_client(),
+        &server.mcp(),
         "kw_not_a_key",
         "whoami",
         json!({}),

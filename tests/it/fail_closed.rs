@@ -6,11 +6,12 @@
 
 use serde_json::json;
 
-use crate::support::{Harness, text};
+use crate::server::TestServer;
+use crate::support::text;
 
 /// Makes every audit insert fail, as a full disk or a broken trail would.
-async fn break_the_trail(h: &Harness, broken: bool) {
-    match &h.app.store {
+async fn break_the_trail(h: &TestServer, broken: bool) {
+    match &h.app().store {
         keyward::store::Store::Sqlite(p) => {
             let sql = if broken {
                 "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit storage refused the write'); END"
@@ -40,22 +41,23 @@ async fn break_the_trail(h: &Harness, broken: bool) {
 
 const UNAVAILABLE: &str = "the audit trail is unavailable, so the call was not completed";
 
-fn journaled(h: &Harness) -> bool {
-    matches!(h.app.store, keyward::store::Store::Sqlite(_))
+fn journaled(h: &TestServer) -> bool {
+    matches!(h.app().store, keyward::store::Store::Sqlite(_))
 }
 
 #[tokio::test]
 async fn calls_fail_clearly_and_change_nothing_while_the_trail_is_down() {
-    let h =
-        Harness::at(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap())
-            .await;
-    let admin = h.client(&h.bootstrap().await).await;
+    let h = TestServer::in_process(
+        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap(),
+    )
+    .await;
+    let admin = h.admin().await;
     let before = admin.ok("key_list", json!({"include_revoked": true})).await["keys"]
         .as_array()
         .unwrap()
         .len();
     // Everything so far is in the tables: the breakage below meets an empty queue.
-    h.app.audit.sync().await.unwrap();
+    h.app().audit.sync().await.unwrap();
 
     break_the_trail(&h, true).await;
     let r = admin.call("whoami", json!({})).await;
@@ -95,7 +97,7 @@ async fn calls_fail_clearly_and_change_nothing_while_the_trail_is_down() {
 
     break_the_trail(&h, false).await;
     // The trail takes what it refused (nothing acknowledged was dropped) and is healthy.
-    h.app.audit.sync().await.unwrap();
+    h.app().audit.sync().await.unwrap();
     let after = admin.ok("key_list", json!({"include_revoked": true})).await["keys"]
         .as_array()
         .unwrap()
@@ -119,16 +121,16 @@ async fn calls_fail_clearly_and_change_nothing_while_the_trail_is_down() {
 }
 
 /// Makes the database refuse only audit records whose reason mentions "poison".
-async fn refuse_poison(h: &Harness) {
+async fn refuse_poison(h: &TestServer) {
     poison(h, true).await;
 }
 
-async fn lift_poison(h: &Harness) {
+async fn lift_poison(h: &TestServer) {
     poison(h, false).await;
 }
 
-async fn poison(h: &Harness, on: bool) {
-    let statements: &[&str] = match (&h.app.store, on) {
+async fn poison(h: &TestServer, on: bool) {
+    let statements: &[&str] = match (&h.app().store, on) {
         (keyward::store::Store::Sqlite(_), true) => &[
             "CREATE TRIGGER audit_poison BEFORE INSERT ON audit_events WHEN NEW.reason LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'refused'); END",
         ],
@@ -143,7 +145,7 @@ async fn poison(h: &Harness, on: bool) {
         ],
     };
     for s in statements {
-        match &h.app.store {
+        match &h.app().store {
             keyward::store::Store::Sqlite(p) => sqlx::query(s).execute(p).await.map(|_| ()),
             keyward::store::Store::Postgres(p) => sqlx::query(s).execute(p).await.map(|_| ()),
         }
@@ -153,11 +155,12 @@ async fn poison(h: &Harness, on: bool) {
 
 #[tokio::test]
 async fn a_record_the_database_refuses_is_never_skipped() {
-    let h =
-        Harness::at(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap())
-            .await;
-    let admin = h.client(&h.bootstrap().await).await;
-    h.app.audit.sync().await.unwrap();
+    let h = TestServer::in_process(
+        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap(),
+    )
+    .await;
+    let admin = h.admin().await;
+    h.app().audit.sync().await.unwrap();
     refuse_poison(&h).await;
     // Many calls at once, so the refused record travels with others.
     let calls = (0..24).map(|i| {
@@ -197,7 +200,7 @@ async fn a_record_the_database_refuses_is_never_skipped() {
         .count();
 
     lift_poison(&h).await;
-    h.app.audit.sync().await.unwrap();
+    h.app().audit.sync().await.unwrap();
     let s = admin
         .ok(
             "audit_summary",

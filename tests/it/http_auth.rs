@@ -4,17 +4,19 @@
 use std::collections::HashMap;
 
 use chrono::Duration;
+use keyward::domain::role::BuiltinRole;
 use rmcp::service::ClientLifecycleMode;
 use serde_json::{Value, json};
 
-use crate::http_support::{Server, http, initialize_body, post_mcp};
+use crate::server::{TestServer, http, initialize_body, post_mcp};
+use crate::support::{all_tools, role_tools};
 
 #[tokio::test]
 async fn each_caller_sees_its_tools_and_a_denied_call_is_audited_with_http_context() {
-    let s = Server::start(&[]).await;
-    let admin = s.client(&s.admin_key().await).await;
+    let s = TestServer::http(&[]).await;
+    let admin = s.admin().await;
     let (reader_key, reader_id) = admin.mint("reader-bot", "reader", &["*"]).await;
-    assert_eq!(admin.tool_names().await.len(), 21);
+    assert_eq!(admin.tool_names().await, all_tools());
 
     let mut headers = HashMap::new();
     headers.insert(
@@ -58,10 +60,10 @@ async fn each_caller_sees_its_tools_and_a_denied_call_is_audited_with_http_conte
 
 #[tokio::test]
 async fn a_revoked_key_is_refused_on_its_very_next_request() {
-    let s = Server::start(&[]).await;
-    let admin = s.client(&s.admin_key().await).await;
-    let (key, id) = admin.mint("bot", "reader", &["*"]).await;
-    let bot = s.client(&key).await;
+    let s = TestServer::http(&[]).await;
+    let admin = s.admin().await;
+    let bot = s.persona("reader", &["*"]).await;
+    let (key, id) = (bot.key.clone(), bot.id.clone());
     bot.ok("whoami", json!({})).await;
     admin.ok("key_revoke", json!({"key_id": id})).await;
     let res = post_mcp(
@@ -78,7 +80,7 @@ async fn a_revoked_key_is_refused_on_its_very_next_request() {
 
 #[tokio::test]
 async fn twenty_failures_lock_the_ip_and_the_lock_expires() {
-    let s = Server::start(&[]).await;
+    let s = TestServer::http(&[]).await;
     let key = s.admin_key().await;
     let bad = "Bearer kw_not_a_real_key";
     for i in 1..=20 {
@@ -118,11 +120,11 @@ async fn twenty_failures_lock_the_ip_and_the_lock_expires() {
         .unwrap();
     assert_eq!(res.status(), 429, "password sign-in is locked");
 
-    s.clock.advance(Duration::seconds(59));
+    s.clock().advance(Duration::seconds(59));
     let res = post_mcp(&s, &initialize_body(), &[("authorization", bad)]).await;
     assert_eq!(res.status(), 429);
     assert_eq!(res.headers()["retry-after"], "1");
-    s.clock.advance(Duration::seconds(1));
+    s.clock().advance(Duration::seconds(1));
     let res = post_mcp(&s, &initialize_body(), &[("authorization", bad)]).await;
     assert_eq!(res.status(), 401, "the lock has expired");
     let admin = s.client(&key).await;
@@ -147,7 +149,7 @@ async fn twenty_failures_lock_the_ip_and_the_lock_expires() {
 
 #[tokio::test]
 async fn parallel_failures_cannot_slip_past_the_threshold() {
-    let s = Server::start(&[]).await;
+    let s = TestServer::http(&[]).await;
     let body = initialize_body();
     let attempts = (0..40).map(|_| post_mcp(&s, &body, &[("authorization", "Bearer kw_wrong")]));
     let statuses: Vec<u16> = futures::future::join_all(attempts)
@@ -164,7 +166,7 @@ async fn parallel_failures_cannot_slip_past_the_threshold() {
 
 #[tokio::test]
 async fn legacy_mode_uses_one_shared_key_with_its_role() {
-    let s = Server::start(&[
+    let s = TestServer::http(&[
         "--auth-mode",
         "legacy",
         "--legacy-api-key",
@@ -175,7 +177,7 @@ async fn legacy_mode_uses_one_shared_key_with_its_role() {
     let who = c.ok("whoami", json!({})).await;
     assert_eq!(who["actor_kind"], "legacy");
     assert_eq!(who["role"], "reader");
-    assert_eq!(c.tool_names().await.len(), 5);
+    assert_eq!(c.tool_names().await, role_tools(BuiltinRole::Reader));
     let res = post_mcp(
         &s,
         &initialize_body(),
@@ -186,7 +188,7 @@ async fn legacy_mode_uses_one_shared_key_with_its_role() {
     c.close().await;
     s.stop().await;
 
-    let s = Server::start(&[
+    let s = TestServer::http(&[
         "--auth-mode",
         "legacy",
         "--legacy-api-key",
@@ -200,8 +202,8 @@ async fn legacy_mode_uses_one_shared_key_with_its_role() {
     c.close().await;
     s.stop().await;
 
-    let env = crate::support::Env::new();
-    let err = Server::try_start(
+    let env = std::sync::Arc::new(crate::support::Env::new());
+    let err = TestServer::try_http_on(
         env,
         &["--auth-mode", "legacy", "--legacy-api-key", "7chars!"],
     )

@@ -5,13 +5,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use keyward::domain::role::BuiltinRole;
 use serde_json::json;
 
-use crate::http_support::{Server, initialize_body, post_mcp};
+use crate::server::{TestServer, initialize_body, post_mcp};
+use crate::support::role_tools;
 
 #[tokio::test]
 async fn both_protocol_eras_work_over_http() {
-    let s = Server::start(&[]).await;
+    let s = TestServer::http(&[]).await;
     let key = s.admin_key().await;
     let legacy = s.client(&key).await;
     assert_eq!(legacy.ok("whoami", json!({})).await["role"], "admin");
@@ -21,7 +23,10 @@ async fn both_protocol_eras_work_over_http() {
     assert_eq!(modern.ok("whoami", json!({})).await["role"], "admin");
     let (r, _) = modern.mint("r", "reader", &["*"]).await;
     let reader = s.client_2026(&r).await;
-    assert_eq!(reader.list().await.tools.len(), 5);
+    assert_eq!(
+        reader.list().await.tools.len(),
+        role_tools(BuiltinRole::Reader).len()
+    );
     for c in [legacy, modern, reader] {
         c.close().await;
     }
@@ -30,7 +35,7 @@ async fn both_protocol_eras_work_over_http() {
 
 #[tokio::test]
 async fn stateless_mode_serves_both_eras_without_sessions() {
-    let s = Server::start(&["--stateless"]).await;
+    let s = TestServer::http(&["--stateless"]).await;
     let key = s.admin_key().await;
     let legacy = s.client(&key).await;
     assert_eq!(legacy.ok("whoami", json!({})).await["role"], "admin");
@@ -59,7 +64,7 @@ async fn stateless_mode_serves_both_eras_without_sessions() {
 
 #[tokio::test]
 async fn a_session_from_before_a_restart_gets_404_and_can_start_again() {
-    let s = Server::start(&[]).await;
+    let s = TestServer::http(&[]).await;
     let key = s.admin_key().await;
     let auth = format!("Bearer {key}");
     let res = post_mcp(&s, &initialize_body(), &[("authorization", &auth)]).await;
@@ -67,7 +72,7 @@ async fn a_session_from_before_a_restart_gets_404_and_can_start_again() {
     drop(res);
     let env = s.stop().await;
 
-    let s = Server::try_start(env, &[]).await.unwrap();
+    let s = TestServer::try_http_on(env, &[]).await.unwrap();
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
     let res = post_mcp(
         &s,
@@ -88,7 +93,7 @@ async fn a_session_from_before_a_restart_gets_404_and_can_start_again() {
 
 #[tokio::test]
 async fn graceful_shutdown_loses_no_audit_record() {
-    let s = Server::start(&[]).await;
+    let s = TestServer::http(&[]).await;
     let key = s.admin_key().await;
     let clients: Vec<_> = futures::future::join_all((0..8).map(|_| s.client(&key))).await;
     let answered = Arc::new(AtomicUsize::new(0));
@@ -126,12 +131,12 @@ async fn graceful_shutdown_loses_no_audit_record() {
     while answered.load(Ordering::SeqCst) < 40 {
         tokio::task::yield_now().await;
     }
-    s.running.shutdown.cancel();
+    s.running().shutdown.cancel();
     let mut acked = Vec::new();
     for t in tasks {
         acked.extend(t.await.unwrap());
     }
-    let app = s.app.clone();
+    let app = s.app().clone();
     // Keep the environment (and so its database) until the trail has been read.
     let _env = tokio::time::timeout(std::time::Duration::from_secs(30), s.stop())
         .await

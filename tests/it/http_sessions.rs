@@ -1,21 +1,21 @@
-//! First-admin bootstrap over HTTP, sign-in sessions (cookie attributes, CSRF, revocation)
-//! and operators (people with passwords) managed through the guarded tools.
+//! Sign-in sessions over HTTP: cookie attributes, CSRF, revocation, lockout, legacy mode and
+//! a sign-out the trail cannot record.
 
 use serde_json::{Value, json};
 
-use crate::http_support::{Server, http, initialize_body, post_mcp};
+use crate::server::{TestServer, http, initialize_body, post_mcp};
 
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 
-fn set_cookie(res: &reqwest::Response) -> String {
+pub fn set_cookie(res: &reqwest::Response) -> String {
     res.headers()["set-cookie"].to_str().unwrap().to_owned()
 }
 
-fn cookie_value(set_cookie: &str) -> String {
+pub fn cookie_value(set_cookie: &str) -> String {
     set_cookie.split(';').next().unwrap().to_owned()
 }
 
-async fn bootstrap(s: &Server, token: &str, username: &str) -> reqwest::Response {
+pub async fn bootstrap(s: &TestServer, token: &str, username: &str) -> reqwest::Response {
     http()
         .post(s.url("/auth/bootstrap"))
         .json(&json!({"setup_token": token, "username": username, "password": PASSWORD}))
@@ -25,82 +25,9 @@ async fn bootstrap(s: &Server, token: &str, username: &str) -> reqwest::Response
 }
 
 #[tokio::test]
-async fn bootstrap_over_http_works_once_with_the_setup_token() {
-    let s = Server::start(&[]).await;
-    let token = s
-        .running
-        .setup_token
-        .clone()
-        .expect("no admin yet, so a setup token");
-
-    let res = bootstrap(&s, "wrong-token", "alice").await;
-    assert_eq!(res.status(), 403);
-    let res = http()
-        .post(s.url("/auth/bootstrap"))
-        .json(&json!({"setup_token": token, "username": "alice", "password": "short"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 400);
-    assert_eq!(
-        res.json::<Value>().await.unwrap()["message"],
-        "password must be at least 12 characters"
-    );
-
-    let res = bootstrap(&s, &token, "Alice").await;
-    assert_eq!(res.status(), 201);
-    assert_eq!(res.headers()["cache-control"], "no-store");
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["operator"]["username"], "alice");
-    assert_eq!(body["operator"]["role"], "admin");
-    assert_eq!(body["key"]["role"], "admin");
-    let key = body["api_key"].as_str().unwrap().to_owned();
-
-    // Used once: now gone, for the right token and any other.
-    for t in [token.as_str(), "anything"] {
-        let res = bootstrap(&s, t, "mallory").await;
-        assert_eq!(res.status(), 410);
-    }
-    let admin = s.client(&key).await;
-    let events = admin
-        .audit_full(json!({"action": ["bootstrap"], "limit": 10}))
-        .await;
-    // (Records reach the tables by two paths, the journal and the change's own transaction,
-    // so events at the same instant may list in either order.)
-    let mut statuses: Vec<&str> = events
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
-    statuses.sort_unstable();
-    assert_eq!(
-        statuses,
-        ["failed", "failed", "failed", "success"],
-        "closed attempts, and a correct token with a weak password, are audited"
-    );
-    assert!(
-        events
-            .iter()
-            .any(|e| e["reason"] == "password must be at least 12 characters")
-    );
-    let failures = admin.audit_full(json!({"action": ["auth_failed"]})).await;
-    assert_eq!(failures[0]["reason"], "wrong setup token");
-    admin.close().await;
-    s.stop().await;
-
-    // With an admin already present, no token is printed and bootstrap is closed from the start.
-    let s = Server::start(&[]).await;
-    s.admin_key().await;
-    let env = s.stop().await;
-    let s = Server::try_start(env, &[]).await.unwrap();
-    assert!(s.running.setup_token.is_none());
-    assert_eq!(bootstrap(&s, "x", "bob").await.status(), 410);
-    s.stop().await;
-}
-
-#[tokio::test]
 async fn sign_in_sets_a_strict_cookie_that_authenticates_and_sign_out_revokes_it() {
-    let s = Server::start(&[]).await;
-    let token = s.running.setup_token.clone().unwrap();
+    let s = TestServer::http(&[]).await;
+    let token = s.running().setup_token.clone().unwrap();
     let key = bootstrap(&s, &token, "alice")
         .await
         .json::<Value>()
@@ -150,7 +77,7 @@ async fn sign_in_sets_a_strict_cookie_that_authenticates_and_sign_out_revokes_it
     let who: Value = res.json().await.unwrap();
     assert_eq!(who["principal"]["actor_kind"], "operator");
     let cookie = cookie_value(&sc);
-    let origin = format!("http://{}", s.running.addr);
+    let origin = format!("http://{}", s.running().addr);
 
     // The cookie authenticates MCP requests; a state-changing one must carry an allowed Origin.
     let res = post_mcp(&s, &initialize_body(), &[("cookie", &cookie)]).await;
@@ -238,14 +165,14 @@ async fn sign_in_sets_a_strict_cookie_that_authenticates_and_sign_out_revokes_it
     s.stop().await;
 
     // Behind an https public URL the cookie is Secure.
-    let s = Server::start(&[
+    let s = TestServer::http(&[
         "--public-url",
         "https://kw.example.com",
         "--session-max-age",
         "1h",
     ])
     .await;
-    let token = s.running.setup_token.clone().unwrap();
+    let token = s.running().setup_token.clone().unwrap();
     bootstrap(&s, &token, "bob").await;
     let res = http()
         .post(s.url("/v1/auth/login"))
@@ -260,166 +187,9 @@ async fn sign_in_sets_a_strict_cookie_that_authenticates_and_sign_out_revokes_it
 }
 
 #[tokio::test]
-async fn operators_are_managed_within_the_callers_reach() {
-    let s = Server::start(&[]).await;
-    let admin = s.client(&s.admin_key().await).await;
-    let created = admin
-        .ok("operator_create", json!({"username": "Carol", "password": PASSWORD, "role": "key_manager", "tenants": ["acme"]}))
-        .await;
-    let carol = created["operator"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(created["operator"]["username"], "carol");
-    assert!(!created.to_string().contains(PASSWORD));
-    let msg = admin
-        .err(
-            "operator_create",
-            json!({"username": "carol", "password": PASSWORD, "role": "reader", "tenants": ["*"]}),
-        )
-        .await;
-    assert_eq!(msg, "that username is not available; choose another");
-    let msg = admin
-        .err("operator_create", json!({"username": "dave", "password": "too-short", "role": "reader", "tenants": ["*"]}))
-        .await;
-    assert_eq!(msg, "password must be at least 12 characters");
-
-    // Carol signs in; as a key manager she cannot touch operators at all, and keys only in acme.
-    let res = http()
-        .post(s.url("/v1/auth/login"))
-        .json(&json!({"username": "carol", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = cookie_value(&set_cookie(&res));
-    let origin = format!("http://{}", s.running.addr);
-    let call = |name: &str, args: Value| json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": name, "arguments": args}});
-    let res = post_mcp(
-        &s,
-        &initialize_body(),
-        &[("cookie", &cookie), ("origin", &origin)],
-    )
-    .await;
-    let session = res.headers()["mcp-session-id"].to_str().unwrap().to_owned();
-    let headers = [
-        ("cookie", cookie.as_str()),
-        ("origin", origin.as_str()),
-        ("mcp-session-id", session.as_str()),
-        ("mcp-protocol-version", "2025-06-18"),
-    ];
-    let _ = post_mcp(
-        &s,
-        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        &headers,
-    )
-    .await;
-    let text = post_mcp(&s, &call("operator_list", json!({})), &headers)
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(text.contains("requires operator:read"), "{text}");
-    let text = post_mcp(
-        &s,
-        &call(
-            "key_create",
-            json!({"name": "x", "role": "reader", "tenants": ["globex"]}),
-        ),
-        &headers,
-    )
-    .await
-    .text()
-    .await
-    .unwrap();
-    assert!(text.contains("globex outside your scope"), "{text}");
-
-    // Role changes apply on the next request; a disabled operator's session stops working.
-    admin
-        .ok(
-            "operator_set_role",
-            json!({"operator_id": carol, "role": "auditor"}),
-        )
-        .await;
-    let text = post_mcp(&s, &call("audit_query", json!({})), &headers)
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(text.contains("\"isError\":false"), "{text}");
-    let listed = admin.ok("operator_list", json!({})).await;
-    assert_eq!(listed["operators"][0]["role"], "auditor");
-    assert!(listed["operators"][0]["last_login_at"].is_string());
-    admin
-        .ok("operator_disable", json!({"operator_id": carol}))
-        .await;
-    let res = post_mcp(&s, &call("whoami", json!({})), &headers).await;
-    assert_eq!(res.status(), 401);
-    let res = http()
-        .post(s.url("/v1/auth/login"))
-        .json(&json!({"username": "carol", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 401);
-    admin
-        .ok("operator_enable", json!({"operator_id": carol}))
-        .await;
-
-    // Containment: an acme admin cannot create an all-tenant operator nor promote beyond itself.
-    let (acme_key, _) = admin.mint("acme-admin", "key_manager", &["acme"]).await;
-    let acme = s.client(&acme_key).await;
-    let msg = acme.err("operator_list", json!({})).await;
-    assert!(msg.contains("requires operator:read"), "{msg}");
-    admin.ok("role_create", json!({"name": "people", "permissions": ["operator:read", "operator:write", "key:read", "role:read"]})).await;
-    // Operators never expire, so only a key that never expires may manage them.
-    let people_key = admin
-        .ok(
-            "key_create",
-            json!({"name": "people", "role": "people", "tenants": ["acme"], "expires": "never"}),
-        )
-        .await["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let people = s.client(&people_key).await;
-    let msg = people
-        .err(
-            "operator_create",
-            json!({"username": "eve", "password": PASSWORD, "role": "admin", "tenants": ["acme"]}),
-        )
-        .await;
-    assert!(
-        msg.starts_with("cannot create an operator with role 'admin'"),
-        "{msg}"
-    );
-    let msg = people
-        .err(
-            "operator_set_role",
-            json!({"operator_id": carol, "role": "reader"}),
-        )
-        .await;
-    assert!(
-        msg.starts_with("cannot change the role of operator 'carol'"),
-        "{msg}"
-    );
-    people
-        .ok("operator_create", json!({"username": "frank", "password": PASSWORD, "role": "reader", "tenants": ["acme"]}))
-        .await;
-    let seen = people.ok("operator_list", json!({})).await;
-    let names: Vec<&str> = seen["operators"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["username"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["carol", "frank"], "only operators within acme");
-    for c in [acme, people, admin] {
-        c.close().await;
-    }
-    s.stop().await;
-}
-
-#[tokio::test]
 async fn parallel_password_guesses_are_counted_before_they_are_checked() {
-    let s = Server::start(&[]).await;
-    let token = s.running.setup_token.clone().unwrap();
+    let s = TestServer::http(&[]).await;
+    let token = s.running().setup_token.clone().unwrap();
     bootstrap(&s, &token, "alice").await;
     // 39 wrong guesses (at 39 names, so the per-username delay stays out of it) and the right
     // password, all at once from one address: only 20 are checked at all, so even the right
@@ -449,8 +219,8 @@ async fn parallel_password_guesses_are_counted_before_they_are_checked() {
 
 #[tokio::test]
 async fn a_successful_sign_in_does_not_count_toward_the_lockout() {
-    let s = Server::start(&["--lockout-threshold", "3"]).await;
-    let token = s.running.setup_token.clone().unwrap();
+    let s = TestServer::http(&["--lockout-threshold", "3"]).await;
+    let token = s.running().setup_token.clone().unwrap();
     bootstrap(&s, &token, "alice").await;
     for _ in 0..5 {
         let res = http()
@@ -465,46 +235,8 @@ async fn a_successful_sign_in_does_not_count_toward_the_lockout() {
 }
 
 #[tokio::test]
-async fn closed_bootstrap_cannot_be_hammered() {
-    let s = Server::start(&[]).await;
-    s.admin_key().await;
-    let env = s.stop().await;
-    let s = Server::try_start(env, &[]).await.unwrap();
-    for _ in 0..20 {
-        assert_eq!(bootstrap(&s, "x", "bob").await.status(), 410);
-    }
-    assert_eq!(
-        bootstrap(&s, "x", "bob").await.status(),
-        429,
-        "closed attempts count toward the lockout"
-    );
-    s.stop().await;
-}
-
-#[tokio::test]
-async fn legacy_mode_offers_no_sign_in_or_bootstrap() {
-    let s = Server::start(&[
-        "--auth-mode",
-        "legacy",
-        "--legacy-api-key",
-        "a-long-shared-secret-16+",
-    ])
-    .await;
-    assert!(s.running.setup_token.is_none());
-    let res = http()
-        .post(s.url("/v1/auth/login"))
-        .json(&json!({"api_key": "kw_x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 404);
-    assert_eq!(bootstrap(&s, "x", "bob").await.status(), 404);
-    s.stop().await;
-}
-
-#[tokio::test]
 async fn a_managed_session_cookie_means_nothing_in_legacy_mode() {
-    let (s, _) = Server::with_alice(&[]).await;
+    let (s, _) = TestServer::http_with_alice(&[]).await;
     let res = http()
         .post(s.url("/v1/auth/login"))
         .json(&json!({"username": "alice", "password": PASSWORD}))
@@ -512,13 +244,13 @@ async fn a_managed_session_cookie_means_nothing_in_legacy_mode() {
         .await
         .unwrap();
     let cookie = cookie_value(&set_cookie(&res));
-    let origin = format!("http://{}", s.running.addr);
+    let origin = format!("http://{}", s.running().addr);
     let whoami = initialize_body();
     let headers = [("cookie", cookie.as_str()), ("origin", origin.as_str())];
     assert_eq!(post_mcp(&s, &whoami, &headers).await.status(), 200);
     let env = s.stop().await;
     // The same database, switched to one shared key to cut every per-user credential.
-    let s = Server::try_start(
+    let s = TestServer::try_http_on(
         env,
         &[
             "--auth-mode",
@@ -529,7 +261,7 @@ async fn a_managed_session_cookie_means_nothing_in_legacy_mode() {
     )
     .await
     .unwrap();
-    let origin = format!("http://{}", s.running.addr);
+    let origin = format!("http://{}", s.running().addr);
     let headers = [headers[0], ("origin", origin.as_str())];
     let res = post_mcp(&s, &whoami, &headers).await;
     assert_eq!(res.status(), 401, "{:?}", res.text().await);
@@ -537,8 +269,8 @@ async fn a_managed_session_cookie_means_nothing_in_legacy_mode() {
 }
 
 /// Runs `sql` on the server's database.
-async fn exec(s: &Server, sql: &str) {
-    match &s.app.store {
+async fn exec(s: &TestServer, sql: &str) {
+    match &s.app().store {
         keyward::store::Store::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
         keyward::store::Store::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
     }
@@ -547,7 +279,7 @@ async fn exec(s: &Server, sql: &str) {
 
 #[tokio::test]
 async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
-    let (s, _) = Server::with_alice(&[]).await;
+    let (s, _) = TestServer::http_with_alice(&[]).await;
     let res = http()
         .post(s.url("/v1/auth/login"))
         .json(&json!({"username": "alice", "password": PASSWORD}))
@@ -555,7 +287,7 @@ async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
         .await
         .unwrap();
     let cookie = cookie_value(&set_cookie(&res));
-    let origin = format!("http://{}", s.running.addr);
+    let origin = format!("http://{}", s.running().addr);
     let logout = || {
         http()
             .post(s.url("/v1/auth/logout"))
@@ -564,7 +296,7 @@ async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
             .send()
     };
     // The database refuses sign-out records.
-    if matches!(s.app.store, keyward::store::Store::Sqlite(_)) {
+    if matches!(s.app().store, keyward::store::Store::Sqlite(_)) {
         exec(&s, "CREATE TRIGGER no_logout BEFORE INSERT ON audit_events WHEN NEW.action = 'logout' BEGIN SELECT RAISE(ABORT, 'refused'); END").await;
     } else {
         exec(&s, "CREATE FUNCTION no_logout() RETURNS trigger AS $$ BEGIN IF NEW.action = 'logout' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql").await;
@@ -580,7 +312,7 @@ async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
     )
     .await;
     assert_eq!(res.status(), 200);
-    let drop = if matches!(s.app.store, keyward::store::Store::Sqlite(_)) {
+    let drop = if matches!(s.app().store, keyward::store::Store::Sqlite(_)) {
         "DROP TRIGGER no_logout"
     } else {
         "DROP TRIGGER no_logout ON audit_events"
@@ -599,39 +331,8 @@ async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
 }
 
 #[tokio::test]
-async fn a_disabled_operator_signing_in_is_recorded_as_an_operator() {
-    let (s, key) = Server::with_alice(&[]).await;
-    let admin = s.client(&key).await;
-    let bob = admin
-        .ok(
-            "operator_create",
-            json!({"username": "bob", "password": PASSWORD, "role": "reader", "tenants": ["*"]}),
-        )
-        .await;
-    let bob_id = bob["operator"]["id"].as_str().unwrap().to_owned();
-    admin
-        .ok("operator_disable", json!({"operator_id": bob_id}))
-        .await;
-    let res = http()
-        .post(s.url("/v1/auth/login"))
-        .json(&json!({"username": "bob", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 401);
-    let failed = admin
-        .audit_full(json!({"action": ["auth_failed"], "actor": [bob_id]}))
-        .await;
-    assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0]["actor_kind"], "operator");
-    assert_eq!(failed[0]["reason"], "operator is disabled");
-    admin.close().await;
-    s.stop().await;
-}
-
-#[tokio::test]
 async fn on_https_the_cookie_is_host_prefixed_and_no_other_is_taken() {
-    let (s, _) = Server::with_alice(&[]).await;
+    let (s, _) = TestServer::http_with_alice(&[]).await;
     // Behind a TLS proxy on loopback (trusted by default).
     let res = http()
         .post(s.url("/v1/auth/login"))
@@ -647,7 +348,7 @@ async fn on_https_the_cookie_is_host_prefixed_and_no_other_is_taken() {
         "{set}"
     );
     let value = cookie_value(&set);
-    let origin = format!("https://{}", s.running.addr);
+    let origin = format!("https://{}", s.running().addr);
     let headers = |cookie: &str| {
         [
             ("cookie", cookie.to_owned()),

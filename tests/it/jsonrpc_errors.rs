@@ -5,9 +5,9 @@
 
 use serde_json::{Value, json};
 
-use crate::http_support::{Server, http};
+use crate::server::{TestServer, http};
 
-async fn send(s: &Server, key: &str, body: Vec<u8>, extra: &[(&str, &str)]) -> (u16, Value) {
+async fn send(s: &TestServer, key: &str, body: Vec<u8>, extra: &[(&str, &str)]) -> (u16, Value) {
     let mut req = http()
         .post(s.mcp())
         .header("content-type", "application/json")
@@ -23,7 +23,7 @@ async fn send(s: &Server, key: &str, body: Vec<u8>, extra: &[(&str, &str)]) -> (
 
 #[tokio::test]
 async fn malformed_bodies_get_json_rpc_errors() {
-    let s = Server::start(&["--stateless", "--max-body-bytes", "65536"]).await;
+    let s = TestServer::http(&["--stateless", "--max-body-bytes", "65536"]).await;
     let key = s.admin_key().await;
     let call = |id: Value| {
         json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}})
@@ -94,7 +94,7 @@ async fn malformed_bodies_get_json_rpc_errors() {
 
 #[tokio::test]
 async fn a_tools_call_that_does_not_parse_is_invalid_params_and_on_the_record() {
-    let s = Server::start(&["--stateless"]).await;
+    let s = TestServer::http(&["--stateless"]).await;
     let key = s.admin_key().await;
     for (i, params) in [
         json!({"name": "whoami", "arguments": [1, 2]}),
@@ -122,7 +122,7 @@ async fn a_tools_call_that_does_not_parse_is_invalid_params_and_on_the_record() 
 
 #[tokio::test]
 async fn the_base64_sentinel_is_read_in_any_case() {
-    let s = Server::start(&["--stateless"]).await;
+    let s = TestServer::http(&["--stateless"]).await;
     let key = s.admin_key().await;
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "whoami", "arguments": {}}})

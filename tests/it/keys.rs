@@ -4,12 +4,13 @@
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::json;
 
-use crate::support::{Env, Harness, secret};
+use crate::server::TestServer;
+use crate::support::secret;
 
 #[tokio::test]
 async fn create_list_get_show_metadata_never_secrets() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let server = TestServer::stdio().await;
+    let admin = server.admin().await;
     let created = admin
         .ok(
             "key_create",
@@ -53,8 +54,8 @@ async fn create_list_get_show_metadata_never_secrets() {
 
 #[tokio::test]
 async fn listing_pages_with_a_cursor() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let server = TestServer::stdio().await;
+    let admin = server.admin().await;
     for i in 0..5 {
         admin.mint(&format!("k{i}"), "reader", &["*"]).await;
     }
@@ -78,10 +79,10 @@ async fn listing_pages_with_a_cursor() {
 
 #[tokio::test]
 async fn disable_enable_and_revoke_take_effect_on_the_next_call() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let server = TestServer::stdio().await;
+    let admin = server.admin().await;
     let (bot_key, bot_id) = admin.mint("bot", "reader", &["*"]).await;
-    let bot = env.stdio(&bot_key).await;
+    let bot = server.client(&bot_key).await;
     bot.ok("whoami", json!({})).await;
 
     let disabled = admin.ok("key_disable", json!({"key_id": bot_id})).await;
@@ -137,8 +138,8 @@ async fn disable_enable_and_revoke_take_effect_on_the_next_call() {
 
 #[tokio::test]
 async fn rotation_without_grace_stops_the_old_secret_at_once() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let server = TestServer::stdio().await;
+    let admin = server.admin().await;
     let (old, id) = admin.mint("bot", "auditor", &["acme"]).await;
     let rotated = admin.ok("key_rotate", json!({"key_id": id})).await;
     let new = secret(&rotated);
@@ -148,9 +149,9 @@ async fn rotation_without_grace_stops_the_old_secret_at_once() {
     assert_eq!(rotated["key"]["tenants"], json!(["acme"]));
     assert!(rotated.get("previous_secret_valid_until").is_none());
 
-    let err = env.refused_start(Some(&old));
+    let err = server.refused_start(Some(&old));
     assert!(err.contains("rotated"), "{err}");
-    let bot = env.stdio(&new).await;
+    let bot = server.client(&new).await;
     assert_eq!(bot.ok("whoami", json!({})).await["key_id"], id.as_str());
     bot.close().await;
     admin.close().await;
@@ -159,8 +160,8 @@ async fn rotation_without_grace_stops_the_old_secret_at_once() {
 #[tokio::test]
 async fn rotation_grace_keeps_the_old_secret_until_it_ends() {
     let start = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap();
-    let h = Harness::at(start).await;
-    let admin = h.client(&h.bootstrap().await).await;
+    let h = TestServer::in_process(start).await;
+    let admin = h.admin().await;
     let created = admin
         .ok(
             "key_create",
@@ -188,16 +189,16 @@ async fn rotation_grace_keeps_the_old_secret_until_it_ends() {
 
     let old_client = h.client(&old).await;
     let new_client = h.client(&secret(&rotated)).await;
-    h.clock.advance(Duration::minutes(59));
+    h.clock().advance(Duration::minutes(59));
     old_client.ok("whoami", json!({})).await;
     new_client.ok("whoami", json!({})).await;
-    h.clock.advance(Duration::minutes(1));
+    h.clock().advance(Duration::minutes(1));
     let msg = old_client.err("whoami", json!({})).await;
     assert!(msg.ends_with("grace period is over"), "{msg}");
     new_client.ok("whoami", json!({})).await;
 
     // And the key itself expires on its original date, whichever secret is used.
-    h.clock.advance(Duration::days(30));
+    h.clock().advance(Duration::days(30));
     let msg = new_client.err("whoami", json!({})).await;
     assert!(msg.ends_with("API key has expired"), "{msg}");
 }
@@ -205,8 +206,8 @@ async fn rotation_grace_keeps_the_old_secret_until_it_ends() {
 #[tokio::test]
 async fn a_created_key_cannot_outlive_its_creator() {
     let start = Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap();
-    let h = Harness::at(start).await;
-    let admin = h.client(&h.bootstrap().await).await;
+    let h = TestServer::in_process(start).await;
+    let admin = h.admin().await;
     let created = admin
         .ok(
             "key_create",
@@ -246,12 +247,12 @@ async fn a_created_key_cannot_outlive_its_creator() {
 
 #[tokio::test]
 async fn last_use_is_recorded() {
-    let h = Harness::at(Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap()).await;
-    let admin = h.client(&h.bootstrap().await).await;
+    let h = TestServer::in_process(Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap()).await;
+    let admin = h.admin().await;
     let (key, id) = admin.mint("bot", "reader", &["*"]).await;
     let before = admin.ok("key_get", json!({"key_id": id})).await;
     assert_eq!(before["key"]["last_used_at"], json!(null));
-    h.clock.advance(Duration::minutes(5));
+    h.clock().advance(Duration::minutes(5));
     let bot = h.client(&key).await;
     bot.ok("whoami", json!({})).await;
     let after = admin.ok("key_get", json!({"key_id": id})).await;
@@ -264,8 +265,8 @@ async fn last_use_is_recorded() {
 #[tokio::test]
 async fn an_expiring_caller_cannot_hand_out_anything_that_outlives_it() {
     let start = Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap();
-    let h = Harness::at(start).await;
-    let root = h.client(&h.bootstrap().await).await;
+    let h = TestServer::in_process(start).await;
+    let root = h.admin().await;
     let (_, forever_id) = root.mint("forever", "reader", &["*"]).await;
     let forever = root
         .ok(

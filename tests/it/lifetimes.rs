@@ -11,7 +11,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 
-use crate::support::{Client, Harness, secret};
+use crate::server::TestServer;
+use crate::support::{Client, secret};
 
 /// What a principal can do at a moment: `None` when it can do nothing (disabled, revoked,
 /// expired, or its role deleted).
@@ -295,8 +296,8 @@ fn no_principal_ends_with_more_than_its_granter_allowed() {
         .unwrap();
     let start = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
     let (h, root) = rt.block_on(async {
-        let h = Harness::at(start).await;
-        let root = h.client(&h.bootstrap().await).await;
+        let h = TestServer::in_process(start).await;
+        let root = h.admin().await;
         root.ok(
             "role_create",
             json!({"name": "granter", "permissions": ["key:read", "key:create", "key:update",
@@ -325,7 +326,7 @@ fn no_principal_ends_with_more_than_its_granter_allowed() {
             let caller_id = made["key"]["id"].as_str().unwrap().to_owned();
             let caller = h.client(&secret(&made)).await;
             let target = setup(n, &c, &root).await;
-            let before = standings(&h.app.store, h.app.now()).await;
+            let before = standings(&h.app().store, h.app().now()).await;
             let granter = before
                 .iter()
                 .find(|(id, _)| *id == caller_id)
@@ -333,7 +334,7 @@ fn no_principal_ends_with_more_than_its_granter_allowed() {
                 .expect("the caller is live");
             let handed = act(n, &c, &target, &caller).await;
             caller.close().await;
-            let after = standings(&h.app.store, h.app.now()).await;
+            let after = standings(&h.app().store, h.app().now()).await;
             let earlier = |id: &str| {
                 before
                     .iter()

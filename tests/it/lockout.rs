@@ -5,13 +5,18 @@
 use chrono::Duration;
 use serde_json::{Value, json};
 
-use crate::http_support::{Server, http, initialize_body, post_mcp};
+use crate::server::{TestServer, http, initialize_body, post_mcp};
 
 const PASSWORD: &str = "correct horse battery";
 
 /// A sign-in as seen from `client_ip` (the test talks to the server through loopback, a trusted
 /// proxy by default).
-async fn sign_in(s: &Server, client_ip: &str, username: &str, password: &str) -> reqwest::Response {
+async fn sign_in(
+    s: &TestServer,
+    client_ip: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
     http()
         .post(s.url("/v1/auth/login"))
         .header("x-forwarded-for", client_ip)
@@ -21,13 +26,13 @@ async fn sign_in(s: &Server, client_ip: &str, username: &str, password: &str) ->
         .unwrap()
 }
 
-async fn with_alice(extra: &[&str]) -> (Server, String) {
-    Server::with_alice(extra).await
+async fn with_alice(extra: &[&str]) -> (TestServer, String) {
+    TestServer::http_with_alice(extra).await
 }
 
 #[tokio::test]
 async fn an_ipv6_prefix_is_one_address() {
-    let s = Server::start(&[]).await;
+    let s = TestServer::http(&[]).await;
     let bad = [("authorization", "Bearer kw_nope")];
     for i in 1..=20 {
         let ip = format!("2001:db8:1:2::{i:x}");
@@ -106,7 +111,7 @@ async fn one_username_slows_down_from_every_address_but_its_own() {
     // The delay doubles and is capped at a few seconds: a delay, never a lockout.
     let mut waits = Vec::new();
     for i in 0..8 {
-        s.clock.advance(Duration::seconds(10));
+        s.clock().advance(Duration::seconds(10));
         let res = sign_in(&s, &format!("192.0.2.{i}"), "nobody", "more guesses").await;
         assert_eq!(res.status(), 401);
         let res = sign_in(&s, &format!("192.0.2.{}", 100 + i), "nobody", "again").await;
@@ -166,7 +171,7 @@ async fn parallel_guesses_at_one_username_are_counted_before_they_are_checked() 
 #[tokio::test]
 async fn parallel_guesses_at_a_short_legacy_key_cannot_pass_the_threshold() {
     let short = "short-legacy-key-16";
-    let s = Server::start(&["--auth-mode", "legacy", "--legacy-api-key", short]).await;
+    let s = TestServer::http(&["--auth-mode", "legacy", "--legacy-api-key", short]).await;
     let body = initialize_body();
     let attempts = (0..40).map(|i| {
         let wrong = format!("Bearer wrong-legacy-key-{i:02}");
@@ -196,7 +201,7 @@ async fn parallel_guesses_at_a_short_legacy_key_cannot_pass_the_threshold() {
 
     // 32 characters or more: a bearer key, served while locked.
     let long = "a-legacy-key-of-thirty-two-chars";
-    let s = Server::start(&["--auth-mode", "legacy", "--legacy-api-key", long]).await;
+    let s = TestServer::http(&["--auth-mode", "legacy", "--legacy-api-key", long]).await;
     for _ in 0..21 {
         post_mcp(&s, &body, &[("authorization", "Bearer wrong")]).await;
     }
@@ -225,7 +230,7 @@ async fn expired_counters_are_pruned() {
         sign_in(&s, &ip, &format!("user{i}"), "wrong password!").await;
     }
     let rows = |table: &'static str| {
-        let store = s.app.store.clone();
+        let store = s.app().store.clone();
         async move {
             let sql = format!("SELECT COUNT(*) FROM {table}");
             match store {
@@ -243,24 +248,24 @@ async fn expired_counters_are_pruned() {
     assert!(rows("auth_failures").await >= 5);
     assert!(rows("signin_throttle").await >= 5);
     // Nothing expired yet: nothing goes.
-    keyward::ops::lockout::prune(&s.app).await.unwrap();
+    keyward::ops::lockout::prune(s.app()).await.unwrap();
     assert!(rows("auth_failures").await >= 5);
-    s.clock.advance(Duration::minutes(16));
-    let deleted = keyward::ops::lockout::prune(&s.app).await.unwrap();
+    s.clock().advance(Duration::minutes(16));
+    let deleted = keyward::ops::lockout::prune(s.app()).await.unwrap();
     assert!(deleted >= 10, "{deleted}");
     assert_eq!(rows("auth_failures").await, 0);
     assert_eq!(rows("signin_throttle").await, 0);
     // Where alice signed in is kept for 30 days, then forgotten too.
     assert_eq!(rows("signin_known").await, 1);
-    s.clock.advance(Duration::days(31));
-    keyward::ops::lockout::prune(&s.app).await.unwrap();
+    s.clock().advance(Duration::days(31));
+    keyward::ops::lockout::prune(s.app()).await.unwrap();
     assert_eq!(rows("signin_known").await, 0);
     s.stop().await;
 }
 
 #[test]
 fn only_loopback_proxies_are_trusted_by_default() {
-    let args = crate::http_support::serve_args(&[]);
+    let args = crate::server::serve_args(&[]);
     let nets: Vec<String> = args.trusted_proxies.iter().map(|n| n.to_string()).collect();
     assert_eq!(nets, ["127.0.0.0/8", "::1/128"]);
 }

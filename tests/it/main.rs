@@ -1,5 +1,8 @@
-//! keyward's integration suite: the real binary over stdio (and, where time matters, the same
-//! server in-process on a manual clock), driven by an rmcp client as MCP clients drive it.
+//! keyward's integration suite: every test starts from one `server::TestServer` (the real binary
+//! over stdio, the HTTP server, the MCP server in-process on a manual clock where time matters,
+//! or `keyward serve` processes) and drives it with rmcp clients as MCP clients do, as
+//! `Persona`s (a key and its connection). Tests that need PostgreSQL are
+//! `#[ignore = "needs PostgreSQL"]`: `cargo test --test it -- --ignored`.
 
 #![expect(
     clippy::unwrap_used,
@@ -22,22 +25,29 @@ mod development;
 mod fail_closed;
 mod http_auth;
 mod http_edge;
-mod http_malformed;
+mod http_limits;
+mod http_malformed_arguments;
+mod http_malformed_bodies;
+mod http_malformed_headers;
+mod http_malformed_names;
+mod http_malformed_times;
 mod http_mcp;
+mod http_operators;
 mod http_sessions;
-mod http_support;
 mod jsonrpc_errors;
 mod keys;
 mod lifetimes;
 mod lockout;
+mod malformed;
+mod malformed_inputs;
 mod mcp_sessions;
-mod process;
 mod protocol;
 mod races;
 mod replicas;
 mod roles;
 mod schemas;
 mod secrets;
+mod server;
 mod sign_in;
 mod soak;
 mod support;

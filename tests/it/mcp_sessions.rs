@@ -4,11 +4,11 @@
 
 use serde_json::json;
 
-use crate::http_support::{Server, http, initialize_body};
+use crate::server::{TestServer, http, initialize_body};
 use crate::support::secret;
 
 fn post(
-    s: &Server,
+    s: &TestServer,
     key: &str,
     session: Option<&str>,
     body: &serde_json::Value,
@@ -26,7 +26,7 @@ fn post(
 }
 
 /// DELETE of `session` by `key`; the status.
-async fn close(s: &Server, key: &str, session: &str) -> u16 {
+async fn close(s: &TestServer, key: &str, session: &str) -> u16 {
     http()
         .delete(s.mcp())
         .header("authorization", format!("Bearer {key}"))
@@ -44,8 +44,8 @@ fn whoami() -> serde_json::Value {
 
 #[tokio::test]
 async fn a_session_answers_only_the_principal_that_opened_it() {
-    let s = Server::start(&[]).await;
-    let admin = s.client(&s.admin_key().await).await;
+    let s = TestServer::http(&[]).await;
+    let admin = s.admin().await;
     let (alice, alice_id) = admin.mint("alice", "reader", &["*"]).await;
     let (mallory, _) = admin.mint("mallory", "reader", &["*"]).await;
 
@@ -108,7 +108,7 @@ async fn a_session_answers_only_the_principal_that_opened_it() {
 }
 
 /// Opens a session for `key`: `initialize`, then `notifications/initialized`.
-async fn open(s: &Server, key: &str) -> String {
+async fn open(s: &TestServer, key: &str) -> String {
     let res = post(s, key, None, &initialize_body()).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let id = res.headers()["mcp-session-id"].to_str().unwrap().to_owned();
@@ -125,7 +125,7 @@ async fn open(s: &Server, key: &str) -> String {
     id
 }
 
-async fn status(s: &Server, key: &str, session: &str) -> u16 {
+async fn status(s: &TestServer, key: &str, session: &str) -> u16 {
     post(s, key, Some(session), &whoami())
         .send()
         .await
@@ -146,8 +146,8 @@ fn answer(body: &str, id: i64) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_principal_at_its_cap_loses_its_least_recently_used_session() {
-    let s = Server::start(&["--max-sessions-per-principal", "2"]).await;
-    let admin = s.client(&s.admin_key().await).await;
+    let s = TestServer::http(&["--max-sessions-per-principal", "2"]).await;
+    let admin = s.admin().await;
     let (agent, _) = admin.mint("agent", "reader", &["*"]).await;
     let first = open(&s, &agent).await;
     let second = open(&s, &agent).await;
@@ -170,7 +170,7 @@ async fn a_principal_at_its_cap_loses_its_least_recently_used_session() {
 
 #[tokio::test]
 async fn past_the_global_cap_new_sessions_get_503_and_one_audit_record_per_burst() {
-    let s = Server::start(&["--max-sessions", "2"]).await;
+    let s = TestServer::http(&["--max-sessions", "2"]).await;
     let admin_key = s.admin_key().await;
     let (a, _) = crate::support::Client::mint_with(&s, &admin_key, "a").await;
     let (b, _) = crate::support::Client::mint_with(&s, &admin_key, "b").await;
@@ -220,7 +220,7 @@ enum WriteLock {
     Postgres(sqlx::PgConnection),
 }
 
-async fn hold_writes(s: &Server) -> WriteLock {
+async fn hold_writes(s: &TestServer) -> WriteLock {
     use sqlx::Connection;
     let url = s.env.url();
     if url.starts_with("sqlite") {
@@ -257,7 +257,7 @@ fn key_create(id: i64, name: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn one_answer_per_request_id_and_one_initialize_per_session() {
-    let s = Server::start(&[]).await;
+    let s = TestServer::http(&[]).await;
     let admin = s.admin_key().await;
     let sid = open(&s, &admin).await;
     // A second initialize in the session: refused, the identity recorded stays.
@@ -295,7 +295,7 @@ async fn one_answer_per_request_id_and_one_initialize_per_session() {
 
 #[tokio::test]
 async fn a_streamed_answer_ends_at_the_request_timeout() {
-    let s = Server::start(&["--request-timeout", "1s"]).await;
+    let s = TestServer::http(&["--request-timeout", "1s"]).await;
     let admin = s.admin_key().await;
     let sid = open(&s, &admin).await;
     let lock = hold_writes(&s).await;
@@ -334,7 +334,7 @@ fn whoami_with_id(id: i64) -> serde_json::Value {
 
 #[tokio::test]
 async fn an_idle_session_closes_after_the_configured_timeout() {
-    let s = Server::start(&["--session-idle-timeout", "1s"]).await;
+    let s = TestServer::http(&["--session-idle-timeout", "1s"]).await;
     let admin = s.admin_key().await;
     let sid = open(&s, &admin).await;
     assert_eq!(status(&s, &admin, &sid).await, 200);

@@ -2,16 +2,18 @@
 
 use std::process::Stdio;
 
+use keyward::domain::role::BuiltinRole;
 use rmcp::model::CacheScope;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::support::{BIN, Env, secret};
+use crate::server::TestServer;
+use crate::support::{BIN, role_tools, secret};
 
 #[tokio::test]
 async fn legacy_initialize_clients_work() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let server = TestServer::stdio().await;
+    let admin = server.admin().await;
     let who = admin.ok("whoami", json!({})).await;
     assert_eq!(who["role"], "admin");
     admin.close().await;
@@ -19,11 +21,11 @@ async fn legacy_initialize_clients_work() {
 
 #[tokio::test]
 async fn sessionless_2026_clients_discover_and_get_a_private_tool_list() {
-    let env = Env::new();
-    let boot = env.bootstrap();
-    let admin = env.stdio(&secret(&boot)).await;
+    let server = TestServer::stdio().await;
+    let boot = server.env.bootstrap();
+    let admin = server.client(&secret(&boot)).await;
     let (reader_key, _) = admin.mint("r", "reader", &["*"]).await;
-    let reader = env.stdio_discover(&reader_key).await;
+    let reader = server.client_2026(&reader_key).await;
     let list = reader.list().await;
     assert_eq!(
         list.cache_scope,
@@ -31,7 +33,7 @@ async fn sessionless_2026_clients_discover_and_get_a_private_tool_list() {
         "the list varies by caller"
     );
     assert_eq!(list.ttl_ms, Some(0));
-    assert_eq!(list.tools.len(), 5);
+    assert_eq!(list.tools.len(), role_tools(BuiltinRole::Reader).len());
     let who = reader.ok("whoami", json!({})).await;
     assert_eq!(who["role"], "reader");
     let msg = reader
@@ -50,8 +52,8 @@ async fn sessionless_2026_clients_discover_and_get_a_private_tool_list() {
 
 #[tokio::test]
 async fn invalid_arguments_get_clear_errors_and_change_nothing() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let server = TestServer::stdio().await;
+    let admin = server.admin().await;
     let cases = [
         (
             "key_create",
@@ -221,8 +223,8 @@ async fn invalid_arguments_get_clear_errors_and_change_nothing() {
 
 #[tokio::test]
 async fn unknown_tools_are_refused_and_recorded() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let server = TestServer::stdio().await;
+    let admin = server.admin().await;
     let err = admin
         .service_call_raw("key_delete_everything")
         .await
@@ -241,14 +243,14 @@ async fn unknown_tools_are_refused_and_recorded() {
 
 /// Sends raw lines to a stdio server and reads what comes back.
 async fn raw_session(
-    env: &Env,
+    server: &TestServer,
     key: &str,
     lines: &[String],
     expect_responses: usize,
 ) -> Vec<Value> {
     let mut child = tokio::process::Command::new(BIN)
         .args(["serve", "--stdio"])
-        .env("KEYWARD_DATABASE_URL", env.url())
+        .env("KEYWARD_DATABASE_URL", server.env.url())
         .env("KEYWARD_API_KEY", key)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -284,8 +286,8 @@ async fn raw_session(
 
 #[tokio::test]
 async fn malformed_json_rpc_does_not_break_the_session() {
-    let env = Env::new();
-    let key = secret(&env.bootstrap());
+    let server = TestServer::stdio().await;
+    let key = server.admin_key().await;
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
     let lines = vec![
@@ -296,7 +298,7 @@ async fn malformed_json_rpc_does_not_break_the_session() {
         json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": 42}}).to_string(),
         json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}).to_string(),
     ];
-    let responses = raw_session(&env, &key, &lines, 5).await;
+    let responses = raw_session(&server, &key, &lines, 5).await;
     let by_id = |id: i64| {
         responses
             .iter()
@@ -315,7 +317,7 @@ async fn malformed_json_rpc_does_not_break_the_session() {
     );
     assert_eq!(by_id(4)["result"]["structuredContent"]["role"], "admin");
     // ...and it is on the record, under who sent it.
-    let admin = env.stdio(&key).await;
+    let admin = server.client(&key).await;
     let events = admin.audit_full(json!({"action": ["invalid_call"]})).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["args"], json!({"name": 42}));

@@ -4,12 +4,13 @@
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 
-use crate::support::{Harness, secret};
+use crate::server::TestServer;
+use crate::support::secret;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_rotations_leave_exactly_one_live_secret() {
-    let h = Harness::at(Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()).await;
-    let admin = h.bootstrap().await;
+    let h = TestServer::in_process(Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()).await;
+    let admin = h.admin_key().await;
     let root = h.client(&admin).await;
     let (_, id) = root.mint("contested", "reader", &["*"]).await;
     let mut clients = Vec::new();
@@ -28,7 +29,7 @@ async fn racing_rotations_leave_exactly_one_live_secret() {
     assert!(!secrets.is_empty());
     let mut live = 0;
     for s in &secrets {
-        if keyward::ops::auth::authenticate_key(&h.app, s)
+        if keyward::ops::auth::authenticate_key(h.app(), s)
             .await
             .is_ok()
         {
@@ -45,8 +46,8 @@ async fn racing_rotations_leave_exactly_one_live_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_role_being_deleted_is_never_handed_out() {
-    let h = Harness::at(Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()).await;
-    let admin = h.bootstrap().await;
+    let h = TestServer::in_process(Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()).await;
+    let admin = h.admin_key().await;
     let (a, b) = (h.client(&admin).await, h.client(&admin).await);
     for i in 0..12 {
         let role = format!("fleeting{i}");

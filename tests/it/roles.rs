@@ -2,12 +2,13 @@
 
 use serde_json::json;
 
-use crate::support::{Env, secret};
+use crate::server::TestServer;
+use crate::support::secret;
 
 #[tokio::test]
 async fn custom_roles_lifecycle() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let server = TestServer::stdio().await;
+    let admin = server.admin().await;
     let roles = admin.ok("role_list", json!({})).await;
     let names: Vec<&str> = roles["roles"]
         .as_array()
@@ -92,8 +93,8 @@ async fn custom_roles_lifecycle() {
 
 #[tokio::test]
 async fn a_key_cannot_raise_its_own_role_or_grant_what_it_lacks() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let server = TestServer::stdio().await;
+    let admin = server.admin().await;
     admin
         .ok(
             "role_create",
@@ -101,7 +102,7 @@ async fn a_key_cannot_raise_its_own_role_or_grant_what_it_lacks() {
         )
         .await;
     let (key, _) = admin.mint("ra", "role_admin", &["*"]).await;
-    let me = env.stdio(&key).await;
+    let me = server.client(&key).await;
 
     let msg = me
         .err("role_update", json!({"name": "role_admin", "permissions": ["role:read", "role:write", "key:read", "key:create"]}))
@@ -149,8 +150,8 @@ async fn a_key_cannot_raise_its_own_role_or_grant_what_it_lacks() {
 
 #[tokio::test]
 async fn tenant_scoped_callers_cannot_change_roles_held_elsewhere() {
-    let env = Env::new();
-    let admin = env.stdio(&secret(&env.bootstrap())).await;
+    let server = TestServer::stdio().await;
+    let admin = server.admin().await;
     admin
         .ok(
             "role_create",
@@ -159,7 +160,7 @@ async fn tenant_scoped_callers_cannot_change_roles_held_elsewhere() {
         .await;
     admin.mint("g", "shared", &["globex"]).await;
     let (acme_admin, _) = admin.mint("acme-admin", "admin", &["acme"]).await;
-    let acme = env.stdio(&acme_admin).await;
+    let acme = server.client(&acme_admin).await;
     let msg = acme
         .err(
             "role_update",
@@ -178,8 +179,8 @@ async fn tenant_scoped_callers_cannot_change_roles_held_elsewhere() {
 #[tokio::test]
 async fn a_role_a_legacy_shared_key_holds_counts_as_held_everywhere_forever() {
     let start = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap();
-    let h = crate::support::Harness::at(start).await;
-    let admin = h.client(&h.bootstrap().await).await;
+    let h = TestServer::in_process(start).await;
+    let admin = h.admin().await;
     admin
         .ok(
             "role_create",
@@ -187,7 +188,7 @@ async fn a_role_a_legacy_shared_key_holds_counts_as_held_everywhere_forever() {
         )
         .await;
     // A legacy replica on the same database starts with --legacy-role shared.
-    keyward::ops::auth::LegacyKey::new(&h.app, "a-long-shared-secret-16+", "shared")
+    keyward::ops::auth::LegacyKey::new(h.app(), "a-long-shared-secret-16+", "shared")
         .await
         .unwrap();
     let (acme_admin, _) = admin.mint("acme-admin", "admin", &["acme"]).await;
@@ -218,7 +219,7 @@ async fn a_role_a_legacy_shared_key_holds_counts_as_held_everywhere_forever() {
     assert!(msg.contains("outlive you"), "{msg}");
     let msg = admin.err("role_delete", json!({"name": "shared"})).await;
     assert!(msg.contains("held by a legacy shared key"), "{msg}");
-    for c in [acme, temp, admin] {
+    for c in [acme, temp, admin.client] {
         c.close().await;
     }
 }

@@ -5,14 +5,15 @@
 use keyward::domain::key::PlainKey;
 use serde_json::json;
 
-use crate::support::{Env, secret};
+use crate::server::TestServer;
+use crate::support::secret;
 
 #[tokio::test]
 async fn secrets_never_reach_the_database_file_the_trail_or_the_logs() {
-    let env = Env::new();
-    let boot = env.bootstrap();
+    let server = TestServer::stdio().await;
+    let boot = server.env.bootstrap();
     let mut secrets = vec![secret(&boot)];
-    let admin = env.stdio(&secrets[0]).await;
+    let admin = server.client(&secrets[0]).await;
     let (k1, k1_id) = admin.mint("one", "key_manager", &["*"]).await;
     secrets.push(k1.clone());
     let rotated = admin
@@ -51,8 +52,8 @@ async fn secrets_never_reach_the_database_file_the_trail_or_the_logs() {
     // Refused credentials, at start-up.
     let forged = PlainKey::generate();
     secrets.push(forged.expose().to_owned());
-    env.refused_start(Some(forged.expose()));
-    let km = env.stdio(&k1).await;
+    server.refused_start(Some(forged.expose()));
+    let km = server.client(&k1).await;
     km.ok("whoami", json!({})).await;
     km.close().await;
 
@@ -76,17 +77,17 @@ async fn secrets_never_reach_the_database_file_the_trail_or_the_logs() {
         events.len()
     );
     // The live server's journal holds records too (SQLite).
-    let journal = env.journal_bytes();
+    let journal = server.env.journal_bytes();
     assert!(
-        env.is_postgres() || !journal.is_empty(),
+        server.env.is_postgres() || !journal.is_empty(),
         "the journal was scanned"
     );
     admin.close().await;
 
-    let mut db = env.db_bytes();
+    let mut db = server.env.db_bytes();
     db.extend(journal);
-    db.extend(env.journal_bytes());
-    let logs = env.all_stderr();
+    db.extend(server.env.journal_bytes());
+    let logs = server.env.all_stderr();
     assert!(
         logs.contains("stdio caller authenticated"),
         "stderr was captured"

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::http_support::{Server, http};
+use crate::server::{TestServer, http};
 
 const PASSWORD: &str = "correct horse battery";
 
-async fn sign_in(s: &Server, username: &str, password: &str) -> u16 {
+async fn sign_in(s: &TestServer, username: &str, password: &str) -> u16 {
     http()
         .post(s.url("/v1/auth/login"))
         .json(&json!({"username": username, "password": password}))
@@ -20,14 +20,14 @@ async fn sign_in(s: &Server, username: &str, password: &str) -> u16 {
         .as_u16()
 }
 
-async fn with_operator(extra: &[&str]) -> Server {
-    Server::with_alice(extra).await.0
+async fn with_operator(extra: &[&str]) -> TestServer {
+    TestServer::http_with_alice(extra).await.0
 }
 
 #[tokio::test]
 async fn known_and_unknown_usernames_cost_the_same_argon2_work() {
     let s = with_operator(&[]).await;
-    let runs = || s.app.passwords.runs();
+    let runs = || s.app().passwords.runs();
     // The first sign-in of the process also computes the decoy, once.
     assert_eq!(sign_in(&s, "alice", PASSWORD).await, 200);
     let mut costs = Vec::new();
@@ -52,7 +52,7 @@ async fn known_and_unknown_usernames_cost_the_same_argon2_work() {
 #[tokio::test]
 async fn fifty_sign_ins_never_stall_the_server() {
     let s = with_operator(&["--lockout-threshold", "1000"]).await;
-    let before = s.app.passwords.runs();
+    let before = s.app().passwords.runs();
     let url = s.url("/v1/auth/login");
     let signing = tokio::spawn(futures::future::join_all((0..50).map(move |i| {
         let url = url.clone();
@@ -85,7 +85,7 @@ async fn fifty_sign_ins_never_stall_the_server() {
     assert!(signing.await.unwrap().iter().all(|status| *status == 401));
     // Every verification ran on the password threads (the only place argon2 can run at all):
     // exactly one per sign-in, plus the decoy once.
-    let ran = s.app.passwords.runs() - before;
+    let ran = s.app().passwords.runs() - before;
     assert!((50..=51).contains(&ran), "{ran}");
     s.stop().await;
 }

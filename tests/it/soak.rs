@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::process::{Process, bootstrap, call, client};
-use crate::support::Env;
+use crate::server::{TestServer, call, keep_alive_client as client};
+use crate::support::{Env, secret};
 
 #[derive(Default)]
 struct Tally {
@@ -69,13 +69,13 @@ async fn mixed_load_loses_nothing_and_does_not_grow() {
         Some(s) => Budget::Seconds(s),
         None => Budget::Requests(4_000),
     };
-    let env = Env::new();
-    let admin = bootstrap(&env);
-    let server = Process::start(&env, &[]);
+    let env = Arc::new(Env::new());
+    let admin = secret(&env.bootstrap());
+    let server = TestServer::process_on(&env, &[]);
     let http = client();
     let created = call(
         &http,
-        &server.mcp,
+        &server.mcp(),
         &admin,
         "key_create",
         json!({"name": "reader", "role": "reader", "tenants": ["*"]}),
@@ -93,16 +93,12 @@ async fn mixed_load_loses_nothing_and_does_not_grow() {
     let done = Arc::new(AtomicU64::new(0));
     let samples = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
     let sampled = Arc::new(AtomicU64::new(0));
-    let pid = server.child.id();
+    let pid = server.pid();
     let started = Instant::now();
     let mut workers = Vec::new();
     for w in 0..32u64 {
-        let (mcp, admin, reader, tally) = (
-            server.mcp.clone(),
-            admin.clone(),
-            reader.clone(),
-            tally.clone(),
-        );
+        let (mcp, admin, reader, tally) =
+            (server.mcp(), admin.clone(), reader.clone(), tally.clone());
         let (done, samples, sampled) = (done.clone(), samples.clone(), sampled.clone());
         workers.push(tokio::spawn(async move {
             let http = client();
@@ -116,7 +112,7 @@ async fn mixed_load_loses_nothing_and_does_not_grow() {
                 // The first worker to reach a new percent samples the memory.
                 let last = sampled.load(Ordering::Relaxed);
                 if pct > last && sampled.compare_exchange(last, pct, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-                    let rss = crate::process::rss_of(pid);
+                    let rss = crate::server::rss_of(pid);
                     samples.lock().unwrap().push((pct, rss));
                 }
                 i += 1;

@@ -1,24 +1,19 @@
-//! Test support: an isolated environment per test (its own SQLite file), the real binary as a
-//! stdio MCP server driven by an rmcp client, and an in-process server on a manual clock for
-//! rules that depend on time.
+//! Test support below the server: an isolated database per test (`Env`: its own SQLite file,
+//! or a fresh PostgreSQL database) with the stderr the binary wrote there, and `Client`, the
+//! rmcp client every transport hands out, with its helpers; and what the tool catalogue says
+//! each caller may see (tests derive tool lists and counts from it, never from literals).
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chrono::{DateTime, Utc};
-use keyward::app::App;
-use keyward::clock::ManualClock;
-use keyward::domain::key::PlainKey;
-use keyward::mcp::{CallerSource, KeywardServer};
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
-    ListToolsResult, ProtocolVersion,
-};
-use rmcp::service::{ClientLifecycleMode, ClientServiceExt, RunningService};
-use rmcp::transport::TokioChildProcess;
-use rmcp::{RoleClient, ServiceExt};
+use keyward::domain::permission::PermissionSet;
+use keyward::domain::role::BuiltinRole;
+use keyward::mcp::KeywardServer;
+use keyward::mcp::catalog::{Access, ToolName};
+use rmcp::RoleClient;
+use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, ListToolsResult};
+use rmcp::service::RunningService;
 use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_keyward");
@@ -72,7 +67,7 @@ pub struct Env {
 impl Env {
     pub fn new() -> Self {
         if postgres_selected() {
-            Self::postgres().expect("KEYWARD_TEST_BACKEND=postgres but PostgreSQL is not reachable")
+            Self::postgres()
         } else {
             Self::sqlite()
         }
@@ -86,32 +81,23 @@ impl Env {
         }
     }
 
-    /// A fresh PostgreSQL database, or `None` (after saying so) when none is reachable. With
-    /// `KEYWARD_REQUIRE_POSTGRES=1` (CI) an unreachable server is a failure instead.
-    pub fn postgres() -> Option<Self> {
+    /// A fresh PostgreSQL database; panics when none is reachable (tests that need
+    /// PostgreSQL are `#[ignore = "needs PostgreSQL"]` and must fail loudly, never skip).
+    pub fn postgres() -> Self {
         let name = format!(
             "kw_test_{}",
             keyward::domain::ids::random_base62(12).to_lowercase()
         );
-        match postgres_admin(format!("CREATE DATABASE {name}")) {
-            Ok(()) => Some(Env {
-                dir: tempfile::tempdir().expect("tempdir"),
-                logs: AtomicUsize::new(0),
-                pg_database: Some(name),
-            }),
-            Err(e) if std::env::var_os("KEYWARD_REQUIRE_POSTGRES").is_some() => {
-                panic!(
-                    "PostgreSQL is required (KEYWARD_REQUIRE_POSTGRES) but not reachable at {}: {e}",
-                    postgres_admin_url()
-                )
-            }
-            Err(e) => {
-                eprintln!(
-                    "SKIPPED: PostgreSQL is not reachable at {} ({e}); set KEYWARD_TEST_POSTGRES_URL to run this test",
-                    postgres_admin_url()
-                );
-                None
-            }
+        if let Err(e) = postgres_admin(format!("CREATE DATABASE {name}")) {
+            panic!(
+                "PostgreSQL is needed but not reachable at {} (set KEYWARD_TEST_POSTGRES_URL): {e}",
+                postgres_admin_url()
+            )
+        }
+        Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+            logs: AtomicUsize::new(0),
+            pg_database: Some(name),
         }
     }
 
@@ -178,7 +164,7 @@ impl Env {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
-    fn next_log(&self) -> PathBuf {
+    pub fn next_log(&self) -> PathBuf {
         let n = self.logs.fetch_add(1, Ordering::Relaxed);
         self.dir.path().join(format!("stderr-{n}.log"))
     }
@@ -258,53 +244,6 @@ impl Env {
         })
         .join()
         .unwrap()
-    }
-
-    /// Spawns `keyward serve --stdio` with `key` and connects with the legacy `initialize`
-    /// handshake (protocol 2025-06-18 / 2025-11-25 clients).
-    pub async fn stdio(&self, key: &str) -> Client {
-        self.stdio_with(key, ClientLifecycleMode::Initialize).await
-    }
-
-    /// Same, as a 2026-07-28 client: `server/discover` and no session.
-    pub async fn stdio_discover(&self, key: &str) -> Client {
-        let mode = ClientLifecycleMode::Discover {
-            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-        };
-        self.stdio_with(key, mode).await
-    }
-
-    async fn stdio_with(&self, key: &str, mode: ClientLifecycleMode) -> Client {
-        let mut cmd = tokio::process::Command::new(BIN);
-        cmd.args(["serve", "--stdio"])
-            .env("KEYWARD_DATABASE_URL", self.url())
-            .env("KEYWARD_API_KEY", key)
-            .env_remove("KEYWARD_AUTH_MODE");
-        self.connect(cmd, mode).await
-    }
-
-    /// Connects a legacy client to the stdio server started by `cmd`.
-    pub async fn stdio_command(&self, cmd: tokio::process::Command) -> Client {
-        self.connect(cmd, ClientLifecycleMode::Initialize).await
-    }
-
-    async fn connect(&self, mut cmd: tokio::process::Command, mode: ClientLifecycleMode) -> Client {
-        // The most talkative setting, so the secrets scan covers every log line.
-        cmd.env("RUST_LOG", "trace");
-        let log = std::fs::File::create(self.next_log()).expect("log file");
-        let (transport, _) = TokioChildProcess::builder(cmd)
-            .stderr(log)
-            .spawn()
-            .expect("spawn keyward");
-        let info = ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("keyward-it", "1.2.3"),
-        );
-        let service = info
-            .serve_with_lifecycle(transport, mode)
-            .await
-            .expect("connect over stdio");
-        Client { service }
     }
 }
 
@@ -400,7 +339,7 @@ impl Client {
     /// A reader key named `name`, made over a stateless (2026-07-28) connection that opens no
     /// session; returns (secret, id).
     pub async fn mint_with(
-        s: &crate::http_support::Server,
+        s: &crate::server::TestServer,
         admin: &str,
         name: &str,
     ) -> (String, String) {
@@ -452,59 +391,53 @@ pub fn secret(v: &Value) -> String {
     v["api_key"].as_str().expect("api_key").to_owned()
 }
 
-/// An in-process keyward on a manual clock, reached over an in-memory stream by a real rmcp
-/// client: for rules that depend on time (expiry, rotation grace) without sleeping.
-pub struct Harness {
-    pub app: App,
-    pub clock: Arc<ManualClock>,
-    _env: Env,
+// -- the catalogue ----------------------------------------------------------------------------
+
+/// Every tool's wire name, sorted.
+pub fn all_tools() -> Vec<String> {
+    tools_where(|_| true)
 }
 
-impl Harness {
-    pub async fn at(start: DateTime<Utc>) -> Self {
-        let env = Env::new();
-        let clock = Arc::new(ManualClock::new(start));
-        let (app, _writer) = keyward::open_app(&env.url(), clock.clone(), Default::default())
-            .await
-            .expect("open app");
-        Harness {
-            app,
-            clock,
-            _env: env,
-        }
-    }
+/// The tools `permissions` may see and call, sorted.
+pub fn tools_for(permissions: PermissionSet) -> Vec<String> {
+    tools_where(|t| match t.access() {
+        Access::Authenticated => true,
+        Access::Needs(p) => permissions.contains(p),
+    })
+}
 
-    pub fn url(&self) -> String {
-        self._env.url()
-    }
+/// The tools a built-in role may see and call, sorted.
+pub fn role_tools(role: BuiltinRole) -> Vec<String> {
+    tools_for(role.permissions())
+}
 
-    pub async fn bootstrap(&self) -> String {
-        let meta = keyward::ops::CallMeta::new(keyward::domain::audit::Source::Cli);
-        let first = keyward::ops::bootstrap::FirstAdmin {
-            key_name: "admin",
-            expires_at: None,
-            operator: None,
-        };
-        let created = keyward::ops::bootstrap::bootstrap(&self.app, first, &meta)
-            .await
-            .expect("bootstrap");
-        created.key.api_key
-    }
+fn tools_where(keep: impl Fn(ToolName) -> bool) -> Vec<String> {
+    let mut v: Vec<String> = ToolName::ALL
+        .into_iter()
+        .filter(|t| keep(*t))
+        .map(|t| t.wire().to_owned())
+        .collect();
+    v.sort();
+    v
+}
 
-    pub async fn client(&self, key: &str) -> Client {
-        let caller = CallerSource::StdioKey(PlainKey::parse(key).expect("well-formed key"));
-        let server = KeywardServer::new(self.app.clone(), caller);
-        let (server_io, client_io) = tokio::io::duplex(1 << 16);
-        tokio::spawn(async move {
-            if let Ok(running) = server.serve(server_io).await {
-                let _ = running.waiting().await;
-            }
-        });
-        let info = ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("keyward-it", "1.2.3"),
-        );
-        let service = info.serve(client_io).await.expect("connect in-process");
-        Client { service }
-    }
+/// Whether a tool only reads, from its `readOnlyHint` annotation.
+pub fn read_only(tool: ToolName) -> bool {
+    let tools = KeywardServer::all_tools().list_all();
+    let t = tools
+        .iter()
+        .find(|t| t.name == tool.wire())
+        .unwrap_or_else(|| panic!("{} is not routed", tool.wire()));
+    t.annotations
+        .as_ref()
+        .and_then(|a| a.read_only_hint)
+        .unwrap_or_else(|| panic!("{} declares no readOnlyHint", tool.wire()))
+}
+
+/// The tools whose success changes state.
+pub fn write_tools() -> Vec<ToolName> {
+    ToolName::ALL
+        .into_iter()
+        .filter(|t| !read_only(*t))
+        .collect()
 }
