@@ -10,9 +10,9 @@
 )]
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use keyward::domain::catalog::{Access, ToolName};
 use keyward::domain::key::{KeyDigest, PlainKey};
 use keyward::domain::role::BuiltinRole;
-use keyward::mcp::catalog::{Access, ToolName};
 use keyward::ops::cache::TtlCache;
 
 fn benches(c: &mut Criterion) {

@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use keyward::app::App;
 use keyward::clock::{Clock, SystemClock};
 use keyward::domain::audit::{Action, AuditEvent, Source, Status};
 use keyward::domain::principal::Principal;
 use keyward::domain::tenant::TenantScope;
+use keyward::ops::app::App;
 use keyward::ops::audit::{Filters, GroupBy};
 use keyward::store::Store;
 use keyward::store::audit::{AuditFilter, Dim, Statement};

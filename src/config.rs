@@ -64,13 +64,13 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-use crate::app::App;
 use crate::cli::{AuthMode, ServeArgs};
 use crate::domain::lockout::LockoutPolicy;
 use crate::http::HttpSettings;
 use crate::http::auth::HttpAuth;
 use crate::http::edge::EdgeConfig;
 use crate::http::origin::{OriginPolicy, check_origin_entry};
+use crate::ops::app::App;
 
 /// The lockout rule from the command line.
 pub fn lockout_policy(args: &ServeArgs) -> anyhow::Result<LockoutPolicy> {
@@ -91,7 +91,7 @@ pub fn lockout_policy(args: &ServeArgs) -> anyhow::Result<LockoutPolicy> {
 /// The app's behaviour from the command line: lockout rule and cache bound (at most 1 s). A
 /// stdio server serves one local caller: no verification cache, so a key revoked anywhere stops
 /// working on its very next call.
-pub fn app_options(args: &ServeArgs) -> anyhow::Result<crate::app::AppOptions> {
+pub fn app_options(args: &ServeArgs) -> anyhow::Result<crate::ops::app::AppOptions> {
     let ttl = chrono::Duration::from_std(if args.stdio {
         std::time::Duration::ZERO
     } else {
@@ -101,7 +101,7 @@ pub fn app_options(args: &ServeArgs) -> anyhow::Result<crate::app::AppOptions> {
         ttl <= crate::CACHE_TTL,
         "--auth-cache-ttl may be at most 1s"
     );
-    Ok(crate::app::AppOptions {
+    Ok(crate::ops::app::AppOptions {
         lockout: lockout_policy(args)?,
         cache_ttl: ttl,
         development: false,

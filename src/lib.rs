@@ -4,7 +4,6 @@
 //! Dependencies run one way: surfaces (`mcp`, `stdio`, `cli`) → `ops` (use cases) →
 //! `domain` (pure rules) and `store` (all SQL).
 
-pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -23,10 +22,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use app::App;
 use cli::{AuthMode, Cli, Command};
 use clock::{Clock, SystemClock};
 use domain::audit::Source;
+use ops::app::{self, App};
 use store::Store;
 use store::audit_writer::{AuditWriter, WriterConfig};
 
@@ -151,7 +150,7 @@ async fn serve(app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()>
     let transport = if args.stdio { "stdio" } else { "http" };
     tracing::info!(database = %config::redact_url(url), backend = app.store.backend(), transport, "keyward starting");
     if args.stdio {
-        let caller = match args.auth_mode {
+        let legacy = match args.auth_mode {
             AuthMode::Legacy => {
                 let shared = args
                     .legacy_api_key
@@ -160,34 +159,35 @@ async fn serve(app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()>
                     .ok_or_else(|| {
                         anyhow::anyhow!("--auth-mode legacy needs KEYWARD_LEGACY_API_KEY")
                     })?;
-                let legacy = ops::auth::LegacyKey::new(&app, shared, &args.legacy_role).await?;
-                let presented = args
-                    .api_key
-                    .as_ref()
-                    .map(cli::SecretArg::expose)
-                    .unwrap_or_default();
-                let principal = legacy.verify(presented).ok_or_else(|| {
-                    anyhow::anyhow!("API key refused: KEYWARD_API_KEY is not the legacy shared key")
-                })?;
-                mcp::CallerSource::Fixed(principal)
+                Some(ops::auth::LegacyKey::new(&app, shared, &args.legacy_role).await?)
             }
-            AuthMode::Disabled => {
+            _ => None,
+        };
+        let presented = args.api_key.as_ref().map(cli::SecretArg::expose);
+        let credential = match (args.auth_mode, &legacy) {
+            (AuthMode::Legacy, Some(shared)) => ops::auth::Credential::Legacy {
+                shared,
+                presented: presented.unwrap_or_default(),
+            },
+            (AuthMode::Disabled, _) => {
                 anyhow::ensure!(
                     args.confirm_disabled_stdio,
                     "--stdio with --auth-mode disabled also needs --confirm-disabled-stdio \
                      (KEYWARD_CONFIRM_DISABLED_STDIO=1): every call would run as an all-powerful \
                      development principal"
                 );
-                stdio::resolve_caller(&app, None, true).await?
+                ops::auth::Credential::Development
             }
-            AuthMode::Managed => {
-                stdio::resolve_caller(
-                    &app,
-                    args.api_key.as_ref().map(cli::SecretArg::expose),
-                    false,
-                )
-                .await?
+            _ => match presented.filter(|k| !k.trim().is_empty()) {
+                Some(key) => ops::auth::Credential::ApiKey(key),
+                None => ops::auth::Credential::None,
+            },
+        };
+        let caller = match stdio::resolve_caller(&app, credential).await {
+            Err(stdio::StdioError::Refused(_)) if legacy.is_some() => {
+                anyhow::bail!("API key refused: KEYWARD_API_KEY is not the legacy shared key")
             }
+            other => other?,
         };
         return stdio::serve(app, caller, args.max_body_bytes).await;
     }

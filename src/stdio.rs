@@ -3,11 +3,12 @@
 
 use rmcp::ServiceExt;
 
-use crate::app::App;
 use crate::domain::audit::Source;
 use crate::domain::key::PlainKey;
 use crate::mcp::{CallerSource, KeywardServer};
-use crate::ops::{self, CallMeta, auth::AuthError, auth::AuthFailure, auth::Rejected};
+use crate::ops::app::App;
+use crate::ops::auth::{AuthFailure, Credential, Origin, Refused};
+use crate::ops::{self, CallMeta};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StdioError {
@@ -21,44 +22,50 @@ pub enum StdioError {
     Other(#[from] anyhow::Error),
 }
 
-/// Checks the configured key and returns who will be calling.
+impl From<Refused> for StdioError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Credential { rejected, .. } if rejected.failure == AuthFailure::Missing => {
+                StdioError::Missing
+            }
+            Refused::Credential { rejected, .. } => StdioError::Refused(rejected.failure.reason()),
+            Refused::Failed(e) => StdioError::Other(e.into()),
+        }
+    }
+}
+
+/// Checks the configured credential (through `ops::auth`, which audits a refusal) and returns
+/// who will be calling.
 pub async fn resolve_caller(
     app: &App,
-    key: Option<&str>,
-    disabled: bool,
+    credential: Credential<'_>,
 ) -> Result<CallerSource, StdioError> {
-    if disabled {
+    let meta = CallMeta::new(Source::Stdio);
+    let key = match &credential {
+        Credential::ApiKey(text) => Some(*text),
+        _ => None,
+    };
+    let development = matches!(credential, Credential::Development);
+    let principal = ops::auth::authenticate(app, credential, &meta, Origin::Local).await?;
+    if development {
         tracing::warn!(
             "authentication is DISABLED: every stdio call runs as an all-powerful development principal; never do this outside local development"
         );
         return Ok(CallerSource::Development(Source::Stdio));
     }
-    let meta = CallMeta::new(Source::Stdio);
-    let refuse = |r: Rejected| async move {
-        ops::auth::record_rejection(app, &r, &meta)
-            .await
-            .map_err(|e| StdioError::Other(anyhow::anyhow!("{e}")))?;
-        Err::<CallerSource, _>(if r.failure == AuthFailure::Missing {
-            StdioError::Missing
-        } else {
-            StdioError::Refused(r.failure.reason())
-        })
-    };
-    let Some(text) = key.filter(|k| !k.trim().is_empty()) else {
-        return refuse(Rejected::new(AuthFailure::Missing)).await;
-    };
-    match ops::auth::authenticate_key(app, text).await {
-        Ok(p) => {
-            tracing::info!(
-                key_id = p.actor().id(),
-                role = p.role(),
-                "stdio caller authenticated"
-            );
+    tracing::info!(
+        key_id = principal.actor().id(),
+        role = principal.role(),
+        "stdio caller authenticated"
+    );
+    match key {
+        // A managed key is checked again on every call: revoking it stops this process.
+        Some(text) => {
             let key = PlainKey::parse(text).map_err(|e| StdioError::Other(e.into()))?;
             Ok(CallerSource::StdioKey(key))
         }
-        Err(AuthError::Rejected(r)) => refuse(r).await,
-        Err(e) => Err(StdioError::Other(e.into())),
+        // The legacy shared key cannot change while the process runs.
+        None => Ok(CallerSource::Fixed(principal)),
     }
 }
 

@@ -17,7 +17,7 @@ use super::error::HttpError;
 use crate::domain::audit::Source;
 use crate::domain::principal::Principal;
 use crate::metrics::ReasonLabels;
-use crate::ops::auth::{AuthError, AuthFailure, Rejected};
+use crate::ops::auth::{AuthFailure, Rejected};
 use crate::ops::{self, CallMeta};
 
 pub const SESSION_COOKIE: &str = "keyward_session";
@@ -178,38 +178,60 @@ fn count_failure(state: &HttpState, rejected: &Rejected) {
         .inc();
 }
 
-/// Records one refused bearer credential after the fact: log line, metric, audit record and
-/// lockout count. A 256-bit key or token cannot be guessed, so an address that is locked out
-/// still has its well-formed credentials looked up and served when valid; only its failures
-/// are refused (429), and they are neither counted nor audited again (the lockout was).
-/// Returns the response to send.
+/// Records one refused credential (audit record and lockout count, in `ops::auth::refuse`)
+/// and answers it.
 pub async fn refuse(
     state: &HttpState,
     ip: ClientIp,
-    rejected: &Rejected,
+    rejected: Rejected,
     meta: &CallMeta,
     base: &PublicBase,
 ) -> Response {
-    let app = &state.app;
-    match ops::lockout::locked_until(app, &ip.lockout_key()).await {
-        Ok(Some(until)) => {
-            count_failure(state, rejected);
+    let lockout = ip.lockout_key();
+    let refused = ops::auth::refuse(
+        &state.app,
+        rejected,
+        meta,
+        ops::auth::Origin::Address(&lockout),
+    )
+    .await;
+    answer_refusal(state, ip, refused, base)
+}
+
+/// The answer to a refused credential: 401 with a challenge, or 429 past the lockout
+/// threshold; plus the log line and metric (never the secret). A locked-out address's failures
+/// get 429 and are not logged again (the lockout was).
+fn answer_refusal(
+    state: &HttpState,
+    ip: ClientIp,
+    refused: ops::auth::Refused,
+    base: &PublicBase,
+) -> Response {
+    use ops::auth::{Lock, Refused};
+    let (rejected, lock) = match refused {
+        Refused::Credential { rejected, lock } => (rejected, lock),
+        Refused::Failed(e) => return HttpError::from(e).into_response(),
+    };
+    let now = state.app.now();
+    match lock {
+        Lock::Already(until) => {
+            count_failure(state, &rejected);
             tracing::debug!(client_ip = %ip.0, reason = rejected.failure.reason(), "authentication failed while locked out");
-            return locked_out(until, app.now()).into_response();
+            locked_out(until, now).into_response()
         }
-        Ok(None) => {}
-        Err(e) => return HttpError::from(e).into_response(),
-    }
-    note_failure(state, ip, rejected);
-    match ops::lockout::record_failure(app, &ip.lockout_key(), rejected, meta).await {
-        Err(e) => HttpError::from(e).into_response(),
         // Failures past the threshold (concurrent with the one that set the lock) are
         // answered as locked out: no more than `threshold` ever get an ordinary answer.
-        Ok(count) if count.failures > app.lockout.threshold => match count.locked_until {
-            Some(until) => locked_out(until, app.now()).into_response(),
-            None => challenge(base, true).into_response(),
-        },
-        Ok(_) => challenge(base, rejected.failure != AuthFailure::Missing).into_response(),
+        Lock::Over(until) => {
+            note_failure(state, ip, &rejected);
+            match until {
+                Some(until) => locked_out(until, now).into_response(),
+                None => challenge(base, true).into_response(),
+            }
+        }
+        Lock::Open => {
+            note_failure(state, ip, &rejected);
+            challenge(base, rejected.failure != AuthFailure::Missing).into_response()
+        }
     }
 }
 
@@ -299,52 +321,62 @@ pub async fn authenticate(State(state): State<HttpState>, req: Request, next: Ne
         .into_response();
     };
     let meta = call_meta(req.headers(), ip);
-    let result: Result<Principal, AuthError> =
-        match (&state.settings.auth, credential(req.headers(), &base)) {
-            (HttpAuth::Disabled, _) => Ok(ops::auth::development_principal()),
-            (_, Credential::None) => return challenge(&base, false).into_response(),
-            (HttpAuth::Legacy(shared), Credential::Bearer(token)) if shared.guessable() => {
-                match legacy_guessable(&state, ip, shared, token, &meta, &base).await {
-                    Ok(p) => Ok(p),
-                    Err(refused) => return refused,
-                }
-            }
-            (HttpAuth::Legacy(shared), Credential::Bearer(token)) => shared
-                .verify(token)
-                .ok_or_else(|| AuthError::Rejected(Rejected::new(AuthFailure::UnknownKey))),
-            (HttpAuth::Managed, Credential::Bearer(token)) => {
-                ops::auth::authenticate_key(&state.app, token).await
-            }
-            (HttpAuth::Managed, Credential::Cookie(cookie)) => {
-                // A state-changing request riding on a cookie must come from an allowed Origin
-                // (the origin layer already refused disallowed ones; here it must be present).
-                if req.method() != Method::GET
-                    && req.method() != Method::HEAD
-                    && !req.headers().contains_key(header::ORIGIN)
-                {
-                    return HttpError::forbidden(
-                        "a cookie-authenticated request must carry an Origin header",
-                    )
-                    .into_response();
-                }
-                ops::sessions::authenticate(&state.app, &cookie).await
-            }
-            // Sign-in sessions exist only in managed mode: elsewhere a cookie is no credential.
-            (HttpAuth::Legacy(_), Credential::Cookie(_)) => {
-                return challenge(&base, false).into_response();
-            }
-        };
-    match result {
-        Ok(principal) => {
-            let mut req = match super::admission::check(&state, req, &principal, &meta).await {
-                Ok(req) => req,
+    let presented = credential(req.headers(), &base);
+    let credential = match (&state.settings.auth, &presented) {
+        (HttpAuth::Disabled, _) => ops::auth::Credential::Development,
+        (_, Credential::None) => return challenge(&base, false).into_response(),
+        (HttpAuth::Legacy(shared), Credential::Bearer(token)) if shared.guessable() => {
+            match legacy_guessable(&state, ip, shared, token, &meta, &base).await {
+                Ok(p) => return admit(&state, req, p, meta, next).await,
                 Err(refused) => return refused,
-            };
-            req.extensions_mut().insert(principal);
-            req.extensions_mut().insert(meta);
-            next.run(req).await
+            }
         }
-        Err(AuthError::Rejected(r)) => refuse(&state, ip, &r, &meta, &base).await,
-        Err(e) => HttpError::from(ops::OpsError::from(e)).into_response(),
+        (HttpAuth::Legacy(shared), Credential::Bearer(token)) => ops::auth::Credential::Legacy {
+            shared,
+            presented: token,
+        },
+        (HttpAuth::Managed, Credential::Bearer(token)) => ops::auth::Credential::ApiKey(token),
+        (HttpAuth::Managed, Credential::Cookie(cookie)) => {
+            // A state-changing request riding on a cookie must come from an allowed Origin
+            // (the origin layer already refused disallowed ones; here it must be present).
+            if req.method() != Method::GET
+                && req.method() != Method::HEAD
+                && !req.headers().contains_key(header::ORIGIN)
+            {
+                return HttpError::forbidden(
+                    "a cookie-authenticated request must carry an Origin header",
+                )
+                .into_response();
+            }
+            ops::auth::Credential::Session(cookie)
+        }
+        // Sign-in sessions exist only in managed mode: elsewhere a cookie is no credential.
+        (HttpAuth::Legacy(_), Credential::Cookie(_)) => {
+            return challenge(&base, false).into_response();
+        }
+    };
+    let lockout = ip.lockout_key();
+    let origin = ops::auth::Origin::Address(&lockout);
+    match ops::auth::authenticate(&state.app, credential, &meta, origin).await {
+        Ok(principal) => admit(&state, req, principal, meta, next).await,
+        Err(refused) => answer_refusal(&state, ip, refused, &base),
     }
+}
+
+/// An authenticated request goes on to `/mcp`, if session admission lets it, carrying its
+/// principal and where it came from.
+async fn admit(
+    state: &HttpState,
+    req: Request,
+    principal: Principal,
+    meta: CallMeta,
+    next: Next,
+) -> Response {
+    let mut req = match super::admission::check(state, req, &principal, &meta).await {
+        Ok(req) => req,
+        Err(refused) => return refused,
+    };
+    req.extensions_mut().insert(principal);
+    req.extensions_mut().insert(meta);
+    next.run(req).await
 }

@@ -33,9 +33,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
-use crate::app::App;
 use crate::mcp::{CallerSource, KeywardServer};
 use crate::metrics::{HttpLabels, RouteLabels};
+use crate::ops::app::App;
 use auth::HttpAuth;
 use edge::EdgeConfig;
 use error::HttpError;

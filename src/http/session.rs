@@ -131,7 +131,7 @@ pub async fn login(
             res
         }
         Err(AuthError::Rejected(r)) => match reservation {
-            None => auth::refuse(&state, ip, &r, &meta, &base).await,
+            None => auth::refuse(&state, ip, r, &meta, &base).await,
             Some(reserved) => {
                 if let Some(error) = auth::refuse_reserved(&state, ip, reserved, &r, &meta).await {
                     return error;

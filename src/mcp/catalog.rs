@@ -1,10 +1,9 @@
-//! The tool catalogue, as the MCP surface names it; it is declared in `domain::catalog`.
-
-pub use crate::domain::catalog::{Access, ToolName};
+//! Checks that the tools this surface routes, and the README, agree with the catalogue
+//! declared in `domain::catalog`.
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::domain::catalog::{Access, ToolName};
     use crate::domain::permission::Permission;
     use crate::mcp::KeywardServer;
 

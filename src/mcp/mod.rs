@@ -2,7 +2,8 @@
 //! catalogue, the guard every call passes, and the per-caller tool list; it holds no SQL and
 //! no HTTP details.
 
-pub mod catalog;
+#[cfg(test)]
+mod catalog;
 pub mod error;
 mod guard;
 pub mod portable;
@@ -19,11 +20,12 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
-use crate::app::App;
 use crate::domain::audit::Source;
 use crate::domain::catalog::{Access, ToolName};
 use crate::domain::key::PlainKey;
 use crate::domain::principal::Principal;
+use crate::ops::app::App;
+use crate::ops::auth::{Credential, Origin, Refused};
 use crate::ops::{self, CallMeta, ErrorKind};
 use error::ToolError;
 
@@ -73,26 +75,33 @@ impl CallerSource {
                 .and_then(|parts| parts.extensions.remove::<Principal>())
                 .ok_or_else(|| ToolError::new(ErrorKind::PermissionDenied, "not authenticated")),
             CallerSource::StdioKey(key) => {
-                match ops::auth::authenticate_key(app, key.expose()).await {
-                    Ok(p) => Ok(p),
-                    Err(ops::auth::AuthError::Rejected(r)) => {
-                        tracing::warn!(reason = r.failure.reason(), key_id = ?r.key_id, "stdio key refused");
-                        ops::auth::record_rejection(app, &r, meta)
-                            .await
-                            .map_err(|e| ToolError::from(&ops::call::Failure::of(&e)))?;
-                        Err(ToolError::new(
-                            ErrorKind::PermissionDenied,
-                            format!(
-                                "the configured API key is no longer accepted: {}",
-                                r.failure.reason()
-                            ),
-                        ))
-                    }
-                    Err(e) => Err(ToolError::from(&ops::call::Failure::of(
-                        &ops::OpsError::from(e),
-                    ))),
-                }
+                let credential = Credential::ApiKey(key.expose());
+                ops::auth::authenticate(app, credential, meta, Origin::Local)
+                    .await
+                    .map_err(refused_stdio_key)
             }
+        }
+    }
+}
+
+/// Why the stdio process's own key stopped working (revoked, expired…): audited already by
+/// `ops::auth`; logged here, the stdio surface's boundary.
+fn refused_stdio_key(refused: Refused) -> ToolError {
+    match refused {
+        Refused::Credential { rejected, .. } => {
+            let reason = rejected.failure.reason();
+            tracing::warn!(reason, key_id = ?rejected.key_id, "stdio key refused");
+            ToolError::new(
+                ErrorKind::PermissionDenied,
+                format!("the configured API key is no longer accepted: {reason}"),
+            )
+        }
+        Refused::Failed(e) => {
+            let failure = ops::call::Failure::of(&e);
+            if let Some(detail) = &failure.detail {
+                tracing::error!(error = %detail, "could not check the stdio key");
+            }
+            ToolError::from(&failure)
         }
     }
 }

@@ -12,13 +12,13 @@ use chrono::{DateTime, Utc};
 use super::call::CallMeta;
 use super::views::{KeyWithSecret, OperatorView};
 use super::{ErrorKind, OpsError, keys};
-use crate::app::App;
 use crate::domain::audit::{Action, AuditEvent, Status, redact, redact_text};
 use crate::domain::key::PlainKey;
 use crate::domain::password::Password;
 use crate::domain::role::BuiltinRole;
 use crate::domain::tenant::TenantScope;
 use crate::domain::{ids, timespec};
+use crate::ops::app::App;
 use crate::store::settings::BOOTSTRAP_CLOSED_AT;
 use crate::store::{self, Tx};
 

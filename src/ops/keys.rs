@@ -11,7 +11,6 @@ use chrono::{DateTime, Duration, Utc};
 use super::OpsError;
 use super::call::{Call, Target, changed, ensure_reach};
 use super::views::{KeyPage, KeyStatus, KeyView, KeyWithSecret};
-use crate::app::App;
 use crate::domain::key::PlainKey;
 use crate::domain::permission::Permission;
 use crate::domain::policy::{self, Reach};
@@ -19,6 +18,7 @@ use crate::domain::principal::Principal;
 use crate::domain::role::validate_role_name;
 use crate::domain::tenant::TenantScope;
 use crate::domain::{ids, timespec};
+use crate::ops::app::App;
 use crate::store::{self, Hold, Tx, from_micros, keys::KeyRow};
 
 /// Longest a rotated-out secret may keep working.

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use super::OpsError;
 use super::auth::{Rejected, record_rejection};
 use super::call::CallMeta;
-use crate::app::App;
 use crate::domain::audit::{Action, AuditEvent, Status};
+use crate::ops::app::App;
 use crate::store;
 use crate::store::lockout::FailureCount;
 

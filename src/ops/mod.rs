@@ -3,6 +3,7 @@
 //! permission again (the guard already did: defence in depth). Changes commit together with
 //! their audit record, in one transaction.
 
+pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;

@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use super::call::{Call, Target, changed, ensure_reach};
 use super::views::{OperatorList, OperatorView};
 use super::{OpsError, keys};
-use crate::app::App;
 use crate::domain::password::Password;
 use crate::domain::permission::{Permission, PermissionSet};
 use crate::domain::policy::{self, Reach};
@@ -14,6 +13,7 @@ use crate::domain::principal::Principal;
 use crate::domain::role::validate_role_name;
 use crate::domain::tenant::TenantScope;
 use crate::domain::{ids, timespec};
+use crate::ops::app::App;
 use crate::store::{self, Hold, Tx, from_micros, operators::OperatorRow};
 
 pub struct CreateOperator {

@@ -5,13 +5,13 @@
 use super::OpsError;
 use super::call::{Call, Target, changed};
 use super::views::{RoleDeleted, RoleList, RoleView};
-use crate::app::App;
 use crate::domain::error::{DomainError, Escalation};
 use crate::domain::ids;
 use crate::domain::permission::{Permission, PermissionSet};
 use crate::domain::policy::{self, Reach};
 use crate::domain::principal::Principal;
 use crate::domain::role::{BuiltinRole, Role, validate_role_name};
+use crate::ops::app::App;
 use crate::store::{self, Hold, Tx};
 
 pub async fn list(app: &App, p: &Principal) -> Result<RoleList, OpsError> {

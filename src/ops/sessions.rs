@@ -7,12 +7,12 @@ use tracing::instrument;
 use super::OpsError;
 use super::auth::{self, AuthError, AuthFailure, Rejected};
 use super::call::CallMeta;
-use crate::app::App;
 use crate::domain::audit::{Action, AuditEvent, Status};
 use crate::domain::key::{KeyDigest, PlainKey};
 use crate::domain::password::Password;
 use crate::domain::principal::Principal;
 use crate::domain::session::SessionToken;
+use crate::ops::app::App;
 use crate::store::{self, from_micros};
 
 pub enum Credentials {

@@ -1,8 +1,8 @@
 //! Least privilege over the wire: each role sees exactly its tools, denied calls change
 //! nothing and are audited, and nobody mints or manages beyond their own reach.
 
+use keyward::domain::catalog::{Access, ToolName};
 use keyward::domain::role::BuiltinRole;
-use keyward::mcp::catalog::{Access, ToolName};
 use serde_json::{Value, json};
 
 use crate::server::{TestServer, Transport};

@@ -145,7 +145,10 @@ async fn a_killed_server_loses_no_acknowledged_call() {
     assert_eq!(v["result"]["structuredContent"]["role"], "admin");
 }
 
-async fn successes(app: &keyward::app::App, action: &str) -> Vec<keyward::store::audit::AuditRow> {
+async fn successes(
+    app: &keyward::ops::app::App,
+    action: &str,
+) -> Vec<keyward::store::audit::AuditRow> {
     let filter = keyward::store::audit::AuditFilter {
         actions: vec![action.into()],
         statuses: vec!["success".into()],

@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 
-use keyward::mcp::catalog::ToolName;
+use keyward::domain::catalog::ToolName;
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{Value, json};

@@ -11,8 +11,8 @@
 
 use std::time::Duration;
 
+use keyward::domain::catalog::ToolName;
 use keyward::domain::tenant::TenantScope;
-use keyward::mcp::catalog::ToolName;
 use keyward::store::audit::AuditFilter;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

@@ -127,7 +127,7 @@ async fn two_replicas_share_keys_revocations_lockouts_and_one_trail() {
         .await;
     assert_eq!(
         tools["result"]["tools"].as_array().unwrap().len(),
-        keyward::mcp::catalog::ToolName::ALL.len()
+        keyward::domain::catalog::ToolName::ALL.len()
     );
     for (i, replica) in [&a, &b, &a, &b].into_iter().enumerate() {
         let r = replica.call(&admin, "lb", "whoami", json!({})).await;

@@ -1,8 +1,8 @@
 //! The tool catalogue is closed and documented: every routed tool has a declared permission,
 //! described inputs, an output schema and annotations, and schemas/ matches the code.
 
+use keyward::domain::catalog::ToolName;
 use keyward::mcp::KeywardServer;
-use keyward::mcp::catalog::ToolName;
 
 #[test]
 fn every_routed_tool_is_catalogued() {

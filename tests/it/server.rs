@@ -20,12 +20,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use clap::Parser;
-use keyward::app::App;
 use keyward::cli::{Cli, Command, ServeArgs};
 use keyward::clock::{Clock, ManualClock, SystemClock};
 use keyward::domain::key::PlainKey;
 use keyward::http::Running;
 use keyward::mcp::{CallerSource, KeywardServer};
+use keyward::ops::app::App;
 use rmcp::ServiceExt;
 use rmcp::model::{ClientCapabilities, ClientConfig, Implementation, ProtocolVersion};
 use rmcp::service::{ClientLifecycleMode, ClientServiceExt};

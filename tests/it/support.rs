@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use keyward::domain::catalog::{Access, ToolName};
 use keyward::domain::permission::PermissionSet;
 use keyward::domain::role::BuiltinRole;
-use keyward::mcp::KeywardServer;
-use keyward::mcp::catalog::{Access, ToolName};
 use rmcp::RoleClient;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, ListToolsResult};
 use rmcp::service::RunningService;
@@ -421,23 +420,10 @@ fn tools_where(keep: impl Fn(ToolName) -> bool) -> Vec<String> {
     v
 }
 
-/// Whether a tool only reads, from its `readOnlyHint` annotation.
-pub fn read_only(tool: ToolName) -> bool {
-    let tools = KeywardServer::all_tools().list_all();
-    let t = tools
-        .iter()
-        .find(|t| t.name == tool.wire())
-        .unwrap_or_else(|| panic!("{} is not routed", tool.wire()));
-    t.annotations
-        .as_ref()
-        .and_then(|a| a.read_only_hint)
-        .unwrap_or_else(|| panic!("{} declares no readOnlyHint", tool.wire()))
-}
-
 /// The tools whose success changes state.
 pub fn write_tools() -> Vec<ToolName> {
     ToolName::ALL
         .into_iter()
-        .filter(|t| !read_only(*t))
+        .filter(|t| !t.read_only())
         .collect()
 }

@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use super::OpsError;
 use super::views::{AuditBrief, AuditEventResult, AuditEventView, AuditPage, ClientClaims, Window};
-use crate::app::App;
 use crate::domain::audit::{Action, Source, Status};
 use crate::domain::limits::distinct;
 use crate::domain::permission::Permission;
@@ -22,6 +21,7 @@ use crate::domain::role::validate_role_name;
 use crate::domain::tenant::validate_tenant;
 use crate::domain::timespec::{self, Edge};
 use crate::domain::{ids, policy};
+use crate::ops::app::App;
 use crate::store::audit::{AuditFilter, AuditRow, BriefRow};
 use crate::store::{self, from_micros, micros};
 

@@ -9,13 +9,13 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::{DEFAULT_TOP, Filters, MAX_TOP, Resolved, bounded, resolve};
-use crate::app::App;
 use crate::domain::permission::Permission;
 use crate::domain::policy;
 use crate::domain::principal::Principal;
 use crate::domain::tenant::TenantScope;
 use crate::domain::timespec;
 use crate::ops::OpsError;
+use crate::ops::app::App;
 use crate::ops::views::{AuditGroup, AuditSummary};
 use crate::store::audit::{AuditFilter, CountDim, CountQuery, Dim, Group, QUARTER, Summary};
 use crate::store::{self, from_micros};

@@ -1,0 +1,192 @@
+//! API keys as credentials: a presented key (or the key a session was opened with) resolved
+//! to its principal, through a short-lived cache of verified keys.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, Duration, Utc};
+use tracing::instrument;
+
+use super::{AuthError, AuthFailure, Rejected};
+use crate::domain::key::{KeyDigest, KeyFormatError, PlainKey};
+use crate::domain::permission::PermissionSet;
+use crate::domain::principal::{Actor, Principal};
+use crate::domain::tenant::TenantScope;
+use crate::ops::app::App;
+use crate::store::{self, StoreError, from_micros};
+
+/// How often `last_used_at` is refreshed for a busy key.
+const LAST_USED_RESOLUTION: Duration = Duration::minutes(1);
+
+/// Resolves a presented key to a principal: format and checksum offline, then one lookup by
+/// SHA-256 digest, then state (revoked, disabled, expired, rotated out, role deleted).
+#[instrument(level = "debug", skip_all)]
+pub async fn authenticate_key(app: &App, presented: &str) -> Result<Principal, AuthError> {
+    let digest = PlainKey::digest_of(presented).map_err(|e| {
+        AuthError::Rejected(Rejected::new(match e {
+            KeyFormatError::Malformed => AuthFailure::Malformed,
+            KeyFormatError::BadChecksum => AuthFailure::BadChecksum,
+        }))
+    })?;
+    authenticate_digest(app, &digest, || Some(PlainKey::preview_of(presented))).await
+}
+
+/// Resolves a key by the digest of its secret (a presented key, or the key a session was
+/// opened with), checking its state now.
+pub async fn authenticate_digest(
+    app: &App,
+    digest: &KeyDigest,
+    preview: impl FnOnce() -> Option<String>,
+) -> Result<Principal, AuthError> {
+    let now = app.now();
+    let key = match app.key_cache.get(digest, now) {
+        Some(k) => k,
+        None => {
+            let generation = app.key_cache.generation();
+            let Some(row) = store::keys::find_by_digest(&app.store, &digest.to_hex()).await? else {
+                // Unknown keys are not cached: guessing must not fill memory.
+                return Err(AuthError::Rejected(Rejected {
+                    preview: preview(),
+                    ..Rejected::new(AuthFailure::UnknownKey)
+                }));
+            };
+            let key = Arc::new(CachedKey::from_row(row)?);
+            app.key_cache
+                .put_read(digest.clone(), key.clone(), now, generation);
+            key
+        }
+    };
+    if let Some(failure) = key.refusal(now) {
+        return Err(AuthError::Rejected(Rejected {
+            actor_kind: Some("key"),
+            key_id: Some(key.id.clone()),
+            preview: Some(key.preview.clone()),
+            tenants: Some(key.tenants.clone()),
+            ..Rejected::new(failure)
+        }));
+    }
+    let principal = key
+        .principal
+        .clone()
+        .ok_or_else(|| AuthError::Rejected(Rejected::new(AuthFailure::RoleDeleted)))?;
+    let last = key.last_used.load(Ordering::Relaxed);
+    if last == 0 || from_micros(last) < now - LAST_USED_RESOLUTION {
+        key.last_used.store(store::micros(now), Ordering::Relaxed);
+        if let Err(e) =
+            store::keys::touch_last_used(&app.store, &key.id, now, LAST_USED_RESOLUTION).await
+        {
+            // Losing a last-used stamp is not worth refusing a valid caller.
+            tracing::warn!(error = %e, key_id = %key.id, "could not record key use");
+        }
+    }
+    Ok(principal)
+}
+
+/// A key as verification needs it, cached by the digest of one of its secrets.
+pub struct CachedKey {
+    pub id: String,
+    /// Preview of this secret (not necessarily the key's current one).
+    pub preview: String,
+    pub tenants: Vec<String>,
+    revoked: bool,
+    disabled: bool,
+    expires_at: Option<DateTime<Utc>>,
+    /// Set when this secret was superseded by a rotation.
+    secret_valid_until: Option<DateTime<Utc>>,
+    /// `None` when the key's role was deleted: it then grants nothing.
+    principal: Option<Principal>,
+    /// Microseconds; 0 when never used.
+    last_used: AtomicI64,
+}
+
+impl CachedKey {
+    fn from_row(row: store::keys::AuthRow) -> Result<Self, StoreError> {
+        let names: Vec<&str> = row.tenants.split_whitespace().collect();
+        let tenants = TenantScope::parse(&names)
+            .map_err(|e| StoreError::Corrupt(format!("key {}: {e}", row.id)))?;
+        let principal = match row.permissions.as_deref() {
+            None => None,
+            Some(p) => {
+                let permissions: PermissionSet = p
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt(format!("role '{}': {e}", row.role_name)))?;
+                Some(Principal::new(
+                    Actor::Key {
+                        id: row.id.clone(),
+                        preview: row.secret_preview.clone(),
+                    },
+                    row.role_name.clone(),
+                    permissions,
+                    tenants.clone(),
+                    row.expires_at.map(from_micros),
+                ))
+            }
+        };
+        Ok(CachedKey {
+            tenants: tenants.to_vec(),
+            id: row.id,
+            preview: row.secret_preview,
+            revoked: row.revoked_at.is_some(),
+            disabled: row.disabled_at.is_some(),
+            expires_at: row.expires_at.map(from_micros),
+            secret_valid_until: row.secret_valid_until.map(from_micros),
+            principal,
+            last_used: AtomicI64::new(row.last_used_at.unwrap_or(0)),
+        })
+    }
+
+    /// Why the key is refused at `now`, if it is.
+    fn refusal(&self, now: DateTime<Utc>) -> Option<AuthFailure> {
+        let passed = |t: Option<DateTime<Utc>>| t.is_some_and(|t| t <= now);
+        if self.revoked {
+            Some(AuthFailure::Revoked)
+        } else if self.disabled {
+            Some(AuthFailure::Disabled)
+        } else if passed(self.expires_at) {
+            Some(AuthFailure::Expired)
+        } else if passed(self.secret_valid_until) {
+            Some(AuthFailure::Rotated)
+        } else if self.principal.is_none() {
+            Some(AuthFailure::RoleDeleted)
+        } else {
+            None
+        }
+    }
+}
+
+/// Resolves an operator row to a principal, checking its state.
+pub(crate) fn operator_principal(
+    row: store::operators::OperatorAuthRow,
+) -> Result<Principal, AuthError> {
+    let reject = |failure| {
+        AuthError::Rejected(Rejected {
+            actor_kind: Some("operator"),
+            key_id: Some(row.id.clone()),
+            preview: Some(row.username.clone()),
+            tenants: Some(row.tenants.split_whitespace().map(str::to_owned).collect()),
+            ..Rejected::new(failure)
+        })
+    };
+    if row.disabled_at.is_some() {
+        return Err(reject(AuthFailure::OperatorDisabled));
+    }
+    let Some(perms) = row.permissions.as_deref() else {
+        return Err(reject(AuthFailure::RoleDeleted));
+    };
+    let permissions: PermissionSet = perms
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("role '{}': {e}", row.role_name)))?;
+    let names: Vec<&str> = row.tenants.split_whitespace().collect();
+    let tenants = TenantScope::parse(&names)
+        .map_err(|e| StoreError::Corrupt(format!("operator {}: {e}", row.id)))?;
+    Ok(Principal::new(
+        Actor::Operator {
+            id: row.id,
+            username: row.username,
+        },
+        row.role_name,
+        permissions,
+        tenants,
+        None,
+    ))
+}

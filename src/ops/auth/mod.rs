@@ -1,0 +1,162 @@
+//! Authentication: the one place a presented credential becomes a `Principal` or an audited
+//! refusal. Every surface comes through [`authenticate`]: stdio at start and on every call,
+//! HTTP on every request. The surfaces authenticate; the guard only authorizes.
+//!
+//! A new kind of credential (an OAuth access token, say) is one more [`Credential`] variant
+//! and one more arm in [`authenticate`].
+
+mod key;
+mod legacy;
+mod refusal;
+
+use chrono::{DateTime, Utc};
+
+/// The key check alone, refusals unaudited: for offline tools (benchmarks, tests). Surfaces
+/// use [`authenticate`].
+pub use key::authenticate_key;
+pub(crate) use key::operator_principal;
+pub use key::{CachedKey, authenticate_digest};
+pub use legacy::{LEGACY_GUESSABLE_BELOW, LegacyKey};
+pub use refusal::{AuthError, AuthFailure, Rejected, record_rejection};
+
+use super::OpsError;
+use super::app::App;
+use super::call::CallMeta;
+use super::views::WhoAmI;
+use crate::domain::principal::{Actor, Principal};
+use crate::domain::role::BuiltinRole;
+use crate::domain::tenant::TenantScope;
+use crate::domain::timespec;
+
+/// A credential as a caller presented it (never logged, never kept).
+pub enum Credential<'a> {
+    /// No credential at all.
+    None,
+    /// An API key: a bearer header, or `KEYWARD_API_KEY` over stdio.
+    ApiKey(&'a str),
+    /// A sign-in session's cookie value.
+    Session(&'a str),
+    /// What was presented where `legacy` mode's one shared key is expected.
+    Legacy {
+        shared: &'a LegacyKey,
+        presented: &'a str,
+    },
+    /// Authentication is disabled (local development only).
+    Development,
+}
+
+/// Where a credential came from.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// This machine's own process (stdio): refusals are audited, not counted.
+    Local,
+    /// A network address (its lockout key): refusals are audited and counted toward its lockout.
+    Address(&'a str),
+}
+
+/// A credential that was not accepted, or a check that could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// Refused, and the refusal audited (and, from an address, counted) already.
+    #[error("credential refused: {}", rejected.failure.reason())]
+    Credential { rejected: Rejected, lock: Lock },
+    /// The check could not run (database, audit trail, too busy).
+    #[error(transparent)]
+    Failed(OpsError),
+}
+
+/// The state of the caller's address after a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// Not locked out.
+    Open,
+    /// Locked out before this attempt: it was neither counted nor audited again.
+    Already(DateTime<Utc>),
+    /// This attempt is past the threshold (its lock may have been set by a concurrent one).
+    Over(Option<DateTime<Utc>>),
+}
+
+impl From<Refused> for OpsError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Credential { rejected, .. } => {
+                OpsError::Unauthenticated(rejected.failure.reason().to_owned())
+            }
+            Refused::Failed(e) => e,
+        }
+    }
+}
+
+/// Turns a presented credential into the principal it stands for, or into an audited refusal.
+pub async fn authenticate(
+    app: &App,
+    credential: Credential<'_>,
+    meta: &CallMeta,
+    origin: Origin<'_>,
+) -> Result<Principal, Refused> {
+    let checked = match credential {
+        Credential::None => Err(AuthError::Rejected(Rejected::new(AuthFailure::Missing))),
+        Credential::ApiKey(presented) => key::authenticate_key(app, presented).await,
+        Credential::Session(cookie) => super::sessions::authenticate(app, cookie).await,
+        Credential::Legacy { shared, presented } => shared
+            .verify(presented)
+            .ok_or_else(|| AuthError::Rejected(Rejected::new(AuthFailure::UnknownKey))),
+        Credential::Development => Ok(development_principal()),
+    };
+    match checked {
+        Ok(principal) => Ok(principal),
+        Err(AuthError::Rejected(rejected)) => Err(refuse(app, rejected, meta, origin).await),
+        Err(e) => Err(Refused::Failed(e.into())),
+    }
+}
+
+/// Records a refused credential: audited; from an address, also counted toward its lockout.
+/// An address already locked out is not counted or audited again (its lockout was): a 256-bit
+/// key cannot be guessed, so its well-formed credentials are still looked up and served.
+pub async fn refuse(app: &App, rejected: Rejected, meta: &CallMeta, origin: Origin<'_>) -> Refused {
+    let lock = match origin {
+        Origin::Local => record_rejection(app, &rejected, meta)
+            .await
+            .map(|()| Lock::Open),
+        Origin::Address(address) => match super::lockout::locked_until(app, address).await {
+            Ok(Some(until)) => Ok(Lock::Already(until)),
+            Ok(None) => super::lockout::record_failure(app, address, &rejected, meta)
+                .await
+                .map(|count| {
+                    if count.failures > app.lockout.threshold {
+                        Lock::Over(count.locked_until)
+                    } else {
+                        Lock::Open
+                    }
+                }),
+            Err(e) => Err(e),
+        },
+    };
+    match lock {
+        Ok(lock) => Refused::Credential { rejected, lock },
+        Err(e) => Refused::Failed(e),
+    }
+}
+
+/// The principal used when authentication is explicitly disabled for local development.
+pub fn development_principal() -> Principal {
+    Principal::new(
+        Actor::Development,
+        BuiltinRole::Admin.name().to_owned(),
+        BuiltinRole::Admin.permissions(),
+        TenantScope::All,
+        None,
+    )
+}
+
+pub fn whoami(p: &Principal) -> WhoAmI {
+    WhoAmI {
+        actor_kind: p.actor().kind().to_owned(),
+        key_id: p.actor().id().map(str::to_owned),
+        key_preview: p.actor().preview().map(str::to_owned),
+        role: p.role().to_owned(),
+        permissions: p.permissions().to_vec(),
+        tenants: p.tenants().to_vec(),
+        expires_at: p.expires_at().map(timespec::format_utc),
+    }
+}
