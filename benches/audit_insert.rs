@@ -100,7 +100,7 @@ fn bench_backend(c: &mut Criterion, name: &str, url: &str) {
 /// The SQLite journal mover's path: its own native connection, no async runtime, batches of
 /// up to 4096 (what a pass takes depends on the load).
 fn bench_sqlite_writer(c: &mut Criterion, path: &std::path::Path) {
-    let mut conn = keyward::store::audit_writer::open_sqlite(path).expect("open");
+    let mut conn = keyward::store::journal::open_sqlite(path).expect("open");
     let mut group = c.benchmark_group("audit_insert/sqlite-mover");
     group
         .measurement_time(Duration::from_secs(5))

@@ -639,7 +639,7 @@ async fn seed(app: &App, url: &str, agents: Vec<Agent>, rows: usize) -> anyhow::
         Store::Sqlite(_) => {
             let path = sqlite_path(url);
             tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
-                let mut conn = keyward::store::audit_writer::open_sqlite(&path)?;
+                let mut conn = keyward::store::journal::open_sqlite(&path)?;
                 let mut n = 0;
                 while let Some(batch) = rx.blocking_recv() {
                     n += keyward::store::audit::write_batch_sqlite(&mut conn, &batch)?.len();

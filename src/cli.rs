@@ -269,6 +269,45 @@ pub struct SchemasArgs {
     pub check: bool,
 }
 
+impl ServeArgs {
+    /// The lockout rule from the command line.
+    pub fn lockout_policy(&self) -> anyhow::Result<crate::domain::lockout::LockoutPolicy> {
+        anyhow::ensure!(
+            self.lockout_threshold >= 1,
+            "--lockout-threshold must be at least 1"
+        );
+        let d = |v: std::time::Duration| {
+            chrono::Duration::from_std(v).map_err(|e| anyhow::anyhow!("{e}"))
+        };
+        Ok(crate::domain::lockout::LockoutPolicy {
+            threshold: self.lockout_threshold,
+            window: d(self.lockout_window)?,
+            duration: d(self.lockout_duration)?,
+            names: crate::domain::lockout::NameThrottle::default(),
+        })
+    }
+
+    /// The app's behaviour from the command line: lockout rule and cache bound (at most 1 s). A
+    /// stdio server serves one local caller: no verification cache, so a key revoked anywhere stops
+    /// working on its very next call.
+    pub fn app_options(&self) -> anyhow::Result<crate::ops::app::AppOptions> {
+        let ttl = chrono::Duration::from_std(if self.stdio {
+            std::time::Duration::ZERO
+        } else {
+            self.auth_cache_ttl
+        })?;
+        anyhow::ensure!(
+            ttl <= crate::CACHE_TTL,
+            "--auth-cache-ttl may be at most 1s"
+        );
+        Ok(crate::ops::app::AppOptions {
+            lockout: self.lockout_policy()?,
+            cache_ttl: ttl,
+            development: false,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

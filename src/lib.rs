@@ -118,9 +118,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let disabled = matches!(&cli.command, Command::Serve(a) if a.auth_mode == AuthMode::Disabled);
     let database = config::database(cli.db.database_url.as_deref(), disabled)?;
+    if let Some(dir) = &database.create_dir {
+        store::private::create_dir(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
+    }
     let url = database.url.clone();
     let mut options = match &cli.command {
-        Command::Serve(args) => config::app_options(args)?,
+        Command::Serve(args) => args.app_options()?,
         _ => app::AppOptions::default(),
     };
     options.development = database.throwaway.is_some();
@@ -149,20 +153,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()> {
     let transport = if args.stdio { "stdio" } else { "http" };
     tracing::info!(database = %config::redact_url(url), backend = app.store.backend(), transport, "keyward starting");
+    let legacy = legacy_key(&app, args).await?;
     if args.stdio {
-        let legacy = match args.auth_mode {
-            AuthMode::Legacy => {
-                let shared = args
-                    .legacy_api_key
-                    .as_ref()
-                    .map(crate::cli::SecretArg::expose)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!("--auth-mode legacy needs KEYWARD_LEGACY_API_KEY")
-                    })?;
-                Some(ops::auth::LegacyKey::new(&app, shared, &args.legacy_role).await?)
-            }
-            _ => None,
-        };
         let presented = args.api_key.as_ref().map(cli::SecretArg::expose);
         let credential = match (args.auth_mode, &legacy) {
             (AuthMode::Legacy, Some(shared)) => ops::auth::Credential::Legacy {
@@ -191,8 +183,26 @@ async fn serve(app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()>
         };
         return stdio::serve(app, caller, args.max_body_bytes).await;
     }
-    let settings = config::http_settings(args, &app).await?;
+    let settings = http::settings::from_args(args, legacy)?;
     http::serve(app, settings).await
+}
+
+/// Legacy mode's shared key (its role is read from the database), for either transport.
+pub async fn legacy_key(
+    app: &App,
+    args: &cli::ServeArgs,
+) -> anyhow::Result<Option<ops::auth::LegacyKey>> {
+    if args.auth_mode != AuthMode::Legacy {
+        return Ok(None);
+    }
+    let shared = args
+        .legacy_api_key
+        .as_ref()
+        .map(cli::SecretArg::expose)
+        .ok_or_else(|| anyhow::anyhow!("--auth-mode legacy needs KEYWARD_LEGACY_API_KEY"))?;
+    Ok(Some(
+        ops::auth::LegacyKey::new(app, shared, &args.legacy_role).await?,
+    ))
 }
 
 async fn bootstrap(app: &App, args: &cli::BootstrapArgs) -> anyhow::Result<()> {

@@ -4,8 +4,8 @@ use super::permission::{self, Permission};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
-    #[error("unknown permission '{0}'")]
-    UnknownPermission(String),
+    #[error(transparent)]
+    UnknownPermission(#[from] permission::UnknownPermission),
 
     #[error(
         "invalid tenant '{0}': use 1-64 characters a-z, 0-9, '-', '_' or '.', starting with a letter or digit; '*' means all tenants"

@@ -35,7 +35,7 @@ pub struct PlainKey(SecretString);
 
 impl PlainKey {
     pub fn generate() -> Self {
-        let body = super::ids::random_base62(BODY_LEN);
+        let body = super::encoding::random_base62(BODY_LEN);
         let mut key = String::with_capacity(KEY_LEN);
         key.push_str(PREFIX);
         key.push_str(&body);
@@ -91,12 +91,12 @@ pub struct KeyDigest([u8; 32]);
 
 impl KeyDigest {
     pub fn to_hex(&self) -> String {
-        super::ids::hex(&self.0)
+        super::encoding::hex(&self.0)
     }
 
     /// Reads the hex form back (as stored for key sessions).
     pub fn from_hex(text: &str) -> Option<Self> {
-        super::ids::from_hex32(text).map(KeyDigest)
+        super::encoding::from_hex32(text).map(KeyDigest)
     }
 }
 

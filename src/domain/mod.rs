@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod catalog;
 mod closed;
+pub mod encoding;
 pub mod error;
 pub mod ids;
 pub mod key;

@@ -7,7 +7,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::closed::closed_enum;
-use super::error::DomainError;
 
 macro_rules! permissions {
     ($($var:ident = $text:literal: $doc:literal;)+) => {
@@ -46,14 +45,19 @@ impl Permission {
     }
 }
 
+/// Text that names no permission (clipped, so hostile input cannot bloat the message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown permission '{0}'")]
+pub struct UnknownPermission(pub String);
+
 impl FromStr for Permission {
-    type Err = DomainError;
+    type Err = UnknownPermission;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Permission::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| DomainError::UnknownPermission(truncate_for_message(s)))
+            .ok_or_else(|| UnknownPermission(truncate_for_message(s)))
     }
 }
 
@@ -135,7 +139,7 @@ impl fmt::Display for PermissionSet {
 }
 
 impl FromStr for PermissionSet {
-    type Err = DomainError;
+    type Err = UnknownPermission;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         s.split_whitespace().map(Permission::from_str).collect()

@@ -13,7 +13,7 @@ pub struct SessionToken(SecretString);
 
 impl SessionToken {
     pub fn generate() -> Self {
-        let body = super::ids::random_base62(BODY_LEN);
+        let body = super::encoding::random_base62(BODY_LEN);
         SessionToken(SecretString::from(format!("{PREFIX}{body}")))
     }
 
@@ -29,7 +29,7 @@ impl SessionToken {
 
     /// A one-time setup token (printed at start while bootstrap is open): 256 random bits.
     pub fn setup() -> String {
-        format!("{SETUP_PREFIX}{}", super::ids::random_base62(BODY_LEN))
+        format!("{SETUP_PREFIX}{}", super::encoding::random_base62(BODY_LEN))
     }
 
     pub fn expose(&self) -> &str {
@@ -37,7 +37,7 @@ impl SessionToken {
     }
 
     pub fn digest_hex(&self) -> String {
-        super::ids::hex(&Sha256::digest(self.expose().as_bytes()))
+        super::encoding::hex(&Sha256::digest(self.expose().as_bytes()))
     }
 }
 

@@ -38,11 +38,11 @@ pub struct NameKey([u8; 32]);
 impl NameKey {
     /// A fresh key, as stored (hex).
     pub fn generate_hex() -> String {
-        super::ids::hex(&rand::random::<[u8; 32]>())
+        super::encoding::hex(&rand::random::<[u8; 32]>())
     }
 
     pub fn from_hex(text: &str) -> Option<Self> {
-        super::ids::from_hex32(text).map(NameKey)
+        super::encoding::from_hex32(text).map(NameKey)
     }
 
     /// HMAC-SHA256 of the normalised name, hex: the same for every spelling that signs in as
@@ -52,7 +52,7 @@ impl NameKey {
             return String::new();
         };
         mac.update(normalize(typed).as_bytes());
-        super::ids::hex(&mac.finalize().into_bytes())
+        super::encoding::hex(&mac.finalize().into_bytes())
     }
 
     /// What the trail shows for a typed name that is no operator's: a short prefix of its hash.

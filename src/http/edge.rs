@@ -151,7 +151,7 @@ impl EdgeConfig {
 pub fn resolve(edge: &EdgeConfig, req: &mut Request) {
     let peer = req
         .extensions()
-        .get::<ConnectInfo<super::listener::Peer>>()
+        .get::<ConnectInfo<super::server::Peer>>()
         .map(|c| c.0.0.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let ip = ClientIp(edge.client_ip(peer, req.headers()));

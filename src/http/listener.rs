@@ -20,10 +20,6 @@ use tokio_rustls::server::TlsStream;
 
 use super::server::{Conn, Counted, Gate, Incoming};
 
-/// The peer address of a connection, for `ConnectInfo`.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
-
 /// Plain TCP.
 pub struct PlainListener {
     tcp: TcpListener,

@@ -13,6 +13,7 @@ mod protocol;
 pub mod server;
 mod session;
 pub mod sessions;
+pub mod settings;
 mod well_known;
 
 use std::net::SocketAddr;

@@ -29,7 +29,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::listener::Peer;
+/// The peer address of a connection, for `ConnectInfo`.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// The connection bounds, from the command line.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::domain::key::KeyDigest;
 use crate::domain::lockout::LockoutPolicy;
 use crate::metrics::Metrics;
-use crate::ops::auth::CachedKey;
+use crate::ops::auth::cached::CachedKey;
 use crate::ops::cache::TtlCache;
 use crate::store::Store;
 use crate::store::audit_writer::AuditWriter;

@@ -13,7 +13,6 @@ use super::call::CallMeta;
 use super::views::{KeyWithSecret, OperatorView};
 use super::{ErrorKind, OpsError, keys};
 use crate::domain::audit::{Action, AuditEvent, Status, redact, redact_text};
-use crate::domain::key::PlainKey;
 use crate::domain::password::Password;
 use crate::domain::role::BuiltinRole;
 use crate::domain::tenant::TenantScope;
@@ -172,20 +171,16 @@ async fn mint_admin_key(
     created_by: &str,
     now: DateTime<Utc>,
 ) -> Result<KeyWithSecret, OpsError> {
-    let secret = PlainKey::generate();
-    let id = ids::new_key_id();
-    let new = store::keys::NewKey {
-        id: &id,
+    let description = format!("created by {created_by}");
+    let new = keys::Mint {
         name,
-        description: &format!("created by {created_by}"),
+        description: &description,
         role_name: BuiltinRole::Admin.name(),
         tenants: &TenantScope::All,
-        preview: &secret.preview(),
-        digest: &secret.digest(),
         created_by: Some(created_by),
         expires_at,
     };
-    store::keys::insert(tx, &new, now).await?;
+    let (id, secret) = keys::mint(tx, &new, now).await?;
     let row = store::keys::get_in(tx, &id)
         .await?
         .ok_or_else(|| OpsError::NotFound(format!("key vanished during {created_by}")))?;

@@ -2,7 +2,7 @@
 
 use crate::domain::DomainError;
 use crate::store::StoreError;
-use crate::store::audit_writer::AuditUnavailable;
+use crate::store::error::AuditUnavailable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {

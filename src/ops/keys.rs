@@ -63,27 +63,55 @@ pub async fn create(app: &App, call: &Call, input: CreateKey) -> Result<KeyWithS
             expires_at: Some(expires_at),
         },
     )?;
-    let secret = PlainKey::generate();
-    let id = ids::new_key_id();
-    let preview = secret.preview();
-    let new = store::keys::NewKey {
-        id: &id,
+    let new = Mint {
         name: &name,
         description: &description,
         role_name: &role_name,
         tenants: &scope,
-        preview: &preview,
-        digest: &secret.digest(),
         created_by: p.actor().id(),
         expires_at,
     };
-    store::keys::insert(&mut tx, &new, now).await?;
+    let (id, secret) = mint(&mut tx, &new, now).await?;
     let after = commit_key_change(app, call, tx, now, &id, None).await?;
     Ok(KeyWithSecret {
         key: after,
         api_key: secret.expose().to_owned(),
         previous_secret_valid_until: None,
     })
+}
+
+/// A key about to be made, checked already.
+pub(crate) struct Mint<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    pub role_name: &'a str,
+    pub tenants: &'a TenantScope,
+    pub created_by: Option<&'a str>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The one place a key is made: a fresh id and secret, stored by digest in `tx`. Returns the id
+/// and the secret (shown once, by the caller's answer).
+pub(crate) async fn mint(
+    tx: &mut Tx,
+    new: &Mint<'_>,
+    now: DateTime<Utc>,
+) -> Result<(String, PlainKey), OpsError> {
+    let secret = PlainKey::generate();
+    let id = ids::new_key_id();
+    let row = store::keys::NewKey {
+        id: &id,
+        name: new.name,
+        description: new.description,
+        role_name: new.role_name,
+        tenants: new.tenants,
+        preview: &secret.preview(),
+        digest: &secret.digest(),
+        created_by: new.created_by,
+        expires_at: new.expires_at,
+    };
+    store::keys::insert(tx, &row, now).await?;
+    Ok((id, secret))
 }
 
 pub struct ListKeys {

@@ -10,7 +10,8 @@
 use chrono::{DateTime, Utc};
 
 use super::OpsError;
-use super::auth::{Rejected, record_rejection};
+use super::auth::refusal::Rejected;
+use super::auth::trail::record_rejection;
 use super::call::CallMeta;
 use crate::domain::audit::{Action, AuditEvent, Status};
 use crate::ops::app::App;

@@ -8,12 +8,12 @@ use super::OpsError;
 use super::auth::{self, AuthError, AuthFailure, Rejected};
 use super::call::CallMeta;
 use crate::domain::audit::{Action, AuditEvent, Status};
-use crate::domain::key::{KeyDigest, PlainKey};
+use crate::domain::key::PlainKey;
 use crate::domain::password::Password;
 use crate::domain::principal::Principal;
 use crate::domain::session::SessionToken;
 use crate::ops::app::App;
-use crate::store::{self, from_micros};
+use crate::store;
 
 pub enum Credentials {
     Password { username: String, password: String },
@@ -144,33 +144,6 @@ async fn check_password(
     }))
 }
 
-/// Resolves a session cookie to the principal it stands for, checking the session and its
-/// subject (operator or key) as they are now.
-#[instrument(level = "debug", skip_all)]
-pub async fn authenticate(app: &App, cookie: &str) -> Result<Principal, AuthError> {
-    let bad = || AuthError::Rejected(Rejected::new(AuthFailure::BadSession));
-    let token = SessionToken::parse(cookie).ok_or_else(bad)?;
-    let row = store::sessions::find(&app.store, &token.digest_hex())
-        .await?
-        .ok_or_else(bad)?;
-    if row.revoked_at.is_some() || from_micros(row.expires_at) <= app.now() {
-        return Err(bad());
-    }
-    match row.subject_kind.as_str() {
-        "key" => {
-            let digest = KeyDigest::from_hex(&row.subject_id).ok_or_else(bad)?;
-            auth::authenticate_digest(app, &digest, || None).await
-        }
-        "operator" => {
-            let op = store::operators::find_by_id(&app.store, &row.subject_id)
-                .await?
-                .ok_or_else(bad)?;
-            auth::operator_principal(op)
-        }
-        _ => Err(bad()),
-    }
-}
-
 /// Ends a session. Returns whether there was a live one. The revocation and its audit record
 /// commit together: a sign-out is never left unrecorded.
 pub async fn logout(app: &App, cookie: &str, meta: &CallMeta) -> Result<bool, OpsError> {
@@ -178,7 +151,7 @@ pub async fn logout(app: &App, cookie: &str, meta: &CallMeta) -> Result<bool, Op
         return Ok(false);
     };
     let now = app.now();
-    let principal = authenticate(app, cookie).await.ok();
+    let principal = auth::session::authenticate(app, cookie).await.ok();
     let mut tx = app.store.begin().await?;
     let ended = store::sessions::revoke(&mut tx, &token.digest_hex(), now).await?;
     if ended {

@@ -18,19 +18,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::error::AuditUnavailable;
 use super::journal::{self, Journal};
 use super::{Store, StoreError, audit};
 use crate::domain::audit::AuditEvent;
-
-/// Why an event could not be recorded. Callers turn this into a failed call: nothing runs or
-/// is reported as done without its record.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AuditUnavailable {
-    #[error("the audit trail is unavailable, so the call was not completed")]
-    Unavailable,
-    #[error("the server is shutting down")]
-    Closed,
-}
 
 enum Job {
     Record {
@@ -104,7 +95,7 @@ impl AuditWriter {
                     rotate_bytes: config.journal_rotate_bytes,
                 };
                 let (journal, finished) = tokio::task::spawn_blocking(move || {
-                    let conn = open_sqlite(&path)?;
+                    let conn = journal::open_sqlite(&path)?;
                     Journal::open(&path, conn, options)
                 })
                 .await
@@ -250,18 +241,6 @@ fn answer(
             }
         }
     }
-}
-
-/// A native connection for the audit journal's mover, with the same settings as the pool's.
-pub fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, rusqlite::Error> {
-    let conn = rusqlite::Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", super::SQLITE_SYNCHRONOUS)?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "cache_size", super::SQLITE_CACHE_KIB)?;
-    conn.set_prepared_statement_cache_capacity(8);
-    Ok(conn)
 }
 
 async fn run_async(

@@ -51,3 +51,13 @@ impl StoreError {
         StoreError::from_sqlx(e)
     }
 }
+
+/// Why an event could not be recorded. Callers turn this into a failed call: nothing runs or
+/// is reported as done without its record.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditUnavailable {
+    #[error("the audit trail is unavailable, so the call was not completed")]
+    Unavailable,
+    #[error("the server is shutting down")]
+    Closed,
+}

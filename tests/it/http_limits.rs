@@ -235,8 +235,8 @@ async fn unsafe_listen_configurations_refuse_to_start() {
             let keyward::cli::Command::Serve(args) = cli.command else {
                 unreachable!()
             };
-            keyward::config::http_settings(&args, &app)
-                .await
+            let legacy = keyward::legacy_key(&app, &args).await.unwrap();
+            keyward::http::settings::from_args(&args, legacy)
                 .err()
                 .map(|e| e.to_string())
         }

@@ -36,6 +36,7 @@ mod http_operators;
 mod http_sessions;
 mod jsonrpc_errors;
 mod keys;
+mod layers;
 mod lifetimes;
 mod lockout;
 mod malformed;

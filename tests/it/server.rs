@@ -143,7 +143,7 @@ impl TestServer {
     pub async fn try_http_on(env: Arc<Env>, flags: &[&str]) -> anyhow::Result<Self> {
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
         let args = serve_args(flags);
-        let mut options = keyward::config::app_options(&args)?;
+        let mut options = args.app_options()?;
         let database = if args.auth_mode == keyward::cli::AuthMode::Disabled {
             keyward::config::database(None, true)?
         } else {
@@ -151,7 +151,8 @@ impl TestServer {
         };
         options.development = database.throwaway.is_some();
         let (app, _writer) = keyward::open_app(&database.url, clock.clone(), options).await?;
-        let settings = keyward::config::http_settings(&args, &app).await?;
+        let legacy = keyward::legacy_key(&app, &args).await?;
+        let settings = keyward::http::settings::from_args(&args, legacy)?;
         let running = keyward::http::start(app.clone(), settings).await?;
         let kind = Kind::Http {
             app,

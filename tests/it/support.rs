@@ -85,7 +85,7 @@ impl Env {
     pub fn postgres() -> Self {
         let name = format!(
             "kw_test_{}",
-            keyward::domain::ids::random_base62(12).to_lowercase()
+            keyward::domain::encoding::random_base62(12).to_lowercase()
         );
         if let Err(e) = postgres_admin(format!("CREATE DATABASE {name}")) {
             panic!(

@@ -2,12 +2,13 @@
 //! to its principal, through a short-lived cache of verified keys.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use tracing::instrument;
 
-use super::{AuthError, AuthFailure, Rejected};
+use super::cached::CachedKey;
+use super::refusal::{AuthError, AuthFailure, Rejected};
 use crate::domain::key::{KeyDigest, KeyFormatError, PlainKey};
 use crate::domain::permission::PermissionSet;
 use crate::domain::principal::{Actor, Principal};
@@ -80,78 +81,6 @@ pub async fn authenticate_digest(
         }
     }
     Ok(principal)
-}
-
-/// A key as verification needs it, cached by the digest of one of its secrets.
-pub struct CachedKey {
-    pub id: String,
-    /// Preview of this secret (not necessarily the key's current one).
-    pub preview: String,
-    pub tenants: Vec<String>,
-    revoked: bool,
-    disabled: bool,
-    expires_at: Option<DateTime<Utc>>,
-    /// Set when this secret was superseded by a rotation.
-    secret_valid_until: Option<DateTime<Utc>>,
-    /// `None` when the key's role was deleted: it then grants nothing.
-    principal: Option<Principal>,
-    /// Microseconds; 0 when never used.
-    last_used: AtomicI64,
-}
-
-impl CachedKey {
-    fn from_row(row: store::keys::AuthRow) -> Result<Self, StoreError> {
-        let names: Vec<&str> = row.tenants.split_whitespace().collect();
-        let tenants = TenantScope::parse(&names)
-            .map_err(|e| StoreError::Corrupt(format!("key {}: {e}", row.id)))?;
-        let principal = match row.permissions.as_deref() {
-            None => None,
-            Some(p) => {
-                let permissions: PermissionSet = p
-                    .parse()
-                    .map_err(|e| StoreError::Corrupt(format!("role '{}': {e}", row.role_name)))?;
-                Some(Principal::new(
-                    Actor::Key {
-                        id: row.id.clone(),
-                        preview: row.secret_preview.clone(),
-                    },
-                    row.role_name.clone(),
-                    permissions,
-                    tenants.clone(),
-                    row.expires_at.map(from_micros),
-                ))
-            }
-        };
-        Ok(CachedKey {
-            tenants: tenants.to_vec(),
-            id: row.id,
-            preview: row.secret_preview,
-            revoked: row.revoked_at.is_some(),
-            disabled: row.disabled_at.is_some(),
-            expires_at: row.expires_at.map(from_micros),
-            secret_valid_until: row.secret_valid_until.map(from_micros),
-            principal,
-            last_used: AtomicI64::new(row.last_used_at.unwrap_or(0)),
-        })
-    }
-
-    /// Why the key is refused at `now`, if it is.
-    fn refusal(&self, now: DateTime<Utc>) -> Option<AuthFailure> {
-        let passed = |t: Option<DateTime<Utc>>| t.is_some_and(|t| t <= now);
-        if self.revoked {
-            Some(AuthFailure::Revoked)
-        } else if self.disabled {
-            Some(AuthFailure::Disabled)
-        } else if passed(self.expires_at) {
-            Some(AuthFailure::Expired)
-        } else if passed(self.secret_valid_until) {
-            Some(AuthFailure::Rotated)
-        } else if self.principal.is_none() {
-            Some(AuthFailure::RoleDeleted)
-        } else {
-            None
-        }
-    }
 }
 
 /// Resolves an operator row to a principal, checking its state.

@@ -5,19 +5,24 @@
 //! A new kind of credential (an OAuth access token, say) is one more [`Credential`] variant
 //! and one more arm in [`authenticate`].
 
+pub mod cached;
 mod key;
 mod legacy;
-mod refusal;
+pub mod refusal;
+pub mod session;
+pub mod trail;
 
 use chrono::{DateTime, Utc};
 
+pub use cached::CachedKey;
+pub use key::authenticate_digest;
 /// The key check alone, refusals unaudited: for offline tools (benchmarks, tests). Surfaces
 /// use [`authenticate`].
 pub use key::authenticate_key;
 pub(crate) use key::operator_principal;
-pub use key::{CachedKey, authenticate_digest};
 pub use legacy::{LEGACY_GUESSABLE_BELOW, LegacyKey};
-pub use refusal::{AuthError, AuthFailure, Rejected, record_rejection};
+pub use refusal::{AuthError, AuthFailure, Rejected};
+pub use trail::record_rejection;
 
 use super::OpsError;
 use super::app::App;
@@ -97,7 +102,7 @@ pub async fn authenticate(
     let checked = match credential {
         Credential::None => Err(AuthError::Rejected(Rejected::new(AuthFailure::Missing))),
         Credential::ApiKey(presented) => key::authenticate_key(app, presented).await,
-        Credential::Session(cookie) => super::sessions::authenticate(app, cookie).await,
+        Credential::Session(cookie) => session::authenticate(app, cookie).await,
         Credential::Legacy { shared, presented } => shared
             .verify(presented)
             .ok_or_else(|| AuthError::Rejected(Rejected::new(AuthFailure::UnknownKey))),

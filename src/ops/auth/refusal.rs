@@ -1,12 +1,8 @@
-//! Why a credential was refused, and the refusal's audit record.
+//! Why a credential was refused.
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::audit::{Action, AuditEvent, Status};
-use crate::domain::tenant::TenantScope;
 use crate::ops::OpsError;
-use crate::ops::app::App;
-use crate::ops::call::CallMeta;
 use crate::store::StoreError;
 
 /// Why a credential was refused. Shown in logs and the audit trail; callers over the network
@@ -111,7 +107,7 @@ pub enum AuthError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Audit(#[from] crate::store::audit_writer::AuditUnavailable),
+    Audit(#[from] crate::store::error::AuditUnavailable),
     /// Too much password work is queued already: try again shortly (not a wrong password).
     #[error("sign-in is busy; try again shortly")]
     Busy,
@@ -130,25 +126,4 @@ impl From<AuthError> for OpsError {
 
 fn e_busy() -> String {
     AuthError::Busy.to_string()
-}
-
-/// Records a refused credential in the audit trail.
-pub async fn record_rejection(
-    app: &App,
-    rejected: &Rejected,
-    meta: &CallMeta,
-) -> Result<(), OpsError> {
-    let kind = rejected.actor_kind.unwrap_or("anonymous");
-    let event = AuditEvent {
-        actor_id: rejected.key_id.clone(),
-        actor_preview: rejected.preview.clone(),
-        tenants: rejected
-            .tenants
-            .clone()
-            .unwrap_or_else(|| TenantScope::All.to_vec()),
-        reason: Some(rejected.failure.reason().to_owned()),
-        ..meta.event(app.now(), Action::AuthFailed, Status::Denied, kind)
-    };
-    app.audit.record(event).await?;
-    Ok(())
 }

@@ -4,7 +4,7 @@
 //! crash is recognised and nothing after it is read.
 
 use crate::domain::audit::AuditEvent;
-use crate::store::audit_writer::AuditUnavailable;
+use crate::store::error::AuditUnavailable;
 
 pub const MAGIC: &[u8; 8] = b"KWAUDIT1";
 /// Where the first frame starts.

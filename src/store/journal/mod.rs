@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::StoreError;
-use super::audit_writer::AuditUnavailable;
+use super::error::AuditUnavailable;
 use crate::domain::audit::AuditEvent;
 pub use files::journal_dir;
 
@@ -275,7 +275,7 @@ impl Journal {
 
     /// Moves what other live processes have journaled and not moved yet.
     fn catch_up_on(&self, names: &[String]) -> Result<(), StoreError> {
-        let mut conn = crate::store::audit_writer::open_sqlite(&self.db)?;
+        let mut conn = open_sqlite(&self.db)?;
         for name in names {
             files::catch_up(&mut conn, &self.dir, name, files::Owner::Alive)?;
         }
@@ -303,4 +303,16 @@ impl Journal {
 fn unavailable(e: &StoreError) -> AuditUnavailable {
     tracing::error!(error = %e, "audit journals of other processes could not be read");
     AuditUnavailable::Unavailable
+}
+
+/// A native connection for the audit journal's mover, with the same settings as the pool's.
+pub fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, rusqlite::Error> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", super::SQLITE_SYNCHRONOUS)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", super::SQLITE_CACHE_KIB)?;
+    conn.set_prepared_statement_cache_capacity(8);
+    Ok(conn)
 }

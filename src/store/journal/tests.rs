@@ -10,7 +10,7 @@ use super::frame;
 use super::{Journal, Options};
 use crate::domain::audit::sample_event as event;
 use crate::store::Store;
-use crate::store::audit_writer::open_sqlite;
+use crate::store::journal::open_sqlite;
 
 async fn database() -> (tempfile::TempDir, std::path::PathBuf, Store) {
     let dir = tempfile::tempdir().unwrap();
