@@ -15,6 +15,7 @@
 )]
 
 mod access;
+mod atomic;
 mod audit;
 mod auth;
 mod bootstrap;
