@@ -24,12 +24,29 @@ use crate::ops::auth::{AuthError, AuthFailure, Rejected};
 use crate::ops::sessions::Credentials;
 use crate::ops::{self, ErrorKind, OpsError};
 
+/// Its `Debug` shows only the username.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     username: Option<String>,
     password: Option<String>,
     api_key: Option<String>,
+}
+
+impl std::fmt::Debug for LoginBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginBody")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for BootstrapBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapBody")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Sign-in, sessions and bootstrap exist only in managed mode (legacy has one shared key,
@@ -178,6 +195,7 @@ pub async fn logout(
     }
 }
 
+/// Its `Debug` shows only the username.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootstrapBody {
@@ -312,5 +330,39 @@ async fn settled(
     match ops::lockout::settle(&state.app, &ip.lockout_key(), r, meta).await {
         Ok(()) => res,
         Err(e) => HttpError::from(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Request bodies that carry a password, key or setup token print none of them.
+    #[test]
+    fn secrets_never_reach_debug() {
+        let login: LoginBody = serde_json::from_value(json!({
+            "username": "alice", "password": "pw-SECRET-1", "api_key": "kw_SECRET-2"
+        }))
+        .unwrap();
+        let boot: BootstrapBody = serde_json::from_value(json!({
+            "setup_token": "kws_SECRET-3", "username": "alice", "password": "pw-SECRET-4"
+        }))
+        .unwrap();
+        let creds = [
+            Credentials::Password {
+                username: "alice".into(),
+                password: "pw-SECRET-5".into(),
+            },
+            Credentials::ApiKey("kw_SECRET-6".into()),
+        ];
+        let op = ops::operators::CreateOperator {
+            username: "alice".into(),
+            password: "pw-SECRET-7".into(),
+            role: "reader".into(),
+            tenants: vec!["*".into()],
+        };
+        let printed = format!("{login:?} {boot:?} {creds:?} {op:?}");
+        assert!(!printed.contains("SECRET"), "{printed}");
+        assert!(printed.contains("alice"), "{printed}");
     }
 }

@@ -16,11 +16,22 @@ use crate::domain::{ids, timespec};
 use crate::ops::app::App;
 use crate::store::{self, Hold, Tx, from_micros, operators::OperatorRow};
 
+/// Its `Debug` leaves the password out.
 pub struct CreateOperator {
     pub username: String,
     pub password: String,
     pub role: String,
     pub tenants: Vec<String>,
+}
+
+impl std::fmt::Debug for CreateOperator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateOperator")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("tenants", &self.tenants)
+            .finish_non_exhaustive()
+    }
 }
 
 /// argon2id is deliberately slow: hash on the password threads.

@@ -15,9 +15,22 @@ use crate::domain::session::SessionToken;
 use crate::ops::app::App;
 use crate::store;
 
+/// Its `Debug` shows only which kind was presented (and the username), never the secret.
 pub enum Credentials {
     Password { username: String, password: String },
     ApiKey(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Password { username, .. } => f
+                .debug_struct("Password")
+                .field("username", username)
+                .finish_non_exhaustive(),
+            Credentials::ApiKey(_) => f.write_str("ApiKey(..)"),
+        }
+    }
 }
 
 pub struct Session {

@@ -17,6 +17,17 @@ pub struct OperatorRow {
     pub last_login_at: Option<i64>,
 }
 
+impl std::fmt::Debug for OperatorAuthRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorAuthRow")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("role_name", &self.role_name)
+            .field("disabled", &self.disabled_at.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl OperatorRow {
     pub fn tenant_scope(&self) -> Result<TenantScope, StoreError> {
         let names: Vec<&str> = self.tenants.split_whitespace().collect();
@@ -25,8 +36,8 @@ impl OperatorRow {
     }
 }
 
-/// What sign-in and per-request resolution need.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// What sign-in and per-request resolution need. Its `Debug` leaves the password hash out.
+#[derive(Clone, sqlx::FromRow)]
 pub struct OperatorAuthRow {
     pub id: String,
     pub username: String,
@@ -166,4 +177,27 @@ pub async fn touch_login(
         .await
         .map(|_| ())
         .map_err(db))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_hash_never_reaches_debug() {
+        let row = OperatorAuthRow {
+            id: "op_1".into(),
+            username: "alice".into(),
+            password_hash: "$argon2id$v=19$HASH-SECRET".into(),
+            role_name: "admin".into(),
+            permissions: None,
+            tenants: "*".into(),
+            disabled_at: None,
+        };
+        let printed = format!("{row:?}");
+        assert!(
+            !printed.contains("HASH-SECRET") && printed.contains("alice"),
+            "{printed}"
+        );
+    }
 }
