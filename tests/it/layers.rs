@@ -189,3 +189,24 @@ fn the_checks_see_imports() {
     );
     assert!(g["ops::auth::key"].contains("ops::auth::refusal"));
 }
+
+/// The README's Layout table and CONTRIBUTING's map name everything at the top of `src/`.
+#[test]
+fn the_layout_tables_match_the_tree() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let contributing = std::fs::read_to_string(root.join("CONTRIBUTING.md")).unwrap();
+    for entry in std::fs::read_dir(root.join("src")).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let shown = if entry.path().is_dir() {
+            format!("`src/{name}/`")
+        } else {
+            format!("`src/{name}`")
+        };
+        assert!(readme.contains(&shown), "README Layout lacks {shown}");
+        assert!(
+            contributing.contains(&shown),
+            "CONTRIBUTING map lacks {shown}"
+        );
+    }
+}
