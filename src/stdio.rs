@@ -29,7 +29,7 @@ impl From<Refused> for StdioError {
                 StdioError::Missing
             }
             Refused::Credential { rejected, .. } => StdioError::Refused(rejected.failure.reason()),
-            Refused::Failed(e) => StdioError::Other(e.into()),
+            other => StdioError::Other(crate::ops::OpsError::from(other).into()),
         }
     }
 }

@@ -201,18 +201,19 @@ pub async fn refuse(
 /// The answer to a refused credential: 401 with a challenge, or 429 past the lockout
 /// threshold; plus the log line and metric (never the secret). A locked-out address's failures
 /// get 429 and are not logged again (the lockout was).
-fn answer_refusal(
+pub fn answer_refusal(
     state: &HttpState,
     ip: ClientIp,
     refused: ops::auth::Refused,
     base: &PublicBase,
 ) -> Response {
     use ops::auth::{Lock, Refused};
+    let now = state.app.now();
     let (rejected, lock) = match refused {
         Refused::Credential { rejected, lock } => (rejected, lock),
+        Refused::LockedOut(until) => return locked_out(until, now).into_response(),
         Refused::Failed(e) => return HttpError::from(e).into_response(),
     };
-    let now = state.app.now();
     match lock {
         Lock::Already(until) => {
             count_failure(state, &rejected);
@@ -230,7 +231,11 @@ fn answer_refusal(
         }
         Lock::Open => {
             note_failure(state, ip, &rejected);
-            challenge(base, rejected.failure != AuthFailure::Missing).into_response()
+            match rejected.until {
+                // A username that failed repeatedly of late waits (sign-in only).
+                Some(until) => name_delayed(until, now).into_response(),
+                None => challenge(base, rejected.failure != AuthFailure::Missing).into_response(),
+            }
         }
     }
 }

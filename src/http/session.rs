@@ -20,7 +20,7 @@ use super::auth;
 use super::edge::{ClientIp, PublicBase};
 use super::error::{AppJson, HttpError};
 use crate::domain::audit::{Action, Status};
-use crate::ops::auth::{AuthError, AuthFailure, Rejected};
+use crate::ops::auth::{AuthFailure, Rejected};
 use crate::ops::sessions::Credentials;
 use crate::ops::{self, ErrorKind, OpsError};
 
@@ -106,29 +106,9 @@ pub async fn login(
         }
     };
     let meta = auth::call_meta(&headers, ip);
-    let reservation = match &creds {
-        // A 256-bit key cannot be guessed: looked up even from a locked-out address, and
-        // counted only when it fails (as a bearer key is).
-        Credentials::ApiKey(_) => None,
-        // A password can: counted before it is checked, refused while locked out.
-        Credentials::Password { .. } => {
-            if let Err(locked) = auth::check_lockout(&state, ip).await {
-                return locked;
-            }
-            match auth::reserve(&state, ip).await {
-                Ok(r) => Some(r),
-                Err(refused) => return refused,
-            }
-        }
-    };
     let max_age = state.settings.session_max_age;
     match ops::sessions::login(&state.app, creds, max_age, &meta, &ip.lockout_key()).await {
         Ok(session) => {
-            if let Some(r) = reservation
-                && let Err(e) = ops::lockout::forgive(&state.app, &ip.lockout_key(), r).await
-            {
-                tracing::warn!(error = %e, "could not take back a successful sign-in attempt");
-            }
             let cookie_age = cookie::time::Duration::seconds(max_age.num_seconds());
             let who = ops::auth::whoami(&session.principal);
             let mut res = (
@@ -147,19 +127,7 @@ pub async fn login(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res
         }
-        Err(AuthError::Rejected(r)) => match reservation {
-            None => auth::refuse(&state, ip, r, &meta, &base).await,
-            Some(reserved) => {
-                if let Some(error) = auth::refuse_reserved(&state, ip, reserved, &r, &meta).await {
-                    return error;
-                }
-                match r.until {
-                    Some(until) => auth::name_delayed(until, state.app.now()).into_response(),
-                    None => auth::challenge(&base, true).into_response(),
-                }
-            }
-        },
-        Err(e) => HttpError::from(OpsError::from(e)).into_response(),
+        Err(refused) => auth::answer_refusal(&state, ip, refused, &base),
     }
 }
 

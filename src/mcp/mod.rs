@@ -96,8 +96,8 @@ fn refused_stdio_key(refused: Refused) -> ToolError {
                 format!("the configured API key is no longer accepted: {reason}"),
             )
         }
-        Refused::Failed(e) => {
-            let failure = ops::call::Failure::of(&e);
+        other => {
+            let failure = ops::call::Failure::of(&ops::OpsError::from(other));
             if let Some(detail) = &failure.detail {
                 tracing::error!(error = %detail, "could not check the stdio key");
             }

@@ -5,8 +5,9 @@ use chrono::{DateTime, Duration, Utc};
 use tracing::instrument;
 
 use super::OpsError;
-use super::auth::{self, AuthError, AuthFailure, Rejected};
+use super::auth::{self, AuthError, AuthFailure, Lock, Origin, Refused, Rejected};
 use super::call::CallMeta;
+use super::lockout;
 use crate::domain::audit::{Action, AuditEvent, Status};
 use crate::domain::key::PlainKey;
 use crate::domain::password::Password;
@@ -40,10 +41,61 @@ pub struct Session {
     pub principal: Principal,
 }
 
-/// Checks the credentials and opens a session lasting `max_age`. `address` is the client's
-/// address as lockout counts it (see `domain::lockout::address_key`).
+/// Checks the credentials and opens a session lasting `max_age`, or refuses them, audited.
+/// `address` is the client's address as lockout counts it (see
+/// `domain::lockout::address_key`). A password can be guessed, so it is counted before it is
+/// checked, refused outright while the address is locked out, and forgiven when it is right; a
+/// 256-bit key is counted only when it fails, as a bearer key is.
 #[instrument(level = "debug", skip_all)]
 pub async fn login(
+    app: &App,
+    creds: Credentials,
+    max_age: Duration,
+    meta: &CallMeta,
+    address: &str,
+) -> Result<Session, Refused> {
+    let reservation = match &creds {
+        Credentials::ApiKey(_) => None,
+        Credentials::Password { .. } => {
+            if let Some(until) = lockout::locked_until(app, address)
+                .await
+                .map_err(Refused::Failed)?
+            {
+                return Err(Refused::LockedOut(until));
+            }
+            let r = lockout::reserve(app, address)
+                .await
+                .map_err(Refused::Failed)?;
+            if let Some(until) = r.refused_until(app) {
+                return Err(Refused::LockedOut(until));
+            }
+            Some(r)
+        }
+    };
+    match open_session(app, creds, max_age, meta, address).await {
+        Ok(session) => {
+            if let Some(r) = reservation
+                && let Err(e) = lockout::forgive(app, address, r).await
+            {
+                tracing::warn!(error = %e, "could not take back a successful sign-in attempt");
+            }
+            Ok(session)
+        }
+        Err(AuthError::Rejected(rejected)) => match reservation {
+            None => Err(auth::refuse(app, rejected, meta, Origin::Address(address)).await),
+            Some(r) => match lockout::confirm(app, address, r, &rejected, meta).await {
+                Ok(()) => Err(Refused::Credential {
+                    rejected,
+                    lock: Lock::Open,
+                }),
+                Err(e) => Err(Refused::Failed(e)),
+            },
+        },
+        Err(e) => Err(Refused::Failed(e.into())),
+    }
+}
+
+async fn open_session(
     app: &App,
     creds: Credentials,
     max_age: Duration,

@@ -65,6 +65,9 @@ pub enum Refused {
     /// Refused, and the refusal audited (and, from an address, counted) already.
     #[error("credential refused: {}", rejected.failure.reason())]
     Credential { rejected: Rejected, lock: Lock },
+    /// Not checked: the address is locked out (a guessable credential, e.g. a password).
+    #[error("too many failed authentications from this address")]
+    LockedOut(DateTime<Utc>),
     /// The check could not run (database, audit trail, too busy).
     #[error(transparent)]
     Failed(OpsError),
@@ -87,6 +90,7 @@ impl From<Refused> for OpsError {
             Refused::Credential { rejected, .. } => {
                 OpsError::Unauthenticated(rejected.failure.reason().to_owned())
             }
+            Refused::LockedOut(_) => OpsError::Unauthenticated("locked out".to_owned()),
             Refused::Failed(e) => e,
         }
     }
