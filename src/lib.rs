@@ -153,8 +153,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()> {
     let transport = if args.stdio { "stdio" } else { "http" };
     tracing::info!(database = %config::redact_url(url), backend = app.store.backend(), transport, "keyward starting");
-    let legacy = legacy_key(&app, args).await?;
     if args.stdio {
+        let legacy = legacy_key(&app, args).await?;
         let presented = args.api_key.as_ref().map(cli::SecretArg::expose);
         let credential = match (args.auth_mode, &legacy) {
             (AuthMode::Legacy, Some(shared)) => ops::auth::Credential::Legacy {
@@ -183,7 +183,7 @@ async fn serve(app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()>
         };
         return stdio::serve(app, caller, args.max_body_bytes).await;
     }
-    let settings = http::settings::from_args(args, legacy)?;
+    let settings = http::settings::from_args(args, || legacy_key(&app, args)).await?;
     http::serve(app, settings).await
 }
 

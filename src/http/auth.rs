@@ -16,7 +16,6 @@ use super::edge::{ClientIp, PublicBase};
 use super::error::HttpError;
 use crate::domain::audit::Source;
 use crate::domain::principal::Principal;
-use crate::metrics::ReasonLabels;
 use crate::ops::auth::{AuthFailure, Rejected};
 use crate::ops::{self, CallMeta};
 
@@ -156,28 +155,6 @@ fn too_many(until: DateTime<Utc>, now: DateTime<Utc>, code: &'static str, why: &
     .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
 }
 
-/// The log line and metric every refused credential gets (never the secret itself).
-fn note_failure(state: &HttpState, ip: ClientIp, rejected: &Rejected) {
-    tracing::warn!(
-        client_ip = %ip.0,
-        reason = rejected.failure.reason(),
-        key_id = rejected.key_id.as_deref(),
-        "authentication failed"
-    );
-    count_failure(state, rejected);
-}
-
-fn count_failure(state: &HttpState, rejected: &Rejected) {
-    state
-        .app
-        .metrics
-        .auth_failures
-        .get_or_create(&ReasonLabels {
-            reason: rejected.failure.label(),
-        })
-        .inc();
-}
-
 /// Records one refused credential (audit record and lockout count, in `ops::auth::refuse`)
 /// and answers it.
 pub async fn refuse(
@@ -195,15 +172,14 @@ pub async fn refuse(
         ops::auth::Origin::Address(&lockout),
     )
     .await;
-    answer_refusal(state, ip, refused, base)
+    answer_refusal(state, refused, base)
 }
 
-/// The answer to a refused credential: 401 with a challenge, or 429 past the lockout
-/// threshold; plus the log line and metric (never the secret). A locked-out address's failures
-/// get 429 and are not logged again (the lockout was).
+/// The answer to a refused credential (logged, counted and audited already by
+/// `ops::auth`): 401 with a challenge, or 429 for a locked-out address, past the lockout
+/// threshold, or for a username that failed repeatedly of late.
 pub fn answer_refusal(
     state: &HttpState,
-    ip: ClientIp,
     refused: ops::auth::Refused,
     base: &PublicBase,
 ) -> Response {
@@ -215,22 +191,14 @@ pub fn answer_refusal(
         Refused::Failed(e) => return HttpError::from(e).into_response(),
     };
     match lock {
-        Lock::Already(until) => {
-            count_failure(state, &rejected);
-            tracing::debug!(client_ip = %ip.0, reason = rejected.failure.reason(), "authentication failed while locked out");
-            locked_out(until, now).into_response()
-        }
+        Lock::Already(until) => locked_out(until, now).into_response(),
         // Failures past the threshold (concurrent with the one that set the lock) are
         // answered as locked out: no more than `threshold` ever get an ordinary answer.
-        Lock::Over(until) => {
-            note_failure(state, ip, &rejected);
-            match until {
-                Some(until) => locked_out(until, now).into_response(),
-                None => challenge(base, true).into_response(),
-            }
-        }
+        Lock::Over(until) => match until {
+            Some(until) => locked_out(until, now).into_response(),
+            None => challenge(base, true).into_response(),
+        },
         Lock::Open => {
-            note_failure(state, ip, &rejected);
             match rejected.until {
                 // A username that failed repeatedly of late waits (sign-in only).
                 Some(until) => name_delayed(until, now).into_response(),
@@ -264,7 +232,7 @@ pub async fn refuse_reserved(
     rejected: &Rejected,
     meta: &CallMeta,
 ) -> Option<Response> {
-    note_failure(state, ip, rejected);
+    ops::auth::note(&state.app, rejected, meta);
     ops::lockout::confirm(&state.app, &ip.lockout_key(), r, rejected, meta)
         .await
         .err()
@@ -278,34 +246,6 @@ pub async fn check_lockout(state: &HttpState, ip: ClientIp) -> Result<(), Respon
         Ok(None) => Ok(()),
         Ok(Some(until)) => Err(locked_out(until, state.app.now()).into_response()),
         Err(e) => Err(HttpError::from(e).into_response()),
-    }
-}
-
-/// A legacy shared key short enough to be guessed: counted before it is checked, like a
-/// password, and refused outright while the address is locked out.
-async fn legacy_guessable(
-    state: &HttpState,
-    ip: ClientIp,
-    shared: &ops::auth::LegacyKey,
-    token: &str,
-    meta: &CallMeta,
-    base: &PublicBase,
-) -> Result<Principal, Response> {
-    check_lockout(state, ip).await?;
-    let r = reserve(state, ip).await?;
-    match shared.verify(token) {
-        Some(p) => {
-            if let Err(e) = ops::lockout::forgive(&state.app, &ip.lockout_key(), r).await {
-                tracing::warn!(error = %e, "could not take back a successful legacy key attempt");
-            }
-            Ok(p)
-        }
-        None => {
-            let rejected = Rejected::new(AuthFailure::UnknownKey);
-            Err(refuse_reserved(state, ip, r, &rejected, meta)
-                .await
-                .unwrap_or_else(|| challenge(base, true).into_response()))
-        }
     }
 }
 
@@ -330,12 +270,6 @@ pub async fn authenticate(State(state): State<HttpState>, req: Request, next: Ne
     let credential = match (&state.settings.auth, &presented) {
         (HttpAuth::Disabled, _) => ops::auth::Credential::Development,
         (_, Credential::None) => return challenge(&base, false).into_response(),
-        (HttpAuth::Legacy(shared), Credential::Bearer(token)) if shared.guessable() => {
-            match legacy_guessable(&state, ip, shared, token, &meta, &base).await {
-                Ok(p) => return admit(&state, req, p, meta, next).await,
-                Err(refused) => return refused,
-            }
-        }
         (HttpAuth::Legacy(shared), Credential::Bearer(token)) => ops::auth::Credential::Legacy {
             shared,
             presented: token,
@@ -364,7 +298,7 @@ pub async fn authenticate(State(state): State<HttpState>, req: Request, next: Ne
     let origin = ops::auth::Origin::Address(&lockout);
     match ops::auth::authenticate(&state.app, credential, &meta, origin).await {
         Ok(principal) => admit(&state, req, principal, meta, next).await,
-        Err(refused) => answer_refusal(&state, ip, refused, &base),
+        Err(refused) => answer_refusal(&state, refused, &base),
     }
 }
 

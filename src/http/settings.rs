@@ -9,8 +9,14 @@ use super::auth::HttpAuth;
 use super::edge::EdgeConfig;
 use super::origin::{OriginPolicy, check_origin_entry};
 
-/// Validates the HTTP settings once, refusing unsafe combinations with a clear reason.
-pub fn from_args(args: &ServeArgs, legacy: Option<LegacyKey>) -> anyhow::Result<HttpSettings> {
+/// Validates the HTTP settings once, refusing unsafe combinations with a clear reason. Legacy
+/// mode's shared key comes from `legacy`, called only once TLS and the listen address have
+/// passed (making it marks its role in the database).
+pub async fn from_args<F, Fut>(args: &ServeArgs, legacy: F) -> anyhow::Result<HttpSettings>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<LegacyKey>>>,
+{
     let loopback = args.listen.ip().is_loopback();
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(super::listener::tls_config(cert, key)?),
@@ -37,7 +43,7 @@ pub fn from_args(args: &ServeArgs, legacy: Option<LegacyKey>) -> anyhow::Result<
             HttpAuth::Disabled
         }
         AuthMode::Legacy => {
-            let Some(shared) = legacy else {
+            let Some(shared) = legacy().await? else {
                 anyhow::bail!("--auth-mode legacy needs KEYWARD_LEGACY_API_KEY");
             };
             HttpAuth::Legacy(shared)

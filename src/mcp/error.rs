@@ -22,8 +22,9 @@ pub struct ToolError {
 }
 
 impl ToolError {
-    /// For the guard's own refusals; tools use [`OrFail::or_fail`].
-    pub(super) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    /// Private: a tool's error comes only from [`OrFail::or_fail`], so every failure is noted
+    /// on its call; the guard's own refusals are results built by [`result`].
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ToolError {
             kind,
             message: message.into(),
@@ -34,6 +35,20 @@ impl ToolError {
         &self.message
     }
 
+    pub fn into_result(self) -> CallToolResult {
+        result(self.kind, self.message)
+    }
+}
+
+/// Why the caller of a request could not be resolved (not authenticated, or the stdio key
+/// stopped working): answered as an error result, or a JSON-RPC error where no tool runs.
+#[derive(Debug)]
+pub struct CallerRefused {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl CallerRefused {
     pub fn into_result(self) -> CallToolResult {
         result(self.kind, self.message)
     }

@@ -12,7 +12,7 @@ use rmcp::{ErrorData as McpError, RoleServer};
 use serde_json::Value;
 
 use super::KeywardServer;
-use super::error::ToolError;
+use super::error::{self, CallerRefused};
 use crate::domain::audit::{self, Action, Status};
 use crate::domain::catalog::{Access, ToolName};
 use crate::domain::error::DomainError;
@@ -91,8 +91,8 @@ impl KeywardServer {
             self.record(&call, failed(Status::Denied, target, &denial.to_string()))
                 .await
                 .map_err(Ok)?;
-            let refused = ToolError::new(ErrorKind::PermissionDenied, denial.to_string());
-            return Err(Ok(refused.into_result().into()));
+            let refused = error::result(ErrorKind::PermissionDenied, denial.to_string());
+            return Err(Ok(refused.into()));
         }
         // Fail closed: while the trail cannot take records, run nothing.
         if !self.app.audit.is_healthy() && self.app.store.ping().await.is_err() {
@@ -151,6 +151,11 @@ impl KeywardServer {
         let Allowed { tool, call, target } = allowed;
         let tool = *tool;
         let status = if call.recorded().is_some() {
+            // The change and its record are committed; a failure after that (none today) is
+            // still logged.
+            if let Some(detail) = call.failure().and_then(|f| f.detail.as_ref()) {
+                tracing::error!(tool = tool.wire(), error = %detail, "tool call failed after its change committed");
+            }
             Status::Success
         } else {
             let outcome = match (call.failure(), &response) {
@@ -173,9 +178,8 @@ impl KeywardServer {
                         "a change was not committed with its audit record"
                     );
                     if cfg!(debug_assertions) {
-                        response = Ok(ToolError::new(ErrorKind::Internal, UNRECORDED_CHANGE)
-                            .into_result()
-                            .into());
+                        let refused = error::result(ErrorKind::Internal, UNRECORDED_CHANGE.into());
+                        response = Ok(refused.into());
                         failed(Status::Error, target.clone(), UNRECORDED_CHANGE)
                     } else {
                         Outcome::success(target.clone())
@@ -213,7 +217,7 @@ impl KeywardServer {
         let meta = self.call_meta(&mut ctx);
         let principal = match self.caller(&mut ctx, &meta).await {
             Ok(p) => p,
-            Err(e) => return McpError::invalid_request(e.message().to_owned(), None),
+            Err(e) => return McpError::invalid_request(e.message, None),
         };
         let call = Call::new(
             principal,
@@ -258,9 +262,7 @@ impl KeywardServer {
             Ok(_) => Ok(()),
             Err(e) => {
                 tracing::error!(error = %e, "audit record not written; failing the call");
-                Err(ToolError::new(ErrorKind::Unavailable, e.to_string())
-                    .into_result()
-                    .into())
+                Err(error::result(ErrorKind::Unavailable, e.to_string()).into())
             }
         }
     }
@@ -271,7 +273,7 @@ impl KeywardServer {
         &self,
         ctx: &mut RequestContext<RoleServer>,
         meta: &CallMeta,
-    ) -> Result<Principal, ToolError> {
+    ) -> Result<Principal, CallerRefused> {
         self.caller_source.resolve(&self.app, ctx, meta).await
     }
 
@@ -300,11 +302,10 @@ const UNRECORDED_CHANGE: &str =
 const SLOW_CALL: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn unavailable() -> CallToolResult {
-    ToolError::new(
+    error::result(
         ErrorKind::Unavailable,
-        "the audit trail is unavailable, so no tool can run; try again shortly",
+        "the audit trail is unavailable, so no tool can run; try again shortly".into(),
     )
-    .into_result()
 }
 
 fn failed(status: Status, target: Option<Target>, reason: &str) -> Outcome {

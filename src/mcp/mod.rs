@@ -27,7 +27,7 @@ use crate::domain::principal::Principal;
 use crate::ops::app::App;
 use crate::ops::auth::{Credential, Origin, Refused};
 use crate::ops::{self, CallMeta, ErrorKind};
-use error::ToolError;
+use error::CallerRefused;
 
 const INSTRUCTIONS: &str = "keyward administers API keys, roles and the audit log. Every call is \
 checked against your role and recorded. Start with `whoami` to see your role, permissions and \
@@ -67,13 +67,16 @@ impl CallerSource {
         app: &App,
         ctx: &mut RequestContext<RoleServer>,
         meta: &CallMeta,
-    ) -> Result<Principal, ToolError> {
+    ) -> Result<Principal, CallerRefused> {
         match self {
             CallerSource::Development(_) => Ok(ops::auth::development_principal()),
             CallerSource::Fixed(p) => Ok(p.clone()),
             CallerSource::Http => http_parts_mut(ctx)
                 .and_then(|parts| parts.extensions.remove::<Principal>())
-                .ok_or_else(|| ToolError::new(ErrorKind::PermissionDenied, "not authenticated")),
+                .ok_or_else(|| CallerRefused {
+                    kind: ErrorKind::PermissionDenied,
+                    message: "not authenticated".into(),
+                }),
             CallerSource::StdioKey(key) => {
                 let credential = Credential::ApiKey(key.expose());
                 ops::auth::authenticate(app, credential, meta, Origin::Local)
@@ -86,22 +89,24 @@ impl CallerSource {
 
 /// Why the stdio process's own key stopped working (revoked, expired…): audited already by
 /// `ops::auth`; logged here, the stdio surface's boundary.
-fn refused_stdio_key(refused: Refused) -> ToolError {
+fn refused_stdio_key(refused: Refused) -> CallerRefused {
     match refused {
         Refused::Credential { rejected, .. } => {
             let reason = rejected.failure.reason();
-            tracing::warn!(reason, key_id = ?rejected.key_id, "stdio key refused");
-            ToolError::new(
-                ErrorKind::PermissionDenied,
-                format!("the configured API key is no longer accepted: {reason}"),
-            )
+            CallerRefused {
+                kind: ErrorKind::PermissionDenied,
+                message: format!("the configured API key is no longer accepted: {reason}"),
+            }
         }
         other => {
             let failure = ops::call::Failure::of(&ops::OpsError::from(other));
             if let Some(detail) = &failure.detail {
                 tracing::error!(error = %detail, "could not check the stdio key");
             }
-            ToolError::from(&failure)
+            CallerRefused {
+                kind: failure.kind,
+                message: failure.message,
+            }
         }
     }
 }
@@ -190,7 +195,7 @@ impl ServerHandler for KeywardServer {
         let principal = self
             .caller(&mut context, &meta)
             .await
-            .map_err(|e| McpError::invalid_request(e.message().to_owned(), None))?;
+            .map_err(|e| McpError::invalid_request(e.message, None))?;
         let mut result = ListToolsResult::with_all_items(self.visible_tools(&principal));
         if context
             .protocol_version()

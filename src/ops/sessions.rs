@@ -5,9 +5,8 @@ use chrono::{DateTime, Duration, Utc};
 use tracing::instrument;
 
 use super::OpsError;
-use super::auth::{self, AuthError, AuthFailure, Lock, Origin, Refused, Rejected};
+use super::auth::{self, AuthError, AuthFailure, Origin, Refused, Rejected};
 use super::call::CallMeta;
-use super::lockout;
 use crate::domain::audit::{Action, AuditEvent, Status};
 use crate::domain::key::PlainKey;
 use crate::domain::password::Password;
@@ -16,7 +15,8 @@ use crate::domain::session::SessionToken;
 use crate::ops::app::App;
 use crate::store;
 
-/// Its `Debug` shows only which kind was presented (and the username), never the secret.
+/// Its `Debug` shows only which kind was presented: never the secret, nor a typed username
+/// (it may be a password typed into the wrong field).
 pub enum Credentials {
     Password { username: String, password: String },
     ApiKey(String),
@@ -25,10 +25,7 @@ pub enum Credentials {
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Credentials::Password { username, .. } => f
-                .debug_struct("Password")
-                .field("username", username)
-                .finish_non_exhaustive(),
+            Credentials::Password { .. } => f.write_str("Password { .. }"),
             Credentials::ApiKey(_) => f.write_str("ApiKey(..)"),
         }
     }
@@ -54,44 +51,19 @@ pub async fn login(
     meta: &CallMeta,
     address: &str,
 ) -> Result<Session, Refused> {
-    let reservation = match &creds {
-        Credentials::ApiKey(_) => None,
-        Credentials::Password { .. } => {
-            if let Some(until) = lockout::locked_until(app, address)
-                .await
-                .map_err(Refused::Failed)?
-            {
-                return Err(Refused::LockedOut(until));
+    match creds {
+        // A 256-bit key cannot be guessed: counted only when it fails, as a bearer key is.
+        Credentials::ApiKey(_) => match open_session(app, creds, max_age, meta, address).await {
+            Ok(session) => Ok(session),
+            Err(AuthError::Rejected(rejected)) => {
+                Err(auth::refuse(app, rejected, meta, Origin::Address(address)).await)
             }
-            let r = lockout::reserve(app, address)
-                .await
-                .map_err(Refused::Failed)?;
-            if let Some(until) = r.refused_until(app) {
-                return Err(Refused::LockedOut(until));
-            }
-            Some(r)
-        }
-    };
-    match open_session(app, creds, max_age, meta, address).await {
-        Ok(session) => {
-            if let Some(r) = reservation
-                && let Err(e) = lockout::forgive(app, address, r).await
-            {
-                tracing::warn!(error = %e, "could not take back a successful sign-in attempt");
-            }
-            Ok(session)
-        }
-        Err(AuthError::Rejected(rejected)) => match reservation {
-            None => Err(auth::refuse(app, rejected, meta, Origin::Address(address)).await),
-            Some(r) => match lockout::confirm(app, address, r, &rejected, meta).await {
-                Ok(()) => Err(Refused::Credential {
-                    rejected,
-                    lock: Lock::Open,
-                }),
-                Err(e) => Err(Refused::Failed(e)),
-            },
+            Err(e) => Err(Refused::Failed(e.into())),
         },
-        Err(e) => Err(Refused::Failed(e.into())),
+        Credentials::Password { .. } => {
+            let open = open_session(app, creds, max_age, meta, address);
+            auth::counted_first(app, address, meta, open).await
+        }
     }
 }
 

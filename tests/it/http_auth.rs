@@ -253,3 +253,72 @@ async fn legacy_keys_of_8_to_15_characters_start_with_a_warning() {
         "the key itself is never logged"
     );
 }
+
+/// A wrong key for a stdio server in legacy mode is refused at start with one clear line, and
+/// the refusal is in the trail like every other refused credential.
+#[tokio::test]
+async fn a_refused_legacy_key_over_stdio_is_audited() {
+    let env = std::sync::Arc::new(crate::support::Env::new());
+    let out = env
+        .command()
+        .args(["serve", "--stdio", "--auth-mode", "legacy"])
+        .env(
+            "KEYWARD_LEGACY_API_KEY",
+            "the-shared-legacy-key-of-40-characters!!",
+        )
+        .env("KEYWARD_API_KEY", "not-the-shared-key")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("KEYWARD_API_KEY is not the legacy shared key"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-shared-key"), "{stderr}");
+    // The server (and its database) must outlive the persona.
+    let server = TestServer::stdio_on(env);
+    let admin = server.admin().await;
+    let refused = admin
+        .audit_full(json!({"action": ["auth_failed"], "source": ["stdio"]}))
+        .await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["reason"], "unknown API key");
+}
+
+/// A legacy server that refuses to start (here: no TLS off loopback) leaves nothing behind:
+/// its role is not marked as held by a shared key, so it can still be deleted.
+#[tokio::test]
+async fn a_legacy_server_refused_at_start_marks_no_role() {
+    let env = std::sync::Arc::new(crate::support::Env::new());
+    let server = TestServer::stdio_on(env.clone());
+    let admin = server.admin().await;
+    admin
+        .ok(
+            "role_create",
+            json!({"name": "ops", "permissions": ["key:read"]}),
+        )
+        .await;
+    let out = env
+        .command()
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--auth-mode",
+            "legacy",
+            "--legacy-role",
+            "ops",
+        ])
+        .env(
+            "KEYWARD_LEGACY_API_KEY",
+            "the-shared-legacy-key-of-40-characters!!",
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("without TLS"), "{stderr}");
+    admin.ok("role_delete", json!({"name": "ops"})).await;
+}

@@ -235,8 +235,8 @@ async fn unsafe_listen_configurations_refuse_to_start() {
             let keyward::cli::Command::Serve(args) = cli.command else {
                 unreachable!()
             };
-            let legacy = keyward::legacy_key(&app, &args).await.unwrap();
-            keyward::http::settings::from_args(&args, legacy)
+            keyward::http::settings::from_args(&args, || keyward::legacy_key(&app, &args))
+                .await
                 .err()
                 .map(|e| e.to_string())
         }

@@ -151,8 +151,8 @@ impl TestServer {
         };
         options.development = database.throwaway.is_some();
         let (app, _writer) = keyward::open_app(&database.url, clock.clone(), options).await?;
-        let legacy = keyward::legacy_key(&app, &args).await?;
-        let settings = keyward::http::settings::from_args(&args, legacy)?;
+        let legacy = || keyward::legacy_key(&app, &args);
+        let settings = keyward::http::settings::from_args(&args, legacy).await?;
         let running = keyward::http::start(app.clone(), settings).await?;
         let kind = Kind::Http {
             app,

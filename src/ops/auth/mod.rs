@@ -107,9 +107,20 @@ pub async fn authenticate(
         Credential::None => Err(AuthError::Rejected(Rejected::new(AuthFailure::Missing))),
         Credential::ApiKey(presented) => key::authenticate_key(app, presented).await,
         Credential::Session(cookie) => session::authenticate(app, cookie).await,
-        Credential::Legacy { shared, presented } => shared
-            .verify(presented)
-            .ok_or_else(|| AuthError::Rejected(Rejected::new(AuthFailure::UnknownKey))),
+        Credential::Legacy { shared, presented } => {
+            let check = async {
+                shared
+                    .verify(presented)
+                    .ok_or_else(|| AuthError::Rejected(Rejected::new(AuthFailure::UnknownKey)))
+            };
+            match origin {
+                // A short shared key can be guessed: counted before it is checked.
+                Origin::Address(address) if shared.guessable() => {
+                    return counted_first(app, address, meta, check).await;
+                }
+                _ => check.await,
+            }
+        }
         Credential::Development => Ok(development_principal()),
     };
     match checked {
@@ -119,25 +130,82 @@ pub async fn authenticate(
     }
 }
 
+/// Checks a secret that can be guessed (a password, a short legacy key) from `address`:
+/// refused outright while the address is locked out, counted before it is checked (so parallel
+/// guesses cannot pass the threshold), forgiven when it is right, and audited when it is not.
+pub async fn counted_first<T>(
+    app: &App,
+    address: &str,
+    meta: &CallMeta,
+    check: impl Future<Output = Result<T, AuthError>>,
+) -> Result<T, Refused> {
+    use super::lockout;
+    if let Some(until) = lockout::locked_until(app, address)
+        .await
+        .map_err(Refused::Failed)?
+    {
+        return Err(Refused::LockedOut(until));
+    }
+    let reserved = lockout::reserve(app, address)
+        .await
+        .map_err(Refused::Failed)?;
+    if let Some(until) = reserved.refused_until(app) {
+        return Err(Refused::LockedOut(until));
+    }
+    match check.await {
+        Ok(done) => {
+            if let Err(e) = lockout::forgive(app, address, reserved).await {
+                tracing::warn!(error = %e, "could not take back a successful attempt");
+            }
+            Ok(done)
+        }
+        Err(AuthError::Rejected(rejected)) => {
+            note(app, &rejected, meta);
+            match lockout::confirm(app, address, reserved, &rejected, meta).await {
+                Ok(()) => Err(Refused::Credential {
+                    rejected,
+                    lock: Lock::Open,
+                }),
+                Err(e) => Err(Refused::Failed(e)),
+            }
+        }
+        Err(e) => Err(Refused::Failed(e.into())),
+    }
+}
+
 /// Records a refused credential: audited; from an address, also counted toward its lockout.
 /// An address already locked out is not counted or audited again (its lockout was): a 256-bit
 /// key cannot be guessed, so its well-formed credentials are still looked up and served.
 pub async fn refuse(app: &App, rejected: Rejected, meta: &CallMeta, origin: Origin<'_>) -> Refused {
     let lock = match origin {
-        Origin::Local => record_rejection(app, &rejected, meta)
-            .await
-            .map(|()| Lock::Open),
-        Origin::Address(address) => match super::lockout::locked_until(app, address).await {
-            Ok(Some(until)) => Ok(Lock::Already(until)),
-            Ok(None) => super::lockout::record_failure(app, address, &rejected, meta)
+        Origin::Local => {
+            note(app, &rejected, meta);
+            record_rejection(app, &rejected, meta)
                 .await
-                .map(|count| {
-                    if count.failures > app.lockout.threshold {
-                        Lock::Over(count.locked_until)
-                    } else {
-                        Lock::Open
-                    }
-                }),
+                .map(|()| Lock::Open)
+        }
+        Origin::Address(address) => match super::lockout::locked_until(app, address).await {
+            Ok(Some(until)) => {
+                count(app, &rejected);
+                tracing::debug!(
+                    client_ip = meta.client_ip.as_deref(),
+                    reason = rejected.failure.reason(),
+                    "authentication failed while locked out"
+                );
+                Ok(Lock::Already(until))
+            }
+            Ok(None) => {
+                note(app, &rejected, meta);
+                super::lockout::record_failure(app, address, &rejected, meta)
+                    .await
+                    .map(|count| {
+                        if count.failures > app.lockout.threshold {
+                            Lock::Over(count.locked_until)
+                        } else {
+                            Lock::Open
+                        }
+                    })
+            }
             Err(e) => Err(e),
         },
     };
@@ -145,6 +213,28 @@ pub async fn refuse(app: &App, rejected: Rejected, meta: &CallMeta, origin: Orig
         Ok(lock) => Refused::Credential { rejected, lock },
         Err(e) => Refused::Failed(e),
     }
+}
+
+/// The log line and metric every refused credential gets (never the secret), before its record
+/// is written: a refusal leaves a trace even while the trail cannot take it.
+pub fn note(app: &App, rejected: &Rejected, meta: &CallMeta) {
+    tracing::warn!(
+        source = %meta.source,
+        client_ip = meta.client_ip.as_deref(),
+        reason = rejected.failure.reason(),
+        key_id = rejected.key_id.as_deref(),
+        "authentication failed"
+    );
+    count(app, rejected);
+}
+
+fn count(app: &App, rejected: &Rejected) {
+    app.metrics
+        .auth_failures
+        .get_or_create(&crate::metrics::ReasonLabels {
+            reason: rejected.failure.label(),
+        })
+        .inc();
 }
 
 /// The principal used when authentication is explicitly disabled for local development.
