@@ -30,10 +30,7 @@ async fn each_caller_sees_its_tools_and_a_denied_call_is_audited_with_http_conte
     let reader = s
         .client_with(&reader_key, ClientLifecycleMode::Initialize, headers)
         .await;
-    assert_eq!(
-        reader.tool_names().await,
-        ["key_get", "key_list", "role_get", "role_list", "whoami"]
-    );
+    assert_eq!(reader.tool_names().await, role_tools(BuiltinRole::Reader));
     let msg = reader
         .err(
             "key_create",
