@@ -121,21 +121,17 @@ pub struct RoleDeleted {
 /// The caller as keyward sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WhoAmI {
-    /// "key", "operator" (signed in with a password), "legacy" (the shared key of legacy mode),
-    /// or "development" when authentication is disabled.
+    /// "key", or "development" when authentication is disabled.
     pub actor_kind: String,
-    /// The key's (or operator's) id; absent for the legacy and development callers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
-    /// The key's preview (or the operator's username); absent for the legacy and development
-    /// callers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_preview: Option<String>,
     pub role: String,
     pub permissions: Vec<Permission>,
     /// ["*"] means all tenants.
     pub tenants: Vec<String>,
-    /// RFC 3339 with offset; absent means never.
+    /// Absent means never.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
 }
