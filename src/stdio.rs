@@ -1,5 +1,6 @@
 //! The stdio transport: the caller is the key in KEYWARD_API_KEY, checked once at start (a
-//! refused key ends the process with one clear line on stderr) and again on every call.
+//! refused key ends the process with one clear error line on stderr, after the usual
+//! "authentication failed" log line) and again on every call.
 
 use rmcp::ServiceExt;
 

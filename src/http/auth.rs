@@ -122,7 +122,7 @@ pub fn challenge(base: &PublicBase, presented: bool) -> HttpError {
     err
 }
 
-pub fn locked_out(until: DateTime<Utc>, now: DateTime<Utc>) -> HttpError {
+fn locked_out(until: DateTime<Utc>, now: DateTime<Utc>) -> HttpError {
     too_many(
         until,
         now,
@@ -133,7 +133,7 @@ pub fn locked_out(until: DateTime<Utc>, now: DateTime<Utc>) -> HttpError {
 
 /// 429 for a sign-in whose username has failed repeatedly of late (the same for every name,
 /// existing or not).
-pub fn name_delayed(until: DateTime<Utc>, now: DateTime<Utc>) -> HttpError {
+fn name_delayed(until: DateTime<Utc>, now: DateTime<Utc>) -> HttpError {
     too_many(
         until,
         now,
@@ -153,26 +153,6 @@ fn too_many(until: DateTime<Utc>, now: DateTime<Utc>, code: &'static str, why: &
         format!("{why}; try again in {secs} s"),
     )
     .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
-}
-
-/// Records one refused credential (audit record and lockout count, in `ops::auth::refuse`)
-/// and answers it.
-pub async fn refuse(
-    state: &HttpState,
-    ip: ClientIp,
-    rejected: Rejected,
-    meta: &CallMeta,
-    base: &PublicBase,
-) -> Response {
-    let lockout = ip.lockout_key();
-    let refused = ops::auth::refuse(
-        &state.app,
-        rejected,
-        meta,
-        ops::auth::Origin::Address(&lockout),
-    )
-    .await;
-    answer_refusal(state, refused, base)
 }
 
 /// The answer to a refused credential (logged, counted and audited already by

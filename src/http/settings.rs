@@ -29,26 +29,6 @@ where
             args.listen
         );
     }
-    let auth = match args.auth_mode {
-        AuthMode::Managed => HttpAuth::Managed,
-        AuthMode::Disabled => {
-            anyhow::ensure!(
-                loopback,
-                "refusing to run with authentication disabled on the non-loopback address {}",
-                args.listen
-            );
-            tracing::warn!(
-                "authentication is DISABLED: every HTTP caller is an all-powerful development principal and any origin may call; never do this outside local development"
-            );
-            HttpAuth::Disabled
-        }
-        AuthMode::Legacy => {
-            let Some(shared) = legacy().await? else {
-                anyhow::bail!("--auth-mode legacy needs KEYWARD_LEGACY_API_KEY");
-            };
-            HttpAuth::Legacy(shared)
-        }
-    };
     let public_url = match &args.public_url {
         Some(u) => Some(public_origin(u)?),
         None => None,
@@ -75,6 +55,30 @@ where
         .filter(|o| !o.trim().is_empty())
         .map(|o| check_origin_entry(o).map_err(|e| anyhow::anyhow!(e)))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let session_max_age = chrono::Duration::from_std(args.session_max_age)?;
+    let setup_token_lifetime = chrono::Duration::from_std(args.setup_token_lifetime)?;
+    // Last: making the legacy key marks its role in the database, so every other check has
+    // passed by now.
+    let auth = match args.auth_mode {
+        AuthMode::Managed => HttpAuth::Managed,
+        AuthMode::Disabled => {
+            anyhow::ensure!(
+                loopback,
+                "refusing to run with authentication disabled on the non-loopback address {}",
+                args.listen
+            );
+            tracing::warn!(
+                "authentication is DISABLED: every HTTP caller is an all-powerful development principal and any origin may call; never do this outside local development"
+            );
+            HttpAuth::Disabled
+        }
+        AuthMode::Legacy => {
+            let Some(shared) = legacy().await? else {
+                anyhow::bail!("--auth-mode legacy needs KEYWARD_LEGACY_API_KEY");
+            };
+            HttpAuth::Legacy(shared)
+        }
+    };
     Ok(HttpSettings {
         listen: args.listen,
         edge: EdgeConfig {
@@ -89,7 +93,7 @@ where
         stateless: args.stateless,
         max_body_bytes: args.max_body_bytes,
         request_timeout: args.request_timeout,
-        session_max_age: chrono::Duration::from_std(args.session_max_age)?,
+        session_max_age,
         authorization_servers: args
             .authorization_servers
             .iter()
@@ -97,7 +101,7 @@ where
             .collect(),
         resource_documentation: args.resource_documentation.as_ref().map(|u| u.to_string()),
         shutdown_grace: std::time::Duration::from_secs(10),
-        setup_token_lifetime: chrono::Duration::from_std(args.setup_token_lifetime)?,
+        setup_token_lifetime,
         metrics_allow: args.metrics_allow.clone(),
         connections: super::server::ConnLimits {
             max: connection_cap(args.max_connections),

@@ -31,10 +31,6 @@ impl ToolError {
         }
     }
 
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
     pub fn into_result(self) -> CallToolResult {
         result(self.kind, self.message)
     }

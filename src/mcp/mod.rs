@@ -87,8 +87,8 @@ impl CallerSource {
     }
 }
 
-/// Why the stdio process's own key stopped working (revoked, expired…): audited already by
-/// `ops::auth`; logged here, the stdio surface's boundary.
+/// Why the stdio process's own key stopped working (revoked, expired…): logged and audited
+/// already by `ops::auth`; internal failures of the check are logged here, once.
 fn refused_stdio_key(refused: Refused) -> CallerRefused {
     match refused {
         Refused::Credential { rejected, .. } => {

@@ -317,5 +317,28 @@ async fn a_legacy_server_refused_at_start_marks_no_role() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("without TLS"), "{stderr}");
+    // On loopback, refused for a bad allowed origin instead: still nothing marked.
+    let out = env
+        .command()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--auth-mode",
+            "legacy",
+            "--legacy-role",
+            "ops",
+            "--allowed-origins",
+            "not an origin",
+        ])
+        .env(
+            "KEYWARD_LEGACY_API_KEY",
+            "the-shared-legacy-key-of-40-characters!!",
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("origin"), "{stderr}");
     admin.ok("role_delete", json!({"name": "ops"})).await;
 }

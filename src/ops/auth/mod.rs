@@ -188,7 +188,7 @@ pub async fn refuse(app: &App, rejected: Rejected, meta: &CallMeta, origin: Orig
             Ok(Some(until)) => {
                 count(app, &rejected);
                 tracing::debug!(
-                    client_ip = meta.client_ip.as_deref(),
+                    client_ip = meta.client_ip.as_deref().map(tracing::field::display),
                     reason = rejected.failure.reason(),
                     "authentication failed while locked out"
                 );
@@ -220,7 +220,7 @@ pub async fn refuse(app: &App, rejected: Rejected, meta: &CallMeta, origin: Orig
 pub fn note(app: &App, rejected: &Rejected, meta: &CallMeta) {
     tracing::warn!(
         source = %meta.source,
-        client_ip = meta.client_ip.as_deref(),
+        client_ip = meta.client_ip.as_deref().map(tracing::field::display),
         reason = rejected.failure.reason(),
         key_id = rejected.key_id.as_deref(),
         "authentication failed"
