@@ -297,40 +297,29 @@ async fn a_legacy_server_refused_at_start_marks_no_role() {
             json!({"name": "ops", "permissions": ["key:read"]}),
         )
         .await;
-    let out = env
-        .command()
-        .args([
-            "serve",
-            "--listen",
-            "0.0.0.0:0",
-            "--auth-mode",
-            "legacy",
-            "--legacy-role",
-            "ops",
-        ])
-        .env(
-            "KEYWARD_LEGACY_API_KEY",
-            "the-shared-legacy-key-of-40-characters!!",
-        )
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("without TLS"), "{stderr}");
+    let refused = legacy_start_refused(&env, &["--listen", "0.0.0.0:0"]);
+    assert!(refused.contains("without TLS"), "{refused}");
     // On loopback, refused for a bad allowed origin instead: still nothing marked.
-    let out = env
-        .command()
-        .args([
-            "serve",
+    let refused = legacy_start_refused(
+        &env,
+        &[
             "--listen",
             "127.0.0.1:0",
-            "--auth-mode",
-            "legacy",
-            "--legacy-role",
-            "ops",
             "--allowed-origins",
             "not an origin",
-        ])
+        ],
+    );
+    assert!(refused.contains("origin"), "{refused}");
+    admin.ok("role_delete", json!({"name": "ops"})).await;
+}
+
+/// `keyward serve` in legacy mode with role `ops` and `extra`, which must refuse to start; its
+/// stderr.
+fn legacy_start_refused(env: &crate::support::Env, extra: &[&str]) -> String {
+    let out = env
+        .command()
+        .args(["serve", "--auth-mode", "legacy", "--legacy-role", "ops"])
+        .args(extra)
         .env(
             "KEYWARD_LEGACY_API_KEY",
             "the-shared-legacy-key-of-40-characters!!",
@@ -338,7 +327,5 @@ async fn a_legacy_server_refused_at_start_marks_no_role() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("origin"), "{stderr}");
-    admin.ok("role_delete", json!({"name": "ops"})).await;
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
