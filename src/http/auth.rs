@@ -274,8 +274,7 @@ pub async fn authenticate(State(state): State<HttpState>, req: Request, next: Ne
             return challenge(&base, false).into_response();
         }
     };
-    let lockout = ip.lockout_key();
-    let origin = ops::auth::Origin::Address(&lockout);
+    let origin = ops::auth::Origin::Address(ip.0);
     match ops::auth::authenticate(&state.app, credential, &meta, origin).await {
         Ok(principal) => admit(&state, req, principal, meta, next).await,
         Err(refused) => answer_refusal(&state, refused, &base),

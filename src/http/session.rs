@@ -103,7 +103,7 @@ pub async fn login(
     };
     let meta = auth::call_meta(&headers, ip);
     let max_age = state.settings.session_max_age;
-    match ops::sessions::login(&state.app, creds, max_age, &meta, &ip.lockout_key()).await {
+    match ops::sessions::login(&state.app, creds, max_age, &meta, ip.0).await {
         Ok(session) => {
             let cookie_age = cookie::time::Duration::seconds(max_age.num_seconds());
             let who = ops::auth::whoami(&session.principal);

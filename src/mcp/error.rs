@@ -36,20 +36,6 @@ impl ToolError {
     }
 }
 
-/// Why the caller of a request could not be resolved (not authenticated, or the stdio key
-/// stopped working): answered as an error result, or a JSON-RPC error where no tool runs.
-#[derive(Debug)]
-pub struct CallerRefused {
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-impl CallerRefused {
-    pub fn into_result(self) -> CallToolResult {
-        result(self.kind, self.message)
-    }
-}
-
 /// An error tool result of `kind`, its kind in `_meta`.
 pub(super) fn result(kind: ErrorKind, message: String) -> CallToolResult {
     let mut meta = serde_json::Map::new();

@@ -12,13 +12,13 @@ use rmcp::{ErrorData as McpError, RoleServer};
 use serde_json::Value;
 
 use super::KeywardServer;
-use super::error::{self, CallerRefused};
+use super::error;
 use crate::domain::audit::{self, Action, Status};
 use crate::domain::catalog::{Access, ToolName};
 use crate::domain::error::DomainError;
 use crate::domain::principal::Principal;
 use crate::domain::{ids, secrets};
-use crate::ops::call::{Outcome, Target};
+use crate::ops::call::{Failure, Outcome, Target};
 use crate::ops::{Call, CallMeta, ErrorKind};
 
 /// Why a call never reached its tool: the answer to send, already audited where it could be.
@@ -60,7 +60,7 @@ impl KeywardServer {
         let principal = self
             .caller(ctx, &meta)
             .await
-            .map_err(|e| Ok(e.into_result().into()))?;
+            .map_err(|f| Ok(error::result(f.kind, f.message).into()))?;
         let args = request
             .arguments
             .as_ref()
@@ -273,7 +273,7 @@ impl KeywardServer {
         &self,
         ctx: &mut RequestContext<RoleServer>,
         meta: &CallMeta,
-    ) -> Result<Principal, CallerRefused> {
+    ) -> Result<Principal, Failure> {
         self.caller_source.resolve(&self.app, ctx, meta).await
     }
 

@@ -26,8 +26,8 @@ use crate::domain::key::PlainKey;
 use crate::domain::principal::Principal;
 use crate::ops::app::App;
 use crate::ops::auth::{Credential, Origin, Refused};
-use crate::ops::{self, CallMeta, ErrorKind};
-use error::CallerRefused;
+use crate::ops::call::Failure;
+use crate::ops::{self, CallMeta};
 
 const INSTRUCTIONS: &str = "keyward administers API keys, roles and the audit log. Every call is \
 checked against your role and recorded. Start with `whoami` to see your role, permissions and \
@@ -67,16 +67,13 @@ impl CallerSource {
         app: &App,
         ctx: &mut RequestContext<RoleServer>,
         meta: &CallMeta,
-    ) -> Result<Principal, CallerRefused> {
+    ) -> Result<Principal, Failure> {
         match self {
             CallerSource::Development(_) => Ok(ops::auth::development_principal()),
             CallerSource::Fixed(p) => Ok(p.clone()),
             CallerSource::Http => http_parts_mut(ctx)
                 .and_then(|parts| parts.extensions.remove::<Principal>())
-                .ok_or_else(|| CallerRefused {
-                    kind: ErrorKind::PermissionDenied,
-                    message: "not authenticated".into(),
-                }),
+                .ok_or_else(|| Failure::refused("not authenticated".into())),
             CallerSource::StdioKey(key) => {
                 let credential = Credential::ApiKey(key.expose());
                 ops::auth::authenticate(app, credential, meta, Origin::Local)
@@ -89,24 +86,18 @@ impl CallerSource {
 
 /// Why the stdio process's own key stopped working (revoked, expired…): logged and audited
 /// already by `ops::auth`; internal failures of the check are logged here, once.
-fn refused_stdio_key(refused: Refused) -> CallerRefused {
+fn refused_stdio_key(refused: Refused) -> Failure {
     match refused {
-        Refused::Credential { rejected, .. } => {
-            let reason = rejected.failure.reason();
-            CallerRefused {
-                kind: ErrorKind::PermissionDenied,
-                message: format!("the configured API key is no longer accepted: {reason}"),
-            }
-        }
+        Refused::Credential { rejected, .. } => Failure::refused(format!(
+            "the configured API key is no longer accepted: {}",
+            rejected.failure.reason()
+        )),
         other => {
-            let failure = ops::call::Failure::of(&ops::OpsError::from(other));
+            let failure = Failure::of(&ops::OpsError::from(other));
             if let Some(detail) = &failure.detail {
                 tracing::error!(error = %detail, "could not check the stdio key");
             }
-            CallerRefused {
-                kind: failure.kind,
-                message: failure.message,
-            }
+            failure
         }
     }
 }

@@ -148,6 +148,15 @@ impl Failure {
         }
     }
 
+    /// A caller refused (permission denied), with nothing to log.
+    pub fn refused(message: String) -> Self {
+        Failure {
+            kind: ErrorKind::PermissionDenied,
+            message,
+            detail: None,
+        }
+    }
+
     /// The audit status of a call that failed this way.
     pub fn status(&self) -> Status {
         match self.kind {

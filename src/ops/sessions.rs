@@ -38,9 +38,8 @@ pub struct Session {
     pub principal: Principal,
 }
 
-/// Checks the credentials and opens a session lasting `max_age`, or refuses them, audited.
-/// `address` is the client's address as lockout counts it (see
-/// `domain::lockout::address_key`). A password can be guessed, so it is counted before it is
+/// Checks the credentials from `ip` and opens a session lasting `max_age`, or refuses them,
+/// audited. A password can be guessed, so it is counted before it is
 /// checked, refused outright while the address is locked out, and forgiven when it is right; a
 /// 256-bit key is counted only when it fails, as a bearer key is.
 #[instrument(level = "debug", skip_all)]
@@ -49,14 +48,16 @@ pub async fn login(
     creds: Credentials,
     max_age: Duration,
     meta: &CallMeta,
-    address: &str,
+    ip: std::net::IpAddr,
 ) -> Result<Session, Refused> {
+    let address = crate::domain::lockout::address_key(ip);
+    let address = address.as_str();
     match creds {
         // A 256-bit key cannot be guessed: counted only when it fails, as a bearer key is.
         Credentials::ApiKey(_) => match open_session(app, creds, max_age, meta, address).await {
             Ok(session) => Ok(session),
             Err(AuthError::Rejected(rejected)) => {
-                Err(auth::refuse(app, rejected, meta, Origin::Address(address)).await)
+                Err(auth::refuse(app, rejected, meta, Origin::Address(ip)).await)
             }
             Err(e) => Err(Refused::Failed(e.into())),
         },

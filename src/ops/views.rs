@@ -332,5 +332,10 @@ mod tests {
             previous_secret_valid_until: None,
         };
         assert!(!format!("{k:?}").contains("the_whole_secret"));
+        // An answer leaves out what has no value (portable schemas): no `null` anywhere.
+        let json = serde_json::to_value(&k).unwrap();
+        assert!(json["key"].get("expires_at").is_none(), "{json}");
+        assert!(json.get("previous_secret_valid_until").is_none(), "{json}");
+        assert!(!json.to_string().contains("null"), "{json}");
     }
 }

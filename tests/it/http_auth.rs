@@ -131,14 +131,7 @@ async fn twenty_failures_lock_the_ip_and_the_lock_expires() {
         .audit(json!({"action": ["auth_failed"], "client_ip": ["127.0.0.1"], "limit": 100}))
         .await;
     assert_eq!(failures.len(), 21, "20, then one after the lock expired");
-    let metrics = http()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(metrics.contains("keyward_lockouts_total 1"), "{metrics}");
     admin.close().await;
     s.stop().await;

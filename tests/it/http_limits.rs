@@ -87,14 +87,7 @@ async fn health_readiness_and_metrics() {
         &[("authorization", "Bearer kw_nope")],
     )
     .await;
-    let text = http()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     assert!(
         text.contains("keyward_tool_calls_total{tool=\"whoami\",outcome=\"success\"} 1"),
         "{text}"
@@ -120,14 +113,7 @@ async fn health_readiness_and_metrics() {
         let m = reqwest::Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
         let _ = http().request(m, s.url("/healthz")).send().await.unwrap();
     }
-    let text = http()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     assert!(
         !text.contains("M3") && text.contains("method=\"other\""),
         "{text}"

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::http_sessions::{PASSWORD, bootstrap, cookie_value, set_cookie};
+use crate::http_sessions::{PASSWORD, bootstrap, login, session};
 use crate::server::{TestServer, http, initialize_body, post_mcp};
 
 #[tokio::test]
@@ -102,14 +102,7 @@ async fn operators_are_managed_within_the_callers_reach() {
     assert_eq!(msg, "password must be at least 12 characters");
 
     // Carol signs in; as a key manager she cannot touch operators at all, and keys only in acme.
-    let res = http()
-        .post(s.url("/v1/auth/login"))
-        .json(&json!({"username": "carol", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = cookie_value(&set_cookie(&res));
-    let origin = format!("http://{}", s.running().addr);
+    let (cookie, origin) = session(&s, "carol").await;
     let call = |name: &str, args: Value| json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": name, "arguments": args}});
     let res = post_mcp(
         &s,
@@ -171,12 +164,7 @@ async fn operators_are_managed_within_the_callers_reach() {
         .await;
     let res = post_mcp(&s, &call("whoami", json!({})), &headers).await;
     assert_eq!(res.status(), 401);
-    let res = http()
-        .post(s.url("/v1/auth/login"))
-        .json(&json!({"username": "carol", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let res = login(&s, "carol").await;
     assert_eq!(res.status(), 401);
     admin
         .ok("operator_enable", json!({"operator_id": carol}))
@@ -288,12 +276,7 @@ async fn a_disabled_operator_signing_in_is_recorded_as_an_operator() {
     admin
         .ok("operator_disable", json!({"operator_id": bob_id}))
         .await;
-    let res = http()
-        .post(s.url("/v1/auth/login"))
-        .json(&json!({"username": "bob", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let res = login(&s, "bob").await;
     assert_eq!(res.status(), 401);
     let failed = admin
         .audit_full(json!({"action": ["auth_failed"], "actor": [bob_id]}))

@@ -15,6 +15,23 @@ pub fn cookie_value(set_cookie: &str) -> String {
     set_cookie.split(';').next().unwrap().to_owned()
 }
 
+/// `POST /v1/auth/login` as `username` with `PASSWORD`.
+pub async fn login(s: &TestServer, username: &str) -> reqwest::Response {
+    http()
+        .post(s.url("/v1/auth/login"))
+        .json(&json!({"username": username, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Signs `username` in: its session cookie (`name=value`) and the server's own origin, as a
+/// browser on it would send them.
+pub async fn session(s: &TestServer, username: &str) -> (String, String) {
+    let cookie = cookie_value(&set_cookie(&login(s, username).await));
+    (cookie, format!("http://{}", s.running().addr))
+}
+
 pub async fn bootstrap(s: &TestServer, token: &str, username: &str) -> reqwest::Response {
     http()
         .post(s.url("/auth/bootstrap"))
@@ -44,24 +61,14 @@ async fn sign_in_sets_a_strict_cookie_that_authenticates_and_sign_out_revokes_it
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
-    let res = http()
-        .post(s.url("/v1/auth/login"))
-        .json(&json!({"username": "nobody", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let res = login(&s, "nobody").await;
     assert_eq!(
         res.status(),
         401,
         "unknown user answers exactly like a wrong password"
     );
 
-    let res = http()
-        .post(s.url("/v1/auth/login"))
-        .json(&json!({"username": "alice", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let res = login(&s, "alice").await;
     assert_eq!(res.status(), 200);
     let sc = set_cookie(&res);
     for attr in [
@@ -223,12 +230,7 @@ async fn a_successful_sign_in_does_not_count_toward_the_lockout() {
     let token = s.running().setup_token.clone().unwrap();
     bootstrap(&s, &token, "alice").await;
     for _ in 0..5 {
-        let res = http()
-            .post(s.url("/v1/auth/login"))
-            .json(&json!({"username": "alice", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
+        let res = login(&s, "alice").await;
         assert_eq!(res.status(), 200);
     }
     s.stop().await;
@@ -237,14 +239,7 @@ async fn a_successful_sign_in_does_not_count_toward_the_lockout() {
 #[tokio::test]
 async fn a_managed_session_cookie_means_nothing_in_legacy_mode() {
     let (s, _) = TestServer::http_with_alice(&[]).await;
-    let res = http()
-        .post(s.url("/v1/auth/login"))
-        .json(&json!({"username": "alice", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = cookie_value(&set_cookie(&res));
-    let origin = format!("http://{}", s.running().addr);
+    let (cookie, origin) = session(&s, "alice").await;
     let whoami = initialize_body();
     let headers = [("cookie", cookie.as_str()), ("origin", origin.as_str())];
     assert_eq!(post_mcp(&s, &whoami, &headers).await.status(), 200);
@@ -280,14 +275,7 @@ async fn exec(s: &TestServer, sql: &str) {
 #[tokio::test]
 async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
     let (s, _) = TestServer::http_with_alice(&[]).await;
-    let res = http()
-        .post(s.url("/v1/auth/login"))
-        .json(&json!({"username": "alice", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = cookie_value(&set_cookie(&res));
-    let origin = format!("http://{}", s.running().addr);
+    let (cookie, origin) = session(&s, "alice").await;
     let logout = || {
         http()
             .post(s.url("/v1/auth/logout"))

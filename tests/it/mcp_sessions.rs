@@ -197,14 +197,7 @@ async fn past_the_global_cap_new_sessions_get_503_and_one_audit_record_per_burst
     let events = admin.audit(json!({"action": ["session_limit"]})).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["status"], "denied");
-    let metrics = http()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("keyward_mcp_sessions_refused_total 4"),
         "{metrics}"

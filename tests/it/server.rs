@@ -369,6 +369,12 @@ impl TestServer {
     }
 
     /// `http://<addr><path>` on an HTTP server.
+    /// The `/metrics` page, as a client on this machine reads it.
+    pub async fn metrics(&self) -> String {
+        let res = http().get(self.url("/metrics")).send().await.unwrap();
+        res.text().await.unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         match &self.kind {
             Kind::Http { running, .. } => format!("http://{}{path}", running.addr),

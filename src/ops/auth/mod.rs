@@ -12,6 +12,8 @@ pub mod refusal;
 pub mod session;
 pub mod trail;
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, Utc};
 
 pub use cached::CachedKey;
@@ -28,6 +30,7 @@ use super::OpsError;
 use super::app::App;
 use super::call::CallMeta;
 use super::views::WhoAmI;
+use crate::domain::lockout::address_key;
 use crate::domain::principal::{Actor, Principal};
 use crate::domain::role::BuiltinRole;
 use crate::domain::tenant::TenantScope;
@@ -52,11 +55,12 @@ pub enum Credential<'a> {
 
 /// Where a credential came from.
 #[derive(Debug, Clone, Copy)]
-pub enum Origin<'a> {
+pub enum Origin {
     /// This machine's own process (stdio): refusals are audited, not counted.
     Local,
-    /// A network address (its lockout key): refusals are audited and counted toward its lockout.
-    Address(&'a str),
+    /// A network address: refusals are audited and counted toward its lockout (under its
+    /// lockout key, worked out only when needed: not on the path of an accepted credential).
+    Address(IpAddr),
 }
 
 /// A credential that was not accepted, or a check that could not run.
@@ -101,7 +105,7 @@ pub async fn authenticate(
     app: &App,
     credential: Credential<'_>,
     meta: &CallMeta,
-    origin: Origin<'_>,
+    origin: Origin,
 ) -> Result<Principal, Refused> {
     let checked = match credential {
         Credential::None => Err(AuthError::Rejected(Rejected::new(AuthFailure::Missing))),
@@ -115,8 +119,8 @@ pub async fn authenticate(
             };
             match origin {
                 // A short shared key can be guessed: counted before it is checked.
-                Origin::Address(address) if shared.guessable() => {
-                    return counted_first(app, address, meta, check).await;
+                Origin::Address(ip) if shared.guessable() => {
+                    return counted_first(app, &address_key(ip), meta, check).await;
                 }
                 _ => check.await,
             }
@@ -176,7 +180,7 @@ pub async fn counted_first<T>(
 /// Records a refused credential: audited; from an address, also counted toward its lockout.
 /// An address already locked out is not counted or audited again (its lockout was): a 256-bit
 /// key cannot be guessed, so its well-formed credentials are still looked up and served.
-pub async fn refuse(app: &App, rejected: Rejected, meta: &CallMeta, origin: Origin<'_>) -> Refused {
+pub async fn refuse(app: &App, rejected: Rejected, meta: &CallMeta, origin: Origin) -> Refused {
     let lock = match origin {
         Origin::Local => {
             note(app, &rejected, meta);
@@ -184,34 +188,44 @@ pub async fn refuse(app: &App, rejected: Rejected, meta: &CallMeta, origin: Orig
                 .await
                 .map(|()| Lock::Open)
         }
-        Origin::Address(address) => match super::lockout::locked_until(app, address).await {
-            Ok(Some(until)) => {
-                count(app, &rejected);
-                tracing::debug!(
-                    client_ip = meta.client_ip.as_deref().map(tracing::field::display),
-                    reason = rejected.failure.reason(),
-                    "authentication failed while locked out"
-                );
-                Ok(Lock::Already(until))
-            }
-            Ok(None) => {
-                note(app, &rejected, meta);
-                super::lockout::record_failure(app, address, &rejected, meta)
-                    .await
-                    .map(|count| {
-                        if count.failures > app.lockout.threshold {
-                            Lock::Over(count.locked_until)
-                        } else {
-                            Lock::Open
-                        }
-                    })
-            }
-            Err(e) => Err(e),
-        },
+        Origin::Address(ip) => {
+            let address = address_key(ip);
+            refuse_from(app, &rejected, meta, &address).await
+        }
     };
     match lock {
         Ok(lock) => Refused::Credential { rejected, lock },
         Err(e) => Refused::Failed(e),
+    }
+}
+
+/// A refusal from a network address: counted toward its lockout unless it is locked out
+/// already (then only counted in the metric).
+async fn refuse_from(
+    app: &App,
+    rejected: &Rejected,
+    meta: &CallMeta,
+    address: &str,
+) -> Result<Lock, OpsError> {
+    match super::lockout::locked_until(app, address).await? {
+        Some(until) => {
+            count(app, rejected);
+            tracing::debug!(
+                client_ip = meta.client_ip.as_deref().map(tracing::field::display),
+                reason = rejected.failure.reason(),
+                "authentication failed while locked out"
+            );
+            Ok(Lock::Already(until))
+        }
+        None => {
+            note(app, rejected, meta);
+            let count = super::lockout::record_failure(app, address, rejected, meta).await?;
+            Ok(if count.failures > app.lockout.threshold {
+                Lock::Over(count.locked_until)
+            } else {
+                Lock::Open
+            })
+        }
     }
 }
 
