@@ -61,6 +61,7 @@ fn event(i: usize, at: DateTime<Utc>) -> AuditEvent {
         request_id: Some(i.to_string()),
         client_ip: Some("127.0.0.1".into()),
         user_agent: None,
+        channel: None,
         args: Some(serde_json::json!({})),
         before: None,
         after: None,

@@ -346,6 +346,7 @@ impl Generator {
             request_id: Some(self.rng.below(100_000).to_string()),
             client_ip: None,
             user_agent: http.then(|| format!("{}/{} (node)", client.0, client.1)),
+            channel: None,
             args: None,
             before: None,
             after: None,

@@ -175,6 +175,39 @@ pub struct ServeArgs {
     /// OAuth authorization servers to advertise in the protected-resource metadata.
     #[arg(long, env = "KEYWARD_AUTHORIZATION_SERVERS", value_delimiter = ',')]
     pub authorization_servers: Vec<url::Url>,
+    /// The built-in OAuth 2.1 authorization server (managed mode only). `off`: no OAuth
+    /// endpoints, and no OAuth token is accepted.
+    #[arg(long, env = "KEYWARD_OAUTH", value_enum, default_value_t = OnOff::On)]
+    pub oauth: OnOff,
+    /// Lifetime of an OAuth access token.
+    #[arg(long, env = "KEYWARD_OAUTH_ACCESS_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub oauth_access_ttl: std::time::Duration,
+    /// Lifetime of an OAuth refresh token (each refresh issues a new one).
+    #[arg(long, env = "KEYWARD_OAUTH_REFRESH_TTL", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub oauth_refresh_ttl: std::time::Duration,
+    /// The longest an OAuth grant lives, however often it is refreshed (never past the
+    /// signing key's own expiry).
+    #[arg(long, env = "KEYWARD_OAUTH_GRANT_MAX", default_value = "90d", value_parser = humantime::parse_duration)]
+    pub oauth_grant_max: std::time::Duration,
+    /// How long concurrent refreshes of one refresh token converge on the same new pair; a
+    /// reuse after it revokes the grant.
+    #[arg(long, env = "KEYWARD_OAUTH_REFRESH_GRACE", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub oauth_refresh_grace: std::time::Duration,
+    /// Whether a person may sign in to authorize a client by pasting an API key they hold.
+    #[arg(long, env = "KEYWARD_OAUTH_KEY_SIGN_IN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub oauth_key_sign_in: bool,
+    /// Exact private-use redirect URIs clients may register (besides https and loopback).
+    #[arg(
+        long,
+        env = "KEYWARD_OAUTH_PRIVATE_REDIRECTS",
+        value_delimiter = ',',
+        default_value = "cursor://anysphere.cursor-mcp/oauth/callback"
+    )]
+    pub oauth_private_redirects: Vec<String>,
+    /// TESTS ONLY: trust this PEM CA for client metadata documents and let them be fetched
+    /// from loopback addresses.
+    #[arg(long, env = "KEYWARD_OAUTH_TEST_CIMD_CA", hide = true)]
+    pub oauth_test_cimd_ca: Option<PathBuf>,
     /// Documentation URL to advertise in the protected-resource metadata.
     #[arg(long, env = "KEYWARD_RESOURCE_DOCUMENTATION")]
     pub resource_documentation: Option<url::Url>,
@@ -269,7 +302,62 @@ pub struct SchemasArgs {
     pub check: bool,
 }
 
+/// A switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
 impl ServeArgs {
+    /// The authorization server's settings, or `None` when it is off (`--oauth off`, or an
+    /// auth mode other than managed).
+    pub fn oauth_settings(&self) -> anyhow::Result<Option<crate::ops::oauth::OAuthSettings>> {
+        if self.oauth == OnOff::Off || self.auth_mode != AuthMode::Managed {
+            return Ok(None);
+        }
+        let d = |v: std::time::Duration, name: &str| {
+            anyhow::ensure!(!v.is_zero(), "--{name} must be more than zero");
+            chrono::Duration::from_std(v).map_err(|e| anyhow::anyhow!("--{name}: {e}"))
+        };
+        let mut s = crate::ops::oauth::OAuthSettings {
+            access_ttl: d(self.oauth_access_ttl, "oauth-access-ttl")?,
+            refresh_ttl: d(self.oauth_refresh_ttl, "oauth-refresh-ttl")?,
+            grant_max: d(self.oauth_grant_max, "oauth-grant-max")?,
+            refresh_grace: chrono::Duration::from_std(self.oauth_refresh_grace)?,
+            key_sign_in: self.oauth_key_sign_in,
+            private_redirects: self.oauth_private_redirects.clone(),
+            ..Default::default()
+        };
+        for uri in &s.private_redirects {
+            let scheme = uri
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            anyhow::ensure!(
+                !matches!(
+                    scheme.as_str(),
+                    "http" | "https" | "javascript" | "data" | "file"
+                ) && uri.contains("://"),
+                "--oauth-private-redirects takes exact private-use URIs like cursor://host/path, not '{uri}'"
+            );
+        }
+        if let Some(ca) = &self.oauth_test_cimd_ca {
+            use rustls_pki_types::pem::PemObject;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", ca.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", ca.display()))?;
+            tracing::warn!(
+                "--oauth-test-cimd-ca is set: client metadata documents may come from loopback (tests only)"
+            );
+            s.cimd.allow_loopback = true;
+            s.cimd.extra_roots = certs;
+        }
+        Ok(Some(s))
+    }
+
     /// The lockout rule from the command line.
     pub fn lockout_policy(&self) -> anyhow::Result<crate::domain::lockout::LockoutPolicy> {
         anyhow::ensure!(

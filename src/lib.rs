@@ -50,6 +50,16 @@ pub async fn open_app(
     clock: Arc<dyn Clock>,
     options: app::AppOptions,
 ) -> anyhow::Result<(App, tokio::task::JoinHandle<()>)> {
+    open_app_with(database_url, clock, options, Some(Default::default())).await
+}
+
+/// `open_app` with the authorization server's settings (`None`: off).
+pub async fn open_app_with(
+    database_url: &str,
+    clock: Arc<dyn Clock>,
+    options: app::AppOptions,
+    oauth: Option<ops::oauth::OAuthSettings>,
+) -> anyhow::Result<(App, tokio::task::JoinHandle<()>)> {
     let store = Store::open(database_url)
         .await
         .with_context(|| format!("cannot open database {}", config::redact_url(database_url)))?;
@@ -74,6 +84,8 @@ pub async fn open_app(
         inflight: Arc::new(app::InFlight::default()),
         key_cache: ops::cache::TtlCache::new(options.cache_ttl, 10_000),
         lock_cache: ops::cache::TtlCache::new(options.cache_ttl, 10_000),
+        token_cache: ops::cache::TtlCache::new(options.cache_ttl, 10_000),
+        oauth: oauth.map(ops::oauth::OAuth::new),
         name_key,
         passwords: ops::password_work::PasswordWork::start(
             ops::password_work::PasswordWork::default_width(),
@@ -128,7 +140,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => app::AppOptions::default(),
     };
     options.development = database.throwaway.is_some();
-    let (app, writer) = open_app(&url, Arc::new(SystemClock), options).await?;
+    let oauth = match &cli.command {
+        Command::Serve(args) => args.oauth_settings()?,
+        _ => None,
+    };
+    let (app, writer) = open_app_with(&url, Arc::new(SystemClock), options, oauth).await?;
     let result = match cli.command {
         Command::Serve(args) => serve(app.clone(), &args, &url).await,
         Command::Bootstrap(args) => bootstrap(&app, &args).await,

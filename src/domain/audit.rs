@@ -58,6 +58,9 @@ pub struct AuditEvent {
     pub request_id: Option<String>,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The OAuth grant and client a call came through (established by the server).
+    #[serde(default)]
+    pub channel: Option<String>,
     pub args: Option<Value>,
     pub before: Option<Value>,
     pub after: Option<Value>,
@@ -208,6 +211,7 @@ pub(crate) fn sample_event(reason: &str) -> AuditEvent {
         request_id: Some("7".into()),
         client_ip: Some("127.0.0.1".into()),
         user_agent: None,
+        channel: None,
         args: Some(serde_json::json!({"x": [1, "two"]})),
         before: None,
         after: None,

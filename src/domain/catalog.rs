@@ -11,7 +11,8 @@ use super::permission::Permission;
 /// What a caller needs to see and call a tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Any authenticated caller (only `whoami`: knowing yourself needs no permission).
+    /// Any authenticated caller: knowing yourself, your own OAuth grants and your own password
+    /// need no permission (the use case checks what goes beyond oneself).
     Authenticated,
     Needs(Permission),
 }
@@ -90,6 +91,9 @@ catalogue! {
         OperatorDisable = "operator_disable":  write, Needs(OperatorWrite), target("operator", "operator_id");
         OperatorEnable  = "operator_enable":   write, Needs(OperatorWrite), target("operator", "operator_id");
         OperatorSetRole = "operator_set_role": write, Needs(OperatorWrite), target("operator", "operator_id");
+        OperatorSetPassword = "operator_set_password": write, Authenticated, target("operator", "operator_id");
+        GrantList       = "grant_list":        read,  Authenticated;
+        GrantRevoke     = "grant_revoke":      write, Authenticated,        target("grant", "grant_id");
     }
     /// What was attempted. Tool calls are recorded under the tool's name.
     other actions {
@@ -111,6 +115,18 @@ catalogue! {
         Login = "login",
         /// A session was ended.
         Logout = "logout",
+        /// An OAuth client registered (or an identical registration was answered with it).
+        OauthRegister = "oauth_register",
+        /// A person approved or denied a client's authorization request.
+        OauthAuthorize = "oauth_authorize",
+        /// An authorization code was exchanged for tokens (or replayed).
+        OauthToken = "oauth_token",
+        /// A refresh token was exchanged for a new pair.
+        OauthRefresh = "oauth_refresh",
+        /// A rotated refresh token came back after its grace window: its grant was revoked.
+        OauthRefreshReuse = "oauth_refresh_reuse",
+        /// A token was revoked (RFC 7009).
+        OauthRevoke = "oauth_revoke",
     }
 }
 
@@ -155,11 +171,17 @@ mod tests {
     }
 
     #[test]
-    fn only_whoami_needs_no_permission() {
+    fn only_self_service_tools_need_no_permission() {
+        let own = [
+            ToolName::Whoami,
+            ToolName::GrantList,
+            ToolName::GrantRevoke,
+            ToolName::OperatorSetPassword,
+        ];
         for t in ToolName::ALL {
             assert_eq!(
                 t.access() == Access::Authenticated,
-                t == ToolName::Whoami,
+                own.contains(&t),
                 "{t:?}"
             );
         }

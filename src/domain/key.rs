@@ -135,7 +135,8 @@ fn checksum_digits(text: &str) -> [u8; CHECKSUM_LEN] {
     out
 }
 
-fn checksum(text: &str) -> String {
+/// The checksum as text; shared with the OAuth token format so both are checked alike.
+pub(crate) fn checksum(text: &str) -> String {
     checksum_digits(text)
         .iter()
         .map(|&b| char::from(b))

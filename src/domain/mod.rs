@@ -11,6 +11,7 @@ pub mod ids;
 pub mod key;
 pub mod limits;
 pub mod lockout;
+pub mod oauth;
 pub mod password;
 pub mod permission;
 pub mod policy;

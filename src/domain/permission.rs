@@ -33,7 +33,9 @@ permissions! {
     RoleWrite     = "role:write":     "Create, update and delete custom roles.";
     AuditRead     = "audit:read":     "Query and summarise the audit log.";
     OperatorRead  = "operator:read":  "List operators (people who sign in with a password).";
-    OperatorWrite = "operator:write": "Create operators, disable and enable them, change their role.";
+    OperatorWrite = "operator:write": "Create operators, disable and enable them, change their role, reset their password.";
+    GrantRead     = "grant:read":     "List every OAuth grant in your tenants (everyone may list their own).";
+    GrantRevoke   = "grant:revoke":   "Revoke any OAuth grant in your tenants (everyone may revoke their own).";
 }
 
 // A permission set is a `u32` bitset.
@@ -91,6 +93,11 @@ impl PermissionSet {
 
     pub fn union(self, other: PermissionSet) -> Self {
         PermissionSet(self.0 | other.0)
+    }
+
+    /// Permissions in both sets.
+    pub fn intersect(self, other: PermissionSet) -> Self {
+        PermissionSet(self.0 & other.0)
     }
 
     /// Permissions in `self` that `other` lacks.
@@ -200,9 +207,20 @@ mod tests {
                 Permission::RoleRead,
                 Permission::RoleWrite,
                 Permission::OperatorRead,
-                Permission::OperatorWrite
+                Permission::OperatorWrite,
+                Permission::GrantRead,
+                Permission::GrantRevoke
             ]
         );
         assert_eq!("".parse::<PermissionSet>().unwrap(), PermissionSet::EMPTY);
+    }
+
+    #[test]
+    fn intersection_keeps_only_shared_permissions() {
+        let a: PermissionSet = "key:read key:create audit:read".parse().unwrap();
+        let b: PermissionSet = "key:create audit:read role:read".parse().unwrap();
+        assert_eq!(a.intersect(b).to_string(), "key:create audit:read");
+        assert_eq!(a.intersect(PermissionSet::EMPTY), PermissionSet::EMPTY);
+        assert_eq!(a.intersect(PermissionSet::all()), a);
     }
 }

@@ -153,7 +153,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "cannot create a key with role 'admin': it holds role:write, audit:read, operator:read, \
-             operator:write which you lack; it covers tenant(s) globex outside your scope"
+             operator:write, grant:read, grant:revoke which you lack; it covers tenant(s) globex \
+             outside your scope"
         );
         let ok = within(
             &km,

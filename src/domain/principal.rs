@@ -46,6 +46,21 @@ impl Actor {
     }
 }
 
+/// The OAuth grant a caller acts through. The signer (a key or an operator) stays the actor;
+/// the grant and its client are the channel, recorded beside the actor in the trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    pub grant_id: String,
+    pub client_id: String,
+}
+
+impl Channel {
+    /// As the trail stores it.
+    pub fn describe(&self) -> String {
+        format!("grant {} client {}", self.grant_id, self.client_id)
+    }
+}
+
 /// Cheap to clone (one reference count): it travels with every request.
 #[derive(Debug, Clone)]
 pub struct Principal(std::sync::Arc<Inner>);
@@ -57,6 +72,7 @@ struct Inner {
     permissions: PermissionSet,
     tenants: TenantScope,
     expires_at: Option<DateTime<Utc>>,
+    channel: Option<Channel>,
 }
 
 impl Principal {
@@ -73,7 +89,33 @@ impl Principal {
             permissions,
             tenants,
             expires_at,
+            channel: None,
         }))
+    }
+
+    /// This signer acting through an OAuth grant, with only what the grant leaves it
+    /// (`permissions` and `tenants` are the grant's ceiling met with the signer's own).
+    pub(crate) fn through(
+        &self,
+        channel: Channel,
+        permissions: PermissionSet,
+        tenants: TenantScope,
+        expires_at: DateTime<Utc>,
+    ) -> Self {
+        let expires_at = Some(self.0.expires_at.map_or(expires_at, |e| e.min(expires_at)));
+        Principal(std::sync::Arc::new(Inner {
+            actor: self.0.actor.clone(),
+            role: self.0.role.clone(),
+            permissions,
+            tenants,
+            expires_at,
+            channel: Some(channel),
+        }))
+    }
+
+    /// The OAuth grant this caller acts through, if any.
+    pub fn channel(&self) -> Option<&Channel> {
+        self.0.channel.as_ref()
     }
 
     pub fn actor(&self) -> &Actor {

@@ -1,6 +1,6 @@
 //! Finding secrets in text a client sent, before the text is kept anywhere (audit records,
-//! error messages, logs): keyward keys and session tokens by their prefix, key bodies pasted
-//! without their prefix by their checksum, and both again behind invisible characters, inside
+//! error messages, logs): keyward keys, session tokens and OAuth tokens by their prefix, key
+//! and OAuth token bodies pasted without their prefix by their checksum, and both again behind invisible characters, inside
 //! percent-encoded text and inside base64. A key split into pieces that carry no checksum
 //! cannot be recognised in general; the size caps on what the trail keeps bound that case.
 
@@ -9,14 +9,20 @@ use std::borrow::Cow;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
+use super::oauth::token::{self, TokenKind};
 use super::{key, session};
 
 /// Prefixed secrets, and how many characters after the prefix a redaction keeps: a key's
-/// preview identifies it without exposing it; a session token shows nothing.
-const PREFIXED: [(&str, usize); 3] = [
+/// preview identifies it without exposing it; session and OAuth tokens show nothing.
+const PREFIXED: [(&str, usize); 8] = [
     (key::PREFIX, 8),
     (session::PREFIX, 0),
     (session::SETUP_PREFIX, 0),
+    (TokenKind::Access.prefix(), 0),
+    (TokenKind::Refresh.prefix(), 0),
+    (TokenKind::Code.prefix(), 0),
+    (TokenKind::ClientSecret.prefix(), 0),
+    (TokenKind::Request.prefix(), 0),
 ];
 /// A prefix followed by this many letters or digits is treated as a secret: a key cut short
 /// is still most of a key.
@@ -132,12 +138,14 @@ fn prefixed(text: &str) -> String {
     out
 }
 
-/// Key bodies pasted without their `kw_`: 49 letters and digits whose last six are the
-/// checksum of `kw_` and the rest. `None` when there are none.
+/// Key and OAuth token bodies pasted without their prefix: 49 letters and digits whose last
+/// six are the checksum of a prefix and the rest. `None` when there are none.
 fn bare_keys(text: &str) -> Option<String> {
+    // The two formats share the body length, so one scan finds both.
+    const _: () = assert!(key::KEY_LEN - key::PREFIX.len() == token::TOKEN_LEN - 5);
     let body = key::KEY_LEN - key::PREFIX.len();
     let bytes = text.as_bytes();
-    let mut found: Vec<(usize, usize)> = Vec::new();
+    let mut found: Vec<(usize, usize, &str)> = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         let run = alnum_run(&text[i..]);
@@ -147,8 +155,14 @@ fn bare_keys(text: &str) -> Option<String> {
         }
         let mut at = i;
         while at + body <= i + run {
-            if key::is_body(&text[at..at + body]) {
-                found.push((at, at + body));
+            let window = &text[at..at + body];
+            let marker = if key::is_body(window) {
+                Some("[redacted key]")
+            } else {
+                token::bare_kind(window).map(|_| "[redacted token]")
+            };
+            if let Some(marker) = marker {
+                found.push((at, at + body, marker));
                 at += body;
             } else {
                 at += 1;
@@ -161,9 +175,9 @@ fn bare_keys(text: &str) -> Option<String> {
     }
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
-    for (from, to) in found {
+    for (from, to, marker) in found {
         out.push_str(&text[last..from]);
-        out.push_str("[redacted key]");
+        out.push_str(marker);
         last = to;
     }
     out.push_str(&text[last..]);
@@ -227,6 +241,7 @@ fn decodes_to_secret(run: &str) -> bool {
 mod tests {
     use super::*;
     use crate::domain::key::PlainKey;
+    use crate::domain::oauth::token::OAuthSecret;
     use crate::domain::session::SessionToken;
 
     fn leaks(k: &PlainKey, out: &str) -> bool {
@@ -297,6 +312,38 @@ mod tests {
         assert_eq!(out, "cookie kws_…[redacted]");
         let setup = SessionToken::setup();
         assert_eq!(scrub(&format!("token {setup}")), "token kwsu_…[redacted]");
+    }
+
+    #[test]
+    fn oauth_tokens_are_found_in_every_disguise_and_show_nothing() {
+        for kind in TokenKind::ALL {
+            let t = OAuthSecret::generate(kind);
+            let text = t.expose();
+            let prefix = kind.prefix();
+            let body = &text[prefix.len()..];
+            assert_eq!(
+                scrub(&format!("Bearer {text}, then")),
+                format!("Bearer {prefix}…[redacted], then")
+            );
+            let pct: String = text.bytes().map(|b| format!("%{b:02X}")).collect();
+            for disguised in [
+                format!("refresh_token={text}&x=1"),
+                format!("{prefix}{text}"),
+                format!("bare {body} body"),
+                format!("{}\u{200B}{}", &prefix[..2], &text[2..]),
+                pct,
+                base64::engine::general_purpose::STANDARD.encode(format!("t={text}")),
+                URL_SAFE_NO_PAD.encode(format!("{{\"t\":\"{text}\"}}")),
+            ] {
+                let out = scrub(&disguised);
+                assert!(!out.contains(&body[..20]), "{disguised:?} -> {out:?}");
+                assert!(!out.contains(&body[30..]), "{disguised:?} -> {out:?}");
+                assert!(contains_secret(&disguised), "{disguised:?}");
+            }
+            assert_eq!(scrub(&format!("x {body} y")), "x [redacted token] y");
+        }
+        // Short tails after a prefix are not secrets.
+        assert_eq!(scrub("kwat_ kwrt_abc kwcs_"), "kwat_ kwrt_abc kwcs_");
     }
 
     #[test]

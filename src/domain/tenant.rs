@@ -64,6 +64,17 @@ impl TenantScope {
         }
     }
 
+    /// Tenants in both scopes; `None` when they share none (a scope is never empty).
+    pub fn intersect(&self, other: &TenantScope) -> Option<TenantScope> {
+        match (self, other) {
+            (TenantScope::All, x) | (x, TenantScope::All) => Some(x.clone()),
+            (TenantScope::Only(a), TenantScope::Only(b)) => {
+                let both: BTreeSet<String> = a.intersection(b).cloned().collect();
+                (!both.is_empty()).then_some(TenantScope::Only(both))
+            }
+        }
+    }
+
     pub fn is_all(&self) -> bool {
         matches!(self, TenantScope::All)
     }
@@ -119,5 +130,18 @@ mod tests {
         assert_eq!(only(&["a", "c"]).outside(&only(&["a", "b"])), vec!["c"]);
         assert_eq!(TenantScope::All.outside(&only(&["a"])), vec!["*"]);
         assert!(TenantScope::All.is_within(&TenantScope::All));
+    }
+
+    #[test]
+    fn intersection_is_shared_tenants_or_none() {
+        let all = TenantScope::All;
+        assert_eq!(all.intersect(&all), Some(TenantScope::All));
+        assert_eq!(all.intersect(&only(&["a"])), Some(only(&["a"])));
+        assert_eq!(only(&["a"]).intersect(&all), Some(only(&["a"])));
+        assert_eq!(
+            only(&["a", "b"]).intersect(&only(&["b", "c"])),
+            Some(only(&["b"]))
+        );
+        assert_eq!(only(&["a"]).intersect(&only(&["b"])), None);
     }
 }

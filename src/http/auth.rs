@@ -72,7 +72,11 @@ fn credential<'a>(headers: &'a HeaderMap, base: &PublicBase) -> Credential<'a> {
 }
 
 pub fn session_cookie(headers: &HeaderMap, base: &PublicBase) -> Option<String> {
-    let name = cookie_name(base);
+    cookie_value(headers, cookie_name(base))
+}
+
+/// The value of the cookie called `name`, if the request carries one.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -169,6 +173,8 @@ pub fn answer_refusal(
         Refused::Credential { rejected, lock } => (rejected, lock),
         Refused::LockedOut(until) => return locked_out(until, now).into_response(),
         Refused::Failed(e) => return HttpError::from(e).into_response(),
+        // A genuine token past its time: 401 invalid_token, so the client refreshes.
+        Refused::Stale(_) => return challenge(base, true).into_response(),
     };
     match lock {
         Lock::Already(until) => locked_out(until, now).into_response(),
@@ -247,6 +253,7 @@ pub async fn authenticate(State(state): State<HttpState>, req: Request, next: Ne
     };
     let meta = call_meta(req.headers(), ip);
     let presented = credential(req.headers(), &base);
+    let resource;
     let credential = match (&state.settings.auth, &presented) {
         (HttpAuth::Disabled, _) => ops::auth::Credential::Development,
         (_, Credential::None) => return challenge(&base, false).into_response(),
@@ -254,6 +261,17 @@ pub async fn authenticate(State(state): State<HttpState>, req: Request, next: Ne
             shared,
             presented: token,
         },
+        (HttpAuth::Managed, Credential::Bearer(token))
+            if state.app.oauth.is_some()
+                && crate::domain::oauth::token::kind_of(token)
+                    == Some(crate::domain::oauth::token::TokenKind::Access) =>
+        {
+            resource = base.mcp_url();
+            ops::auth::Credential::AccessToken {
+                token,
+                resource: Some(&resource),
+            }
+        }
         (HttpAuth::Managed, Credential::Bearer(token)) => ops::auth::Credential::ApiKey(token),
         (HttpAuth::Managed, Credential::Cookie(cookie)) => {
             // A state-changing request riding on a cookie must come from an allowed Origin

@@ -8,6 +8,7 @@ pub mod edge;
 pub mod error;
 mod health;
 pub mod listener;
+mod oauth;
 pub mod origin;
 mod protocol;
 pub mod server;
@@ -137,8 +138,10 @@ pub fn router(state: HttpState, mcp_shutdown: CancellationToken) -> Router {
 
     let cors = origin::cors(&s.origins);
     let max_body = s.max_body_bytes;
-    Router::new()
-        .merge(mcp)
+    let (oauth_public, oauth_pages) = oauth::routes();
+    // Callable from any web page (no cookies): CORS `*`, no credentials, and the edge skips
+    // the Origin allow-list for them (`origin::is_public_path`).
+    let public = Router::new()
         .route(
             "/.well-known/oauth-protected-resource",
             get(well_known::metadata),
@@ -147,17 +150,25 @@ pub fn router(state: HttpState, mcp_shutdown: CancellationToken) -> Router {
             "/.well-known/oauth-protected-resource/mcp",
             get(well_known::metadata),
         )
+        .merge(oauth_public)
+        .layer(origin::public_cors());
+    let private = Router::new()
+        .merge(mcp)
+        .merge(oauth_pages)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/auth/bootstrap", post(session::bootstrap))
         .route("/v1/auth/login", post(session::login))
         .route("/v1/auth/logout", post(session::logout))
+        .layer(ServiceBuilder::new().option_layer(cors));
+    Router::new()
+        .merge(public)
+        .merge(private)
         .fallback(|| async { HttpError::not_found() })
         .layer(
             ServiceBuilder::new()
                 .layer(from_fn_with_state(state.clone(), edge_layer))
-                .option_layer(cors)
                 .layer(DefaultBodyLimit::max(max_body)),
         )
         .with_state(state)
@@ -174,6 +185,13 @@ fn route_label(path: &str) -> &'static str {
         "/auth/bootstrap" => "/auth/bootstrap",
         "/v1/auth/login" => "/v1/auth/login",
         "/v1/auth/logout" => "/v1/auth/logout",
+        "/.well-known/oauth-authorization-server" => "/.well-known/oauth-authorization-server",
+        "/register" => "/register",
+        "/token" => "/token",
+        "/revoke" => "/revoke",
+        "/authorize" => "/authorize",
+        "/authorize/sign-in" => "/authorize/sign-in",
+        "/authorize/decision" => "/authorize/decision",
         _ => "other",
     }
 }

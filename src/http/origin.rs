@@ -114,8 +114,37 @@ pub fn check_origin_entry(entry: &str) -> Result<String, String> {
     }
 }
 
+/// The routes any web page may call (no cookies, no ambient authority): the metadata
+/// documents and the OAuth token, registration and revocation endpoints. They skip the
+/// Origin allow-list (the Host check stays) and answer CORS `*` without credentials. Never
+/// the authorization and sign-in pages.
+pub fn is_public_path(path: &str) -> bool {
+    matches!(
+        path,
+        "/.well-known/oauth-protected-resource"
+            | "/.well-known/oauth-protected-resource/mcp"
+            | "/.well-known/oauth-authorization-server"
+            | "/token"
+            | "/register"
+            | "/revoke"
+    )
+}
+
+/// CORS for the public routes: any origin, never credentials.
+pub fn public_cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("mcp-protocol-version"),
+        ])
+}
+
 /// Refuses, with 403, a request whose Host is not allowed or whose Origin is present and not
-/// allowed. Requests without Origin (non-browser clients) pass on to authentication.
+/// allowed (the public routes excepted). Requests without Origin (non-browser clients) pass on
+/// to authentication.
 pub fn check(policy: &OriginPolicy, req: &Request) -> Result<(), HttpError> {
     let host = req
         .headers()
@@ -139,7 +168,9 @@ pub fn check(policy: &OriginPolicy, req: &Request) -> Result<(), HttpError> {
         tracing::warn!(forwarded_host = %base.host, "refused a request with a disallowed X-Forwarded-Host");
         return Err(HttpError::forbidden("forwarded host is not allowed"));
     }
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
+    if let Some(origin) = req.headers().get(header::ORIGIN)
+        && !is_public_path(req.uri().path())
+    {
         let ok = origin
             .to_str()
             .ok()

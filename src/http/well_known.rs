@@ -17,9 +17,15 @@ pub async fn metadata(
     Extension(base): Extension<PublicBase>,
 ) -> impl IntoResponse {
     let s = &state.settings;
+    // The built-in authorization server by default; configured ones replace it.
+    let servers = if s.authorization_servers.is_empty() && state.app.oauth.is_some() {
+        vec![base.url()]
+    } else {
+        s.authorization_servers.clone()
+    };
     let mut doc = json!({
         "resource": base.mcp_url(),
-        "authorization_servers": s.authorization_servers,
+        "authorization_servers": servers,
         "bearer_methods_supported": ["header"],
         "scopes_supported": Permission::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
         "resource_name": "keyward",

@@ -139,7 +139,8 @@ impl KeywardServer {
             + Self::key_tools()
             + Self::role_tools()
             + Self::audit_tools()
-            + Self::operator_tools();
+            + Self::operator_tools()
+            + Self::grant_tools();
         portable::make_portable(&mut router);
         router
     }

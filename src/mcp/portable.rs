@@ -38,6 +38,18 @@ fn drop_null(v: &mut Value) {
             if map.get("default").is_some_and(Value::is_null) {
                 map.remove("default");
             }
+            // An optional struct: `anyOf: [{"$ref": …}, {"type": "null"}]` becomes the ref.
+            if let Some(Value::Array(alts)) = map.get_mut("anyOf") {
+                alts.retain(|a| a.get("type").is_none_or(|t| t != "null"));
+                if alts.len() == 1
+                    && let Some(Value::Object(only)) = alts.pop()
+                {
+                    map.remove("anyOf");
+                    for (k, v) in only {
+                        map.entry(k).or_insert(v);
+                    }
+                }
+            }
             if let Some(Value::Array(types)) = map.get_mut("type") {
                 types.retain(|t| t != "null");
                 if types.len() == 1 {

@@ -62,6 +62,10 @@ pub struct AppState {
     pub passwords: crate::ops::password_work::PasswordWork,
     /// Hashes typed usernames (shared by every replica through the database).
     pub name_key: crate::domain::username::NameKey,
+    /// Verified OAuth access tokens by digest, for at most the cache's TTL (≤ 1 s).
+    pub token_cache: TtlCache<String, Arc<crate::ops::auth::cached::CachedToken>>,
+    /// The built-in authorization server (managed mode, unless `--oauth off`).
+    pub oauth: Option<Arc<crate::ops::oauth::OAuth>>,
 }
 
 /// Counts work in progress and lets shutdown wait for it to drain.
@@ -115,5 +119,12 @@ impl Drop for InFlightGuard {
 impl App {
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// Forgets every verified credential this process cached: after a change to keys, roles,
+    /// operators or grants, the next request is checked against the database.
+    pub fn forget_credentials(&self) {
+        self.key_cache.clear();
+        self.token_cache.clear();
     }
 }

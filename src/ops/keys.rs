@@ -313,7 +313,7 @@ async fn commit_key_change(
     )
     .await?;
     // Verifications cached on this replica must not outlive the change.
-    app.key_cache.clear();
+    app.forget_credentials();
     Ok(after)
 }
 

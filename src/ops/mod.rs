@@ -12,6 +12,7 @@ pub mod call;
 pub mod error;
 pub mod keys;
 pub mod lockout;
+pub mod oauth;
 pub mod operators;
 pub mod password_work;
 pub mod roles;

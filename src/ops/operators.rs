@@ -113,7 +113,9 @@ pub async fn set_enabled(
         ));
     }
     store::operators::set_disabled(&mut tx, &before.id, (!enabled).then_some(now)).await?;
-    commit_change(call, tx, now, &before.id, Some(&before)).await
+    let done = commit_change(call, tx, now, &before.id, Some(&before)).await;
+    app.forget_credentials();
+    done
 }
 
 /// Gives an operator another role: one the caller could grant, to an operator it may manage.
@@ -151,7 +153,84 @@ pub async fn set_role(
         },
     )?;
     store::operators::set_role(&mut tx, &before.id, &role_name).await?;
-    commit_change(call, tx, now, &before.id, Some(&before)).await
+    let done = commit_change(call, tx, now, &before.id, Some(&before)).await;
+    app.forget_credentials();
+    done
+}
+
+/// Its `Debug` leaves both passwords out.
+pub struct SetPassword {
+    pub operator_id: String,
+    /// Required when the caller changes its own password.
+    pub old_password: Option<String>,
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for SetPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetPassword")
+            .field("operator_id", &self.operator_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sets an operator's password: one's own (the current password required), or another
+/// operator's within reach with `operator:write` (a reset). Either way every sign-in session
+/// and OAuth grant of that operator ends, in the same transaction as the change.
+pub async fn set_password(
+    app: &App,
+    call: &Call,
+    input: SetPassword,
+) -> Result<OperatorView, OpsError> {
+    let p = call.principal();
+    let id = ids::check_id("operator", &input.operator_id)?;
+    let own = matches!(p.actor(), crate::domain::principal::Actor::Operator { id: mine, .. } if *mine == id);
+    if own {
+        let Some(old) = input.old_password else {
+            return Err(OpsError::invalid(
+                "old_password is required to change your own password",
+            ));
+        };
+        let row = store::operators::find_by_id(&app.store, &id)
+            .await?
+            .ok_or_else(|| not_found(&id))?;
+        let hash = row.password_hash.clone();
+        let presented = Password::presented(&old);
+        let ok = app
+            .passwords
+            .run(move |off| presented.verify(&hash, off))
+            .await
+            .ok_or_else(|| OpsError::Busy("password work is busy; try again shortly".into()))?;
+        if !ok {
+            return Err(OpsError::Unauthenticated(
+                "old_password is not your current password".into(),
+            ));
+        }
+    } else {
+        policy::require(p, Permission::OperatorWrite)?;
+    }
+    let password = Password::new(&input.new_password)?;
+    let hash = hash_password(app, &password).await?;
+    let now = app.now();
+    let mut tx = app.store.begin().await?;
+    let before = if own {
+        let row = store::operators::get_in(&mut tx, &id)
+            .await?
+            .ok_or_else(|| not_found(&id))?;
+        view(&row)?
+    } else {
+        load_managed(&mut tx, p, &id, "reset the password of", None).await?
+    };
+    store::operators::set_password(&mut tx, &before.id, &hash).await?;
+    let sessions = store::sessions::revoke_subject(&mut tx, "operator", &before.id, now).await?;
+    let grants = store::oauth::live_grants_of_signer(&mut tx, &before.id).await?;
+    for g in &grants {
+        store::oauth::revoke_grant(&mut tx, g, now, "the operator's password was changed").await?;
+    }
+    tracing::info!(operator_id = %before.id, sessions, grants = grants.len(), own, "operator password set");
+    let done = commit_change(call, tx, now, &before.id, Some(&before)).await;
+    app.forget_credentials();
+    done
 }
 
 /// An operator the caller may manage: visible (tenants within its own) and holding no more

@@ -140,7 +140,7 @@ pub async fn update(app: &App, call: &Call, input: RoleInput) -> Result<RoleView
     )
     .await?;
     // A role's permissions are part of every cached verification of its holders.
-    app.key_cache.clear();
+    app.forget_credentials();
     Ok(view(&updated))
 }
 
@@ -171,7 +171,7 @@ pub async fn delete(app: &App, call: &Call, name: &str) -> Result<RoleDeleted, O
         changed(Target::role(&name), None, Some(&view(&current)), None),
     )
     .await?;
-    app.key_cache.clear();
+    app.forget_credentials();
     Ok(RoleDeleted { deleted: name })
 }
 

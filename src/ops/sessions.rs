@@ -124,6 +124,20 @@ async fn open_session(
     })
 }
 
+/// Checks a username and password from `ip` (counted before it is checked, refused while the
+/// address is locked out, audited when wrong): the OAuth sign-in page's path.
+pub async fn verify_password(
+    app: &App,
+    username: &str,
+    password: String,
+    meta: &CallMeta,
+    ip: std::net::IpAddr,
+) -> Result<Principal, Refused> {
+    let address = crate::domain::lockout::address_key(ip);
+    let check = check_password(app, username, password, &address);
+    auth::counted_first(app, &address, meta, check).await
+}
+
 /// Verifies a username and password. Every typed name, existing or not, is counted under its
 /// keyed hash before the password is checked: after a few failures the next attempt for that
 /// name waits (seconds at most), except from an address the name signed in from lately. An unknown username costs the same

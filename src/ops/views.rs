@@ -121,7 +121,7 @@ pub struct RoleDeleted {
 /// The caller as keyward sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WhoAmI {
-    /// "key", or "development" when authentication is disabled.
+    /// "key", "operator", "legacy", or "development" when authentication is disabled.
     pub actor_kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
@@ -134,6 +134,54 @@ pub struct WhoAmI {
     /// Absent means never.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// Set when the caller acts through an OAuth grant: which client, which grant, and who
+    /// signed it (the actor above). Permissions and tenants are then the grant's ceiling met
+    /// with the signer's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthChannel>,
+}
+
+/// The OAuth grant a caller acts through.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct OAuthChannel {
+    pub grant_id: String,
+    pub client_id: String,
+}
+
+/// One OAuth grant: a client acting for a signer within a ceiling.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct GrantView {
+    pub id: String,
+    pub client_id: String,
+    /// As the client named itself (self-asserted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    /// "key" or "operator".
+    pub signer_kind: String,
+    /// The key id or operator id that consented.
+    pub signer_id: String,
+    /// The role picked as the ceiling at consent.
+    pub role: String,
+    /// The ceiling: the most the client may ever do (met with the signer's current role).
+    pub permissions: Vec<Permission>,
+    pub tenants: Vec<String>,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
+    /// No token of this grant outlives this.
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct GrantList {
+    pub grants: Vec<GrantView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct GrantRevoked {
+    pub grant_id: String,
+    /// False when it had already ended.
+    pub revoked: bool,
 }
 
 /// The absolute window a query covered, after reading relative times.
@@ -213,6 +261,10 @@ pub struct AuditEventView {
     /// proxy's X-Forwarded-For).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<String>,
+    /// The OAuth grant and client the call came through (`grant <id> client <client_id>`),
+    /// when it was made with an OAuth access token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// What the client said about itself, unverified.
     pub client_claims: ClientClaims,
     /// The call's arguments, secrets removed.

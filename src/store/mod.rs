@@ -11,6 +11,7 @@ pub mod error;
 pub mod journal;
 pub mod keys;
 pub mod lockout;
+pub mod oauth;
 pub mod operators;
 pub mod private;
 pub mod roles;

@@ -179,6 +179,16 @@ pub async fn touch_login(
         .map_err(db))
 }
 
+pub async fn set_password(tx: &mut Tx, id: &str, hash: &str) -> Result<(), StoreError> {
+    on_tx!(tx, c => sqlx::query("UPDATE operators SET password_hash = $1 WHERE id = $2")
+        .bind(hash)
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|_| ())
+        .map_err(db))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,3 +55,22 @@ pub async fn revoke(tx: &mut Tx, digest: &str, now: DateTime<Utc>) -> Result<boo
         .map(|r| r.rows_affected() == 1)
         .map_err(db))
 }
+
+/// Revokes every live session of one subject within `tx`; returns how many.
+pub async fn revoke_subject(
+    tx: &mut Tx,
+    kind: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE sessions SET revoked_at = $1 WHERE subject_kind = $2 AND subject_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(micros(now))
+    .bind(kind)
+    .bind(id)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected())
+    .map_err(db))
+}

@@ -36,6 +36,11 @@ fn example_args(tool: ToolName) -> Value {
             json!({"operator_id": "op_doesnotexist"})
         }
         ToolName::OperatorSetRole => json!({"operator_id": "op_doesnotexist", "role": "reader"}),
+        ToolName::OperatorSetPassword => {
+            json!({"operator_id": "op_doesnotexist", "new_password": "a long enough password"})
+        }
+        ToolName::GrantList => json!({}),
+        ToolName::GrantRevoke => json!({"grant_id": "gr_doesnotexist"}),
     }
 }
 
@@ -62,7 +67,15 @@ async fn each_role_sees_and_calls_exactly_its_tools_over_both_transports() {
                 };
                 let r = p.call(tool.wire(), example_args(tool)).await;
                 let message = text(&r);
-                if allowed {
+                // Setting another operator's password is a reset, which needs operator:write
+                // (the example names someone else): only one's own needs no permission.
+                let resets_another = tool == ToolName::OperatorSetPassword
+                    && !role
+                        .permissions()
+                        .contains(keyward::domain::permission::Permission::OperatorWrite);
+                if allowed && resets_another {
+                    assert!(message.contains("requires operator:write"), "{message}");
+                } else if allowed {
                     assert!(
                         !message.starts_with("permission denied"),
                         "{transport:?} {role:?} {tool:?}: {message}"
@@ -147,7 +160,7 @@ async fn key_manager_cannot_mint_admin_or_foreign_tenant_keys() {
         .await;
     assert_eq!(
         msg,
-        "cannot create a key with role 'admin': it holds role:write, audit:read, operator:read, operator:write which you lack"
+        "cannot create a key with role 'admin': it holds role:write, audit:read, operator:read, operator:write, grant:read, grant:revoke which you lack"
     );
     let msg = km
         .err(
@@ -192,7 +205,7 @@ async fn key_manager_cannot_mint_admin_or_foreign_tenant_keys() {
     let msg = km.err("key_revoke", json!({"key_id": other_km_id})).await;
     assert!(msg.starts_with("cannot revoke key"), "{msg}");
     assert!(
-        msg.contains("role:write, audit:read, operator:read, operator:write which you lack"),
+        msg.contains("role:write, audit:read, operator:read, operator:write, grant:read, grant:revoke which you lack"),
         "{msg}"
     );
 

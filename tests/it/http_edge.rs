@@ -85,7 +85,8 @@ async fn metadata_resource_follows_forwarded_headers_only_from_trusted_proxies()
                 .unwrap()
                 .contains(&json!("audit:read"))
         );
-        assert_eq!(doc["authorization_servers"], json!([]));
+        // The built-in authorization server, at the same public base.
+        assert_eq!(doc["authorization_servers"], json!([own]));
 
         let doc: Value = http()
             .get(s.url(path))
@@ -178,9 +179,10 @@ async fn foreign_origins_and_hosts_get_403_before_authentication_on_every_route(
     for path in [
         "/mcp",
         "/healthz",
-        "/.well-known/oauth-protected-resource",
         "/v1/auth/login",
         "/metrics",
+        "/authorize/sign-in",
+        "/authorize/decision",
     ] {
         let res = http()
             .post(s.url(path))
@@ -194,6 +196,33 @@ async fn foreign_origins_and_hosts_get_403_before_authentication_on_every_route(
         assert_eq!(res.status(), 403, "{path}");
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["message"], "Origin is not allowed");
+    }
+    // The public OAuth routes (no cookies, no ambient authority) skip the Origin allow-list
+    // and answer CORS `*` without credentials; the Host check stays.
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let res = http()
+            .get(s.url(path))
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()["access-control-allow-origin"], "*", "{path}");
+        assert!(
+            res.headers()
+                .get("access-control-allow-credentials")
+                .is_none()
+        );
+        let res = http()
+            .get(s.url(path))
+            .header("host", "evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{path}: the Host check stays");
     }
     // No Origin (a non-browser client) passes on to authentication.
     let res = post_mcp(&s, &initialize_body(), &[]).await;

@@ -150,7 +150,13 @@ impl TestServer {
             keyward::config::database(Some(&env.url()), false)?
         };
         options.development = database.throwaway.is_some();
-        let (app, _writer) = keyward::open_app(&database.url, clock.clone(), options).await?;
+        let (app, _writer) = keyward::open_app_with(
+            &database.url,
+            clock.clone(),
+            options,
+            args.oauth_settings()?,
+        )
+        .await?;
         let legacy = || keyward::legacy_key(&app, &args);
         let settings = keyward::http::settings::from_args(&args, legacy).await?;
         let running = keyward::http::start(app.clone(), settings).await?;

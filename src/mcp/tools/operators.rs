@@ -57,6 +57,28 @@ pub struct OperatorSetRoleArgs {
 #[serde(deny_unknown_fields)]
 pub struct NoArgs {}
 
+/// Its `Debug` leaves the passwords out.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSetPasswordArgs {
+    /// The operator's id (op_…): your own (see whoami), or another's to reset it (needs
+    /// operator:write, within your reach).
+    pub operator_id: String,
+    /// Your current password: required when you change your own.
+    #[serde(default)]
+    pub old_password: Option<String>,
+    /// The new password, at least 12 characters. Never stored or logged in plain text.
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for OperatorSetPasswordArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorSetPasswordArgs")
+            .field("operator_id", &self.operator_id)
+            .finish_non_exhaustive()
+    }
+}
+
 #[tool_router(router = operator_tools, vis = "pub(crate)")]
 impl KeywardServer {
     #[tool(
@@ -175,6 +197,33 @@ assign a role whose permissions you hold, to an operator within your reach.",
         Extension(call): Extension<Arc<Call>>,
     ) -> Result<Json<OperatorResult>, ToolError> {
         let operator = ops::operators::set_role(&self.app, &call, &a.operator_id, &a.role)
+            .await
+            .or_fail(&call)?;
+        Ok(Json(OperatorResult { operator }))
+    }
+
+    #[tool(
+        name = "operator_set_password",
+        description = "Set an operator's password: your own (give old_password), or reset another operator's within your reach (needs operator:write). Either way every sign-in session and OAuth grant of that operator ends at once.",
+        annotations(
+            title = "Set operator password",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn operator_set_password(
+        &self,
+        Parameters(a): Parameters<OperatorSetPasswordArgs>,
+        Extension(call): Extension<Arc<Call>>,
+    ) -> Result<Json<OperatorResult>, ToolError> {
+        let input = ops::operators::SetPassword {
+            operator_id: a.operator_id,
+            old_password: a.old_password,
+            new_password: a.new_password,
+        };
+        let operator = ops::operators::set_password(&self.app, &call, input)
             .await
             .or_fail(&call)?;
         Ok(Json(OperatorResult { operator }))

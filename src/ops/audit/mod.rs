@@ -387,6 +387,7 @@ fn full(r: &AuditRow, tz: Tz) -> AuditEventView {
         reason: r.reason.as_deref().map(visible),
         source: r.source.clone(),
         client_ip: r.client_ip.clone(),
+        channel: r.channel.clone(),
         client_claims: ClientClaims {
             request_source: r.request_source.as_deref().map(visible),
             client_name: r.client_name.as_deref().map(visible),

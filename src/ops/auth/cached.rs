@@ -82,3 +82,11 @@ impl CachedKey {
         }
     }
 }
+
+/// A verified OAuth access token: the principal it stands for (the grant's ceiling met with
+/// its signer), until when.
+pub struct CachedToken {
+    pub(super) principal: Principal,
+    pub(super) expires_at: DateTime<Utc>,
+    pub(super) grant_id: String,
+}

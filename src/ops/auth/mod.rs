@@ -10,6 +10,7 @@ mod key;
 mod legacy;
 pub mod refusal;
 pub mod session;
+pub mod token;
 pub mod trail;
 
 use std::net::IpAddr;
@@ -49,6 +50,12 @@ pub enum Credential<'a> {
         shared: &'a LegacyKey,
         presented: &'a str,
     },
+    /// An OAuth access token (`kwat_…`) from the built-in authorization server, presented at
+    /// `resource` (the canonical MCP URL it must have been issued for).
+    AccessToken {
+        token: &'a str,
+        resource: Option<&'a str>,
+    },
     /// Authentication is disabled (local development only).
     Development,
 }
@@ -72,6 +79,10 @@ pub enum Refused {
     /// Not checked: the address is locked out (a guessable credential, e.g. a password).
     #[error("too many failed authentications from this address")]
     LockedOut(DateTime<Utc>),
+    /// A genuine OAuth token that expired or was revoked: neither counted nor audited
+    /// (clients present expired tokens routinely before they refresh).
+    #[error("{0}")]
+    Stale(&'static str),
     /// The check could not run (database, audit trail, too busy).
     #[error(transparent)]
     Failed(OpsError),
@@ -95,6 +106,7 @@ impl From<Refused> for OpsError {
                 OpsError::Unauthenticated(rejected.failure.reason().to_owned())
             }
             Refused::LockedOut(_) => OpsError::Unauthenticated("locked out".to_owned()),
+            Refused::Stale(why) => OpsError::Unauthenticated(why.to_owned()),
             Refused::Failed(e) => e,
         }
     }
@@ -123,6 +135,16 @@ pub async fn authenticate(
                     return counted_first(app, &address_key(ip), meta, check).await;
                 }
                 _ => check.await,
+            }
+        }
+        Credential::AccessToken { token, resource } => {
+            match token::authenticate_token(app, token, resource).await {
+                Ok(token::Checked::Valid(p)) => Ok(p),
+                Ok(token::Checked::Stale(why)) => {
+                    tracing::debug!(reason = why, "oauth: stale access token presented");
+                    return Err(Refused::Stale(why));
+                }
+                Err(e) => Err(e),
             }
         }
         Credential::Development => Ok(development_principal()),
@@ -271,5 +293,9 @@ pub fn whoami(p: &Principal) -> WhoAmI {
         permissions: p.permissions().to_vec(),
         tenants: p.tenants().to_vec(),
         expires_at: p.expires_at().map(timespec::format_utc),
+        oauth: p.channel().map(|c| super::views::OAuthChannel {
+            grant_id: c.grant_id.clone(),
+            client_id: c.client_id.clone(),
+        }),
     }
 }

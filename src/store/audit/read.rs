@@ -26,6 +26,7 @@ pub struct AuditRow {
     pub request_id: Option<String>,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+    pub channel: Option<String>,
     pub args: Option<String>,
     pub before_state: Option<String>,
     pub after_state: Option<String>,
@@ -34,7 +35,7 @@ pub struct AuditRow {
 const COLUMNS: &str = "e.id, e.at, e.actor_kind, e.actor_id, e.actor_preview, e.role, \
     e.tenants, e.action, e.target_type, e.target_id, e.status, e.reason, e.source, \
     e.request_source, e.client_name, e.client_version, e.request_id, e.client_ip, \
-    e.user_agent, e.args, e.before_state, e.after_state";
+    e.user_agent, e.channel, e.args, e.before_state, e.after_state";
 
 /// What a page of the trail shows of each event (the full event is one `get` away).
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -12,8 +12,8 @@ use crate::store::{StoreError, Tx, db, micros, on_tx};
 
 const INSERT_EVENTS: &str = "INSERT INTO audit_events (at, actor_kind, actor_id, actor_preview, \
     role, tenants, action, target_type, target_id, status, reason, source, request_source, \
-    client_name, client_version, request_id, client_ip, user_agent, args, before_state, \
-    after_state) VALUES ";
+    client_name, client_version, request_id, client_ip, user_agent, channel, args, \
+    before_state, after_state) VALUES ";
 
 /// Most rows in one INSERT: bounds the number of distinct statements the cache must hold.
 pub const MAX_ROWS_PER_STATEMENT: usize = 64;
@@ -73,6 +73,7 @@ fn push_insert(q: &mut Sql, events: &[AuditEvent]) {
             e.request_id.as_deref(),
             e.client_ip.as_deref(),
             e.user_agent.as_deref(),
+            e.channel.as_deref(),
             args.as_deref(),
             before.as_deref(),
             after.as_deref(),
@@ -174,8 +175,8 @@ fn opt_text(v: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
 /// once and runs per event.
 const INSERT_ONE: &str = "INSERT INTO audit_events (at, actor_kind, actor_id, actor_preview, \
     role, tenants, action, target_type, target_id, status, reason, source, request_source, \
-    client_name, client_version, request_id, client_ip, user_agent, args, before_state, \
-    after_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    client_name, client_version, request_id, client_ip, user_agent, channel, args, \
+    before_state, after_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 const INSERT_TENANT: &str = "INSERT INTO audit_tenants (event_id, tenant) VALUES (?, ?)";
 
@@ -227,6 +228,7 @@ pub fn insert_sqlite<'a>(
             opt_text(e.request_id.as_deref()),
             opt_text(e.client_ip.as_deref()),
             opt_text(e.user_agent.as_deref()),
+            opt_text(e.channel.as_deref()),
             opt_text(args.as_deref()),
             opt_text(before.as_deref()),
             opt_text(after.as_deref()),

@@ -1,0 +1,540 @@
+//! The authorization server's rows: registered clients, pending browser requests, grants,
+//! codes and tokens. Every secret arrives here as a digest.
+
+use chrono::{DateTime, Utc};
+
+use super::{Hold, StoreError, Tx, db, micros, on_pool, on_tx};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClientRow {
+    pub id: String,
+    pub name: Option<String>,
+    pub redirect_uris: String,
+    pub grant_types: String,
+    pub auth_method: String,
+    pub secret_digest: Option<String>,
+    pub fingerprint: Option<String>,
+    pub metadata: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+const CLIENT: &str = "SELECT id, name, redirect_uris, grant_types, auth_method, secret_digest, \
+    fingerprint, metadata, created_at, last_used_at FROM oauth_clients";
+
+pub async fn insert_client(store: &super::Store, c: &ClientRow) -> Result<(), StoreError> {
+    on_pool!(store, p => sqlx::query(
+        "INSERT INTO oauth_clients (id, name, redirect_uris, grant_types, auth_method, \
+         secret_digest, fingerprint, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&c.id)
+    .bind(&c.name)
+    .bind(&c.redirect_uris)
+    .bind(&c.grant_types)
+    .bind(&c.auth_method)
+    .bind(&c.secret_digest)
+    .bind(&c.fingerprint)
+    .bind(&c.metadata)
+    .bind(c.created_at)
+    .execute(p)
+    .await
+    .map(|_| ())
+    .map_err(db))
+}
+
+pub async fn find_client(store: &super::Store, id: &str) -> Result<Option<ClientRow>, StoreError> {
+    let sql = format!("{CLIENT} WHERE id = $1");
+    on_pool!(store, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await.map_err(db))
+}
+
+pub async fn find_client_by_fingerprint(
+    store: &super::Store,
+    fingerprint: &str,
+) -> Result<Option<ClientRow>, StoreError> {
+    let sql = format!("{CLIENT} WHERE fingerprint = $1 ORDER BY created_at LIMIT 1");
+    on_pool!(store, p => sqlx::query_as(&sql).bind(fingerprint).fetch_optional(p).await.map_err(db))
+}
+
+/// Marks a client used (its first code redeemed or token refreshed), at most once a minute.
+pub async fn touch_client(
+    store: &super::Store,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let stale = micros(now - chrono::Duration::minutes(1));
+    on_pool!(store, p => sqlx::query(
+        "UPDATE oauth_clients SET last_used_at = $1 WHERE id = $2 \
+         AND (last_used_at IS NULL OR last_used_at < $3)",
+    )
+    .bind(micros(now))
+    .bind(id)
+    .bind(stale)
+    .execute(p)
+    .await
+    .map(|_| ())
+    .map_err(db))
+}
+
+/// Deletes registered clients never used since `unused_before`, or idle since `idle_before`,
+/// that hold no live grant.
+pub async fn expire_clients(
+    store: &super::Store,
+    unused_before: DateTime<Utc>,
+    idle_before: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    on_pool!(store, p => sqlx::query(
+        "DELETE FROM oauth_clients WHERE \
+         ((last_used_at IS NULL AND created_at < $1) OR last_used_at < $2) \
+         AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE g.client_id = oauth_clients.id \
+                         AND g.revoked_at IS NULL)",
+    )
+    .bind(micros(unused_before))
+    .bind(micros(idle_before))
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected())
+    .map_err(db))
+}
+
+/// An authorization request waiting for the person in the browser.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RequestRow {
+    pub id: String,
+    pub client_id: String,
+    pub client_name: Option<String>,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub code_challenge: String,
+    pub resource: String,
+    pub scopes: String,
+    pub browser_digest: String,
+    pub csrf_digest: String,
+    pub signer_kind: Option<String>,
+    pub signer_id: Option<String>,
+    pub signer_digest: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+const REQUEST: &str = "SELECT id, client_id, client_name, redirect_uri, state, code_challenge, \
+    resource, scopes, browser_digest, csrf_digest, signer_kind, signer_id, signer_digest, \
+    created_at, expires_at FROM oauth_requests";
+
+pub async fn insert_request(store: &super::Store, r: &RequestRow) -> Result<(), StoreError> {
+    on_pool!(store, p => sqlx::query(
+        "INSERT INTO oauth_requests (id, client_id, client_name, redirect_uri, state, \
+         code_challenge, resource, scopes, browser_digest, csrf_digest, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&r.id)
+    .bind(&r.client_id)
+    .bind(&r.client_name)
+    .bind(&r.redirect_uri)
+    .bind(&r.state)
+    .bind(&r.code_challenge)
+    .bind(&r.resource)
+    .bind(&r.scopes)
+    .bind(&r.browser_digest)
+    .bind(&r.csrf_digest)
+    .bind(r.created_at)
+    .bind(r.expires_at)
+    .execute(p)
+    .await
+    .map(|_| ())
+    .map_err(db))
+}
+
+pub async fn find_request(
+    store: &super::Store,
+    id: &str,
+) -> Result<Option<RequestRow>, StoreError> {
+    let sql = format!("{REQUEST} WHERE id = $1");
+    on_pool!(store, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await.map_err(db))
+}
+
+/// Records who signed in for a request.
+pub async fn set_request_signer(
+    store: &super::Store,
+    id: &str,
+    kind: &str,
+    signer_id: &str,
+    digest: Option<&str>,
+) -> Result<(), StoreError> {
+    on_pool!(store, p => sqlx::query(
+        "UPDATE oauth_requests SET signer_kind = $1, signer_id = $2, signer_digest = $3 WHERE id = $4",
+    )
+    .bind(kind)
+    .bind(signer_id)
+    .bind(digest)
+    .bind(id)
+    .execute(p)
+    .await
+    .map(|_| ())
+    .map_err(db))
+}
+
+/// Deletes a request inside `tx`; false when another decision took it first.
+pub async fn take_request(tx: &mut Tx, id: &str) -> Result<bool, StoreError> {
+    on_tx!(tx, c => sqlx::query("DELETE FROM oauth_requests WHERE id = $1")
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1)
+        .map_err(db))
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GrantRow {
+    pub id: String,
+    pub client_id: String,
+    pub client_name: Option<String>,
+    pub signer_kind: String,
+    pub signer_id: String,
+    pub signer_digest: Option<String>,
+    pub role_name: String,
+    pub permissions: String,
+    pub tenants: String,
+    pub resource: String,
+    pub redirect_uri: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub revoked_why: Option<String>,
+}
+
+const GRANT_COLUMNS: &str = "g.id, g.client_id, g.client_name, g.signer_kind, g.signer_id, \
+    g.signer_digest, g.role_name, g.permissions, g.tenants, g.resource, g.redirect_uri, \
+    g.created_at, g.expires_at, g.last_used_at, g.revoked_at, g.revoked_why";
+
+pub async fn insert_grant(tx: &mut Tx, g: &GrantRow) -> Result<(), StoreError> {
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO oauth_grants (id, client_id, client_name, signer_kind, signer_id, \
+         signer_digest, role_name, permissions, tenants, resource, redirect_uri, created_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(&g.id)
+    .bind(&g.client_id)
+    .bind(&g.client_name)
+    .bind(&g.signer_kind)
+    .bind(&g.signer_id)
+    .bind(&g.signer_digest)
+    .bind(&g.role_name)
+    .bind(&g.permissions)
+    .bind(&g.tenants)
+    .bind(&g.resource)
+    .bind(&g.redirect_uri)
+    .bind(g.created_at)
+    .bind(g.expires_at)
+    .execute(c)
+    .await
+    .map(|_| ())
+    .map_err(db))
+}
+
+pub async fn get_grant_in(tx: &mut Tx, id: &str) -> Result<Option<GrantRow>, StoreError> {
+    let sql = format!(
+        "SELECT {GRANT_COLUMNS} FROM oauth_grants g WHERE g.id = $1{}",
+        tx.hold(Hold::Update)
+    );
+    on_tx!(tx, c => sqlx::query_as(&sql).bind(id).fetch_optional(c).await.map_err(db))
+}
+
+/// Live grants (not revoked, not expired), newest first; of one signer when given.
+pub async fn list_grants(
+    store: &super::Store,
+    signer_id: Option<&str>,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<GrantRow>, StoreError> {
+    let mut sql = format!(
+        "SELECT {GRANT_COLUMNS} FROM oauth_grants g WHERE g.revoked_at IS NULL AND g.expires_at > $1"
+    );
+    if signer_id.is_some() {
+        sql.push_str(" AND g.signer_id = $3");
+    }
+    sql.push_str(" ORDER BY g.created_at DESC, g.id LIMIT $2");
+    on_pool!(store, p => {
+        let mut q = sqlx::query_as(&sql).bind(micros(now)).bind(limit);
+        if let Some(s) = signer_id {
+            q = q.bind(s);
+        }
+        q.fetch_all(p).await.map_err(db)
+    })
+}
+
+/// The live grants of one signer to one client, least recently used first.
+pub async fn live_grants_of(
+    tx: &mut Tx,
+    signer_id: &str,
+    client_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    on_tx!(tx, c => sqlx::query_scalar(
+        "SELECT id FROM oauth_grants WHERE signer_id = $1 AND client_id = $2 \
+         AND revoked_at IS NULL AND expires_at > $3 \
+         ORDER BY COALESCE(last_used_at, created_at), id",
+    )
+    .bind(signer_id)
+    .bind(client_id)
+    .bind(micros(now))
+    .fetch_all(c)
+    .await
+    .map_err(db))
+}
+
+/// Revokes a grant and deletes its tokens and codes; false when it was revoked already.
+pub async fn revoke_grant(
+    tx: &mut Tx,
+    id: &str,
+    now: DateTime<Utc>,
+    why: &str,
+) -> Result<bool, StoreError> {
+    let done = on_tx!(tx, c => sqlx::query(
+        "UPDATE oauth_grants SET revoked_at = $1, revoked_why = $2 WHERE id = $3 AND revoked_at IS NULL",
+    )
+    .bind(micros(now))
+    .bind(why)
+    .bind(id)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected() == 1)
+    .map_err(db))?;
+    for table in ["oauth_access_tokens", "oauth_refresh_tokens", "oauth_codes"] {
+        let sql = format!("DELETE FROM {table} WHERE grant_id = $1");
+        on_tx!(tx, c => sqlx::query(&sql).bind(id).execute(c).await.map(|_| ()).map_err(db))?;
+    }
+    Ok(done)
+}
+
+/// The ids of a signer's live grants (to revoke them all, e.g. after a password change).
+pub async fn live_grants_of_signer(
+    tx: &mut Tx,
+    signer_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    on_tx!(tx, c => sqlx::query_scalar(
+        "SELECT id FROM oauth_grants WHERE signer_id = $1 AND revoked_at IS NULL ORDER BY id",
+    )
+    .bind(signer_id)
+    .fetch_all(c)
+    .await
+    .map_err(db))
+}
+
+pub async fn touch_grant(
+    store: &super::Store,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let stale = micros(now - chrono::Duration::minutes(1));
+    on_pool!(store, p => sqlx::query(
+        "UPDATE oauth_grants SET last_used_at = $1 WHERE id = $2 \
+         AND (last_used_at IS NULL OR last_used_at < $3)",
+    )
+    .bind(micros(now))
+    .bind(id)
+    .bind(stale)
+    .execute(p)
+    .await
+    .map(|_| ())
+    .map_err(db))
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CodeRow {
+    pub digest: String,
+    pub grant_id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+pub async fn insert_code(tx: &mut Tx, c: &CodeRow) -> Result<(), StoreError> {
+    on_tx!(tx, conn => sqlx::query(
+        "INSERT INTO oauth_codes (digest, grant_id, client_id, redirect_uri, code_challenge, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&c.digest)
+    .bind(&c.grant_id)
+    .bind(&c.client_id)
+    .bind(&c.redirect_uri)
+    .bind(&c.code_challenge)
+    .bind(c.expires_at)
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(db))
+}
+
+/// Reads a code for redemption, held until `tx` ends, and marks it used. The row returned
+/// shows whether it had been used before.
+pub async fn redeem_code(
+    tx: &mut Tx,
+    digest: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<CodeRow>, StoreError> {
+    let sql = format!(
+        "SELECT digest, grant_id, client_id, redirect_uri, code_challenge, expires_at, used_at \
+         FROM oauth_codes WHERE digest = $1{}",
+        tx.hold(Hold::Update)
+    );
+    let row: Option<CodeRow> =
+        on_tx!(tx, c => sqlx::query_as(&sql).bind(digest).fetch_optional(c).await.map_err(db))?;
+    if let Some(r) = &row
+        && r.used_at.is_none()
+    {
+        on_tx!(tx, c => sqlx::query("UPDATE oauth_codes SET used_at = $1 WHERE digest = $2")
+            .bind(micros(now))
+            .bind(&r.digest)
+            .execute(c)
+            .await
+            .map(|_| ())
+            .map_err(db))?;
+    }
+    Ok(row)
+}
+
+pub async fn insert_access(
+    tx: &mut Tx,
+    digest: &str,
+    grant_id: &str,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO oauth_access_tokens (digest, grant_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(digest)
+    .bind(grant_id)
+    .bind(micros(now))
+    .bind(micros(expires_at))
+    .execute(c)
+    .await
+    .map(|_| ())
+    .map_err(db))
+}
+
+/// An access token with its grant, as authentication needs them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AccessRow {
+    pub token_expires_at: i64,
+    #[sqlx(flatten)]
+    pub grant: GrantRow,
+}
+
+pub async fn find_access(
+    store: &super::Store,
+    digest: &str,
+) -> Result<Option<AccessRow>, StoreError> {
+    let sql = format!(
+        "SELECT t.expires_at AS token_expires_at, {GRANT_COLUMNS} FROM oauth_access_tokens t \
+         JOIN oauth_grants g ON g.id = t.grant_id WHERE t.digest = $1"
+    );
+    on_pool!(store, p => sqlx::query_as(&sql).bind(digest).fetch_optional(p).await.map_err(db))
+}
+
+/// Deletes one access token (RFC 7009); returns its grant when it existed.
+pub async fn delete_access(tx: &mut Tx, digest: &str) -> Result<Option<String>, StoreError> {
+    let grant: Option<String> = on_tx!(tx, c => sqlx::query_scalar(
+        "SELECT grant_id FROM oauth_access_tokens WHERE digest = $1",
+    )
+    .bind(digest)
+    .fetch_optional(c)
+    .await
+    .map_err(db))?;
+    on_tx!(tx, c => sqlx::query("DELETE FROM oauth_access_tokens WHERE digest = $1")
+        .bind(digest)
+        .execute(c)
+        .await
+        .map(|_| ())
+        .map_err(db))?;
+    Ok(grant)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefreshRow {
+    pub digest: String,
+    pub grant_id: String,
+    pub generation: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub rotated_at: Option<i64>,
+    pub successor_sealed: Option<String>,
+}
+
+pub async fn insert_refresh(tx: &mut Tx, r: &RefreshRow) -> Result<(), StoreError> {
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO oauth_refresh_tokens (digest, grant_id, generation, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&r.digest)
+    .bind(&r.grant_id)
+    .bind(r.generation)
+    .bind(r.created_at)
+    .bind(r.expires_at)
+    .execute(c)
+    .await
+    .map(|_| ())
+    .map_err(db))
+}
+
+/// Reads a refresh token held until `tx` ends: concurrent refreshes of one token queue here,
+/// so exactly one rotates it.
+pub async fn get_refresh_in(tx: &mut Tx, digest: &str) -> Result<Option<RefreshRow>, StoreError> {
+    let sql = format!(
+        "SELECT digest, grant_id, generation, created_at, expires_at, rotated_at, successor_sealed \
+         FROM oauth_refresh_tokens WHERE digest = $1{}",
+        tx.hold(Hold::Update)
+    );
+    on_tx!(tx, c => sqlx::query_as(&sql).bind(digest).fetch_optional(c).await.map_err(db))
+}
+
+pub async fn mark_rotated(
+    tx: &mut Tx,
+    digest: &str,
+    now: DateTime<Utc>,
+    sealed: &str,
+) -> Result<(), StoreError> {
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE oauth_refresh_tokens SET rotated_at = $1, successor_sealed = $2 WHERE digest = $3",
+    )
+    .bind(micros(now))
+    .bind(sealed)
+    .bind(digest)
+    .execute(c)
+    .await
+    .map(|_| ())
+    .map_err(db))
+}
+
+/// Housekeeping: expired requests, codes and tokens go; sealed successors past the grace
+/// window are dropped (the rotated rows stay, so a late reuse is still recognised).
+pub async fn sweep(
+    store: &super::Store,
+    now: DateTime<Utc>,
+    grace_ended: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let now = micros(now);
+    for (sql, at) in [
+        ("DELETE FROM oauth_requests WHERE expires_at <= $1", now),
+        ("DELETE FROM oauth_codes WHERE expires_at <= $1", now),
+        (
+            "DELETE FROM oauth_access_tokens WHERE expires_at <= $1",
+            now,
+        ),
+        (
+            "DELETE FROM oauth_refresh_tokens WHERE expires_at <= $1",
+            now,
+        ),
+        (
+            "UPDATE oauth_refresh_tokens SET successor_sealed = NULL \
+             WHERE successor_sealed IS NOT NULL AND rotated_at <= $1",
+            micros(grace_ended),
+        ),
+    ] {
+        on_pool!(store, p => sqlx::query(sql).bind(at).execute(p).await.map(|_| ()).map_err(db))?;
+    }
+    Ok(())
+}
