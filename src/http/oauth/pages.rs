@@ -282,11 +282,19 @@ fn same_origin(headers: &HeaderMap, base: &PublicBase) -> bool {
 pub async fn authorize(
     State(state): State<HttpState>,
     Extension(base): Extension<PublicBase>,
+    Extension(ip): Extension<ClientIp>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let Some(o) = oauth(&state) else {
         return crate::http::error::HttpError::not_found().into_response();
     };
+    if !o.admit_authorization(&ip.lockout_key(), state.app.now()) {
+        tracing::warn!(client_ip = %ip.0, "oauth authorize: rate limited");
+        let mut res =
+            error_page("too many authorization requests from this address; try again in a minute");
+        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return res;
+    }
     let form = FormData::parse(query.unwrap_or_default().as_bytes());
     let take = |n: &str| form.one(n).map(|v| v.map(str::to_owned));
     let params = (|| {

@@ -67,6 +67,9 @@ pub struct OAuth {
     pub(crate) registrations: limiter::Limiter,
     /// Refused registrations per address: audited once per burst.
     pub(crate) refusals: limiter::Limiter,
+    /// Authorization requests per address: each may fetch a metadata document, so an
+    /// unauthenticated caller cannot make the server fetch without bound.
+    pub(crate) authorizations: limiter::Limiter,
 }
 
 impl OAuth {
@@ -78,8 +81,35 @@ impl OAuth {
             documents,
             registrations: limiter::Limiter::new(per_minute, Duration::minutes(1)),
             refusals: limiter::Limiter::new(1, Duration::minutes(1)),
+            authorizations: limiter::Limiter::new(120, Duration::minutes(1)),
         })
     }
+
+    /// Counts an authorization request from `address`; false when over the limit.
+    pub fn admit_authorization(&self, address: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.authorizations.hit(address, now)
+    }
+}
+
+/// Housekeeping, run every minute by the HTTP server: expired requests, codes and tokens go,
+/// sealed refresh successors past the grace window are dropped, and registered clients never
+/// used within a day (or idle for 90 days) that hold no live grant are deleted.
+pub async fn sweep(app: &crate::ops::app::App) -> Result<(), crate::store::StoreError> {
+    let Some(oauth) = &app.oauth else {
+        return Ok(());
+    };
+    let now = app.now();
+    crate::store::oauth::sweep(&app.store, now, now - oauth.settings.refresh_grace).await?;
+    let gone = crate::store::oauth::expire_clients(
+        &app.store,
+        now - Duration::days(1),
+        now - Duration::days(90),
+    )
+    .await?;
+    if gone > 0 {
+        tracing::info!(clients = gone, "oauth: unused registered clients expired");
+    }
+    Ok(())
 }
 
 /// An OAuth error as RFC 6749 §5.2 (and RFC 7591, RFC 8707) name them. The description is

@@ -199,6 +199,18 @@ pub async fn exchange_code(
             ));
         }
     }
+    // The signer must still be able to sign (revoked or disabled since consent: no tokens).
+    if super::authorize::signer_now(
+        app,
+        &grant.signer_kind,
+        &grant.signer_id,
+        grant.signer_digest.as_deref(),
+    )
+    .await
+    .is_err()
+    {
+        return Err(bad());
+    }
     let (issued, _) = mint(&mut tx, oauth, &grant, client.allows_refresh(), 1, now).await?;
     audit_in(
         &mut tx,
