@@ -9,6 +9,8 @@ pub mod cimd;
 pub mod clients;
 pub mod grants;
 mod limiter;
+mod sweep;
+pub use sweep::sweep;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -89,27 +91,6 @@ impl OAuth {
     pub fn admit_authorization(&self, address: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
         self.authorizations.hit(address, now)
     }
-}
-
-/// Housekeeping, run every minute by the HTTP server: expired requests, codes and tokens go,
-/// sealed refresh successors past the grace window are dropped, and registered clients never
-/// used within a day (or idle for 90 days) that hold no live grant are deleted.
-pub async fn sweep(app: &crate::ops::app::App) -> Result<(), crate::store::StoreError> {
-    let Some(oauth) = &app.oauth else {
-        return Ok(());
-    };
-    let now = app.now();
-    crate::store::oauth::sweep(&app.store, now, now - oauth.settings.refresh_grace).await?;
-    let gone = crate::store::oauth::expire_clients(
-        &app.store,
-        now - Duration::days(1),
-        now - Duration::days(90),
-    )
-    .await?;
-    if gone > 0 {
-        tracing::info!(clients = gone, "oauth: unused registered clients expired");
-    }
-    Ok(())
 }
 
 /// An OAuth error as RFC 6749 §5.2 (and RFC 7591, RFC 8707) name them. The description is
