@@ -43,6 +43,7 @@ mod lockout;
 mod malformed;
 mod malformed_inputs;
 mod mcp_sessions;
+mod oauth_rmcp;
 mod protocol;
 mod races;
 mod replicas;
