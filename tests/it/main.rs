@@ -44,6 +44,7 @@ mod malformed;
 mod malformed_inputs;
 mod mcp_sessions;
 mod oauth_browser;
+mod oauth_rmcp;
 mod protocol;
 mod races;
 mod replicas;
