@@ -43,6 +43,8 @@ mod lockout;
 mod malformed;
 mod malformed_inputs;
 mod mcp_sessions;
+mod oauth_flow;
+mod oauth_support;
 mod protocol;
 mod races;
 mod replicas;
