@@ -43,6 +43,7 @@ mod lockout;
 mod malformed;
 mod malformed_inputs;
 mod mcp_sessions;
+mod oauth_attacks;
 mod oauth_flow;
 mod oauth_support;
 mod protocol;

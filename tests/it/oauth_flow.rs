@@ -462,3 +462,28 @@ async fn the_trail_records_every_step_and_no_secret() {
     admin.close().await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_refresh_when_the_access_token_expires_answers_at_once() {
+    let s = TestServer::http(&[]).await;
+    let admin = s.admin_key().await;
+    let t = grant(&s, Creds::Key(&admin), "").await;
+    // As a client does: refresh once the access token has expired. The pasted key was last
+    // used at sign-in, ten minutes ago.
+    s.clock()
+        .advance(chrono::Duration::minutes(10) + chrono::Duration::seconds(1));
+    assert_invalid_token(&s, &t.access).await;
+    let started = std::time::Instant::now();
+    let (status, v) = crate::oauth_support::refresh(&s, &t.client_id, &t.refresh).await;
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "the refresh took {took:?}"
+    );
+    assert_eq!(
+        mcp_status(&s, v["access_token"].as_str().unwrap()).await.0,
+        200
+    );
+    s.stop().await;
+}

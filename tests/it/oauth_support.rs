@@ -137,11 +137,7 @@ pub fn hidden(html: &str, name: &str) -> Option<String> {
     Some(html[start..start + len].to_owned())
 }
 
-/// `GET /authorize?<query>`, raw.
-pub async fn open(s: &TestServer, query: &[(&str, &str)]) -> reqwest::Response {
-    open_url(&format!("{}?{}", s.url("/authorize"), form(query))).await
-}
-
+/// `GET` an authorization URL, raw.
 pub async fn open_url(url: &str) -> reqwest::Response {
     browser().get(url).send().await.unwrap()
 }
@@ -423,18 +419,26 @@ pub async fn count(s: &TestServer, action: &str) -> usize {
 
 // -- the server's log -----------------------------------------------------------------------------
 
-/// Everything the server logs on this thread, filtered as `keyward::telemetry` filters it (tests run on a current-thread runtime, so the
-/// in-process server's tasks log here too), at trace level, while the guard lives.
-pub struct LogCapture {
-    buf: Arc<Mutex<Vec<u8>>>,
-    _guard: tracing::subscriber::DefaultGuard,
+thread_local! {
+    /// The capture running on this thread, if any.
+    static CAPTURE: std::cell::RefCell<Option<Arc<Mutex<Vec<u8>>>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
-struct Sink(Arc<Mutex<Vec<u8>>>);
+fn capturing() -> bool {
+    CAPTURE.with(|c| c.borrow().is_some())
+}
+
+/// Appends to this thread's capture.
+struct Sink;
 
 impl std::io::Write for Sink {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
+        CAPTURE.with(|c| {
+            if let Some(buf) = c.borrow().as_ref() {
+                buf.lock().unwrap().extend_from_slice(b);
+            }
+        });
         Ok(b.len())
     }
 
@@ -443,30 +447,53 @@ impl std::io::Write for Sink {
     }
 }
 
-impl LogCapture {
-    pub fn start() -> Self {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = buf.clone();
+/// One process-wide subscriber, installed once, that writes only on threads capturing. (A
+/// scoped subscriber per test misses events: tracing caches a callsite's interest when
+/// another test's thread first reaches it.)
+fn install() {
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| {
         use tracing_subscriber::Layer;
         use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
         // Everything at trace, less what `keyward::telemetry` drops whatever RUST_LOG says:
         // rmcp's message bodies above INFO (they carry freshly minted keys by design).
-        let no_bodies = tracing_subscriber::filter::filter_fn(|meta| {
-            *meta.level() <= tracing::Level::INFO || !meta.target().starts_with("rmcp")
-        });
+        // Decided per event (never cached per callsite): whether this thread captures.
+        let filter = tracing_subscriber::filter::DynFilterFn::new(|meta, _| {
+            capturing()
+                && (*meta.level() <= tracing::Level::INFO || !meta.target().starts_with("rmcp"))
+        })
+        .with_callsite_filter(|_| tracing::subscriber::Interest::sometimes());
         let fmt = tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            .with_writer(move || Sink(writer.clone()))
-            .with_filter(no_bodies)
-            .with_filter(tracing_subscriber::filter::LevelFilter::TRACE);
-        let subscriber = tracing_subscriber::registry().with(fmt);
-        LogCapture {
-            buf,
-            _guard: tracing::subscriber::set_default(subscriber),
-        }
+            .with_writer(|| Sink)
+            .with_filter(filter);
+        let _ = tracing_subscriber::registry().with(fmt).try_init();
+    });
+}
+
+/// Everything logged on this thread while it lives, filtered as `keyward::telemetry` filters
+/// it but at trace level. Tests run on a current-thread runtime, so the in-process server's
+/// tasks log here too.
+pub struct LogCapture {
+    buf: Arc<Mutex<Vec<u8>>>,
+}
+
+impl LogCapture {
+    pub fn start() -> Self {
+        install();
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        CAPTURE.with(|c| *c.borrow_mut() = Some(buf.clone()));
+        LogCapture { buf }
     }
 
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for LogCapture {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| *c.borrow_mut() = None);
     }
 }
