@@ -187,7 +187,8 @@ async fn forged_consent_is_refused_and_creates_nothing() {
         "kwrq_0000000000000000000000000000000000000000000000",
     );
     let cookie = p.cookie.as_str();
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<(&str, &str)>, u16)> = vec![
+    type Form<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(&str, Form, Form, u16)> = vec![
         (
             "no CSRF token",
             no_csrf,

@@ -389,7 +389,10 @@ pub async fn mcp_status(s: &TestServer, token: &str) -> (u16, String) {
 /// Asserts a token is refused as a genuine one past its time: 401 `invalid_token`.
 pub async fn assert_invalid_token(s: &TestServer, token: &str) {
     let (status, www) = mcp_status(s, token).await;
-    assert_eq!(status, 401, "token still accepted");
+    assert_eq!(
+        status, 401,
+        "a genuine token past its time answers 401 invalid_token"
+    );
     assert!(www.contains("error=\"invalid_token\""), "{www}");
 }
 
