@@ -14,7 +14,7 @@ use crate::server::{TestServer, initialize_body, post_mcp};
 /// A loopback redirect URI (never fetched: redirects are read, not followed).
 pub const REDIRECT: &str = "http://localhost:53076/callback";
 
-/// The issuer: the server's base URL, no trailing slash.
+/// The issuer: the base URL, no trailing slash.
 pub fn issuer(s: &TestServer) -> String {
     s.url("")
 }
@@ -103,8 +103,6 @@ pub async fn confidential_client(s: &TestServer, method: &str) -> (String, Strin
     )
 }
 
-// -- PKCE ---------------------------------------------------------------------------------------
-
 /// A fresh (verifier, S256 challenge).
 pub fn pkce() -> (String, String) {
     let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
@@ -141,7 +139,6 @@ pub fn hidden(html: &str, name: &str) -> Option<String> {
 pub async fn open_url(url: &str) -> reqwest::Response {
     browser().get(url).send().await.unwrap()
 }
-
 /// Opens an authorization URL that must show the sign-in page; what the browser keeps.
 pub async fn park(url: &str) -> Parked {
     let res = open_url(url).await;
@@ -434,7 +431,6 @@ fn capturing() -> bool {
 
 /// Appends to this thread's capture.
 struct Sink;
-
 impl std::io::Write for Sink {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         CAPTURE.with(|c| {
