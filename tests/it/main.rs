@@ -43,6 +43,7 @@ mod malformed;
 mod malformed_inputs;
 mod mcp_sessions;
 mod oauth_attacks;
+mod oauth_edges;
 mod oauth_flow;
 mod oauth_replicas;
 mod oauth_support;
