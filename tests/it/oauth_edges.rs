@@ -172,3 +172,37 @@ async fn a_disabled_operators_grants_stop() {
     admin.close().await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_pages_show_a_clients_name_as_text_and_take_no_token_for_a_key() {
+    let s = TestServer::http(&["--lockout-threshold", "3"]).await;
+    let admin = s.admin_key().await;
+    let t = grant(&s, Creds::Key(&admin), "").await;
+    let (status, v) = register(
+        &s,
+        &json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none",
+            "client_name": "<script>alert(1)</script>\u{202E}"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["client_id"].as_str().unwrap();
+    let (_, challenge) = pkce();
+    let url = authorize_url(&s, &query(&s, id, REDIRECT, &challenge));
+    let html = open_url(&url).await.text().await.unwrap();
+    assert!(!html.contains("<script>alert"), "{html}");
+    assert!(html.contains("&lt;script&gt;"), "{html}");
+
+    // An access token (or refresh token) pasted as a key signs nobody in, and counts.
+    let mut statuses = Vec::new();
+    for pasted in [&t.access, &t.refresh, &t.access] {
+        let p = crate::oauth_support::park(&url).await;
+        let res = crate::oauth_support::sign_in(&s, &p, Creds::Key(pasted)).await;
+        statuses.push(res.status().as_u16());
+        assert!(!res.text().await.unwrap().contains("/authorize/decision"));
+    }
+    assert_eq!(statuses, [401, 401, 401]);
+    let p = crate::oauth_support::park(&url).await;
+    let res = crate::oauth_support::sign_in(&s, &p, Creds::Password("nobody", "wrong")).await;
+    assert_eq!(res.status(), 429, "the address is locked out of sign-in");
+    s.stop().await;
+}
