@@ -10,6 +10,7 @@
 //!     cargo run --release --example load -- --database-url postgres://postgres@127.0.0.1/kw_load
 //!     cargo run --release --example load -- --target http://127.0.0.1:19287/mcp --key kw_…
 //!     cargo run --release --example load -- --keyward /tmp/keyward-before   # another build as (a)
+//!     cargo run --release --example load -- --oauth   # also (a') keyward with an OAuth access token
 //!
 //! Requests are self-contained 2026-07-28 calls (no session), answered as plain JSON.
 
@@ -31,6 +32,9 @@ struct Args {
     key: Option<String>,
     /// Another keyward binary to measure as (a), e.g. a build kept from before a change.
     keyward: Option<PathBuf>,
+    /// Also measure keyward called with an OAuth access token (got through the browser flow,
+    /// signing in with the bootstrap key) in every round.
+    oauth: bool,
 }
 
 fn args() -> Args {
@@ -42,6 +46,7 @@ fn args() -> Args {
         target: None,
         key: None,
         keyward: None,
+        oauth: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -55,6 +60,11 @@ fn args() -> Args {
             "--target" => a.target = Some(value),
             "--key" => a.key = Some(value),
             "--keyward" => a.keyward = Some(PathBuf::from(value)),
+            "--oauth" => {
+                a.oauth = true;
+                i += 1;
+                continue;
+            }
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -265,6 +275,116 @@ async fn round(url: &str, bearer: Option<&str>, connections: usize, seconds: u64
     total
 }
 
+fn field<'a>(html: &'a str, name: &str) -> &'a str {
+    let marker = format!("name=\"{name}\" value=\"");
+    html.find(&marker)
+        .map(|i| &html[i + marker.len()..])
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+}
+
+/// An access token for `mcp_url`'s server, through the whole OAuth flow as a browser would go
+/// through it: register, authorize with PKCE, sign in with `key`, approve, exchange the code.
+async fn oauth_token(mcp_url: &str, key: &str) -> anyhow::Result<String> {
+    use base64::Engine;
+    use sha2::Digest;
+    let issuer = mcp_url.trim_end_matches("/mcp");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let redirect = "http://127.0.0.1:9/callback";
+    let reg: Value = http
+        .post(format!("{issuer}/register"))
+        .json(&json!({"client_name": "load", "redirect_uris": [redirect],
+                      "token_endpoint_auth_method": "none",
+                      "grant_types": ["authorization_code", "refresh_token"]}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let client_id = reg["client_id"].as_str().unwrap_or_default().to_owned();
+    let verifier = "load-verifier-0123456789-0123456789-0123456789";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let page = http
+        .get(format!("{issuer}/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", &client_id),
+            ("redirect_uri", redirect),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("state", "load"),
+        ])
+        .send()
+        .await?;
+    let cookie = page
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .to_owned();
+    let html = page.text().await?;
+    let (request_id, csrf) = (
+        field(&html, "request_id").to_owned(),
+        field(&html, "csrf_token").to_owned(),
+    );
+    let form = |extra: &[(&str, &str)]| {
+        let mut f = vec![
+            ("request_id", request_id.as_str()),
+            ("csrf_token", csrf.as_str()),
+        ];
+        f.extend_from_slice(extra);
+        f.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<Vec<_>>()
+    };
+    http.post(format!("{issuer}/authorize/sign-in"))
+        .header("origin", issuer)
+        .header("cookie", &cookie)
+        .form(&form(&[("api_key", key), ("method", "api_key")]))
+        .send()
+        .await?
+        .error_for_status()?;
+    let done = http
+        .post(format!("{issuer}/authorize/decision"))
+        .header("origin", issuer)
+        .header("cookie", &cookie)
+        .form(&form(&[("decision", "approve"), ("role", "")]))
+        .send()
+        .await?;
+    let location = done
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let code = url::Url::parse(location)?
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let tokens: Value = http
+        .post(format!("{issuer}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            ("client_id", &client_id),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = tokens["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    anyhow::ensure!(token.starts_with("kwat_"), "no access token: {tokens}");
+    Ok(token)
+}
+
 fn line(name: &str, r: &Round) {
     println!(
         "  {name:<22} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ok {:>8}   failed {:>5}   5xx {:>3}   cpu {:>5.1} µs/call",
@@ -351,12 +471,33 @@ async fn main() -> anyhow::Result<()> {
     round(&kw.url, Some(&key), a.connections, 1).await;
     round(&bare.url, None, a.connections, 1).await;
 
-    let (mut ka, mut kb) = (Round::default(), Round::default());
+    let token = if a.oauth {
+        let t = oauth_token(&kw.url, &key).await?;
+        round(&kw.url, Some(&t), a.connections, 1).await;
+        Some(t)
+    } else {
+        None
+    };
+
+    let (mut ka, mut kb, mut kt) = (Round::default(), Round::default(), Round::default());
     for i in 0..a.rounds {
         let ra = measured(kw.url.clone(), Some(key.clone()), pid).await;
+        let rt = match &token {
+            Some(t) => Some(measured(kw.url.clone(), Some(t.clone()), pid).await),
+            None => None,
+        };
         let rb = measured(bare.url.clone(), None, bare_pid).await;
         println!("round {}:", i + 1);
         line("(a) keyward", &ra);
+        if let Some(rt) = rt {
+            line("(a') keyward, OAuth", &rt);
+            println!(
+                "    a'/a {:.2}  a'/b {:.2}",
+                rt.rps() / ra.rps(),
+                rt.rps() / rb.rps()
+            );
+            kt.merge(rt);
+        }
         line("(b) bare rmcp", &rb);
         ka.merge(ra);
         kb.merge(rb);
@@ -365,6 +506,14 @@ async fn main() -> anyhow::Result<()> {
     println!("all rounds:");
     line("(a) keyward", &ka);
     line("(b) bare rmcp", &kb);
+    if token.is_some() {
+        line("(a') keyward, OAuth", &kt);
+        println!(
+            "ratio a'/a (OAuth token vs API key): {:.2} req/s; a'/b {:.2}",
+            kt.rps() / ka.rps(),
+            kt.rps() / kb.rps()
+        );
+    }
     let (pa, pb) = (ka.percentile(0.99), kb.percentile(0.99));
     println!(
         "ratio a/b: {:.2} req/s;  p99 a/b: {:.2}  (targets: >= 0.80 and <= 2.00)",

@@ -94,10 +94,12 @@ impl Principal {
     }
 
     /// This signer acting through an OAuth grant, with only what the grant leaves it
-    /// (`permissions` and `tenants` are the grant's ceiling met with the signer's own).
+    /// (`permissions` and `tenants` are the grant's ceiling met with the signer's own; `role`
+    /// names the ceiling picked at consent).
     pub(crate) fn through(
         &self,
         channel: Channel,
+        role: String,
         permissions: PermissionSet,
         tenants: TenantScope,
         expires_at: DateTime<Utc>,
@@ -105,7 +107,7 @@ impl Principal {
         let expires_at = Some(self.0.expires_at.map_or(expires_at, |e| e.min(expires_at)));
         Principal(std::sync::Arc::new(Inner {
             actor: self.0.actor.clone(),
-            role: self.0.role.clone(),
+            role,
             permissions,
             tenants,
             expires_at,

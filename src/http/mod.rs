@@ -353,7 +353,8 @@ pub async fn start(app: App, settings: HttpSettings) -> anyhow::Result<Running> 
     }
     {
         // Expired lockout counters and sign-in throttles are deleted, so failures from ever
-        // new addresses cannot grow the tables without bound.
+        // new addresses cannot grow the tables without bound; so are expired OAuth requests,
+        // codes and tokens, and registered clients nobody used.
         let (app, stop) = (app.clone(), shutdown.clone());
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -363,6 +364,9 @@ pub async fn start(app: App, settings: HttpSettings) -> anyhow::Result<Running> 
                     _ = every.tick() => {
                         if let Err(e) = crate::ops::lockout::prune(&app).await {
                             tracing::warn!(error = %e, "could not prune expired lockout counters");
+                        }
+                        if let Err(e) = crate::ops::oauth::sweep(&app).await {
+                            tracing::warn!(error = %e, "could not sweep expired OAuth state");
                         }
                     }
                 }

@@ -232,6 +232,32 @@ pub async fn insert_grant(tx: &mut Tx, g: &GrantRow) -> Result<(), StoreError> {
     .map_err(db))
 }
 
+/// The grant a code or refresh token belongs to, read without holding anything (to check its
+/// signer before a write transaction begins: on SQLite, that check's own write would wait on
+/// the transaction's lock).
+pub async fn grant_of(
+    store: &super::Store,
+    table: TokenTable,
+    digest: &str,
+) -> Result<Option<GrantRow>, StoreError> {
+    let table = match table {
+        TokenTable::Code => "oauth_codes",
+        TokenTable::Refresh => "oauth_refresh_tokens",
+    };
+    let sql = format!(
+        "SELECT {GRANT_COLUMNS} FROM {table} t JOIN oauth_grants g ON g.id = t.grant_id \
+         WHERE t.digest = $1"
+    );
+    on_pool!(store, p => sqlx::query_as(&sql).bind(digest).fetch_optional(p).await.map_err(db))
+}
+
+/// Which kind of secret `grant_of` looks up.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenTable {
+    Code,
+    Refresh,
+}
+
 pub async fn get_grant_in(tx: &mut Tx, id: &str) -> Result<Option<GrantRow>, StoreError> {
     let sql = format!(
         "SELECT {GRANT_COLUMNS} FROM oauth_grants g WHERE g.id = $1{}",

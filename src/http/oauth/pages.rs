@@ -253,6 +253,7 @@ fn consent_page(
                         }
                     }
                     label { "Tenants" }
+                    input type="hidden" name="tenants_shown" value="1";
                     @if all_tenants {
                         input type="text" name="tenants" value="*" aria-label="tenants";
                         p.note { "* means every tenant; or name one tenant here." }
@@ -282,11 +283,19 @@ fn same_origin(headers: &HeaderMap, base: &PublicBase) -> bool {
 pub async fn authorize(
     State(state): State<HttpState>,
     Extension(base): Extension<PublicBase>,
+    Extension(ip): Extension<ClientIp>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let Some(o) = oauth(&state) else {
         return crate::http::error::HttpError::not_found().into_response();
     };
+    if !o.admit_authorization(&ip.lockout_key(), state.app.now()) {
+        tracing::warn!(client_ip = %ip.0, "oauth authorize: rate limited");
+        let mut res =
+            error_page("too many authorization requests from this address; try again in a minute");
+        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return res;
+    }
     let form = FormData::parse(query.unwrap_or_default().as_bytes());
     let take = |n: &str| form.one(n).map(|v| v.map(str::to_owned));
     let params = (|| {
@@ -398,7 +407,13 @@ pub async fn sign_in(
     let field = |n: &str| form.one(n).ok().flatten().unwrap_or_default();
     let csrf = field("csrf_token");
     let key = field("api_key").trim();
-    let creds = if !key.is_empty() {
+    // The button pressed decides; without one (Enter in a field), a typed key does.
+    let use_key = match form.one("method").ok().flatten() {
+        Some("password") => false,
+        Some("api_key") => true,
+        _ => !key.is_empty(),
+    };
+    let creds = if use_key {
         if !o.settings.key_sign_in {
             return sign_in_page(
                 &row,
@@ -469,6 +484,13 @@ pub async fn decision(
         Err(res) => return res,
     };
     let decision = match form.one("decision") {
+        // Unticking every tenant box sends no `tenants` at all: that is "none", not "mine".
+        Ok(Some("approve"))
+            if form.one("tenants_shown").ok().flatten().is_some()
+                && form.all("tenants").iter().all(|t| t.trim().is_empty()) =>
+        {
+            return error_page("choose at least one tenant, or deny");
+        }
         Ok(Some("approve")) => Decision::Approve {
             role: form.one("role").ok().flatten().map(str::to_owned),
             tenants: form.all("tenants").to_vec(),

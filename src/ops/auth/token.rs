@@ -102,6 +102,7 @@ pub async fn authenticate_token(
             grant_id: g.id.clone(),
             client_id: g.client_id.clone(),
         },
+        g.role_name.clone(),
         permissions,
         tenants,
         grant_expires,

@@ -420,10 +420,16 @@ pub async fn decide(
         Decision::Approve { role, tenants } => {
             let requested: PermissionSet = scope::parse(Some(&row.scopes));
             let (role_name, permissions) = match role.as_deref().filter(|r| !r.is_empty()) {
-                None => (
-                    signer.role().to_owned(),
-                    ceiling::default_for(requested, signer.permissions()),
-                ),
+                None => {
+                    let set = ceiling::default_for(requested, signer.permissions());
+                    // Named for what it is: the role's name alone would claim more.
+                    let name = if set == signer.permissions() {
+                        signer.role().to_owned()
+                    } else {
+                        format!("{} (requested scopes)", signer.role())
+                    };
+                    (name, set)
+                }
                 Some(name) => {
                     let picked = ceilings_for(app, &signer)
                         .await

@@ -9,6 +9,8 @@ pub mod cimd;
 pub mod clients;
 pub mod grants;
 mod limiter;
+mod sweep;
+pub use sweep::sweep;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -67,6 +69,9 @@ pub struct OAuth {
     pub(crate) registrations: limiter::Limiter,
     /// Refused registrations per address: audited once per burst.
     pub(crate) refusals: limiter::Limiter,
+    /// Authorization requests per address: each may fetch a metadata document, so an
+    /// unauthenticated caller cannot make the server fetch without bound.
+    pub(crate) authorizations: limiter::Limiter,
 }
 
 impl OAuth {
@@ -78,7 +83,13 @@ impl OAuth {
             documents,
             registrations: limiter::Limiter::new(per_minute, Duration::minutes(1)),
             refusals: limiter::Limiter::new(1, Duration::minutes(1)),
+            authorizations: limiter::Limiter::new(120, Duration::minutes(1)),
         })
+    }
+
+    /// Counts an authorization request from `address`; false when over the limit.
+    pub fn admit_authorization(&self, address: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.authorizations.hit(address, now)
     }
 }
 

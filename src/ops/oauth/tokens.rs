@@ -123,6 +123,27 @@ async fn mint(
     ))
 }
 
+/// Whether the signer of the grant that `digest` belongs to can still sign. Checked before the
+/// write transaction: the key check may itself write (its last use), which on SQLite would
+/// wait on that transaction's lock.
+async fn signer_can_sign(
+    app: &App,
+    table: store::oauth::TokenTable,
+    digest: &str,
+) -> Result<bool, OAuthError> {
+    let Some(g) = store::oauth::grant_of(&app.store, table, digest).await? else {
+        return Ok(false);
+    };
+    Ok(super::authorize::signer_now(
+        app,
+        &g.signer_kind,
+        &g.signer_id,
+        g.signer_digest.as_deref(),
+    )
+    .await
+    .is_ok())
+}
+
 /// What the token request carried for the code grant.
 pub struct CodeExchange<'a> {
     pub code: &'a str,
@@ -143,6 +164,7 @@ pub async fn exchange_code(
     let bad =
         || OAuthError::invalid_grant("the authorization code is invalid, expired or already used");
     let digest = token::digest_of(TokenKind::Code, x.code).map_err(|_| bad())?;
+    let signer_ok = signer_can_sign(app, store::oauth::TokenTable::Code, &digest).await?;
     let now = app.now();
     let mut tx = app.store.begin().await?;
     let Some(code) = store::oauth::redeem_code(&mut tx, &digest, now).await? else {
@@ -199,6 +221,10 @@ pub async fn exchange_code(
             ));
         }
     }
+    // The signer must still be able to sign (revoked or disabled since consent: no tokens).
+    if !signer_ok {
+        return Err(bad());
+    }
     let (issued, _) = mint(&mut tx, oauth, &grant, client.allows_refresh(), 1, now).await?;
     audit_in(
         &mut tx,
@@ -241,6 +267,7 @@ pub async fn refresh(
 ) -> Result<Issued, OAuthError> {
     let bad = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
     let digest = token::digest_of(TokenKind::Refresh, presented).map_err(|_| bad())?;
+    let signer_ok = signer_can_sign(app, store::oauth::TokenTable::Refresh, &digest).await?;
     let now = app.now();
     let mut tx = app.store.begin().await?;
     let Some(row) = store::oauth::get_refresh_in(&mut tx, &digest).await? else {
@@ -269,15 +296,7 @@ pub async fn refresh(
         }
     }
     // The signer must still be able to sign: a revoked key or disabled operator ends the grant.
-    if super::authorize::signer_now(
-        app,
-        &grant.signer_kind,
-        &grant.signer_id,
-        grant.signer_digest.as_deref(),
-    )
-    .await
-    .is_err()
-    {
+    if !signer_ok {
         return Err(bad());
     }
     let Some(rotated_at) = row.rotated_at else {
