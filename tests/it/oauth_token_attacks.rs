@@ -47,8 +47,9 @@ async fn twenty_parallel_refreshes_rotate_once_and_converge() {
     let s = TestServer::http(&[]).await;
     let admin = s.admin_key().await;
     let t = grant(&s, Creds::Key(&admin), "").await;
-    // The signer's key is not in the verification cache (approval cleared it), as when a
-    // client's refreshes arrive together more than a second after anything else.
+    // A minute on: the signer's key is out of the verification cache (1 s) and its last use
+    // is due to be recorded, as when a client's refreshes arrive together later on.
+    s.clock().advance(Duration::seconds(61));
     let all =
         futures::future::join_all((0..20).map(|_| refresh(&s, &t.client_id, &t.refresh))).await;
     let first = &all[0].1;
@@ -243,7 +244,8 @@ async fn a_refresh_the_database_cannot_check_is_not_invalid_grant() {
     let s = TestServer::http(&[]).await;
     let admin = s.admin_key().await;
     let t = grant(&s, Creds::Key(&admin), "").await;
-    // The signer's key cannot be read (its verification is not cached: approval cleared it).
+    // The signer's key cannot be read (and its verification is no longer cached: past 1 s).
+    s.clock().advance(Duration::seconds(2));
     exec(&s, "ALTER TABLE key_secrets RENAME TO key_secrets_away").await;
     let (status, v) = refresh(&s, &t.client_id, &t.refresh).await;
     exec(&s, "ALTER TABLE key_secrets_away RENAME TO key_secrets").await;
