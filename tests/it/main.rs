@@ -13,7 +13,6 @@
     clippy::disallowed_methods,
     reason = "tests compare server-computed expiries with the real time"
 )]
-
 mod access;
 mod atomic;
 mod audit;
@@ -43,8 +42,14 @@ mod lockout;
 mod malformed;
 mod malformed_inputs;
 mod mcp_sessions;
+mod oauth_attacks;
 mod oauth_browser;
+mod oauth_edges;
+mod oauth_flow;
+mod oauth_replicas;
 mod oauth_rmcp;
+mod oauth_support;
+mod oauth_token_attacks;
 mod protocol;
 mod races;
 mod replicas;
