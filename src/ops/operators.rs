@@ -113,6 +113,10 @@ pub async fn set_enabled(
         ));
     }
     store::operators::set_disabled(&mut tx, &before.id, (!enabled).then_some(now)).await?;
+    if !enabled {
+        // Disabling ends what the operator consented to: enabling again revives nothing.
+        store::oauth::end_signer(&mut tx, &before.id, now, "the operator was disabled").await?;
+    }
     let done = commit_change(call, tx, now, &before.id, Some(&before)).await;
     app.forget_credentials();
     done
@@ -223,10 +227,13 @@ pub async fn set_password(
     };
     store::operators::set_password(&mut tx, &before.id, &hash).await?;
     let sessions = store::sessions::revoke_subject(&mut tx, "operator", &before.id, now).await?;
-    let grants = store::oauth::live_grants_of_signer(&mut tx, &before.id).await?;
-    for g in &grants {
-        store::oauth::revoke_grant(&mut tx, g, now, "the operator's password was changed").await?;
-    }
+    let grants = store::oauth::end_signer(
+        &mut tx,
+        &before.id,
+        now,
+        "the operator's password was changed",
+    )
+    .await?;
     tracing::info!(operator_id = %before.id, sessions, grants = grants.len(), own, "operator password set");
     let done = commit_change(call, tx, now, &before.id, Some(&before)).await;
     app.forget_credentials();

@@ -309,7 +309,8 @@ pub async fn live_grants_of(
     .map_err(db))
 }
 
-/// Revokes a grant and deletes its tokens and codes; false when it was revoked already.
+/// Revokes a grant and deletes its refresh tokens and codes; false when it was revoked
+/// already.
 pub async fn revoke_grant(
     tx: &mut Tx,
     id: &str,
@@ -326,11 +327,34 @@ pub async fn revoke_grant(
     .await
     .map(|r| r.rows_affected() == 1)
     .map_err(db))?;
-    for table in ["oauth_access_tokens", "oauth_refresh_tokens", "oauth_codes"] {
+    // Access tokens stay (until they would have expired) so that a revoked one is still known
+    // as genuine: answered `invalid_token`, never counted as a guess.
+    for table in ["oauth_refresh_tokens", "oauth_codes"] {
         let sql = format!("DELETE FROM {table} WHERE grant_id = $1");
         on_tx!(tx, c => sqlx::query(&sql).bind(id).execute(c).await.map(|_| ()).map_err(db))?;
     }
     Ok(done)
+}
+
+/// Ends every grant of a signer and every authorization request it signed in to and has not
+/// decided yet (a password reset, a disable, a revocation), within `tx`. Returns the grants.
+pub async fn end_signer(
+    tx: &mut Tx,
+    signer_id: &str,
+    now: DateTime<Utc>,
+    why: &str,
+) -> Result<Vec<String>, StoreError> {
+    on_tx!(tx, c => sqlx::query("DELETE FROM oauth_requests WHERE signer_id = $1")
+        .bind(signer_id)
+        .execute(c)
+        .await
+        .map(|_| ())
+        .map_err(db))?;
+    let grants = live_grants_of_signer(tx, signer_id).await?;
+    for g in &grants {
+        revoke_grant(tx, g, now, why).await?;
+    }
+    Ok(grants)
 }
 
 /// The ids of a signer's live grants (to revoke them all, e.g. after a password change).
@@ -461,8 +485,14 @@ pub async fn find_access(
     on_pool!(store, p => sqlx::query_as(&sql).bind(digest).fetch_optional(p).await.map_err(db))
 }
 
-/// Deletes one access token (RFC 7009); returns its grant when it existed.
-pub async fn delete_access(tx: &mut Tx, digest: &str) -> Result<Option<String>, StoreError> {
+/// Ends one access token (RFC 7009) by moving its expiry to `now`: the row stays until the
+/// sweep, so the token is still known as genuine (`invalid_token`, never counted as a guess).
+/// Returns its grant when it existed.
+pub async fn expire_access(
+    tx: &mut Tx,
+    digest: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, StoreError> {
     let grant: Option<String> = on_tx!(tx, c => sqlx::query_scalar(
         "SELECT grant_id FROM oauth_access_tokens WHERE digest = $1",
     )
@@ -470,12 +500,15 @@ pub async fn delete_access(tx: &mut Tx, digest: &str) -> Result<Option<String>, 
     .fetch_optional(c)
     .await
     .map_err(db))?;
-    on_tx!(tx, c => sqlx::query("DELETE FROM oauth_access_tokens WHERE digest = $1")
-        .bind(digest)
-        .execute(c)
-        .await
-        .map(|_| ())
-        .map_err(db))?;
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE oauth_access_tokens SET expires_at = $1 WHERE digest = $2 AND expires_at > $1",
+    )
+    .bind(micros(now))
+    .bind(digest)
+    .execute(c)
+    .await
+    .map(|_| ())
+    .map_err(db))?;
     Ok(grant)
 }
 
@@ -515,6 +548,19 @@ pub async fn get_refresh_in(tx: &mut Tx, digest: &str) -> Result<Option<RefreshR
         tx.hold(Hold::Update)
     );
     on_tx!(tx, c => sqlx::query_as(&sql).bind(digest).fetch_optional(c).await.map_err(db))
+}
+
+/// Reads a refresh token inside `tx` without holding it (the grace walk only reads
+/// successors; locking them could deadlock against a refresh of the successor itself).
+pub async fn peek_refresh_in(tx: &mut Tx, digest: &str) -> Result<Option<RefreshRow>, StoreError> {
+    on_tx!(tx, c => sqlx::query_as(
+        "SELECT digest, grant_id, generation, created_at, expires_at, rotated_at, successor_sealed \
+         FROM oauth_refresh_tokens WHERE digest = $1",
+    )
+    .bind(digest)
+    .fetch_optional(c)
+    .await
+    .map_err(db))
 }
 
 pub async fn mark_rotated(

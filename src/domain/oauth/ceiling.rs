@@ -35,14 +35,13 @@ pub fn effective(
 }
 
 /// The permissions preselected on the consent page: what the client asked for that the signer
-/// has; everything the signer has when the client asked for nothing keyward knows (clients
-/// often send only `offline_access`), so consent is never for an empty grant by accident.
+/// has (possibly nothing: never more than was asked); everything the signer has only when the
+/// client asked for nothing keyward knows (clients often send only `offline_access`).
 pub fn default_for(requested: PermissionSet, signer_permissions: PermissionSet) -> PermissionSet {
-    let both = requested.intersect(signer_permissions);
-    if both.is_empty() {
+    if requested.is_empty() {
         signer_permissions
     } else {
-        both
+        requested.intersect(signer_permissions)
     }
 }
 
@@ -124,7 +123,11 @@ mod tests {
             perms("key:read")
         );
         assert_eq!(default_for(PermissionSet::EMPTY, signer), signer);
-        assert_eq!(default_for(perms("role:write"), signer), signer);
+        assert_eq!(
+            default_for(perms("role:write"), signer),
+            PermissionSet::EMPTY,
+            "asked only for what the signer lacks: nothing, never the whole role"
+        );
         assert_eq!(default_for(PermissionSet::all(), signer), signer);
     }
 }

@@ -164,6 +164,25 @@ fn form_of(headers: &HeaderMap, body: &Bytes) -> Result<FormData, OAuthError> {
     Ok(FormData::parse(body))
 }
 
+/// A metadata-document `client_id` may make the server fetch: counted per address, as at the
+/// authorization endpoint.
+fn admit_fetch(
+    o: &OAuth,
+    client_id: &str,
+    ip: ClientIp,
+    state: &HttpState,
+) -> Result<(), OAuthError> {
+    if client_id.starts_with("https://")
+        && !o.admit_authorization(&ip.lockout_key(), state.app.now())
+    {
+        return Err(OAuthError::new(
+            "slow_down",
+            "too many requests from this address; try again in a minute",
+        ));
+    }
+    Ok(())
+}
+
 pub async fn token(
     State(state): State<HttpState>,
     Extension(ip): Extension<ClientIp>,
@@ -179,6 +198,7 @@ pub async fn token(
         let form = form_of(&headers, &body)?;
         let one = |n: &str| form.one(n).map_err(OAuthError::invalid_request);
         let (client_id, secret) = client_credentials(&headers, &form)?;
+        admit_fetch(o, &client_id, ip, &state)?;
         let client = clients::resolve(&state.app, o, &client_id)
             .await
             .map_err(|_| OAuthError::invalid_client("unknown client"))?;
@@ -258,6 +278,7 @@ pub async fn revoke(
     let result = async {
         let form = form_of(&headers, &body)?;
         let (client_id, secret) = client_credentials(&headers, &form)?;
+        admit_fetch(o, &client_id, ip, &state)?;
         let client = clients::resolve(&state.app, o, &client_id)
             .await
             .map_err(|_| OAuthError::invalid_client("unknown client"))?;

@@ -152,7 +152,9 @@ fn about_client(row: &RequestRow) -> Markup {
         format!("registered with this server ({})", row.client_id)
     };
     let redirect_host = redirect::host(&row.redirect_uri).unwrap_or_default();
-    let loopback = redirect::is_loopback(&row.redirect_uri);
+    // Loopback, or a private-use scheme (cursor://…): an application on this computer.
+    let loopback =
+        redirect::is_loopback(&row.redirect_uri) || !row.redirect_uri.starts_with("https://");
     html! {
         dl {
             dt { "Application" }

@@ -20,6 +20,8 @@ use crate::ops::auth::{self, Credential, Origin, Refused};
 use crate::ops::call::CallMeta;
 use crate::store::{self, from_micros, micros};
 
+const MAX_STATE: usize = 1024;
+
 /// What `GET /authorize` carried (all optional: each is checked here).
 #[derive(Debug, Default, Clone, serde::Deserialize)]
 pub struct Params {
@@ -128,8 +130,17 @@ pub async fn start(
     let checked = Checked {
         client,
         redirect_uri,
-        state: p.state.clone(),
+        // Kept for ten minutes per request: bounded (clients send tens of bytes).
+        state: p.state.clone().filter(|s| s.len() <= MAX_STATE),
     };
+    if p.state.as_ref().is_some_and(|s| s.len() > MAX_STATE) {
+        return Err(error_redirect(
+            &checked,
+            "invalid_request",
+            "state is longer than 1024 bytes",
+            issuer,
+        ));
+    }
     if p.response_type.as_deref() != Some("code") {
         return Err(error_redirect(
             &checked,
@@ -379,11 +390,19 @@ pub async fn decide(
     else {
         return Err(Stop::Page("sign in first".into()));
     };
-    let signer = signer_now(app, kind, signer_id, row.signer_digest.as_deref())
-        .await
-        .map_err(|_| {
-            Stop::Page("the account you signed in with can no longer sign in; start again".into())
-        })?;
+    let signer = match signer_now(app, kind, signer_id, row.signer_digest.as_deref()).await {
+        Ok(p) => p,
+        Err(auth::AuthError::Rejected(_)) => {
+            return Err(Stop::Page(
+                "the account you signed in with can no longer sign in; start again".into(),
+            ));
+        }
+        Err(e) => {
+            return Err(Stop::Page(
+                OAuthError::from(crate::ops::OpsError::from(e)).description,
+            ));
+        }
+    };
     let now = app.now();
     let page = |e: crate::store::StoreError| Stop::Page(OAuthError::from(e).description);
     match decision {

@@ -229,6 +229,13 @@ impl Cimd {
         if !addrs.iter().all(|a| self.may_fetch_from(a.ip())) {
             return Err(CimdError::PrivateAddress);
         }
+        // Port 443 only (tests excepted): any other port would let a caller aim the fetch at
+        // whatever service answers there.
+        if !self.settings.allow_loopback && url.port().is_some() {
+            return Err(CimdError::BadUrl(
+                "it must use https's own port (443)".into(),
+            ));
+        }
         let tcp = connect(&addrs).await?;
         let tls = self
             .tls

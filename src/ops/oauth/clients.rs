@@ -21,6 +21,8 @@ const GRANT_CODE: &str = "authorization_code";
 const GRANT_REFRESH: &str = "refresh_token";
 const MAX_REDIRECTS: usize = 20;
 const MAX_NAME: usize = 100;
+/// All redirect URIs of one client together (each is at most 2,000 bytes).
+const MAX_REDIRECT_BYTES: usize = 4096;
 
 /// A client as the authorization endpoints need it.
 #[derive(Debug, Clone)]
@@ -116,7 +118,12 @@ fn text(v: &Option<Value>, field: &str, max: usize) -> Result<Option<String>, OA
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => {
-            let s: String = s.chars().filter(|c| !c.is_control()).collect();
+            // Controls and invisible characters (bidi overrides, zero-width) go: a name
+            // shown on the consent page must read as it is.
+            let s: String = s
+                .chars()
+                .filter(|c| !c.is_control() && !crate::domain::text::is_hidden(*c))
+                .collect();
             let s = s.trim();
             if s.chars().count() > max {
                 return Err(OAuthError::new(
@@ -160,6 +167,12 @@ pub fn check_redirects(uris: &[String], oauth: &OAuth) -> Result<(), OAuthError>
         return Err(OAuthError::new(
             "invalid_redirect_uri",
             format!("at most {MAX_REDIRECTS} redirect URIs"),
+        ));
+    }
+    if uris.iter().map(String::len).sum::<usize>() > MAX_REDIRECT_BYTES {
+        return Err(OAuthError::new(
+            "invalid_redirect_uri",
+            format!("the redirect URIs are longer than {MAX_REDIRECT_BYTES} bytes together"),
         ));
     }
     for (i, uri) in uris.iter().enumerate() {
@@ -422,7 +435,18 @@ pub async fn resolve(app: &App, oauth: &OAuth, client_id: &str) -> Result<Client
             .await
             .map_err(|e| {
                 tracing::warn!(client_id, error = %e, "oauth: client metadata document refused");
-                OAuthError::invalid_client(format!("client metadata document: {e}"))
+                use super::cimd::CimdError as E;
+                match e {
+                    // Rules the caller can read anyway.
+                    E::NotHttps | E::BadUrl(_) | E::PrivateAddress | E::Invalid(_) => {
+                        OAuthError::invalid_client(format!("client metadata document: {e}"))
+                    }
+                    // Network detail (refused, timed out, which status) would make this a
+                    // port scanner for whoever can reach the page.
+                    _ => OAuthError::invalid_client(
+                        "the client metadata document could not be fetched; the server log has the reason",
+                    ),
+                }
             })?;
         check_redirects(&doc.redirect_uris, oauth).map_err(|e| {
             OAuthError::invalid_client(format!("client metadata document: {}", e.description))

@@ -27,13 +27,23 @@ fn tenants_of(g: &store::oauth::GrantRow) -> Result<TenantScope, OpsError> {
         .map_err(|e| OpsError::Store(store::StoreError::Corrupt(format!("grant {}: {e}", g.id))))
 }
 
+/// Whether `g` is the caller's own: a signer's grant, or, for a client acting through a
+/// grant, that grant alone (a client never sees or ends its signer's other grants by
+/// ownership).
+fn owns(p: &Principal, g: &store::oauth::GrantRow) -> bool {
+    match p.channel() {
+        Some(c) => c.grant_id == g.id,
+        None => own_id(p) == Some(g.signer_id.as_str()),
+    }
+}
+
 /// Whether `p` may see (`needed` = grant:read) or revoke (grant:revoke) grant `g`.
 fn reaches(
     p: &Principal,
     g: &store::oauth::GrantRow,
     needed: Permission,
 ) -> Result<bool, OpsError> {
-    if own_id(p) == Some(g.signer_id.as_str()) {
+    if owns(p, g) {
         return Ok(true);
     }
     Ok(p.has(needed) && tenants_of(g)?.is_within(p.tenants()))

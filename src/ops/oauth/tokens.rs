@@ -134,14 +134,20 @@ async fn signer_can_sign(
     let Some(g) = store::oauth::grant_of(&app.store, table, digest).await? else {
         return Ok(false);
     };
-    Ok(super::authorize::signer_now(
+    match super::authorize::signer_now(
         app,
         &g.signer_kind,
         &g.signer_id,
         g.signer_digest.as_deref(),
     )
     .await
-    .is_ok())
+    {
+        Ok(_) => Ok(true),
+        // Only a refusal means the signer cannot sign; a check that could not run is not a
+        // verdict on the token (the client must not throw it away).
+        Err(crate::ops::auth::AuthError::Rejected(_)) => Ok(false),
+        Err(e) => Err(crate::ops::OpsError::from(e).into()),
+    }
 }
 
 /// What the token request carried for the code grant.
@@ -173,6 +179,10 @@ pub async fn exchange_code(
     let Some(grant) = store::oauth::get_grant_in(&mut tx, &code.grant_id).await? else {
         return Err(bad());
     };
+    if code.client_id != client.id {
+        // Another client's code: refused, and nothing of the grant changes.
+        return Err(bad());
+    }
     if code.used_at.is_some() {
         // Replay: whoever holds the first tokens may hold them wrongly; the grant ends.
         store::oauth::revoke_grant(&mut tx, &grant.id, now, "authorization code used twice")
@@ -341,7 +351,7 @@ pub async fn refresh(
             };
             let next_digest = token::digest_of(TokenKind::Refresh, &pair.refresh)
                 .map_err(|_| OAuthError::server_error())?;
-            let next_row = store::oauth::get_refresh_in(&mut tx, &next_digest).await?;
+            let next_row = store::oauth::peek_refresh_in(&mut tx, &next_digest).await?;
             predecessor = pair.refresh.clone();
             sealed = next_row.and_then(|r| r.successor_sealed);
             head = Some(pair);
@@ -409,7 +419,7 @@ pub async fn revoke(
             let Ok(d) = token::digest_of(TokenKind::Access, presented) else {
                 return Ok(());
             };
-            store::oauth::delete_access(&mut tx, &d).await?
+            store::oauth::expire_access(&mut tx, &d, now).await?
         }
         _ => None,
     };
