@@ -46,6 +46,7 @@ mod oauth_attacks;
 mod oauth_browser;
 mod oauth_edges;
 mod oauth_flow;
+mod oauth_lifecycle;
 mod oauth_replicas;
 mod oauth_rmcp;
 mod oauth_support;
