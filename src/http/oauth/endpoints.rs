@@ -183,6 +183,24 @@ fn admit_fetch(
     Ok(())
 }
 
+/// The form of a token or revocation request, and its client, authenticated.
+async fn authenticated_client(
+    state: &HttpState,
+    o: &OAuth,
+    headers: &HeaderMap,
+    body: &Bytes,
+    ip: ClientIp,
+) -> Result<(FormData, clients::Client), OAuthError> {
+    let form = form_of(headers, body)?;
+    let (client_id, secret) = client_credentials(headers, &form)?;
+    admit_fetch(o, &client_id, ip, state)?;
+    let client = clients::resolve(&state.app, o, &client_id)
+        .await
+        .map_err(|_| OAuthError::invalid_client("unknown client"))?;
+    client.authenticate(secret.as_deref())?;
+    Ok((form, client))
+}
+
 pub async fn token(
     State(state): State<HttpState>,
     Extension(ip): Extension<ClientIp>,
@@ -195,14 +213,8 @@ pub async fn token(
     };
     let meta = call_meta(&headers, ip);
     let result = async {
-        let form = form_of(&headers, &body)?;
+        let (form, client) = authenticated_client(&state, o, &headers, &body, ip).await?;
         let one = |n: &str| form.one(n).map_err(OAuthError::invalid_request);
-        let (client_id, secret) = client_credentials(&headers, &form)?;
-        admit_fetch(o, &client_id, ip, &state)?;
-        let client = clients::resolve(&state.app, o, &client_id)
-            .await
-            .map_err(|_| OAuthError::invalid_client("unknown client"))?;
-        client.authenticate(secret.as_deref())?;
         let canonical = base.mcp_url();
         match one("grant_type")? {
             Some("authorization_code") => {
@@ -276,13 +288,7 @@ pub async fn revoke(
     };
     let meta = call_meta(&headers, ip);
     let result = async {
-        let form = form_of(&headers, &body)?;
-        let (client_id, secret) = client_credentials(&headers, &form)?;
-        admit_fetch(o, &client_id, ip, &state)?;
-        let client = clients::resolve(&state.app, o, &client_id)
-            .await
-            .map_err(|_| OAuthError::invalid_client("unknown client"))?;
-        client.authenticate(secret.as_deref())?;
+        let (form, client) = authenticated_client(&state, o, &headers, &body, ip).await?;
         let t = form
             .one("token")
             .map_err(OAuthError::invalid_request)?
