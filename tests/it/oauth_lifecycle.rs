@@ -226,3 +226,34 @@ async fn registered_clients_nobody_used_expire() {
     admin.close().await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn live_grants_per_signer_and_client_are_capped_least_recently_used_first() {
+    let s = TestServer::http(&[]).await;
+    let admin = s.admin().await;
+    let client_id = public_client(&s, REDIRECT).await;
+    let first = grant_for(&s, &client_id, Creds::Key(&admin.key), "").await;
+    let second = grant_for(&s, &client_id, Creds::Key(&admin.key), "").await;
+    // The first is used after the second was made: the second is now the least recently used.
+    s.clock().advance(chrono::Duration::minutes(2));
+    assert_eq!(mcp_status(&s, &first.access).await.0, 200);
+    s.clock().advance(chrono::Duration::seconds(2));
+    let mut newest = Vec::new();
+    for _ in 0..19 {
+        newest.push(grant_for(&s, &client_id, Creds::Key(&admin.key), "").await);
+    }
+    // 21 consents, a cap of 20: the least recently used one went.
+    assert_invalid_token(&s, &second.access).await;
+    assert_eq!(
+        mcp_status(&s, &first.access).await.0,
+        200,
+        "recently used: kept"
+    );
+    for t in &newest {
+        assert_eq!(mcp_status(&s, &t.access).await.0, 200);
+    }
+    let grants = admin.ok("grant_list", json!({})).await;
+    assert_eq!(grants["grants"].as_array().unwrap().len(), 20);
+    admin.close().await;
+    s.stop().await;
+}
