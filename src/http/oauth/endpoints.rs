@@ -103,7 +103,9 @@ pub async fn register(
             &OAuthError::new("invalid_client_metadata", "the body must be a JSON object"),
         );
     };
-    match clients::register(&state.app, o, &value, &meta, &ip.lockout_key()).await {
+    match crate::ops::oauth::registration::register(&state.app, o, &value, &meta, &ip.lockout_key())
+        .await
+    {
         Ok(r) => (StatusCode::CREATED, no_store(), Json(r.body)).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, &e),
     }

@@ -3,6 +3,7 @@
 //! sign-in pages (same origin only). Routes exist only while the server is on.
 
 mod endpoints;
+mod html;
 mod pages;
 
 use std::collections::HashMap;

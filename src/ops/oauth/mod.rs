@@ -7,8 +7,10 @@
 pub mod authorize;
 pub mod cimd;
 pub mod clients;
+pub mod consent;
 pub mod grants;
 mod limiter;
+pub mod registration;
 mod sweep;
 pub use sweep::sweep;
 pub mod tokens;
