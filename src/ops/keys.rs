@@ -253,7 +253,14 @@ pub async fn set_enabled(
     }
     if !enabled {
         // Disabling ends what the key consented to: enabling it again revives nothing.
-        store::oauth::end_signer(&mut tx, &before.id, now, "the signing key was disabled").await?;
+        crate::ops::oauth::grants::end_signer(
+            &mut tx,
+            call,
+            &before.id,
+            now,
+            "the signing key was disabled",
+        )
+        .await?;
     }
     let after = commit_key_change(app, call, tx, now, &before.id, Some(&before)).await?;
     Ok(after)
@@ -268,7 +275,14 @@ pub async fn revoke(app: &App, call: &Call, key_id: &str) -> Result<KeyView, Ops
     let before = load_managed(&mut tx, p, key_id, "revoke", now, false).await?;
     if before.revoked_at.is_none() {
         store::keys::set_revoked(&mut tx, &before.id, now).await?;
-        store::oauth::end_signer(&mut tx, &before.id, now, "the signing key was revoked").await?;
+        crate::ops::oauth::grants::end_signer(
+            &mut tx,
+            call,
+            &before.id,
+            now,
+            "the signing key was revoked",
+        )
+        .await?;
     }
     let after = commit_key_change(app, call, tx, now, &before.id, Some(&before)).await?;
     Ok(after)

@@ -115,7 +115,14 @@ pub async fn set_enabled(
     store::operators::set_disabled(&mut tx, &before.id, (!enabled).then_some(now)).await?;
     if !enabled {
         // Disabling ends what the operator consented to: enabling again revives nothing.
-        store::oauth::end_signer(&mut tx, &before.id, now, "the operator was disabled").await?;
+        crate::ops::oauth::grants::end_signer(
+            &mut tx,
+            call,
+            &before.id,
+            now,
+            "the operator was disabled",
+        )
+        .await?;
     }
     let done = commit_change(call, tx, now, &before.id, Some(&before)).await;
     app.forget_credentials();
@@ -227,14 +234,15 @@ pub async fn set_password(
     };
     store::operators::set_password(&mut tx, &before.id, &hash).await?;
     let sessions = store::sessions::revoke_subject(&mut tx, "operator", &before.id, now).await?;
-    let grants = store::oauth::end_signer(
+    let grants = crate::ops::oauth::grants::end_signer(
         &mut tx,
+        call,
         &before.id,
         now,
         "the operator's password was changed",
     )
     .await?;
-    tracing::info!(operator_id = %before.id, sessions, grants = grants.len(), own, "operator password set");
+    tracing::info!(operator_id = %before.id, sessions, grants, own, "operator password set");
     let done = commit_change(call, tx, now, &before.id, Some(&before)).await;
     app.forget_credentials();
     done

@@ -84,7 +84,7 @@ async fn open_session(
             (p, "key", digest.to_hex())
         }
         Credentials::Password { username, password } => {
-            let p = check_password(app, &username, password, address).await?;
+            let (p, _) = check_password(app, &username, password, address).await?;
             let id = p.actor().id().unwrap_or_default().to_owned();
             if let Err(e) = store::operators::touch_login(&app.store, &id, app.now()).await {
                 tracing::warn!(error = %e, "could not record operator sign-in time");
@@ -125,14 +125,16 @@ async fn open_session(
 }
 
 /// Checks a username and password from `ip` (counted before it is checked, refused while the
-/// address is locked out, audited when wrong): the OAuth sign-in page's path.
+/// address is locked out, audited when wrong): the OAuth sign-in page's path. Also returns
+/// the digest of the password hash that was verified, so what is signed with it can end when
+/// the password changes.
 pub async fn verify_password(
     app: &App,
     username: &str,
     password: String,
     meta: &CallMeta,
     ip: std::net::IpAddr,
-) -> Result<Principal, Refused> {
+) -> Result<(Principal, String), Refused> {
     let address = crate::domain::lockout::address_key(ip);
     let check = check_password(app, username, password, &address);
     auth::counted_first(app, &address, meta, check).await
@@ -149,7 +151,7 @@ async fn check_password(
     username: &str,
     password: String,
     address: &str,
-) -> Result<Principal, AuthError> {
+) -> Result<(Principal, String), AuthError> {
     // Longer than any password keyward accepts: wrong whoever it is for, and not worth argon2.
     if password.chars().count() > crate::domain::password::MAX_LEN {
         return Err(AuthError::Rejected(Rejected::new(AuthFailure::BadPassword)));
@@ -187,13 +189,21 @@ async fn check_password(
         .ok_or(AuthError::Busy)?;
     if let (Some(row), true) = (&row, ok) {
         store::lockout::record_name_success(&app.store, &name_hash, address, app.now()).await?;
-        return auth::operator_principal(row.clone());
+        let verified = password_version(&row.password_hash);
+        return auth::operator_principal(row.clone()).map(|p| (p, verified));
     }
     // (The attempt was counted before it was checked.)
     Err(AuthError::Rejected(Rejected {
         preview: Some(preview()),
         ..Rejected::new(AuthFailure::BadPassword)
     }))
+}
+
+/// Names the password an operator signed in with, without revealing anything about it: the
+/// SHA-256 of its (salted) argon2 hash, which changes with every password change.
+pub fn password_version(hash: &str) -> String {
+    use sha2::Digest;
+    crate::domain::encoding::hex(&sha2::Sha256::digest(hash.as_bytes()))
 }
 
 /// Ends a session. Returns whether there was a live one. The revocation and its audit record

@@ -45,6 +45,7 @@ mod mcp_sessions;
 mod oauth_attacks;
 mod oauth_browser;
 mod oauth_edges;
+mod oauth_endings;
 mod oauth_flow;
 mod oauth_lifecycle;
 mod oauth_replicas;

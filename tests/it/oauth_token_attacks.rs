@@ -113,8 +113,9 @@ async fn an_expired_token_is_not_counted_toward_the_lockout_but_an_unknown_one_i
     let s = TestServer::http(&["--lockout-threshold", "3"]).await;
     let admin = s.admin_key().await;
     let t = grant(&s, Creds::Key(&admin), "").await;
-    s.clock()
-        .advance(Duration::minutes(10) + Duration::seconds(1));
+    // Hours later, after housekeeping ran: the token is still known as genuine.
+    s.clock().advance(Duration::hours(6));
+    keyward::ops::oauth::sweep(s.app()).await.unwrap();
     for _ in 0..6 {
         assert_invalid_token(&s, &t.access).await;
     }
@@ -391,6 +392,9 @@ async fn a_revoked_token_is_not_counted_toward_the_lockout() {
         ("token", &alone.access),
     ];
     assert_eq!(post_token(&s, "/revoke", &form, None).await.0, 200);
+    // Housekeeping a few minutes later forgets none of them.
+    s.clock().advance(Duration::minutes(15));
+    keyward::ops::oauth::sweep(s.app()).await.unwrap();
     for t in [&by_client, &by_tool, &alone] {
         for _ in 0..4 {
             assert_invalid_token(&s, &t.access).await;

@@ -166,8 +166,9 @@ fn form_of(headers: &HeaderMap, body: &Bytes) -> Result<FormData, OAuthError> {
     Ok(FormData::parse(body))
 }
 
-/// A metadata-document `client_id` may make the server fetch: counted per address, as at the
-/// authorization endpoint.
+/// A metadata-document `client_id` not in the cache makes the server fetch: such requests are
+/// counted per address, as at the authorization endpoint (cached ones, the everyday refreshes
+/// of a connector behind a shared address, are not).
 fn admit_fetch(
     o: &OAuth,
     client_id: &str,
@@ -175,6 +176,7 @@ fn admit_fetch(
     state: &HttpState,
 ) -> Result<(), OAuthError> {
     if client_id.starts_with("https://")
+        && !o.documents.is_fresh(client_id, state.app.now())
         && !o.admit_authorization(&ip.lockout_key(), state.app.now())
     {
         return Err(OAuthError::new(

@@ -280,10 +280,11 @@ pub async fn sign_in(
     ip: std::net::IpAddr,
 ) -> Result<Principal, Refused> {
     let (principal, digest) = match creds {
-        SignIn::Password { username, password } => (
-            crate::ops::sessions::verify_password(app, &username, password, meta, ip).await?,
-            None,
-        ),
+        SignIn::Password { username, password } => {
+            let (p, version) =
+                crate::ops::sessions::verify_password(app, &username, password, meta, ip).await?;
+            (p, Some(version))
+        }
         SignIn::Key(text) => {
             let text = text.trim();
             let p = auth::authenticate(app, Credential::ApiKey(text), meta, Origin::Address(ip))
@@ -309,7 +310,8 @@ pub async fn sign_in(
 }
 
 /// The signer of a grant or request as they are now (a key through the same checks as a bearer
-/// key, by the digest of the secret pasted; an operator by id).
+/// key, by the digest of the secret pasted; an operator by id, with the password it signed in
+/// with still current).
 pub async fn signer_now(
     app: &App,
     kind: &str,
@@ -323,10 +325,16 @@ pub async fn signer_now(
             let digest = crate::domain::key::KeyDigest::from_hex(d).ok_or_else(gone)?;
             auth::authenticate_digest(app, &digest, || None).await
         }
-        ("operator", _) => {
+        ("operator", version) => {
             let op = store::operators::find_by_id(&app.store, id)
                 .await?
                 .ok_or_else(gone)?;
+            // Signed with a password since changed: ended (whatever raced the change).
+            if version
+                .is_some_and(|v| v != crate::ops::sessions::password_version(&op.password_hash))
+            {
+                return Err(gone());
+            }
             auth::operator_principal(op)
         }
         _ => Err(gone()),

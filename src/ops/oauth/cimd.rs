@@ -147,6 +147,12 @@ impl Cimd {
         }
     }
 
+    /// Whether a fresh copy of `client_id`'s document is cached (a request for it fetches
+    /// nothing).
+    pub fn is_fresh(&self, client_id: &str, now: DateTime<Utc>) -> bool {
+        self.fresh(client_id, now).is_some()
+    }
+
     /// The checked document of `client_id`: from the cache while fresh, else fetched; when the
     /// fetch fails, a cached copy up to 7 days old, else keyward's pinned copy if it has one.
     pub async fn fetch(

@@ -48,16 +48,6 @@ pub enum Decision {
     },
 }
 
-fn subject(p: &Principal) -> Subject<'_> {
-    Subject {
-        kind: p.actor().kind(),
-        id: p.actor().id(),
-        preview: p.actor().preview(),
-        role: Some(p.role()),
-        tenants: p.tenants().to_vec(),
-    }
-}
-
 /// Carries out the decision on a parked request (taken once: a second decision finds it gone).
 pub async fn decide(
     app: &App,
@@ -100,7 +90,7 @@ pub async fn decide(
                 now,
                 Action::OauthAuthorize,
                 Status::Denied,
-                &subject(&signer),
+                &Subject::of(&signer),
                 ("oauth_client", &row.client_id),
                 Some("the signer denied the request".into()),
             );
@@ -216,7 +206,7 @@ pub async fn decide(
                     now,
                     Action::OauthRevoke,
                     Status::Success,
-                    &subject(&signer),
+                    &Subject::of(&signer),
                     ("grant", old),
                     Some("least recently used grant for this client, over the cap".into()),
                 ));
@@ -240,7 +230,7 @@ pub async fn decide(
                 now,
                 Action::OauthAuthorize,
                 Status::Success,
-                &subject(&signer),
+                &Subject::of(&signer),
                 ("grant", &grant_id),
                 None,
             );

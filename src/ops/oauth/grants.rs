@@ -11,6 +11,36 @@ use crate::ops::call::{Call, Outcome, Target};
 use crate::ops::views::{GrantList, GrantRevoked, GrantView};
 use crate::store::{self, from_micros};
 
+/// Ends every grant `signer_id` made and every sign-in awaiting its consent, within `tx`, with
+/// one audit record per grant ended (actor: the caller making the change that ends them).
+pub(crate) async fn end_signer(
+    tx: &mut store::Tx,
+    call: &Call,
+    signer_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    why: &str,
+) -> Result<usize, OpsError> {
+    let grants = store::oauth::end_signer(tx, signer_id, now, why).await?;
+    let events: Vec<_> = grants
+        .iter()
+        .map(|g| {
+            super::event(
+                call.meta(),
+                now,
+                crate::domain::audit::Action::OauthRevoke,
+                crate::domain::audit::Status::Success,
+                &super::Subject::of(call.principal()),
+                ("grant", g),
+                Some(why.to_owned()),
+            )
+        })
+        .collect();
+    if !events.is_empty() {
+        store::audit::append(tx, &events).await?;
+    }
+    Ok(grants.len())
+}
+
 /// Most grants one listing returns.
 const LIST_LIMIT: i64 = 500;
 
@@ -84,12 +114,22 @@ pub async fn list(app: &App, p: &Principal) -> Result<GrantList, OpsError> {
     if signer.is_none() && !p.has(Permission::GrantRead) {
         return Ok(GrantList { grants: Vec::new() });
     }
-    let rows = store::oauth::list_grants(&app.store, signer, app.now(), LIST_LIMIT).await?;
+    // Visibility is decided per grant (tenants, ownership), so pages are read until the answer
+    // is full or the grants run out: grants outside the caller's reach never crowd it out.
+    let now = app.now();
     let mut grants = Vec::new();
-    for g in &rows {
-        if reaches(p, g, Permission::GrantRead)? {
-            grants.push(view(g)?);
+    let mut offset = 0;
+    loop {
+        let rows = store::oauth::list_grants(&app.store, signer, now, LIST_LIMIT, offset).await?;
+        for g in &rows {
+            if grants.len() < LIST_LIMIT as usize && reaches(p, g, Permission::GrantRead)? {
+                grants.push(view(g)?);
+            }
         }
+        if rows.len() < LIST_LIMIT as usize || grants.len() >= LIST_LIMIT as usize {
+            break;
+        }
+        offset += LIST_LIMIT;
     }
     Ok(GrantList { grants })
 }

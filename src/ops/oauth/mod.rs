@@ -179,7 +179,18 @@ pub(crate) struct Subject<'a> {
     pub tenants: Vec<String>,
 }
 
-impl Subject<'_> {
+impl<'a> Subject<'a> {
+    /// An authenticated caller.
+    pub(crate) fn of(p: &'a crate::domain::principal::Principal) -> Self {
+        Subject {
+            kind: p.actor().kind(),
+            id: p.actor().id(),
+            preview: p.actor().preview(),
+            role: Some(p.role()),
+            tenants: p.tenants().to_vec(),
+        }
+    }
+
     pub(crate) fn anonymous() -> Self {
         Subject {
             kind: "anonymous",

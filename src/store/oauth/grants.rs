@@ -93,16 +93,17 @@ pub async fn list_grants(
     signer_id: Option<&str>,
     now: DateTime<Utc>,
     limit: i64,
+    offset: i64,
 ) -> Result<Vec<GrantRow>, StoreError> {
     let mut sql = format!(
         "SELECT {GRANT_COLUMNS} FROM oauth_grants g WHERE g.revoked_at IS NULL AND g.expires_at > $1"
     );
     if signer_id.is_some() {
-        sql.push_str(" AND g.signer_id = $3");
+        sql.push_str(" AND g.signer_id = $4");
     }
-    sql.push_str(" ORDER BY g.created_at DESC, g.id LIMIT $2");
+    sql.push_str(" ORDER BY g.created_at DESC, g.id LIMIT $2 OFFSET $3");
     on_pool!(store, p => {
-        let mut q = sqlx::query_as(&sql).bind(micros(now)).bind(limit);
+        let mut q = sqlx::query_as(&sql).bind(micros(now)).bind(limit).bind(offset);
         if let Some(s) = signer_id {
             q = q.bind(s);
         }

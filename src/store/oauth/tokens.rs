@@ -5,6 +5,9 @@ use chrono::{DateTime, Utc};
 use super::grants::{GRANT_COLUMNS, GrantRow};
 use crate::store::{Hold, StoreError, Tx, db, micros, on_pool, on_tx};
 
+/// How long an expired (or revoked) access token's row is kept, in microseconds: a week.
+pub const ACCESS_KEPT_US: i64 = 7 * 24 * 3600 * 1_000_000;
+
 pub async fn insert_access(
     tx: &mut Tx,
     digest: &str,
@@ -151,9 +154,12 @@ pub async fn sweep(
     for (sql, at) in [
         ("DELETE FROM oauth_requests WHERE expires_at <= $1", now),
         ("DELETE FROM oauth_codes WHERE expires_at <= $1", now),
+        // A week past expiry, not at once: until then an old token (a laptop waking up, a
+        // revoked one) is still known as genuine, answered `invalid_token` and never counted
+        // as a guess.
         (
             "DELETE FROM oauth_access_tokens WHERE expires_at <= $1",
-            now,
+            now - ACCESS_KEPT_US,
         ),
         (
             "DELETE FROM oauth_refresh_tokens WHERE expires_at <= $1",
