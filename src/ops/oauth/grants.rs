@@ -140,7 +140,7 @@ pub async fn revoke(app: &App, call: &Call, grant_id: &str) -> Result<GrantRevok
     let now = app.now();
     let mut tx = app.store.begin().await?;
     let not_found = || OpsError::NotFound(format!("no grant with id {id} that you may revoke"));
-    let g = store::oauth::get_grant_in(&mut tx, &id)
+    let g = store::oauth::peek_grant_in(&mut tx, &id)
         .await?
         .ok_or_else(not_found)?;
     if !reaches(p, &g, Permission::GrantRevoke)? {

@@ -79,11 +79,20 @@ pub enum TokenTable {
     Refresh,
 }
 
+/// Reads a grant inside `tx`, held until it ends (after its token or code was: see
+/// `revoke_grant` for the lock order).
 pub async fn get_grant_in(tx: &mut Tx, id: &str) -> Result<Option<GrantRow>, StoreError> {
     let sql = format!(
         "SELECT {GRANT_COLUMNS} FROM oauth_grants g WHERE g.id = $1{}",
         tx.hold(Hold::Update)
     );
+    on_tx!(tx, c => sqlx::query_as(&sql).bind(id).fetch_optional(c).await.map_err(db))
+}
+
+/// Reads a grant inside `tx` without holding it (to revoke it: `revoke_grant` then takes its
+/// locks in the one order).
+pub async fn peek_grant_in(tx: &mut Tx, id: &str) -> Result<Option<GrantRow>, StoreError> {
+    let sql = format!("SELECT {GRANT_COLUMNS} FROM oauth_grants g WHERE g.id = $1");
     on_tx!(tx, c => sqlx::query_as(&sql).bind(id).fetch_optional(c).await.map_err(db))
 }
 
@@ -139,7 +148,15 @@ pub async fn revoke_grant(
     now: DateTime<Utc>,
     why: &str,
 ) -> Result<bool, StoreError> {
-    let done = on_tx!(tx, c => sqlx::query(
+    // Refresh tokens and codes first, the grant last: the order a refresh or a code exchange
+    // takes its locks in (its token, then the grant), so the two can never deadlock on
+    // PostgreSQL. Access tokens stay (for a week past expiry) so that a revoked one is still
+    // known as genuine: answered `invalid_token`, never counted as a guess.
+    for table in ["oauth_refresh_tokens", "oauth_codes"] {
+        let sql = format!("DELETE FROM {table} WHERE grant_id = $1");
+        on_tx!(tx, c => sqlx::query(&sql).bind(id).execute(c).await.map(|_| ()).map_err(db))?;
+    }
+    on_tx!(tx, c => sqlx::query(
         "UPDATE oauth_grants SET revoked_at = $1, revoked_why = $2 WHERE id = $3 AND revoked_at IS NULL",
     )
     .bind(micros(now))
@@ -148,14 +165,7 @@ pub async fn revoke_grant(
     .execute(c)
     .await
     .map(|r| r.rows_affected() == 1)
-    .map_err(db))?;
-    // Access tokens stay (until they would have expired) so that a revoked one is still known
-    // as genuine: answered `invalid_token`, never counted as a guess.
-    for table in ["oauth_refresh_tokens", "oauth_codes"] {
-        let sql = format!("DELETE FROM {table} WHERE grant_id = $1");
-        on_tx!(tx, c => sqlx::query(&sql).bind(id).execute(c).await.map(|_| ()).map_err(db))?;
-    }
-    Ok(done)
+    .map_err(db))
 }
 
 /// Ends every grant of a signer and every authorization request it signed in to and has not
