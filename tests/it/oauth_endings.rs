@@ -6,27 +6,13 @@
 use serde_json::json;
 
 use crate::oauth_support::{
-    Creds, REDIRECT, approve, assert_invalid_token, authorize_url, count, decide, exchange, grant,
-    location, mcp_status, open_url, param, park, pkce, public_client, query, sign_in,
+    Creds, REDIRECT, alice_id, approve, assert_invalid_token, authorize_url, count, decide,
+    exchange, grant, location, mcp_status, open_url, param, park, pkce, public_client, query,
+    sign_in,
 };
 use crate::server::TestServer;
 
 const ALICE: Creds<'static> = Creds::Password("alice", "correct horse battery");
-
-async fn alice_id(s: &TestServer) -> String {
-    let admin = s.admin().await;
-    let ops = admin.ok("operator_list", json!({})).await;
-    admin.close().await;
-    ops["operators"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["username"] == "alice")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 /// Changes alice's password in the database directly, as a reset that raced everything else
 /// would leave it (no session or grant cleanup ran after the sign-in it raced).

@@ -95,16 +95,7 @@ async fn a_sign_in_awaiting_consent_dies_with_a_password_reset() {
     assert_eq!(signed.status(), 200, "consent page");
 
     // Alice's password is reset (it may have been stolen) before the consent is sent.
-    let ops = admin.ok("operator_list", json!({})).await;
-    let alice = ops["operators"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["username"] == "alice")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let alice = crate::oauth_support::alice_id(&s).await;
     admin
         .ok(
             "operator_set_password",

@@ -406,6 +406,22 @@ pub async fn grant_ids(s: &TestServer) -> Vec<String> {
         .collect()
 }
 
+/// The operator id of `alice` (see `TestServer::http_with_alice`).
+pub async fn alice_id(s: &TestServer) -> String {
+    let admin = s.admin().await;
+    let ops = admin.ok("operator_list", json!({})).await;
+    admin.close().await;
+    ops["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["username"] == "alice")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// How many audit records of `action` the trail holds.
 pub async fn count(s: &TestServer, action: &str) -> usize {
     let admin = s.admin().await;
