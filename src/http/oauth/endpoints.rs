@@ -242,7 +242,7 @@ pub async fn token(
             Some("refresh_token") => {
                 let rt = one("refresh_token")?
                     .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
-                tokens::refresh(
+                crate::ops::oauth::refresh::refresh(
                     &state.app,
                     o,
                     &client,

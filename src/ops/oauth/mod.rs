@@ -10,6 +10,7 @@ pub mod clients;
 pub mod consent;
 pub mod grants;
 mod limiter;
+pub mod refresh;
 pub mod registration;
 mod sweep;
 pub use sweep::sweep;
