@@ -173,3 +173,67 @@ async fn an_oversized_state_is_refused() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_operator_changes_her_own_password_only_with_the_current_one() {
+    let (s, _) = TestServer::http_with_alice(&[]).await;
+    let id = alice_id(&s).await;
+    // Alice acts through a grant she signed with her password.
+    let held = grant(&s, ALICE, "").await;
+    let alice = s.client(&held.access).await;
+    let msg = alice
+        .err(
+            "operator_set_password",
+            json!({"operator_id": id, "new_password": "a new long enough password"}),
+        )
+        .await;
+    assert!(msg.contains("old_password is required"), "{msg}");
+    let msg = alice
+        .err(
+            "operator_set_password",
+            json!({"operator_id": id, "old_password": "not her password at all",
+                   "new_password": "a new long enough password"}),
+        )
+        .await;
+    assert!(msg.contains("not your current password"), "{msg}");
+    assert!(
+        !msg.contains("not her password"),
+        "the attempt is never echoed: {msg}"
+    );
+    alice
+        .ok(
+            "operator_set_password",
+            json!({"operator_id": id, "old_password": "correct horse battery",
+                   "new_password": "a new long enough password"}),
+        )
+        .await;
+    alice.close().await;
+    // Her own change ended her grants too, the one it was made through included.
+    assert_invalid_token(&s, &held.access).await;
+    let again = grant(
+        &s,
+        Creds::Password("alice", "a new long enough password"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        mcp_status(&s, &again.access).await.0,
+        200,
+        "the new password works"
+    );
+
+    // Anyone else needs operator:write to reset it.
+    let admin = s.admin().await;
+    let (reader, _) = admin.mint("not-an-admin", "reader", &["*"]).await;
+    let r = s.client(&reader).await;
+    let msg = r
+        .err(
+            "operator_set_password",
+            json!({"operator_id": id, "new_password": "taken over password"}),
+        )
+        .await;
+    assert!(msg.contains("requires operator:write"), "{msg}");
+    r.close().await;
+    admin.close().await;
+    s.stop().await;
+}
