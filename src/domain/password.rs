@@ -88,6 +88,13 @@ pub fn decoy_hash(off: &OffRuntime) -> String {
         .unwrap_or_default()
 }
 
+/// Names the password an operator signed in with, without revealing anything about it: the
+/// SHA-256 of its (salted) argon2 hash, which changes with every password change.
+pub fn version(hash: &str) -> String {
+    use sha2::Digest;
+    super::encoding::hex(&sha2::Sha256::digest(hash.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

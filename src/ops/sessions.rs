@@ -189,7 +189,7 @@ async fn check_password(
         .ok_or(AuthError::Busy)?;
     if let (Some(row), true) = (&row, ok) {
         store::lockout::record_name_success(&app.store, &name_hash, address, app.now()).await?;
-        let verified = password_version(&row.password_hash);
+        let verified = crate::domain::password::version(&row.password_hash);
         return auth::operator_principal(row.clone()).map(|p| (p, verified));
     }
     // (The attempt was counted before it was checked.)
@@ -197,13 +197,6 @@ async fn check_password(
         preview: Some(preview()),
         ..Rejected::new(AuthFailure::BadPassword)
     }))
-}
-
-/// Names the password an operator signed in with, without revealing anything about it: the
-/// SHA-256 of its (salted) argon2 hash, which changes with every password change.
-pub fn password_version(hash: &str) -> String {
-    use sha2::Digest;
-    crate::domain::encoding::hex(&sha2::Sha256::digest(hash.as_bytes()))
 }
 
 /// Ends a session. Returns whether there was a live one. The revocation and its audit record

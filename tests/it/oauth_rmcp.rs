@@ -543,7 +543,7 @@ async fn a_document_naming_another_client_id_is_refused() {
 }
 
 /// keyward bug: `tokens::refresh` (src/ops/oauth/tokens.rs) opens its transaction (`BEGIN
-/// IMMEDIATE` on SQLite) and then checks the signer with `authorize::signer_now`, which, for a
+/// IMMEDIATE` on SQLite) and then checks the signer with `auth::session::subject`, which, for a
 /// key signer whose last use is over a minute old, writes `last_used_at` on another pooled
 /// connection. On SQLite that write waits for the lock its own caller holds until the busy
 /// timeout (10 s): the refresh stalls, every other database write (the audit journal's mover

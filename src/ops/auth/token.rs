@@ -65,7 +65,7 @@ pub async fn authenticate_token(
             "access token was issued for another resource",
         ));
     }
-    let signer = match super::super::oauth::authorize::signer_now(
+    let signer = match super::session::subject(
         app,
         &g.signer_kind,
         &g.signer_id,

@@ -308,35 +308,3 @@ pub async fn sign_in(
     tracing::info!(client_id = %row.client_id, signer_kind = kind, "oauth authorize: signed in, consent shown");
     Ok(principal)
 }
-
-/// The signer of a grant or request as they are now (a key through the same checks as a bearer
-/// key, by the digest of the secret pasted; an operator by id, with the password it signed in
-/// with still current).
-pub async fn signer_now(
-    app: &App,
-    kind: &str,
-    id: &str,
-    digest: Option<&str>,
-) -> Result<Principal, auth::AuthError> {
-    use auth::{AuthError, AuthFailure, Rejected};
-    let gone = || AuthError::Rejected(Rejected::new(AuthFailure::BadSession));
-    match (kind, digest) {
-        ("key", Some(d)) => {
-            let digest = crate::domain::key::KeyDigest::from_hex(d).ok_or_else(gone)?;
-            auth::authenticate_digest(app, &digest, || None).await
-        }
-        ("operator", version) => {
-            let op = store::operators::find_by_id(&app.store, id)
-                .await?
-                .ok_or_else(gone)?;
-            // Signed with a password since changed: ended (whatever raced the change).
-            if version
-                .is_some_and(|v| v != crate::ops::sessions::password_version(&op.password_hash))
-            {
-                return Err(gone());
-            }
-            auth::operator_principal(op)
-        }
-        _ => Err(gone()),
-    }
-}

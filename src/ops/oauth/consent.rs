@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::authorize::{EXPIRED, Stop, redirect_to, signer_now};
+use super::authorize::{EXPIRED, Stop, redirect_to};
 use super::{OAuth, OAuthError, Subject};
 use crate::domain::audit::{Action, Status};
 use crate::domain::oauth::ceiling::{self, Ceiling};
@@ -61,19 +61,20 @@ pub async fn decide(
     else {
         return Err(Stop::Page("sign in first".into()));
     };
-    let signer = match signer_now(app, kind, signer_id, row.signer_digest.as_deref()).await {
-        Ok(p) => p,
-        Err(auth::AuthError::Rejected(_)) => {
-            return Err(Stop::Page(
-                "the account you signed in with can no longer sign in; start again".into(),
-            ));
-        }
-        Err(e) => {
-            return Err(Stop::Page(
-                OAuthError::from(crate::ops::OpsError::from(e)).description,
-            ));
-        }
-    };
+    let signer =
+        match auth::session::subject(app, kind, signer_id, row.signer_digest.as_deref()).await {
+            Ok(p) => p,
+            Err(auth::AuthError::Rejected(_)) => {
+                return Err(Stop::Page(
+                    "the account you signed in with can no longer sign in; start again".into(),
+                ));
+            }
+            Err(e) => {
+                return Err(Stop::Page(
+                    OAuthError::from(crate::ops::OpsError::from(e)).description,
+                ));
+            }
+        };
     let now = app.now();
     let page = |e: crate::store::StoreError| Stop::Page(OAuthError::from(e).description);
     match decision {

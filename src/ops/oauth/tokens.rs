@@ -133,7 +133,7 @@ pub(super) async fn signer_can_sign(
     let Some(g) = store::oauth::grant_of(&app.store, table, digest).await? else {
         return Ok(false);
     };
-    match super::authorize::signer_now(
+    match crate::ops::auth::session::subject(
         app,
         &g.signer_kind,
         &g.signer_id,
