@@ -42,6 +42,7 @@ fn event(i: usize, at: DateTime<Utc>) -> AuditEvent {
         at,
         actor_kind: "key".into(),
         actor_id: Some(format!("key_bench{:08}", i % 3)),
+        actor_name: None,
         actor_preview: Some("kw_AbCdEfGh".into()),
         role: Some("admin".into()),
         tenants: vec![if i.is_multiple_of(4) {
@@ -52,6 +53,7 @@ fn event(i: usize, at: DateTime<Utc>) -> AuditEvent {
         action: Action::Whoami,
         target_type: None,
         target_id: None,
+        target_name: None,
         status: Status::Success,
         reason: None,
         source: Source::Http,

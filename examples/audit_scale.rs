@@ -331,12 +331,14 @@ impl Generator {
             at,
             actor_kind: "key".into(),
             actor_id: None,
+            actor_name: None,
             actor_preview: None,
             role: None,
             tenants: vec!["*".into()],
             action: Action::Whoami,
             target_type: None,
             target_id: None,
+            target_name: None,
             status: Status::Success,
             reason: None,
             source,
@@ -368,6 +370,7 @@ impl Generator {
             .pick(&["malformed key", "bad checksum", "unknown key"]);
         AuditEvent {
             actor_kind: "anonymous".into(),
+            actor_name: None,
             actor_preview: preview,
             action: Action::AuthFailed,
             status: Status::Denied,
@@ -390,6 +393,7 @@ impl Generator {
         AuditEvent {
             actor_kind: "operator".into(),
             actor_id: Some(id),
+            actor_name: None,
             actor_preview: Some(username),
             role: Some("admin".into()),
             action,
@@ -404,6 +408,7 @@ impl Generator {
         let a = self.agents[k].clone();
         let mut e = AuditEvent {
             actor_id: Some(a.id.clone()),
+            actor_name: None,
             actor_preview: Some(a.preview.clone()),
             role: Some(a.role.clone()),
             tenants: a.tenants.clone(),

@@ -42,6 +42,9 @@ pub struct AuditEvent {
     pub at: DateTime<Utc>,
     pub actor_kind: String,
     pub actor_id: Option<String>,
+    /// The actor's name as it was at the event (the key's name, the operator's username).
+    #[serde(default)]
+    pub actor_name: Option<String>,
     pub actor_preview: Option<String>,
     pub role: Option<String>,
     /// The tenants this event concerns (the target's, else the actor's); `*` means all.
@@ -49,6 +52,9 @@ pub struct AuditEvent {
     pub action: Action,
     pub target_type: Option<String>,
     pub target_id: Option<String>,
+    /// The target's name as it was at the event.
+    #[serde(default)]
+    pub target_name: Option<String>,
     pub status: Status,
     pub reason: Option<String>,
     pub source: Source,
@@ -196,12 +202,14 @@ pub(crate) fn sample_event(reason: &str) -> AuditEvent {
         at: chrono::DateTime::from_timestamp_micros(1_780_000_000_123_456).unwrap(),
         actor_kind: "key".into(),
         actor_id: Some("key_abc".into()),
+        actor_name: Some("ci-agent".into()),
         actor_preview: Some("kw_abcdefgh".into()),
         role: Some("admin".into()),
         tenants: vec!["*".into()],
         action: Action::Whoami,
         target_type: None,
         target_id: None,
+        target_name: None,
         status: Status::Success,
         reason: Some(reason.into()),
         source: Source::Http,

@@ -3,6 +3,8 @@
 //! unit-tested directly.
 
 pub mod audit;
+pub mod audit_leaf;
+pub mod checkpoint;
 pub mod catalog;
 mod closed;
 pub mod encoding;
@@ -10,6 +12,7 @@ pub mod error;
 pub mod ids;
 pub mod key;
 pub mod limits;
+pub mod merkle;
 pub mod lockout;
 pub mod oauth;
 pub mod password;

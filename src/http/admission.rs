@@ -95,6 +95,7 @@ async fn refuse(
         );
         let event = AuditEvent {
             actor_id: principal.actor().id().map(str::to_owned),
+            actor_name: None,
             actor_preview: principal.actor().preview().map(str::to_owned),
             role: Some(principal.role().to_owned()),
             tenants: principal.tenants().to_vec(),

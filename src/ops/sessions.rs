@@ -106,6 +106,7 @@ async fn open_session(
     .await?;
     let event = AuditEvent {
         actor_id: principal.actor().id().map(str::to_owned),
+        actor_name: None,
         actor_preview: principal.actor().preview().map(str::to_owned),
         role: Some(principal.role().to_owned()),
         tenants: principal.tenants().to_vec(),
@@ -215,6 +216,7 @@ pub async fn logout(app: &App, cookie: &str, meta: &CallMeta) -> Result<bool, Op
             actor_id: principal
                 .as_ref()
                 .and_then(|p| p.actor().id().map(str::to_owned)),
+            actor_name: None,
             actor_preview: principal
                 .as_ref()
                 .and_then(|p| p.actor().preview().map(str::to_owned)),

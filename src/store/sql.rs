@@ -4,6 +4,7 @@
 pub(crate) enum Arg {
     Int(i64),
     Text(String),
+    Bytes(Vec<u8>),
 }
 
 impl rusqlite::ToSql for Arg {
@@ -11,6 +12,7 @@ impl rusqlite::ToSql for Arg {
         Ok(match self {
             Arg::Int(i) => rusqlite::types::ToSqlOutput::from(*i),
             Arg::Text(s) => rusqlite::types::ToSqlOutput::from(s.as_str()),
+            Arg::Bytes(b) => rusqlite::types::ToSqlOutput::from(b.as_slice()),
         })
     }
 }
@@ -56,6 +58,10 @@ impl Sql {
 
     pub fn int(&mut self, v: i64) -> &mut Self {
         self.arg(Arg::Int(v))
+    }
+
+    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.arg(Arg::Bytes(v.to_vec()))
     }
 
     /// Binds text, NUL-free (see `nul_free`).
@@ -114,6 +120,7 @@ macro_rules! bind_args {
             q = match a {
                 $crate::store::sql::Arg::Int(i) => q.bind(*i),
                 $crate::store::sql::Arg::Text(s) => q.bind(s.as_str()),
+                $crate::store::sql::Arg::Bytes(b) => q.bind(b.as_slice()),
             };
         }
         q

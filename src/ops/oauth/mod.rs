@@ -215,11 +215,13 @@ pub(crate) fn event(
 ) -> AuditEvent {
     AuditEvent {
         actor_id: who.id.map(str::to_owned),
+        actor_name: None,
         actor_preview: who.preview.map(str::to_owned),
         role: who.role.map(str::to_owned),
         tenants: who.tenants.clone(),
         target_type: Some(target.0.to_owned()),
         target_id: Some(target.1.to_owned()),
+        target_name: None,
         reason,
         ..meta.event(at, action, status, who.kind)
     }

@@ -2,6 +2,7 @@
 //! per-quarter counts that answer unfiltered summaries without reading every event (`counts`).
 
 mod counts;
+pub mod log;
 mod read;
 mod write;
 

@@ -2,25 +2,21 @@
 //! a caller's transaction, through sqlx (changes, the PostgreSQL writer) or on a native
 //! SQLite connection (the journal's mover).
 
-use serde_json::Value;
-
-use super::counts;
+use super::{counts, log};
 use crate::domain::audit::AuditEvent;
+use crate::domain::audit_leaf::StoredEvent;
+use crate::domain::merkle::Hash;
 use crate::domain::tenant::ALL_TENANTS;
 use crate::store::sql::{Sql, bind_args, nul_free};
-use crate::store::{StoreError, Tx, db, micros, on_tx};
+use crate::store::{StoreError, Tx, db, on_tx};
 
-const INSERT_EVENTS: &str = "INSERT INTO audit_events (at, actor_kind, actor_id, actor_preview, \
-    role, tenants, action, target_type, target_id, status, reason, source, request_source, \
-    client_name, client_version, request_id, client_ip, user_agent, channel, args, \
-    before_state, after_state) VALUES ";
+const INSERT_EVENTS: &str = "INSERT INTO audit_events (at, actor_kind, actor_id, actor_name, \
+    actor_preview, role, tenants, action, target_type, target_id, target_name, status, reason, \
+    source, request_source, client_name, client_version, request_id, client_ip, user_agent, \
+    channel, args, before_state, after_state, seq, leaf_hash) VALUES ";
 
 /// Most rows in one INSERT: bounds the number of distinct statements the cache must hold.
 pub const MAX_ROWS_PER_STATEMENT: usize = 64;
-
-fn json_text(v: &Option<Value>) -> Option<String> {
-    v.as_ref().map(Value::to_string)
-}
 
 fn is_all(tenants: &[String]) -> bool {
     tenants.iter().any(|t| t == ALL_TENANTS)
@@ -33,40 +29,27 @@ fn opt(q: &mut Sql, v: Option<&str>) {
     };
 }
 
-/// `INSERT INTO audit_events … VALUES (…), (…)` for `events` (every value bound).
-fn push_insert(q: &mut Sql, events: &[AuditEvent]) {
+/// `INSERT INTO audit_events … VALUES (…), (…)` for `rows` (every value bound).
+fn push_insert(q: &mut Sql, rows: &[StoredEvent], leaves: &[Hash]) {
     q.push(INSERT_EVENTS);
-    for (i, e) in events.iter().enumerate() {
+    for (i, (e, leaf)) in rows.iter().zip(leaves).enumerate() {
         if i > 0 {
             q.push(", ");
         }
-        let (args, before, after) = (
-            json_text(&e.args),
-            json_text(&e.before),
-            json_text(&e.after),
-        );
-        q.push("(")
-            .int(micros(e.at))
-            .push(", ")
-            .text(&e.actor_kind)
-            .push(", ");
-        opt(q, e.actor_id.as_deref());
-        q.push(", ");
-        opt(q, e.actor_preview.as_deref());
-        q.push(", ");
-        opt(q, e.role.as_deref());
-        q.push(", ")
-            .text(&e.tenants.join(" "))
-            .push(", ")
-            .text(e.action.as_str())
-            .push(", ");
-        opt(q, e.target_type.as_deref());
-        q.push(", ");
-        opt(q, e.target_id.as_deref());
-        q.push(", ").text(e.status.as_str()).push(", ");
-        opt(q, e.reason.as_deref());
-        q.push(", ").text(e.source.as_str());
+        q.push("(").int(e.at).push(", ").text(&e.actor_kind);
         for v in [
+            e.actor_id.as_deref(),
+            e.actor_name.as_deref(),
+            e.actor_preview.as_deref(),
+            e.role.as_deref(),
+            Some(e.tenants.as_str()),
+            Some(e.action.as_str()),
+            e.target_type.as_deref(),
+            e.target_id.as_deref(),
+            e.target_name.as_deref(),
+            Some(e.status.as_str()),
+            e.reason.as_deref(),
+            Some(e.source.as_str()),
             e.request_source.as_deref(),
             e.client_name.as_deref(),
             e.client_version.as_deref(),
@@ -74,14 +57,14 @@ fn push_insert(q: &mut Sql, events: &[AuditEvent]) {
             e.client_ip.as_deref(),
             e.user_agent.as_deref(),
             e.channel.as_deref(),
-            args.as_deref(),
-            before.as_deref(),
-            after.as_deref(),
+            e.args.as_deref(),
+            e.before_state.as_deref(),
+            e.after_state.as_deref(),
         ] {
             q.push(", ");
             opt(q, v);
         }
-        q.push(")");
+        q.push(", ").int(e.seq).push(", ").bytes(leaf).push(")");
     }
 }
 
@@ -93,10 +76,16 @@ fn consecutive(last: i64, n: usize) -> Vec<i64> {
 
 /// Appends `events` inside `tx` and returns their ids, in order.
 pub async fn append(tx: &mut Tx, events: &[AuditEvent]) -> Result<Vec<i64>, StoreError> {
+    let refs: Vec<&AuditEvent> = events.iter().collect();
+    let placed = log::sequence(tx, &refs).await?;
     let mut ids = Vec::with_capacity(events.len());
-    for chunk in events.chunks(MAX_ROWS_PER_STATEMENT) {
+    for (chunk, leaves) in placed
+        .rows
+        .chunks(MAX_ROWS_PER_STATEMENT)
+        .zip(placed.leaves.chunks(MAX_ROWS_PER_STATEMENT))
+    {
         let mut q = Sql::default();
-        push_insert(&mut q, chunk);
+        push_insert(&mut q, chunk, leaves);
         match tx {
             Tx::Sqlite(t) => {
                 q.anonymous();
@@ -129,7 +118,8 @@ pub async fn append(tx: &mut Tx, events: &[AuditEvent]) -> Result<Vec<i64>, Stor
         }
     }
     append_tenants(tx, &ids, events).await?;
-    counts::add(tx, &events.iter().collect::<Vec<_>>()).await?;
+    counts::add(tx, &refs).await?;
+    log::advance(tx, &placed).await?;
     Ok(ids)
 }
 
@@ -167,16 +157,13 @@ async fn append_tenants(tx: &mut Tx, ids: &[i64], events: &[AuditEvent]) -> Resu
     Ok(())
 }
 
-fn opt_text(v: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
-    v.map(nul_free)
-}
-
 /// One event's row, every value bound: the single-row statement the SQLite writer prepares
 /// once and runs per event.
-const INSERT_ONE: &str = "INSERT INTO audit_events (at, actor_kind, actor_id, actor_preview, \
-    role, tenants, action, target_type, target_id, status, reason, source, request_source, \
-    client_name, client_version, request_id, client_ip, user_agent, channel, args, \
-    before_state, after_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_ONE: &str = "INSERT INTO audit_events (at, actor_kind, actor_id, actor_name, \
+    actor_preview, role, tenants, action, target_type, target_id, target_name, status, reason, \
+    source, request_source, client_name, client_version, request_id, client_ip, user_agent, \
+    channel, args, before_state, after_state, seq, leaf_hash) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 const INSERT_TENANT: &str = "INSERT INTO audit_tenants (event_id, tenant) VALUES (?, ?)";
 
@@ -203,35 +190,35 @@ pub fn insert_sqlite<'a>(
     let mut ids = Vec::with_capacity(events.len());
     let mut insert = conn.prepare_cached(INSERT_ONE)?;
     let mut tenant = conn.prepare_cached(INSERT_TENANT)?;
-    for e in events.iter().copied() {
-        let (args, before, after) = (
-            json_text(&e.args),
-            json_text(&e.before),
-            json_text(&e.after),
-        );
+    let placed = log::sequence_sqlite(conn, &events)?;
+    for ((e, row), leaf) in events.iter().zip(&placed.rows).zip(&placed.leaves) {
         let written = insert.execute(rusqlite::params![
-            micros(e.at),
-            nul_free(&e.actor_kind),
-            opt_text(e.actor_id.as_deref()),
-            opt_text(e.actor_preview.as_deref()),
-            opt_text(e.role.as_deref()),
-            nul_free(&e.tenants.join(" ")),
-            e.action.as_str(),
-            opt_text(e.target_type.as_deref()),
-            opt_text(e.target_id.as_deref()),
-            e.status.as_str(),
-            opt_text(e.reason.as_deref()),
-            e.source.as_str(),
-            opt_text(e.request_source.as_deref()),
-            opt_text(e.client_name.as_deref()),
-            opt_text(e.client_version.as_deref()),
-            opt_text(e.request_id.as_deref()),
-            opt_text(e.client_ip.as_deref()),
-            opt_text(e.user_agent.as_deref()),
-            opt_text(e.channel.as_deref()),
-            opt_text(args.as_deref()),
-            opt_text(before.as_deref()),
-            opt_text(after.as_deref()),
+            row.at,
+            row.actor_kind,
+            row.actor_id,
+            row.actor_name,
+            row.actor_preview,
+            row.role,
+            row.tenants,
+            row.action,
+            row.target_type,
+            row.target_id,
+            row.target_name,
+            row.status,
+            row.reason,
+            row.source,
+            row.request_source,
+            row.client_name,
+            row.client_version,
+            row.request_id,
+            row.client_ip,
+            row.user_agent,
+            row.channel,
+            row.args,
+            row.before_state,
+            row.after_state,
+            row.seq,
+            &leaf[..],
         ])?;
         if written != 1 {
             return Err(StoreError::Corrupt(
@@ -247,6 +234,7 @@ pub fn insert_sqlite<'a>(
         ids.push(id);
     }
     counts::add_sqlite(conn, &events)?;
+    log::advance_sqlite(conn, &placed)?;
     Ok(ids)
 }
 

@@ -1,0 +1,181 @@
+//! An audit event as the log stores and proves it: every stored column in its stored form
+//! (plaintext, before any encryption at rest, so re-keying changes no leaf), plus its place in
+//! the log. The leaf preimage is the RFC 8785 (JCS) canonical JSON of that row with the schema
+//! version `v`; every value is a string, an integer below 2^53 or null, so canonical form is
+//! sorted keys and serde_json's minimal escaping. `tests/fixtures/audit-leaf-*.json` publish
+//! examples for third-party verifiers.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::audit::AuditEvent;
+use super::merkle::{self, Hash};
+
+/// The leaf format's version (the `v` member).
+pub const LEAF_VERSION: i64 = 1;
+
+/// Text as the database keeps it: no NUL characters (neither backend stores them in text).
+fn stored(v: &str) -> String {
+    v.replace('\0', "\u{FFFD}")
+}
+
+fn stored_opt(v: Option<&str>) -> Option<String> {
+    v.map(stored)
+}
+
+/// One event's stored columns. Field names are the leaf's member names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub at: i64,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub actor_name: Option<String>,
+    pub actor_preview: Option<String>,
+    pub role: Option<String>,
+    pub tenants: String,
+    pub action: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub target_name: Option<String>,
+    pub status: String,
+    pub reason: Option<String>,
+    pub source: String,
+    pub request_source: Option<String>,
+    pub client_name: Option<String>,
+    pub client_version: Option<String>,
+    pub request_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub channel: Option<String>,
+    pub args: Option<String>,
+    pub before_state: Option<String>,
+    pub after_state: Option<String>,
+}
+
+fn json_text(v: Option<&Value>) -> Option<String> {
+    v.map(|v| stored(&v.to_string()))
+}
+
+impl StoredEvent {
+    /// The row `event` becomes at log position `seq`.
+    pub fn of(event: &AuditEvent, seq: i64) -> StoredEvent {
+        StoredEvent {
+            seq,
+            at: event.at.timestamp_micros(),
+            actor_kind: stored(&event.actor_kind),
+            actor_id: stored_opt(event.actor_id.as_deref()),
+            actor_name: stored_opt(event.actor_name.as_deref()),
+            actor_preview: stored_opt(event.actor_preview.as_deref()),
+            role: stored_opt(event.role.as_deref()),
+            tenants: stored(&event.tenants.join(" ")),
+            action: event.action.as_str().to_owned(),
+            target_type: stored_opt(event.target_type.as_deref()),
+            target_id: stored_opt(event.target_id.as_deref()),
+            target_name: stored_opt(event.target_name.as_deref()),
+            status: event.status.as_str().to_owned(),
+            reason: stored_opt(event.reason.as_deref()),
+            source: event.source.as_str().to_owned(),
+            request_source: stored_opt(event.request_source.as_deref()),
+            client_name: stored_opt(event.client_name.as_deref()),
+            client_version: stored_opt(event.client_version.as_deref()),
+            request_id: stored_opt(event.request_id.as_deref()),
+            client_ip: stored_opt(event.client_ip.as_deref()),
+            user_agent: stored_opt(event.user_agent.as_deref()),
+            channel: stored_opt(event.channel.as_deref()),
+            args: json_text(event.args.as_ref()),
+            before_state: json_text(event.before.as_ref()),
+            after_state: json_text(event.after.as_ref()),
+        }
+    }
+
+    /// The canonical JSON the leaf hash is taken over (one line of an export's events.jsonl).
+    pub fn canonical(&self) -> String {
+        let Ok(Value::Object(members)) = serde_json::to_value(self) else {
+            // A struct of strings and integers always serialises to an object.
+            return String::new();
+        };
+        // Sorted by name: JCS order (every name is ASCII, so UTF-16 order is byte order).
+        let mut sorted: BTreeMap<String, Value> = members.into_iter().collect();
+        sorted.insert("v".into(), Value::from(LEAF_VERSION));
+        serde_json::to_string(&sorted).unwrap_or_default()
+    }
+
+    pub fn leaf_hash(&self) -> Hash {
+        merkle::leaf_hash(self.canonical().as_bytes())
+    }
+
+    /// Reads a line of `events.jsonl` back (any other member, or a missing one, is refused).
+    pub fn from_canonical(line: &str) -> Option<StoredEvent> {
+        let mut v: serde_json::Map<String, Value> = serde_json::from_str(line).ok()?;
+        if v.remove("v")? != Value::from(LEAF_VERSION) {
+            return None;
+        }
+        let e: StoredEvent = serde_json::from_value(Value::Object(v)).ok()?;
+        (e.canonical() == line).then_some(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StoredEvent {
+        StoredEvent {
+            seq: 3,
+            at: 1_733_350_000_000_000,
+            actor_kind: "key".into(),
+            actor_id: Some("k_1".into()),
+            actor_name: Some("ci-agent".into()),
+            actor_preview: Some("kw_hHIYdeIN".into()),
+            role: Some("admin".into()),
+            tenants: "*".into(),
+            action: "key_revoke".into(),
+            target_type: Some("key".into()),
+            target_id: Some("k_2".into()),
+            target_name: Some("old \"bot\"\n\u{1}é".into()),
+            status: "success".into(),
+            reason: None,
+            source: "http".into(),
+            request_source: None,
+            client_name: None,
+            client_version: None,
+            request_id: None,
+            client_ip: Some("127.0.0.1".into()),
+            user_agent: None,
+            channel: None,
+            args: Some("{\"id\":\"k_2\"}".into()),
+            before_state: None,
+            after_state: None,
+        }
+    }
+
+    #[test]
+    fn the_canonical_form_is_sorted_minimal_and_reads_back() {
+        let c = sample().canonical();
+        assert!(c.starts_with("{\"action\":\"key_revoke\",\"actor_id\":\"k_1\""));
+        assert!(c.ends_with("\"user_agent\":null,\"v\":1}"));
+        assert!(c.contains(r#""target_name":"old \"bot\"\n\u0001é""#));
+        assert_eq!(StoredEvent::from_canonical(&c), Some(sample()));
+        // Not canonical (spaces, reordered) or an unknown member: refused.
+        assert_eq!(StoredEvent::from_canonical(&c.replacen(':', ": ", 1)), None);
+        assert_eq!(
+            StoredEvent::from_canonical(&c.replacen("{", "{\"x\":1,", 1)),
+            None
+        );
+    }
+
+    #[test]
+    fn every_field_and_the_position_change_the_leaf() {
+        let base = sample().leaf_hash();
+        let mut moved = sample();
+        moved.seq = 4;
+        assert_ne!(moved.leaf_hash(), base);
+        let mut edited = sample();
+        edited.client_ip = Some("10.0.0.1".into());
+        assert_ne!(edited.leaf_hash(), base);
+        assert_eq!(sample().leaf_hash(), base);
+    }
+}

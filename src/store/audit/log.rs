@@ -1,0 +1,149 @@
+//! The sequencer: gives each event written its gapless place in the log and its leaf hash, in
+//! the transaction that writes it, and advances the tree head once per batch. Serialised per
+//! database: on SQLite by the write lock every writing transaction takes up front (`BEGIN
+//! IMMEDIATE`); on PostgreSQL by a transaction-scoped advisory lock taken just before the
+//! head is read, so one replica's batch waits for another's to commit.
+
+use crate::domain::audit::AuditEvent;
+use crate::domain::audit_leaf::StoredEvent;
+use crate::domain::merkle::{Frontier, Hash};
+use crate::store::{StoreError, Tx, db};
+
+/// The advisory lock key that serialises appends to the log on PostgreSQL ("kwlog").
+pub const SEQUENCER_LOCK: i64 = 0x6b77_6c6f_67;
+
+/// A batch placed in the log, ready to insert.
+pub struct Sequenced {
+    pub rows: Vec<StoredEvent>,
+    pub leaves: Vec<Hash>,
+    /// Chunks the batch completed: `(chunk index, hash)`.
+    pub chunks: Vec<(i64, Hash)>,
+    pub frontier: Frontier,
+    /// The newest event time in the batch (micros): when the log last grew.
+    pub updated_at: i64,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("audit log head: {e}"))
+}
+
+/// Places `events` after the head `(size, frontier)`.
+fn place(size: i64, frontier: &[u8], events: &[&AuditEvent]) -> Result<Sequenced, StoreError> {
+    let size = u64::try_from(size).map_err(corrupt)?;
+    let mut frontier = Frontier::from_bytes(size, frontier).map_err(corrupt)?;
+    let mut out = Sequenced {
+        rows: Vec::with_capacity(events.len()),
+        leaves: Vec::with_capacity(events.len()),
+        chunks: Vec::new(),
+        frontier: Frontier::default(),
+        updated_at: 0,
+    };
+    for e in events {
+        let row = StoredEvent::of(e, frontier.size() as i64);
+        let leaf = row.leaf_hash();
+        if let Some((idx, h)) = frontier.push(leaf) {
+            out.chunks.push((idx as i64, h));
+        }
+        out.updated_at = out.updated_at.max(row.at);
+        out.rows.push(row);
+        out.leaves.push(leaf);
+    }
+    out.frontier = frontier;
+    Ok(out)
+}
+
+const READ_HEAD: &str = "SELECT size, frontier FROM audit_head WHERE id = 1";
+const WRITE_HEAD: &str = "UPDATE audit_head SET size = $1, frontier = $2, \
+    updated_at = CASE WHEN updated_at > $3 THEN updated_at ELSE $3 END WHERE id = 1";
+const WRITE_HEAD_SQLITE: &str = "UPDATE audit_head SET size = ?1, frontier = ?2, \
+    updated_at = MAX(updated_at, ?3) WHERE id = 1";
+
+/// Takes the sequencer lock (PostgreSQL) and places `events` after the head, inside `tx`.
+pub async fn sequence(tx: &mut Tx, events: &[&AuditEvent]) -> Result<Sequenced, StoreError> {
+    let (size, frontier): (i64, Vec<u8>) = match tx {
+        Tx::Sqlite(t) => sqlx::query_as(READ_HEAD)
+            .fetch_one(&mut **t)
+            .await
+            .map_err(db)?,
+        Tx::Postgres(t) => {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(SEQUENCER_LOCK)
+                .execute(&mut **t)
+                .await
+                .map_err(db)?;
+            sqlx::query_as(READ_HEAD)
+                .fetch_one(&mut **t)
+                .await
+                .map_err(db)?
+        }
+    };
+    place(size, &frontier, events)
+}
+
+/// Records the new head and the completed chunks, inside `tx`.
+pub async fn advance(tx: &mut Tx, s: &Sequenced) -> Result<(), StoreError> {
+    let size = s.frontier.size() as i64;
+    let edge = s.frontier.to_bytes();
+    match tx {
+        Tx::Sqlite(t) => {
+            sqlx::query(WRITE_HEAD_SQLITE)
+                .bind(size)
+                .bind(edge)
+                .bind(s.updated_at)
+                .execute(&mut **t)
+                .await
+                .map_err(db)?;
+            for (idx, h) in &s.chunks {
+                sqlx::query("INSERT INTO audit_chunks (idx, hash) VALUES (?, ?)")
+                    .bind(idx)
+                    .bind(&h[..])
+                    .execute(&mut **t)
+                    .await
+                    .map_err(db)?;
+            }
+        }
+        Tx::Postgres(t) => {
+            sqlx::query(WRITE_HEAD)
+                .bind(size)
+                .bind(edge)
+                .bind(s.updated_at)
+                .execute(&mut **t)
+                .await
+                .map_err(db)?;
+            for (idx, h) in &s.chunks {
+                sqlx::query("INSERT INTO audit_chunks (idx, hash) VALUES ($1, $2)")
+                    .bind(idx)
+                    .bind(&h[..])
+                    .execute(&mut **t)
+                    .await
+                    .map_err(db)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `sequence` on the SQLite writer's native connection (it holds the write lock already).
+pub fn sequence_sqlite(
+    conn: &rusqlite::Connection,
+    events: &[&AuditEvent],
+) -> Result<Sequenced, StoreError> {
+    let (size, frontier): (i64, Vec<u8>) = conn
+        .prepare_cached(READ_HEAD)?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    place(size, &frontier, events)
+}
+
+/// `advance` on the SQLite writer's native connection.
+pub fn advance_sqlite(conn: &rusqlite::Connection, s: &Sequenced) -> Result<(), StoreError> {
+    conn.prepare_cached(WRITE_HEAD_SQLITE)?.execute(rusqlite::params![
+        s.frontier.size() as i64,
+        s.frontier.to_bytes(),
+        s.updated_at
+    ])?;
+    let mut chunk = conn.prepare_cached("INSERT INTO audit_chunks (idx, hash) VALUES (?, ?)")?;
+    for (idx, h) in &s.chunks {
+        chunk.execute(rusqlite::params![idx, &h[..]])?;
+    }
+    Ok(())
+}
