@@ -14,6 +14,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(flatten)]
     pub db: DbArgs,
+    #[command(flatten)]
+    pub audit_log: AuditLogArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -56,6 +58,120 @@ pub enum Command {
     Schemas(SchemasArgs),
     /// Create or upgrade the database schema, then exit (serve does this too).
     Migrate,
+    /// The provable audit log: verify it, print its public key, rotate the signing key,
+    /// re-anchor after a restore.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// The provable audit log's settings (every command reads them: `audit verify` needs the key).
+#[derive(Debug, Args, Clone)]
+pub struct AuditLogArgs {
+    /// The checkpoint signing key: a file (created 0600 with a fresh key when missing) or the
+    /// key text itself. Default on SQLite: `<database file>.audit-key` beside the database.
+    /// Required on PostgreSQL (give every replica the same file; only one signs at a time).
+    #[arg(
+        long,
+        env = "KEYWARD_AUDIT_SIGNING_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub audit_signing_key: Option<SecretArg>,
+    /// File every checkpoint is appended to besides the database. Default: beside the SQLite
+    /// database (`<database file>.checkpoints.log`) or beside the key file.
+    #[arg(long, env = "KEYWARD_AUDIT_CHECKPOINT_LOG", global = true)]
+    pub audit_checkpoint_log: Option<PathBuf>,
+    /// Also send each checkpoint here, somewhere whoever holds the database cannot rewrite:
+    /// file:PATH (e.g. owned by another OS user, append-only), syslog, or webhook:http://….
+    /// Repeatable.
+    #[arg(
+        long = "audit-anchor",
+        env = "KEYWARD_AUDIT_ANCHORS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub audit_anchors: Vec<String>,
+    /// At most one checkpoint per this much time while events arrive.
+    #[arg(long, env = "KEYWARD_AUDIT_CHECKPOINT_EVERY", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub audit_checkpoint_every: std::time::Duration,
+    /// At least one checkpoint per this much time, even when idle (older reads as stale).
+    #[arg(long, env = "KEYWARD_AUDIT_HEARTBEAT", default_value = "15m", value_parser = humantime::parse_duration, global = true)]
+    pub audit_heartbeat: std::time::Duration,
+    /// What a failed integrity check at start does: warn (log it, audit it, show it on
+    /// readiness detail and metrics, keep serving) or refuse (also not ready, every call refused).
+    #[arg(long, env = "KEYWARD_AUDIT_ON_VIOLATION", value_enum, default_value_t = OnViolation::Warn, global = true)]
+    pub audit_on_violation: OnViolation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnViolation {
+    Warn,
+    Refuse,
+}
+
+impl AuditLogArgs {
+    pub fn settings(&self) -> anyhow::Result<crate::ops::audit_log::LogSettings> {
+        let d = |v: std::time::Duration, name: &str| {
+            chrono::Duration::from_std(v).map_err(|e| anyhow::anyhow!("--{name}: {e}"))
+        };
+        let heartbeat = d(self.audit_heartbeat, "audit-heartbeat")?;
+        anyhow::ensure!(
+            heartbeat > chrono::Duration::zero(),
+            "--audit-heartbeat must be more than zero"
+        );
+        let anchors = self
+            .audit_anchors
+            .iter()
+            .filter(|a| !a.trim().is_empty())
+            .map(|a| {
+                a.trim()
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--audit-anchor {a}: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(crate::ops::audit_log::LogSettings {
+            signing_key: self
+                .audit_signing_key
+                .as_ref()
+                .map(|k| crate::ops::audit_log::KeySource::from_setting(k.expose())),
+            checkpoint_log: self.audit_checkpoint_log.clone(),
+            anchors,
+            every: d(self.audit_checkpoint_every, "audit-checkpoint-every")?,
+            heartbeat,
+            refuse_on_violation: self.audit_on_violation == OnViolation::Refuse,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the trail against its signed checkpoints and anchors. Exits 0 only on `ok`.
+    Verify(VerifyArgs),
+    /// Print the public key (vkey) that verifies this log's checkpoints.
+    PublicKey,
+    /// Make a new signing key current (file keys only); the old one co-signs the next
+    /// checkpoint and keeps verifying older ones.
+    RotateKey,
+    /// After restoring a backup on purpose: sign a "restored at seq N" checkpoint so the log
+    /// verifies again instead of reading as truncated. Audited.
+    Restored(RestoredArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Re-hash every event (default: the newest 1000, plus every root and signature).
+    #[arg(long)]
+    pub full: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoredArgs {
+    /// Confirms the database was restored on purpose (events after the backup are gone).
+    #[arg(long)]
+    pub confirm: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -392,6 +508,7 @@ impl ServeArgs {
             lockout: self.lockout_policy()?,
             cache_ttl: ttl,
             development: false,
+            audit_log: Default::default(),
         })
     }
 }

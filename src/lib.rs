@@ -4,6 +4,7 @@
 //! Dependencies run one way: surfaces (`mcp`, `stdio`, `cli`) → `ops` (use cases) →
 //! `domain` (pure rules) and `store` (all SQL).
 
+mod audit_command;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -39,6 +40,7 @@ impl Default for app::AppOptions {
             lockout: domain::lockout::LockoutPolicy::default(),
             cache_ttl: CACHE_TTL,
             development: false,
+            audit_log: Default::default(),
         }
     }
 }
@@ -72,6 +74,9 @@ pub async fn open_app_with(
     .await?;
     let name_key = domain::username::NameKey::from_hex(&name_key)
         .context("the stored username hash key is malformed")?;
+    let audit_log = ops::audit_log::AuditLog::open(&store, options.audit_log.clone())
+        .await
+        .context("cannot open the audit log's signing key")?;
     let (audit, writer) = AuditWriter::start(store.clone(), &WriterConfig::default())
         .await
         .context("cannot start the audit trail")?;
@@ -86,6 +91,7 @@ pub async fn open_app_with(
         lock_cache: ops::cache::TtlCache::new(options.cache_ttl, 10_000),
         token_cache: ops::cache::TtlCache::new(options.cache_ttl, 10_000),
         oauth: oauth.map(ops::oauth::OAuth::new),
+        audit_log: Arc::new(audit_log),
         name_key,
         passwords: ops::password_work::PasswordWork::start(
             ops::password_work::PasswordWork::default_width(),
@@ -140,15 +146,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => app::AppOptions::default(),
     };
     options.development = database.throwaway.is_some();
+    options.audit_log = cli.audit_log.settings()?;
+    if matches!(&cli.command, Command::Serve(_))
+        && options.audit_log.signing_key.is_none()
+        && !url.starts_with("sqlite:")
+    {
+        anyhow::bail!(
+            "on PostgreSQL the audit log needs --audit-signing-key (KEYWARD_AUDIT_SIGNING_KEY): a \
+             file outside the database, the same on every replica (created 0600 when missing)"
+        );
+    }
     let oauth = match &cli.command {
         Command::Serve(args) => args.oauth_settings()?,
         _ => None,
     };
     let (app, writer) = open_app_with(&url, Arc::new(SystemClock), options, oauth).await?;
+    let writes = matches!(cli.command, Command::Bootstrap(_) | Command::Recover(_));
+    let signer = match &cli.command {
+        Command::Serve(args) => {
+            let source = if args.stdio {
+                Source::Stdio
+            } else {
+                Source::Http
+            };
+            ops::audit_log::check_at_start(&app, source).await;
+            Some(ops::audit_log::start(app.clone()))
+        }
+        _ => None,
+    };
     let result = match cli.command {
         Command::Serve(args) => serve(app.clone(), &args, &url).await,
         Command::Bootstrap(args) => bootstrap(&app, &args).await,
         Command::Recover(args) => recover(&app, &args).await,
+        Command::Audit(command) => audit_command::run(&app, command).await,
         Command::Migrate => {
             println!("database {} is up to date", config::redact_url(&url));
             Ok(())
@@ -158,8 +188,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let store = app.store.clone();
     // Every answered call's record is committed already; this writes out anything still queued.
     app.audit.close().await;
-    drop(app);
     let _ = writer.await;
+    // Then the last checkpoint covers everything written: the signer's at clean shutdown, or
+    // one for what a command wrote.
+    if let Some(signer) = signer {
+        signer.stop().await;
+    } else if writes && let Err(e) = ops::audit_log::sign(&app, ops::audit_log::Why::Commit).await {
+        tracing::error!(error = %e, "audit checkpoint not signed");
+    }
+    drop(app);
     store.close().await;
     // The throwaway database of a development server goes with it.
     drop(database);
@@ -169,6 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(app: App, args: &cli::ServeArgs, url: &str) -> anyhow::Result<()> {
     let transport = if args.stdio { "stdio" } else { "http" };
     tracing::info!(database = %config::redact_url(url), backend = app.store.backend(), transport, "keyward starting");
+
     if args.stdio {
         let legacy = legacy_key(&app, args).await?;
         let presented = args.api_key.as_ref().map(cli::SecretArg::expose);

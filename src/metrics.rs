@@ -45,6 +45,8 @@ pub struct Metrics {
     pub mcp_sessions: Gauge,
     /// `initialize` calls refused at the global session cap.
     pub sessions_refused: Counter,
+    /// 1 while the audit log's integrity check has failed (at start, or when signing).
+    pub audit_integrity_violation: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -62,6 +64,12 @@ impl Metrics {
         let lockouts = Counter::default();
         let mcp_sessions = Gauge::default();
         let sessions_refused = Counter::default();
+        let audit_integrity_violation = Gauge::default();
+        registry.register(
+            "audit_integrity_violation",
+            "1 while the audit log failed its integrity check (see readiness detail)",
+            audit_integrity_violation.clone(),
+        );
         registry.register(
             "mcp_sessions",
             "Live MCP sessions (streamable HTTP)",
@@ -106,6 +114,7 @@ impl Metrics {
             lockouts,
             mcp_sessions,
             sessions_refused,
+            audit_integrity_violation,
         }
     }
 

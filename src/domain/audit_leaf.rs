@@ -110,7 +110,7 @@ impl StoredEvent {
     /// Reads a line of `events.jsonl` back (any other member, or a missing one, is refused).
     pub fn from_canonical(line: &str) -> Option<StoredEvent> {
         let mut v: serde_json::Map<String, Value> = serde_json::from_str(line).ok()?;
-        if v.remove("v")? != Value::from(LEAF_VERSION) {
+        if v.remove("v")? != LEAF_VERSION {
             return None;
         }
         let e: StoredEvent = serde_json::from_value(Value::Object(v)).ok()?;

@@ -86,6 +86,7 @@ catalogue! {
         AuditQuery      = "audit_query":       read,  Needs(AuditRead);
         AuditGet        = "audit_get":         read,  Needs(AuditRead),     target("audit_event", "id");
         AuditSummary    = "audit_summary":     read,  Needs(AuditRead);
+        AuditVerify     = "audit_verify":      read,  Needs(AuditVerify);
         OperatorCreate  = "operator_create":   write, Needs(OperatorWrite);
         OperatorList    = "operator_list":     read,  Needs(OperatorRead);
         OperatorDisable = "operator_disable":  write, Needs(OperatorWrite), target("operator", "operator_id");
@@ -127,6 +128,12 @@ catalogue! {
         OauthRefreshReuse = "oauth_refresh_reuse",
         /// A token was revoked (RFC 7009).
         OauthRevoke = "oauth_revoke",
+        /// The audit log failed its integrity check (at start, or a signer's consistency check).
+        AuditIntegrity = "audit_integrity",
+        /// Retention removed the bodies of old events (their hashes stay).
+        AuditPrune = "audit_prune",
+        /// A restored database's log was re-anchored ("restored at seq N").
+        AuditRestore = "audit_restore",
     }
 }
 

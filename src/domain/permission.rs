@@ -32,6 +32,8 @@ permissions! {
     RoleRead      = "role:read":      "Read roles and their permissions.";
     RoleWrite     = "role:write":     "Create, update and delete custom roles.";
     AuditRead     = "audit:read":     "Query and summarise the audit log.";
+    AuditVerify   = "audit:verify":   "Verify the audit log against its signed checkpoints, and read them.";
+    AuditExport   = "audit:export":   "Export the audit log as a signed, offline-verifiable bundle.";
     OperatorRead  = "operator:read":  "List operators (people who sign in with a password).";
     OperatorWrite = "operator:write": "Create operators, disable and enable them, change their role, reset their password.";
     GrantRead     = "grant:read":     "List every OAuth grant in your tenants (everyone may list their own).";
@@ -206,6 +208,8 @@ mod tests {
                 Permission::KeyRevoke,
                 Permission::RoleRead,
                 Permission::RoleWrite,
+                Permission::AuditVerify,
+                Permission::AuditExport,
                 Permission::OperatorRead,
                 Permission::OperatorWrite,
                 Permission::GrantRead,

@@ -152,8 +152,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "cannot create a key with role 'admin': it holds role:write, audit:read, operator:read, \
-             operator:write, grant:read, grant:revoke which you lack; it covers tenant(s) globex \
+            "cannot create a key with role 'admin': it holds role:write, audit:read, audit:verify, \
+             audit:export, operator:read, operator:write, grant:read, grant:revoke which you lack; it covers tenant(s) globex \
              outside your scope"
         );
         let ok = within(

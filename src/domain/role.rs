@@ -39,7 +39,9 @@ impl BuiltinRole {
     pub const fn description(self) -> &'static str {
         match self {
             BuiltinRole::Reader => "Reads API keys' metadata and roles.",
-            BuiltinRole::Auditor => "Reader, plus querying and summarising the audit log.",
+            BuiltinRole::Auditor => {
+                "Reader, plus querying, summarising, verifying and exporting the audit log."
+            }
             BuiltinRole::KeyManager => {
                 "Reader, plus creating, rotating, disabling and revoking keys."
             }
@@ -52,7 +54,9 @@ impl BuiltinRole {
         let reader: PermissionSet = [KeyRead, RoleRead].into_iter().collect();
         match self {
             BuiltinRole::Reader => reader,
-            BuiltinRole::Auditor => reader.union([AuditRead].into_iter().collect()),
+            BuiltinRole::Auditor => {
+                reader.union([AuditRead, AuditVerify, AuditExport].into_iter().collect())
+            }
             BuiltinRole::KeyManager => {
                 reader.union([KeyCreate, KeyUpdate, KeyRevoke].into_iter().collect())
             }

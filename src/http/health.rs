@@ -45,7 +45,13 @@ pub async fn readyz(
 ) -> Response {
     let detail = inside(&state, ip, &headers);
     let backend = state.app.store.backend();
+    let log = &state.app.audit_log;
+    let violation = log.violation();
     let (status, text) = match state.app.store.ping().await {
+        // Only a server told to refuse on a violation stops being ready for it.
+        Ok(()) if violation.is_some() && log.settings.refuse_on_violation => {
+            (StatusCode::SERVICE_UNAVAILABLE, "audit_integrity_violation")
+        }
         Ok(()) => (StatusCode::OK, "ready"),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
@@ -53,7 +59,7 @@ pub async fn readyz(
         }
     };
     let body = if detail {
-        json!({ "status": text, "database": backend })
+        json!({ "status": text, "database": backend, "audit_integrity": violation.as_deref().unwrap_or("ok") })
     } else {
         json!({ "status": text })
     };

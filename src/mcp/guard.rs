@@ -98,6 +98,20 @@ impl KeywardServer {
         if !self.app.audit.is_healthy() && self.app.store.ping().await.is_err() {
             return Err(Ok(unavailable().into()));
         }
+        // Told to refuse on a failed integrity check: only checking the trail again runs.
+        let log = &self.app.audit_log;
+        if log.settings.refuse_on_violation
+            && tool != ToolName::AuditVerify
+            && let Some(v) = log.violation()
+        {
+            {
+                let text = format!(
+                    "refused: the audit trail failed its integrity check ({v}); an operator must \
+                     investigate (audit_verify shows the problem)"
+                );
+                return Err(Ok(error::result(ErrorKind::Unavailable, text).into()));
+            }
+        }
         Ok(Allowed { tool, call, target })
     }
 

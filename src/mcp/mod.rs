@@ -140,7 +140,8 @@ impl KeywardServer {
             + Self::role_tools()
             + Self::audit_tools()
             + Self::operator_tools()
-            + Self::grant_tools();
+            + Self::grant_tools()
+            + Self::proof_tools();
         portable::make_portable(&mut router);
         router
     }

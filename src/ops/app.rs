@@ -36,7 +36,7 @@ impl App {
 }
 
 /// Settings chosen at start that shape `App`'s behaviour.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AppOptions {
     pub lockout: LockoutPolicy,
     /// How long a verified key or a lock state may be reused (at most 1 s; zero disables).
@@ -44,6 +44,8 @@ pub struct AppOptions {
     /// A throwaway database for `--auth-mode disabled`: marked so, and no other mode serves a
     /// database so marked.
     pub development: bool,
+    /// Checkpoint signing, anchors and intervals of the provable audit log.
+    pub audit_log: crate::ops::audit_log::LogSettings,
 }
 
 pub struct AppState {
@@ -66,6 +68,8 @@ pub struct AppState {
     pub token_cache: TtlCache<String, Arc<crate::ops::auth::cached::CachedToken>>,
     /// The built-in authorization server (managed mode, unless `--oauth off`).
     pub oauth: Option<Arc<crate::ops::oauth::OAuth>>,
+    /// The provable audit log: origin, signing keys, anchors, integrity state.
+    pub audit_log: Arc<crate::ops::audit_log::AuditLog>,
 }
 
 /// Counts work in progress and lets shutdown wait for it to drain.

@@ -155,6 +155,19 @@ impl Store {
         Ok(store)
     }
 
+    /// The SQLite database's file (none for PostgreSQL or an in-memory database).
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Store::Sqlite(p) => {
+                let opts = p.connect_options();
+                let file = opts.get_filename();
+                (!file.as_os_str().is_empty() && file != std::path::Path::new(":memory:"))
+                    .then(|| file.to_path_buf())
+            }
+            Store::Postgres(_) => None,
+        }
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => "sqlite",

@@ -41,6 +41,7 @@ fn example_args(tool: ToolName) -> Value {
         }
         ToolName::GrantList => json!({}),
         ToolName::GrantRevoke => json!({"grant_id": "gr_doesnotexist"}),
+        ToolName::AuditVerify => json!({}),
     }
 }
 
@@ -160,7 +161,7 @@ async fn key_manager_cannot_mint_admin_or_foreign_tenant_keys() {
         .await;
     assert_eq!(
         msg,
-        "cannot create a key with role 'admin': it holds role:write, audit:read, operator:read, operator:write, grant:read, grant:revoke which you lack"
+        "cannot create a key with role 'admin': it holds role:write, audit:read, audit:verify, audit:export, operator:read, operator:write, grant:read, grant:revoke which you lack"
     );
     let msg = km
         .err(
@@ -185,7 +186,10 @@ async fn key_manager_cannot_mint_admin_or_foreign_tenant_keys() {
             json!({"name": "x", "role": "auditor", "tenants": ["acme"]}),
         )
         .await;
-    assert!(msg.contains("audit:read which you lack"), "{msg}");
+    assert!(
+        msg.contains("audit:read, audit:verify, audit:export which you lack"),
+        "{msg}"
+    );
 
     // Within reach it works.
     let (_, reader_id) = km.mint("ok", "reader", &["acme"]).await;
@@ -205,7 +209,7 @@ async fn key_manager_cannot_mint_admin_or_foreign_tenant_keys() {
     let msg = km.err("key_revoke", json!({"key_id": other_km_id})).await;
     assert!(msg.starts_with("cannot revoke key"), "{msg}");
     assert!(
-        msg.contains("role:write, audit:read, operator:read, operator:write, grant:read, grant:revoke which you lack"),
+        msg.contains("role:write, audit:read, audit:verify, audit:export, operator:read, operator:write, grant:read, grant:revoke which you lack"),
         "{msg}"
     );
 

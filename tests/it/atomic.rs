@@ -80,6 +80,7 @@ async fn succeeding_args(admin: &Client, tool: ToolName, n: usize, url: &str) ->
         | ToolName::AuditQuery
         | ToolName::AuditGet
         | ToolName::AuditSummary
+        | ToolName::AuditVerify
         | ToolName::OperatorList
         | ToolName::GrantList => return None,
         ToolName::KeyCreate => {

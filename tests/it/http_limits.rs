@@ -65,7 +65,7 @@ async fn health_readiness_and_metrics() {
         .unwrap();
     assert_eq!(
         ready,
-        json!({"status": "ready", "database": s.app().store.backend()})
+        json!({"status": "ready", "database": s.app().store.backend(), "audit_integrity": "ok"})
     );
     // Through a proxy: the status, never the detail or the metrics.
     let proxied = |path: &str| {

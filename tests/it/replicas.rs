@@ -227,7 +227,7 @@ async fn a_cached_verification_outlives_a_remote_revocation_by_at_most_one_secon
     );
     let options = serve_args(&[]).app_options().unwrap();
     assert_eq!(options.cache_ttl, Duration::seconds(1), "the default bound");
-    let (app_a, _wa) = keyward::open_app(&env.url(), clock_a.clone(), options)
+    let (app_a, _wa) = keyward::open_app(&env.url(), clock_a.clone(), options.clone())
         .await
         .unwrap();
     let (app_b, _wb) = keyward::open_app(&env.url(), clock_b.clone(), options)

@@ -6,4 +6,5 @@ mod grants;
 mod keys;
 mod me;
 mod operators;
+mod proof;
 mod roles;

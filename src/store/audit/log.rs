@@ -10,7 +10,7 @@ use crate::domain::merkle::{Frontier, Hash};
 use crate::store::{StoreError, Tx, db};
 
 /// The advisory lock key that serialises appends to the log on PostgreSQL ("kwlog").
-pub const SEQUENCER_LOCK: i64 = 0x6b77_6c6f_67;
+pub const SEQUENCER_LOCK: i64 = 0x006b_776c_6f67;
 
 /// A batch placed in the log, ready to insert.
 pub struct Sequenced {
@@ -136,14 +136,45 @@ pub fn sequence_sqlite(
 
 /// `advance` on the SQLite writer's native connection.
 pub fn advance_sqlite(conn: &rusqlite::Connection, s: &Sequenced) -> Result<(), StoreError> {
-    conn.prepare_cached(WRITE_HEAD_SQLITE)?.execute(rusqlite::params![
-        s.frontier.size() as i64,
-        s.frontier.to_bytes(),
-        s.updated_at
-    ])?;
+    conn.prepare_cached(WRITE_HEAD_SQLITE)?
+        .execute(rusqlite::params![
+            s.frontier.size() as i64,
+            s.frontier.to_bytes(),
+            s.updated_at
+        ])?;
     let mut chunk = conn.prepare_cached("INSERT INTO audit_chunks (idx, hash) VALUES (?, ?)")?;
     for (idx, h) in &s.chunks {
         chunk.execute(rusqlite::params![idx, &h[..]])?;
     }
     Ok(())
+}
+
+/// The advisory lock whose holder signs checkpoints on PostgreSQL ("kwsig").
+const SIGNER_LOCK: i64 = 0x006b_7773_6967;
+
+/// Held while this process is the log's signer.
+pub enum SignerLock {
+    /// SQLite: every process on the file may sign; the write lock orders their checkpoints.
+    Shared,
+    /// PostgreSQL: the session holding the advisory lock (released when it closes).
+    Held(sqlx::PgConnection),
+}
+
+/// Tries to become the signer; `None` when another replica is.
+pub async fn try_signer_lock(
+    store: &crate::store::Store,
+) -> Result<Option<SignerLock>, StoreError> {
+    match store {
+        crate::store::Store::Sqlite(_) => Ok(Some(SignerLock::Shared)),
+        crate::store::Store::Postgres(pool) => {
+            let mut conn = pool.acquire().await.map_err(db)?;
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(SIGNER_LOCK)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db)?;
+            // Kept out of the pool: the lock lives as long as this session.
+            Ok(got.then(|| SignerLock::Held(conn.detach())))
+        }
+    }
 }

@@ -1,9 +1,11 @@
 //! The audit trail's storage: writing events (`write`), reading them (`read`), and the
 //! per-quarter counts that answer unfiltered summaries without reading every event (`counts`).
 
+pub mod checkpoints;
 mod counts;
 pub mod log;
 mod read;
+pub mod tree;
 mod write;
 
 pub use counts::{CountDim, CountGroup, CountQuery, QUARTER, count_groups};
