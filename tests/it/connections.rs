@@ -149,6 +149,7 @@ async fn out_of_file_descriptors_the_server_backs_off_quietly_and_recovers() {
         .arg(r#"ulimit -n 64; exec "$0" serve --listen 127.0.0.1:0 --trusted-proxies 10.9.9.9/32 --header-read-timeout 30s"#)
         .arg(crate::support::BIN)
         .env("KEYWARD_DATABASE_URL", env.url())
+        .env("KEYWARD_AUDIT_SIGNING_KEY", env.audit_key())
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

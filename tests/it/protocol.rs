@@ -251,6 +251,7 @@ async fn raw_session(
     let mut child = tokio::process::Command::new(BIN)
         .args(["serve", "--stdio"])
         .env("KEYWARD_DATABASE_URL", server.env.url())
+        .env("KEYWARD_AUDIT_SIGNING_KEY", server.env.audit_key())
         .env("KEYWARD_API_KEY", key)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

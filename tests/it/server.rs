@@ -126,9 +126,10 @@ impl TestServer {
     pub async fn in_process(start: DateTime<Utc>) -> Self {
         let env = Env::new();
         let clock = Arc::new(ManualClock::new(start));
-        let (app, _writer) = keyward::open_app(&env.url(), clock.clone(), Default::default())
-            .await
-            .expect("open app");
+        let (app, _writer) =
+            keyward::open_app(&env.url(), clock.clone(), env.options(Default::default()))
+                .await
+                .expect("open app");
         Self::with(Arc::new(env), Kind::InProcess { app, clock })
     }
 
@@ -143,7 +144,7 @@ impl TestServer {
     pub async fn try_http_on(env: Arc<Env>, flags: &[&str]) -> anyhow::Result<Self> {
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
         let args = serve_args(flags);
-        let mut options = args.app_options()?;
+        let mut options = env.options(args.app_options()?);
         let database = if args.auth_mode == keyward::cli::AuthMode::Disabled {
             keyward::config::database(None, true)?
         } else {
@@ -195,7 +196,8 @@ impl TestServer {
         let mut cmd = std::process::Command::new(BIN);
         cmd.args(["serve", "--stateless", "--listen", "127.0.0.1:0"])
             .args(flags)
-            .env("KEYWARD_DATABASE_URL", env.url());
+            .env("KEYWARD_DATABASE_URL", env.url())
+            .env("KEYWARD_AUDIT_SIGNING_KEY", env.audit_key());
         Self::with(env.clone(), Kind::Process(Process::spawn(cmd)))
     }
 
@@ -282,6 +284,7 @@ impl TestServer {
                 let mut cmd = tokio::process::Command::new(BIN);
                 cmd.args(["serve", "--stdio"])
                     .env("KEYWARD_DATABASE_URL", self.env.url())
+                    .env("KEYWARD_AUDIT_SIGNING_KEY", self.env.audit_key())
                     .env("KEYWARD_API_KEY", key)
                     .env_remove("KEYWARD_AUTH_MODE");
                 self.stdio_connect(cmd, mode).await

@@ -108,6 +108,22 @@ impl Env {
         self.dir.path().join("keyward.db")
     }
 
+    /// The audit log's checkpoint signing key: one file per environment, so every process and
+    /// in-process server on its database signs with the same key (PostgreSQL requires one).
+    pub fn audit_key(&self) -> PathBuf {
+        self.dir.path().join("audit.key")
+    }
+
+    /// App options with this environment's audit signing key.
+    pub fn options(
+        &self,
+        mut options: keyward::ops::app::AppOptions,
+    ) -> keyward::ops::app::AppOptions {
+        options.audit_log.signing_key =
+            Some(keyward::ops::audit_log::KeySource::File(self.audit_key()));
+        options
+    }
+
     pub fn url(&self) -> String {
         match &self.pg_database {
             Some(name) => {
@@ -123,6 +139,7 @@ impl Env {
     pub fn command(&self) -> std::process::Command {
         let mut c = std::process::Command::new(BIN);
         c.env("KEYWARD_DATABASE_URL", self.url())
+            .env("KEYWARD_AUDIT_SIGNING_KEY", self.audit_key())
             .env_remove("KEYWARD_API_KEY")
             .env_remove("KEYWARD_AUTH_MODE")
             .env("RUST_LOG", "trace");

@@ -92,7 +92,10 @@ impl KeyRing {
                             .map_err(|e| KeyError::Invalid(e.to_string()))?,
                         retired: Vec::new(),
                     };
-                    write_new(path, &ring.text())?;
+                    if !publish_new(path, &ring.text())? {
+                        // Another process on this database created it first: use theirs.
+                        return Self::load(source, name);
+                    }
                     tracing::info!(path = %path.display(), vkey = %ring.current.verifying(), "created the audit checkpoint signing key");
                     Ok(ring)
                 }
@@ -134,6 +137,21 @@ fn file_error(path: &Path, message: String) -> KeyError {
     KeyError::File {
         path: path.to_owned(),
         message,
+    }
+}
+
+/// Creates `path` with `text` whole or not at all: written to a private temporary file, then
+/// linked into place, which fails if the path exists. False when another process won the race.
+fn publish_new(path: &Path, text: &str) -> Result<bool, KeyError> {
+    let tmp = path.with_extension(format!("new-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    write_new(&tmp, text)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(file_error(path, e.to_string())),
     }
 }
 

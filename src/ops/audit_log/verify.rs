@@ -38,10 +38,11 @@ pub enum Verdict {
     Forged,
     /// Fewer events than a signed checkpoint covers.
     Truncated,
-    /// The stored tree is not the one a signed checkpoint committed to.
-    Rewritten,
     /// An event's stored body (or its place) changed, or an event is missing.
     Tampered,
+    /// The stored tree is not the one a signed checkpoint committed to, though every body
+    /// matches its stored hash (hashes recomputed after an edit).
+    Rewritten,
     /// No recent checkpoint: events newer than the newest checkpoint by more than the
     /// heartbeat, or a live signer that missed its heartbeat.
     Stale,
