@@ -4,16 +4,16 @@
 
 pub mod audit;
 pub mod audit_leaf;
-pub mod checkpoint;
 pub mod catalog;
+pub mod checkpoint;
 mod closed;
 pub mod encoding;
 pub mod error;
 pub mod ids;
 pub mod key;
 pub mod limits;
-pub mod merkle;
 pub mod lockout;
+pub mod merkle;
 pub mod oauth;
 pub mod password;
 pub mod permission;
