@@ -165,7 +165,7 @@ async fn check_password(
     {
         return Err(AuthError::Rejected(Rejected {
             preview: Some(preview()),
-            name: row.as_ref().map(|r| r.username.clone()),
+            name: row.as_ref().map(|r| r.username.as_str().into()),
             until: Some(until),
             ..Rejected::new(AuthFailure::NameDelayed)
         }));
@@ -185,7 +185,7 @@ async fn check_password(
     // (The attempt was counted before it was checked.)
     Err(AuthError::Rejected(Rejected {
         preview: Some(preview()),
-        name: row.as_ref().map(|r| r.username.clone()),
+        name: row.as_ref().map(|r| r.username.as_str().into()),
         ..Rejected::new(AuthFailure::BadPassword)
     }))
 }

@@ -81,8 +81,9 @@ pub struct Rejected {
     /// What the credential belongs to, when known ("key", "operator").
     pub actor_kind: Option<&'static str>,
     pub key_id: Option<String>,
-    /// The key's name or the operator's username, when known.
-    pub name: Option<String>,
+    /// The key's name or the operator's username, when known (boxed: a refusal stays small
+    /// enough to return by value).
+    pub name: Option<Box<str>>,
     pub preview: Option<String>,
     pub tenants: Option<Vec<String>>,
     /// Until when a delayed attempt must wait.
