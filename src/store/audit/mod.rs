@@ -3,10 +3,12 @@
 
 mod counts;
 pub mod log;
+mod novel;
 mod read;
 mod write;
 
 pub use counts::{CountDim, CountGroup, CountQuery, QUARTER, count_groups};
+pub use novel::{NovelColumn, novel};
 pub use read::{
     AuditFilter, AuditRow, BriefRow, Dim, Group, PageEnd, Statement, Summary, briefs, explain, get,
     page, summarise,
