@@ -310,22 +310,19 @@ pub fn open(note: &str, trusted: &[VerifyingKey]) -> Result<Opened, NoteError> {
     let checkpoint = Checkpoint::parse_body(body)?;
     let mut signed_by = Vec::new();
     for line in sigs.lines().filter(|l| !l.is_empty()) {
-        let rest = line.strip_prefix(DASH).ok_or(NoteError::Malformed(
-            "a signature line must start with an em dash",
-        ))?;
-        let (name, blob) = rest.split_once(' ').ok_or(NoteError::Malformed(
-            "a signature line needs a name and a signature",
-        ))?;
+        let rest = line
+            .strip_prefix(DASH)
+            .ok_or(NoteError::Malformed("a signature line must start with an em dash"))?;
+        let (name, blob) = rest
+            .split_once(' ')
+            .ok_or(NoteError::Malformed("a signature line needs a name and a signature"))?;
         let Ok(blob) = B64.decode(blob) else {
             return Err(NoteError::Malformed("a signature is not base64"));
         };
         if blob.len() != 68 {
             continue;
         }
-        for k in trusted
-            .iter()
-            .filter(|k| k.name == name && k.id == blob[..4])
-        {
+        for k in trusted.iter().filter(|k| k.name == name && k.id == blob[..4]) {
             let public = UnparsedPublicKey::new(&ED25519, &k.public);
             if public.verify(body.as_bytes(), &blob[4..]).is_ok() && !signed_by.contains(k) {
                 signed_by.push(k.clone());

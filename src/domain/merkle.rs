@@ -368,13 +368,7 @@ mod tests {
             for i in 0..n {
                 let Ok(p) = inclusion_proof(&leaves[..], i, n);
                 assert!(verify_inclusion(i, n, &leaves[i as usize], &p, &r));
-                assert!(!verify_inclusion(
-                    i,
-                    n,
-                    &leaves[(i as usize + 1) % 40],
-                    &p,
-                    &r
-                ));
+                assert!(!verify_inclusion(i, n, &leaves[(i as usize + 1) % 40], &p, &r));
                 if let Some(first) = p.first() {
                     let mut bad = p.clone();
                     bad[0] = node_hash(first, first);

@@ -136,12 +136,11 @@ pub fn sequence_sqlite(
 
 /// `advance` on the SQLite writer's native connection.
 pub fn advance_sqlite(conn: &rusqlite::Connection, s: &Sequenced) -> Result<(), StoreError> {
-    conn.prepare_cached(WRITE_HEAD_SQLITE)?
-        .execute(rusqlite::params![
-            s.frontier.size() as i64,
-            s.frontier.to_bytes(),
-            s.updated_at
-        ])?;
+    conn.prepare_cached(WRITE_HEAD_SQLITE)?.execute(rusqlite::params![
+        s.frontier.size() as i64,
+        s.frontier.to_bytes(),
+        s.updated_at
+    ])?;
     let mut chunk = conn.prepare_cached("INSERT INTO audit_chunks (idx, hash) VALUES (?, ?)")?;
     for (idx, h) in &s.chunks {
         chunk.execute(rusqlite::params![idx, &h[..]])?;
