@@ -113,6 +113,7 @@ mod tests {
             Actor::Key {
                 id: "key_test".into(),
                 preview: "kw_test".into(),
+                name: "test".into(),
             },
             role.name().into(),
             role.permissions(),
@@ -251,7 +252,7 @@ mod properties {
             kind in 0u8..3, child_days in 1i64..400,
         ) {
             let minter = Principal::new(
-                Actor::Key { id: "key_m".into(), preview: "kw_m".into() },
+                Actor::Key { id: "key_m".into(), preview: "kw_m".into(), name: "m".into() },
                 "custom".into(),
                 perms(minter_bits),
                 scope(minter_tenants, minter_all),

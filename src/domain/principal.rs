@@ -10,8 +10,13 @@ use super::tenant::TenantScope;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
-    /// An API key, identified by its id and the preview of the secret presented.
-    Key { id: String, preview: String },
+    /// An API key, identified by its id and the preview of the secret presented; `name` is the
+    /// key's name (read with the key at authentication, so naming the actor costs no query).
+    Key {
+        id: String,
+        preview: String,
+        name: String,
+    },
     /// A person, signed in with username and password (session cookie).
     Operator { id: String, username: String },
     /// The one shared key of `legacy` auth mode.
@@ -33,6 +38,15 @@ impl Actor {
     pub fn id(&self) -> Option<&str> {
         match self {
             Actor::Key { id, .. } | Actor::Operator { id, .. } => Some(id),
+            Actor::Legacy | Actor::Development => None,
+        }
+    }
+
+    /// How people speak of the actor: the key's name, the operator's username.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Actor::Key { name, .. } => Some(name),
+            Actor::Operator { username, .. } => Some(username),
             Actor::Legacy | Actor::Development => None,
         }
     }

@@ -94,23 +94,13 @@ async fn refuse(
             "MCP session cap reached; refusing new sessions"
         );
         let event = AuditEvent {
-            actor_id: principal.actor().id().map(str::to_owned),
-            actor_name: None,
-            actor_preview: principal.actor().preview().map(str::to_owned),
-            role: Some(principal.role().to_owned()),
-            tenants: principal.tenants().to_vec(),
             reason: Some(format!(
                 "{} live MCP sessions, the server's cap (--max-sessions): new sessions refused; \
                  further refusals within {} s are counted in metrics, not recorded",
                 limits.max,
                 BURST.num_seconds()
             )),
-            ..meta.event(
-                now,
-                Action::SessionLimit,
-                Status::Denied,
-                principal.actor().kind(),
-            )
+            ..meta.event_by(now, Action::SessionLimit, Status::Denied, principal)
         };
         if let Err(e) = app.audit.record(event).await {
             return HttpError::from(crate::ops::OpsError::from(e)).into_response();

@@ -348,7 +348,9 @@ fn target_of(tool: ToolName, args: Option<&Value>) -> Option<Target> {
         Value::Number(n) => n.as_i64()?.to_string(),
         _ => return None,
     };
-    Some(Target { kind, id })
+    // A role's name is its id; other names are read by the use case, which knows the row.
+    let name = (kind == "role").then(|| id.clone());
+    Some(Target::new(kind, &id, name.as_deref()))
 }
 
 fn request_id_text(id: &rmcp::model::RequestId) -> String {

@@ -113,7 +113,7 @@ async fn create_first_admin(
     let event = AuditEvent {
         target_type: Some("key".into()),
         target_id: Some(key.key.id.clone()),
-        target_name: None,
+        target_name: Some(key_name.clone()),
         args: Some(redact(&serde_json::json!({
             "name": key_name,
             "operator": operator.as_ref().map(|(u, _)| u),
@@ -155,7 +155,7 @@ pub async fn recover_admin(
     let event = AuditEvent {
         target_type: Some("key".into()),
         target_id: Some(key.key.id.clone()),
-        target_name: None,
+        target_name: Some(key_name.clone()),
         args: Some(redact(&serde_json::json!({ "name": key_name }))),
         after: Some(serde_json::json!({ "key": key.key })),
         reason: Some("break-glass recovery: an admin key created offline".into()),

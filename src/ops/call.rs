@@ -62,6 +62,27 @@ impl CallMeta {
         }
     }
 
+    /// An audit record of `action` from this origin by `p`: who (id, name, preview), with which
+    /// role, for which tenants, through which OAuth grant.
+    pub fn event_by(
+        &self,
+        at: DateTime<Utc>,
+        action: Action,
+        status: Status,
+        p: &Principal,
+    ) -> AuditEvent {
+        let actor = p.actor();
+        AuditEvent {
+            actor_id: actor.id().map(str::to_owned),
+            actor_name: actor.name().map(str::to_owned),
+            actor_preview: actor.preview().map(str::to_owned),
+            role: Some(p.role().to_owned()),
+            tenants: p.tenants().to_vec(),
+            channel: p.channel().map(crate::domain::principal::Channel::describe),
+            ..self.event(at, action, status, actor.kind())
+        }
+    }
+
     pub fn new(source: Source) -> Self {
         CallMeta {
             source,
@@ -75,33 +96,34 @@ impl CallMeta {
     }
 }
 
-/// What a call acted on.
+/// What a call acted on, and its name as people say it (as it is at the time of the call).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub kind: &'static str,
     pub id: String,
+    pub name: Option<String>,
 }
 
 impl Target {
-    pub fn key(id: &str) -> Self {
+    pub fn new(kind: &'static str, id: &str, name: Option<&str>) -> Self {
         Target {
-            kind: "key",
+            kind,
             id: id.to_owned(),
+            name: name.map(str::to_owned),
         }
     }
 
+    pub fn key(id: &str, name: &str) -> Self {
+        Target::new("key", id, Some(name))
+    }
+
+    /// A role: its name is its id.
     pub fn role(name: &str) -> Self {
-        Target {
-            kind: "role",
-            id: name.to_owned(),
-        }
+        Target::new("role", name, Some(name))
     }
 
     pub fn audit_event(id: i64) -> Self {
-        Target {
-            kind: "audit_event",
-            id: id.to_string(),
-        }
+        Target::new("audit_event", &id.to_string(), None)
     }
 }
 
@@ -227,23 +249,21 @@ impl Call {
     /// The full audit record for this call with `outcome`.
     pub fn event(&self, at: DateTime<Utc>, outcome: Outcome) -> AuditEvent {
         let p = &self.principal;
+        let base = self.meta.event_by(at, self.action, outcome.status, p);
+        let (target_type, target_id, target_name) = match outcome.target {
+            Some(t) => (Some(t.kind.to_owned()), Some(t.id), t.name),
+            None => (None, None, None),
+        };
         AuditEvent {
-            actor_id: p.actor().id().map(str::to_owned),
-            actor_name: None,
-            actor_preview: p.actor().preview().map(str::to_owned),
-            role: Some(p.role().to_owned()),
-            tenants: outcome.tenants.unwrap_or_else(|| p.tenants().to_vec()),
-            target_type: outcome.target.as_ref().map(|t| t.kind.to_owned()),
-            target_id: outcome.target.map(|t| t.id),
-            target_name: None,
+            tenants: outcome.tenants.unwrap_or_else(|| base.tenants.clone()),
+            target_type,
+            target_id,
+            target_name,
             reason: outcome.reason,
-            channel: p.channel().map(crate::domain::principal::Channel::describe),
             args: self.args.clone(),
             before: outcome.before,
             after: outcome.after,
-            ..self
-                .meta
-                .event(at, self.action, outcome.status, p.actor().kind())
+            ..base
         }
     }
 }

@@ -328,7 +328,7 @@ async fn commit_key_change(
     call.commit_with(
         tx,
         now,
-        changed(Target::key(id), tenants, before, Some(&after)),
+        changed(Target::key(id, &row.name), tenants, before, Some(&after)),
     )
     .await?;
     // Verifications cached on this replica must not outlive the change.

@@ -284,10 +284,7 @@ async fn commit_change(
         .await?
         .ok_or_else(|| not_found(id))?;
     let after = view(&row)?;
-    let target = Target {
-        kind: "operator",
-        id: id.to_owned(),
-    };
+    let target = Target::new("operator", id, Some(&row.username));
     call.commit_with(
         tx,
         now,

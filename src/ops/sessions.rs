@@ -7,7 +7,7 @@ use tracing::instrument;
 use super::OpsError;
 use super::auth::{self, AuthError, AuthFailure, Origin, Refused, Rejected};
 use super::call::CallMeta;
-use crate::domain::audit::{Action, AuditEvent, Status};
+use crate::domain::audit::{Action, Status};
 use crate::domain::key::PlainKey;
 use crate::domain::password::Password;
 use crate::domain::principal::Principal;
@@ -104,19 +104,7 @@ async fn open_session(
         expires_at,
     )
     .await?;
-    let event = AuditEvent {
-        actor_id: principal.actor().id().map(str::to_owned),
-        actor_name: None,
-        actor_preview: principal.actor().preview().map(str::to_owned),
-        role: Some(principal.role().to_owned()),
-        tenants: principal.tenants().to_vec(),
-        ..meta.event(
-            now,
-            Action::Login,
-            Status::Success,
-            principal.actor().kind(),
-        )
-    };
+    let event = meta.event_by(now, Action::Login, Status::Success, &principal);
     app.audit.record(event).await?;
     Ok(Session {
         token,
@@ -177,6 +165,7 @@ async fn check_password(
     {
         return Err(AuthError::Rejected(Rejected {
             preview: Some(preview()),
+            name: row.as_ref().map(|r| r.username.as_str().into()),
             until: Some(until),
             ..Rejected::new(AuthFailure::NameDelayed)
         }));
@@ -196,6 +185,7 @@ async fn check_password(
     // (The attempt was counted before it was checked.)
     Err(AuthError::Rejected(Rejected {
         preview: Some(preview()),
+        name: row.as_ref().map(|r| r.username.as_str().into()),
         ..Rejected::new(AuthFailure::BadPassword)
     }))
 }
@@ -211,20 +201,9 @@ pub async fn logout(app: &App, cookie: &str, meta: &CallMeta) -> Result<bool, Op
     let mut tx = app.store.begin().await?;
     let ended = store::sessions::revoke(&mut tx, &token.digest_hex(), now).await?;
     if ended {
-        let kind = principal.as_ref().map_or("anonymous", |p| p.actor().kind());
-        let event = AuditEvent {
-            actor_id: principal
-                .as_ref()
-                .and_then(|p| p.actor().id().map(str::to_owned)),
-            actor_name: None,
-            actor_preview: principal
-                .as_ref()
-                .and_then(|p| p.actor().preview().map(str::to_owned)),
-            role: principal.as_ref().map(|p| p.role().to_owned()),
-            tenants: principal
-                .as_ref()
-                .map_or_else(|| vec!["*".to_owned()], |p| p.tenants().to_vec()),
-            ..meta.event(now, Action::Logout, Status::Success, kind)
+        let event = match &principal {
+            Some(p) => meta.event_by(now, Action::Logout, Status::Success, p),
+            None => meta.event(now, Action::Logout, Status::Success, "anonymous"),
         };
         store::audit::append(&mut tx, &[event]).await?;
     }

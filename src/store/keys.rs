@@ -40,6 +40,7 @@ impl KeyRow {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuthRow {
     pub id: String,
+    pub name: String,
     pub role_name: String,
     /// `None` when the role has been deleted: the key then grants nothing.
     pub permissions: Option<String>,
@@ -133,7 +134,7 @@ pub async fn find_by_digest(
     store: &super::Store,
     digest_hex: &str,
 ) -> Result<Option<AuthRow>, StoreError> {
-    let sql = "SELECT k.id, k.role_name, r.permissions, k.tenants, k.expires_at, k.disabled_at, \
+    let sql = "SELECT k.id, k.name, k.role_name, r.permissions, k.tenants, k.expires_at, k.disabled_at, \
                k.revoked_at, k.last_used_at, s.preview AS secret_preview, \
                s.valid_until AS secret_valid_until \
                FROM key_secrets s JOIN api_keys k ON k.id = s.key_id \

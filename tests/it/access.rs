@@ -135,7 +135,7 @@ async fn a_denied_call_names_the_permission_changes_nothing_and_is_audited() {
         .await;
     assert_eq!(denied.len(), 2);
     assert_eq!(denied[1]["action"], "key_create");
-    assert_eq!(denied[1]["role"], "reader");
+    assert_eq!(denied[1]["established"]["role"], "reader");
     assert!(denied[1]["reason"].as_str().unwrap().contains("key:create"));
     // The same actor can be found by its key preview.
     let by_preview = admin

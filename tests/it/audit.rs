@@ -32,15 +32,15 @@ async fn every_call_is_recorded_with_its_context() {
     );
 
     let full = admin.ok("audit_get", json!({"id": events[1]["id"]})).await["event"].clone();
-    assert_eq!(full["client_claims"]["client_name"], "keyward-it");
-    assert_eq!(full["client_claims"]["client_version"], "1.2.3");
-    assert_eq!(full["role"], "admin");
+    assert_eq!(full["claimed"]["client_name"], "keyward-it");
+    assert_eq!(full["claimed"]["client_version"], "1.2.3");
+    assert_eq!(full["established"]["role"], "admin");
     assert_eq!(full["tenants"], json!(["acme"]));
     assert_eq!(
         full["args"],
         json!({"name": "bot", "role": "reader", "tenants": ["acme"]})
     );
-    assert!(full["client_claims"]["request_id"].is_string());
+    assert!(full["claimed"]["request_id"].is_string());
     assert_eq!(full["after"]["name"], "bot");
     assert!(full["at"].as_str().unwrap().ends_with("+00:00"));
     admin.close().await;

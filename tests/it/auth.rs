@@ -84,7 +84,7 @@ async fn bad_keys_stop_the_server_with_one_clear_line_and_are_audited() {
     assert!(
         failures
             .iter()
-            .any(|e| e["actor_preview"] == forged.preview())
+            .any(|e| e["established"]["actor_preview"] == forged.preview())
     );
     admin.close().await;
 }

@@ -44,12 +44,12 @@ async fn each_caller_sees_its_tools_and_a_denied_call_is_audited_with_http_conte
         .await;
     assert_eq!(denied.len(), 1);
     let full = admin.ok("audit_get", json!({"id": denied[0]["id"]})).await["event"].clone();
-    assert_eq!(full["client_ip"], "127.0.0.1");
+    assert_eq!(full["established"]["client_ip"], "127.0.0.1");
     // What the client said of itself is grouped apart: anyone can claim to be the CLI.
-    assert_eq!(full["source"], "http");
-    assert_eq!(full["client_claims"]["request_source"], "cli");
-    assert_eq!(full["client_claims"]["client_name"], "keyward-it");
-    assert_eq!(full["client_claims"]["user_agent"], "keyward-it/1.2.3");
+    assert_eq!(full["established"]["source"], "http");
+    assert_eq!(full["claimed"]["request_source"], "cli");
+    assert_eq!(full["claimed"]["client_name"], "keyward-it");
+    assert_eq!(full["claimed"]["user_agent"], "keyward-it/1.2.3");
     reader.close().await;
     admin.close().await;
     s.stop().await;

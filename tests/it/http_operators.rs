@@ -282,7 +282,7 @@ async fn a_disabled_operator_signing_in_is_recorded_as_an_operator() {
         .audit_full(json!({"action": ["auth_failed"], "actor": [bob_id]}))
         .await;
     assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0]["actor_kind"], "operator");
+    assert_eq!(failed[0]["established"]["actor_kind"], "operator");
     assert_eq!(failed[0]["reason"], "operator is disabled");
     admin.close().await;
     s.stop().await;

@@ -114,7 +114,7 @@ async fn a_tools_call_that_does_not_parse_is_invalid_params_and_on_the_record() 
     assert!(
         events
             .iter()
-            .all(|e| e["status"] == "failed" && e["actor_kind"] == "key")
+            .all(|e| e["status"] == "failed" && e["established"]["actor_kind"] == "key")
     );
     admin.close().await;
     s.stop().await;

@@ -16,6 +16,7 @@
 mod access;
 mod atomic;
 mod audit;
+mod audit_names;
 mod audit_proof;
 mod auth;
 mod bootstrap;

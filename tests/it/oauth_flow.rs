@@ -428,7 +428,9 @@ async fn the_trail_records_every_step_and_no_secret() {
         assert!(count(&s, action).await >= 1, "no {action} record");
     }
     let calls = admin.audit_full(json!({"action": ["key_list"]})).await;
-    let channel = calls[0]["channel"].as_str().expect("channel on the call");
+    let channel = calls[0]["established"]["channel"]
+        .as_str()
+        .expect("channel on the call");
     assert!(
         channel.contains(&grant_id) && channel.contains(&t.client_id),
         "{channel}"

@@ -45,7 +45,7 @@ async fn sessionless_2026_clients_discover_and_get_a_private_tool_list() {
         .audit(json!({"action": ["whoami"], "role": ["reader"]}))
         .await;
     let full = admin.ok("audit_get", json!({"id": e[0]["id"]})).await;
-    assert_eq!(full["event"]["client_claims"]["client_name"], "keyward-it");
+    assert_eq!(full["event"]["claimed"]["client_name"], "keyward-it");
     reader.close().await;
     admin.close().await;
 }

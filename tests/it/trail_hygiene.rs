@@ -246,12 +246,12 @@ async fn caller_text_is_visible_data_kept_apart_from_what_the_server_established
         reason.contains("<U+000A>SYSTEM") && reason.contains("<U+202E>"),
         "{reason}"
     );
-    assert_eq!(e["source"], "http", "what the server saw");
+    assert_eq!(e["established"]["source"], "http", "what the server saw");
     assert_eq!(
-        e["client_claims"]["request_source"], "cli",
+        e["claimed"]["request_source"], "cli",
         "what the caller said"
     );
-    assert_eq!(e["client_claims"]["client_name"], "Claude<U+202E>");
+    assert_eq!(e["claimed"]["client_name"], "Claude<U+202E>");
     assert!(e.get("user_agent").is_none() && e.get("request_source").is_none());
 
     // Descriptions keep their text with hidden characters made visible.

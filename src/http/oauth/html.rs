@@ -177,7 +177,7 @@ pub(super) fn sign_in_page(
 fn who(p: &Principal) -> String {
     match p.actor() {
         Actor::Operator { username, .. } => format!("operator {username}"),
-        Actor::Key { id, preview } => format!("API key {id} ({preview}…)"),
+        Actor::Key { id, preview, .. } => format!("API key {id} ({preview}…)"),
         Actor::Legacy => "the shared key".to_owned(),
         Actor::Development => "development".to_owned(),
     }

@@ -1,8 +1,10 @@
 //! Audit use cases: filtered pages sized for a model's context, one full event, and grouped
 //! counts. Callers see only events whose tenants all lie within their own.
 
+mod novel;
 mod summary;
 
+pub use novel::{Novel, novel};
 pub use summary::{GroupBy, summary};
 
 use base64::Engine;
@@ -12,7 +14,9 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::OpsError;
-use super::views::{AuditBrief, AuditEventResult, AuditEventView, AuditPage, ClientClaims, Window};
+use super::views::{
+    AuditBrief, AuditEventResult, AuditEventView, AuditPage, ClientClaims, Established, Window,
+};
 use crate::domain::audit::{Action, Source, Status};
 use crate::domain::limits::distinct;
 use crate::domain::permission::Permission;
@@ -130,9 +134,14 @@ fn resolve(input: &Filters, now: DateTime<Utc>) -> Result<Resolved, OpsError> {
     };
     Ok(Resolved {
         actors: check("actor", &input.actors, &|v| {
-            ids::check_id("actor", v).map_err(|_| {
-                OpsError::invalid("invalid actor: give a key id (key_…) or a key preview (kw_…)")
-            })
+            ids::check_id("actor", v)
+                .or_else(|_| ids::check_key_name(v))
+                .map_err(|_| {
+                    OpsError::invalid(
+                        "invalid actor: give a key id (key_…), a key preview (kw_…), a key name, \
+                         an operator id (op_…) or a username",
+                    )
+                })
         })?,
         roles: check("role", &input.roles, &|v| Ok(validate_role_name(v)?))?,
         tenants: check("tenant", &input.tenants, &|v| Ok(validate_tenant(v)?))?,
@@ -352,16 +361,18 @@ fn brief(r: &BriefRow, tz: Tz) -> AuditBrief {
         id: r.id,
         at: timespec::format_in(from_micros(r.at), tz),
         actor: r.actor_id.clone().unwrap_or_else(|| r.actor_kind.clone()),
+        actor_name: r.actor_name.as_deref().map(visible),
         actor_preview: r.actor_preview.clone(),
         role: r.role.clone(),
         action: r.action.clone(),
         target: target_text(r.target_type.as_deref(), r.target_id.as_deref()),
+        target_name: r.target_name.as_deref().map(visible),
         status: r.status.clone(),
         source: r.source.clone(),
     }
 }
 
-fn visible(text: &str) -> String {
+pub(super) fn visible(text: &str) -> String {
     crate::domain::text::neutralize(text, false).into_owned()
 }
 
@@ -374,21 +385,25 @@ fn full(r: &AuditRow, tz: Tz) -> AuditEventView {
     AuditEventView {
         id: r.id,
         at: timespec::format_in(from_micros(r.at), tz),
-        actor_kind: r.actor_kind.clone(),
-        actor_id: r.actor_id.clone(),
-        actor_preview: r.actor_preview.clone(),
-        role: r.role.clone(),
-        tenants: r.tenants.split_whitespace().map(str::to_owned).collect(),
         action: r.action.clone(),
-        target_type: r.target_type.clone(),
-        target_id: r.target_id.clone(),
         status: r.status.clone(),
         // Records written before free text was neutralised on the way in are shown the same.
         reason: r.reason.as_deref().map(visible),
-        source: r.source.clone(),
-        client_ip: r.client_ip.clone(),
-        channel: r.channel.clone(),
-        client_claims: ClientClaims {
+        tenants: r.tenants.split_whitespace().map(str::to_owned).collect(),
+        target_type: r.target_type.clone(),
+        target_id: r.target_id.clone(),
+        target_name: r.target_name.as_deref().map(visible),
+        established: Established {
+            source: r.source.clone(),
+            actor_kind: r.actor_kind.clone(),
+            actor_id: r.actor_id.clone(),
+            actor_name: r.actor_name.as_deref().map(visible),
+            actor_preview: r.actor_preview.clone(),
+            role: r.role.clone(),
+            client_ip: r.client_ip.clone(),
+            channel: r.channel.clone(),
+        },
+        claimed: ClientClaims {
             request_source: r.request_source.as_deref().map(visible),
             client_name: r.client_name.as_deref().map(visible),
             client_version: r.client_version.as_deref().map(visible),

@@ -8,7 +8,7 @@ use chrono::Timelike;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use super::{DEFAULT_TOP, Filters, MAX_TOP, Resolved, bounded, resolve};
+use super::{DEFAULT_TOP, Filters, MAX_TOP, Resolved, bounded, resolve, visible};
 use crate::domain::permission::Permission;
 use crate::domain::policy;
 use crate::domain::principal::Principal;
@@ -138,6 +138,7 @@ pub async fn summary(
     Ok(AuditSummary {
         window: resolved.window(),
         group_by: group_by.iter().map(|g| g.name().to_owned()).collect(),
+        novel: None,
         truncated: total_groups > groups.len() as i64,
         total_events: summary.total_events,
         groups: groups
@@ -164,10 +165,18 @@ fn group_key(group_by: &[GroupBy], g: &Group, tz: Tz) -> Vec<(String, String)> {
                 if let Some(p) = &g.preview {
                     out.push(("actor_preview".to_owned(), p.clone()));
                 }
+                if let Some(n) = &g.actor_name {
+                    out.push(("actor_name".to_owned(), visible(n)));
+                }
                 v(1).unwrap_or(kind)
             }
             GroupBy::Target => match (v(0), v(1)) {
-                (Some(kind), Some(id)) => format!("{kind}:{id}"),
+                (Some(kind), Some(id)) => {
+                    if let Some(n) = &g.target_name {
+                        out.push(("target_name".to_owned(), visible(n)));
+                    }
+                    format!("{kind}:{id}")
+                }
                 _ => "none".to_owned(),
             },
             GroupBy::Hour | GroupBy::Day => {
@@ -238,7 +247,7 @@ async fn count(
             count: c.count,
             first: c.first,
             last: c.last,
-            preview: None,
+            ..Group::default()
         });
     }
     // The partial quarters at the ends of the window, from the events.

@@ -14,6 +14,8 @@ use crate::store::{self, StoreError, from_micros};
 /// A key as verification needs it, cached by the digest of one of its secrets.
 pub struct CachedKey {
     pub id: String,
+    /// The key's name (for the trail: refusals name the key too).
+    pub name: String,
     /// Preview of this secret (not necessarily the key's current one).
     pub preview: String,
     pub tenants: Vec<String>,
@@ -43,6 +45,7 @@ impl CachedKey {
                     Actor::Key {
                         id: row.id.clone(),
                         preview: row.secret_preview.clone(),
+                        name: row.name.clone(),
                     },
                     row.role_name.clone(),
                     permissions,
@@ -54,6 +57,7 @@ impl CachedKey {
         Ok(CachedKey {
             tenants: tenants.to_vec(),
             id: row.id,
+            name: row.name,
             preview: row.secret_preview,
             revoked: row.revoked_at.is_some(),
             disabled: row.disabled_at.is_some(),

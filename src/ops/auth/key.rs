@@ -61,6 +61,7 @@ pub async fn authenticate_digest(
         return Err(AuthError::Rejected(Rejected {
             actor_kind: Some("key"),
             key_id: Some(key.id.clone()),
+            name: Some(key.name.as_str().into()),
             preview: Some(key.preview.clone()),
             tenants: Some(key.tenants.clone()),
             ..Rejected::new(failure)
@@ -91,6 +92,7 @@ pub(crate) fn operator_principal(
         AuthError::Rejected(Rejected {
             actor_kind: Some("operator"),
             key_id: Some(row.id.clone()),
+            name: Some(row.username.as_str().into()),
             preview: Some(row.username.clone()),
             tenants: Some(row.tenants.split_whitespace().map(str::to_owned).collect()),
             ..Rejected::new(failure)

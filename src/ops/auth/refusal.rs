@@ -81,6 +81,9 @@ pub struct Rejected {
     /// What the credential belongs to, when known ("key", "operator").
     pub actor_kind: Option<&'static str>,
     pub key_id: Option<String>,
+    /// The key's name or the operator's username, when known (boxed: a refusal stays small
+    /// enough to return by value).
+    pub name: Option<Box<str>>,
     pub preview: Option<String>,
     pub tenants: Option<Vec<String>>,
     /// Until when a delayed attempt must wait.
@@ -93,6 +96,7 @@ impl Rejected {
             failure,
             actor_kind: None,
             key_id: None,
+            name: None,
             preview: None,
             tenants: None,
             until: None,

@@ -16,7 +16,7 @@ pub async fn record_rejection(
     let kind = rejected.actor_kind.unwrap_or("anonymous");
     let event = AuditEvent {
         actor_id: rejected.key_id.clone(),
-        actor_name: None,
+        actor_name: rejected.name.as_deref().map(str::to_owned),
         actor_preview: rejected.preview.clone(),
         tenants: rejected
             .tenants

@@ -86,7 +86,7 @@ pub async fn decide(
             {
                 return Err(Stop::Page(EXPIRED.into()));
             }
-            let ev = super::event(
+            let mut ev = super::event(
                 meta,
                 now,
                 Action::OauthAuthorize,
@@ -95,6 +95,7 @@ pub async fn decide(
                 ("oauth_client", &row.client_id),
                 Some("the signer denied the request".into()),
             );
+            ev.target_name = super::client_name(row.client_name.as_deref());
             store::audit::append(&mut tx, &[ev]).await.map_err(page)?;
             tx.commit().await.map_err(page)?;
             tracing::info!(client_id = %row.client_id, "oauth authorize: denied by the signer");
@@ -202,7 +203,7 @@ pub async fn decide(
                 )
                 .await
                 .map_err(page)?;
-                events.push(super::event(
+                let mut ev = super::event(
                     meta,
                     now,
                     Action::OauthRevoke,
@@ -210,7 +211,10 @@ pub async fn decide(
                     &Subject::of(&signer),
                     ("grant", old),
                     Some("least recently used grant for this client, over the cap".into()),
-                ));
+                );
+                // A grant of the same client.
+                ev.target_name = super::client_name(row.client_name.as_deref());
+                events.push(ev);
             }
             store::oauth::insert_code(
                 &mut tx,
@@ -235,6 +239,7 @@ pub async fn decide(
                 ("grant", &grant_id),
                 None,
             );
+            ev.target_name = super::client_name(row.client_name.as_deref());
             ev.after = Some(serde_json::json!({
                 "client_id": row.client_id,
                 "role": role_name,

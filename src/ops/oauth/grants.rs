@@ -79,6 +79,11 @@ fn reaches(
     Ok(p.has(needed) && tenants_of(g)?.is_within(p.tenants()))
 }
 
+/// A grant as people speak of it: its client's name, as the client asserted it.
+pub(crate) fn client_label(g: &store::oauth::GrantRow) -> Option<String> {
+    super::client_name(g.client_name.as_deref())
+}
+
 pub fn view(g: &store::oauth::GrantRow) -> Result<GrantView, OpsError> {
     let fmt = |t: i64| timespec::format_utc(from_micros(t));
     Ok(GrantView {
@@ -152,10 +157,11 @@ pub async fn revoke(app: &App, call: &Call, grant_id: &str) -> Result<GrantRevok
     let outcome = Outcome {
         tenants: Some(before.tenants.clone()),
         before: serde_json::to_value(&before).ok(),
-        ..Outcome::success(Some(Target {
-            kind: "grant",
-            id: g.id.clone(),
-        }))
+        ..Outcome::success(Some(Target::new(
+            "grant",
+            &g.id,
+            client_label(&g).as_deref(),
+        )))
     };
     call.commit_with(tx, now, outcome).await?;
     app.forget_credentials();

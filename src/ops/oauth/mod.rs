@@ -176,6 +176,8 @@ pub(crate) struct Subject<'a> {
     pub kind: &'a str,
     pub id: Option<&'a str>,
     pub preview: Option<&'a str>,
+    /// The key's name or operator's username, when known without a query.
+    pub name: Option<&'a str>,
     pub role: Option<&'a str>,
     pub tenants: Vec<String>,
 }
@@ -187,6 +189,7 @@ impl<'a> Subject<'a> {
             kind: p.actor().kind(),
             id: p.actor().id(),
             preview: p.actor().preview(),
+            name: p.actor().name(),
             role: Some(p.role()),
             tenants: p.tenants().to_vec(),
         }
@@ -197,10 +200,16 @@ impl<'a> Subject<'a> {
             kind: "anonymous",
             id: None,
             preview: None,
+            name: None,
             role: None,
             tenants: vec!["*".to_owned()],
         }
     }
+}
+
+/// A client's name as the trail keeps it: what the client asserted, scrubbed and clipped.
+pub(crate) fn client_name(name: Option<&str>) -> Option<String> {
+    name.map(|n| crate::domain::audit::claim(n, 128))
 }
 
 /// An audit record of one OAuth step; `target` is the client (registration) or the grant.
@@ -215,7 +224,7 @@ pub(crate) fn event(
 ) -> AuditEvent {
     AuditEvent {
         actor_id: who.id.map(str::to_owned),
-        actor_name: None,
+        actor_name: who.name.map(str::to_owned),
         actor_preview: who.preview.map(str::to_owned),
         role: who.role.map(str::to_owned),
         tenants: who.tenants.clone(),

@@ -153,7 +153,7 @@ pub async fn register(
     {
         tracing::info!(client_id = %row.id, "oauth register: identical public registration, existing client returned");
         if oauth.refusals.hit(&format!("dedup {address}"), now) {
-            let ev = super::event(
+            let mut ev = super::event(
                 meta,
                 now,
                 Action::OauthRegister,
@@ -162,6 +162,7 @@ pub async fn register(
                 ("oauth_client", &row.id),
                 Some("identical registration: existing client returned".to_owned()),
             );
+            ev.target_name = super::client_name(row.name.as_deref());
             app.audit.record(ev).await?;
         }
         let mut body = response_body(&row.id, row.created_at, &checked, None);
@@ -194,7 +195,7 @@ pub async fn register(
         last_used_at: None,
     };
     store::oauth::insert_client(&app.store, &row).await?;
-    let ev = super::event(
+    let mut ev = super::event(
         meta,
         now,
         Action::OauthRegister,
@@ -203,6 +204,7 @@ pub async fn register(
         ("oauth_client", &id),
         None,
     );
+    ev.target_name = super::client_name(row.name.as_deref());
     app.audit.record(ev).await?;
     tracing::info!(client_id = %id, public, issued_at = created, "oauth register: client registered");
     Ok(Registered {

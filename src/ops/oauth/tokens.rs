@@ -37,6 +37,7 @@ pub(super) fn subject(g: &GrantRow) -> Subject<'_> {
         kind: &g.signer_kind,
         id: Some(&g.signer_id),
         preview: None,
+        name: None,
         role: Some(&g.role_name),
         tenants: g.tenants.split_whitespace().map(str::to_owned).collect(),
     }
@@ -69,6 +70,7 @@ pub(super) async fn audit_in(
         reason.map(str::to_owned),
     );
     ev.channel = Some(channel(g));
+    ev.target_name = super::grants::client_label(g);
     store::audit::append(tx, &[ev]).await?;
     Ok(())
 }

@@ -4,11 +4,13 @@
 pub mod checkpoints;
 mod counts;
 pub mod log;
+mod novel;
 mod read;
 pub mod tree;
 mod write;
 
 pub use counts::{CountDim, CountGroup, CountQuery, QUARTER, count_groups};
+pub use novel::{NovelColumn, novel};
 pub use read::{
     AuditFilter, AuditRow, BriefRow, Dim, Group, PageEnd, Statement, Summary, briefs, explain, get,
     page, summarise,

@@ -11,12 +11,14 @@ pub struct AuditRow {
     pub at: i64,
     pub actor_kind: String,
     pub actor_id: Option<String>,
+    pub actor_name: Option<String>,
     pub actor_preview: Option<String>,
     pub role: Option<String>,
     pub tenants: String,
     pub action: String,
     pub target_type: Option<String>,
     pub target_id: Option<String>,
+    pub target_name: Option<String>,
     pub status: String,
     pub reason: Option<String>,
     pub source: String,
@@ -32,8 +34,8 @@ pub struct AuditRow {
     pub after_state: Option<String>,
 }
 
-const COLUMNS: &str = "e.id, e.at, e.actor_kind, e.actor_id, e.actor_preview, e.role, \
-    e.tenants, e.action, e.target_type, e.target_id, e.status, e.reason, e.source, \
+const COLUMNS: &str = "e.id, e.at, e.actor_kind, e.actor_id, e.actor_name, e.actor_preview, \
+    e.role, e.tenants, e.action, e.target_type, e.target_id, e.target_name, e.status, e.reason, e.source, \
     e.request_source, e.client_name, e.client_version, e.request_id, e.client_ip, \
     e.user_agent, e.channel, e.args, e.before_state, e.after_state";
 
@@ -44,24 +46,27 @@ pub struct BriefRow {
     pub at: i64,
     pub actor_kind: String,
     pub actor_id: Option<String>,
+    pub actor_name: Option<String>,
     pub actor_preview: Option<String>,
     pub role: Option<String>,
     pub action: String,
     pub target_type: Option<String>,
     pub target_id: Option<String>,
+    pub target_name: Option<String>,
     pub status: String,
     pub source: String,
 }
 
-const BRIEF_COLUMNS: &str = "e.id, e.at, e.actor_kind, e.actor_id, e.actor_preview, e.role, \
-    e.action, e.target_type, e.target_id, e.status, e.source";
+const BRIEF_COLUMNS: &str = "e.id, e.at, e.actor_kind, e.actor_id, e.actor_name, \
+    e.actor_preview, e.role, e.action, e.target_type, e.target_id, e.target_name, e.status, \
+    e.source";
 
 /// Which events a query considers. Every list is OR within itself and AND across lists.
 #[derive(Debug, Clone)]
 pub struct AuditFilter {
     /// Only events whose every tenant lies within this scope.
     pub visible_to: TenantScope,
-    /// Key ids or previews.
+    /// Key or operator ids, key previews, usernames or key names.
     pub actors: Vec<String>,
     pub roles: Vec<String>,
     pub tenants: Vec<String>,
@@ -94,7 +99,7 @@ impl AuditFilter {
     }
 }
 
-fn push_where(q: &mut Sql, f: &AuditFilter) {
+pub(super) fn push_where(q: &mut Sql, f: &AuditFilter) {
     q.push(" WHERE 1 = 1");
     if let Some(s) = f.since {
         q.push(" AND e.at >= ").int(s);
@@ -112,7 +117,9 @@ fn push_where(q: &mut Sql, f: &AuditFilter) {
     if !f.actors.is_empty() {
         // A value is tested only against the column it can match: ids (key_…, op_…) never
         // start with "kw_"; previews are "kw_…" for keys and the lowercase username for
-        // operators. A key id then needs one index range, already in page order.
+        // operators. A key id then needs one index range, already in page order. Key names
+        // (never "kw_…" either) are read as the ids of the keys so named: names do not change,
+        // so that is the name at the time of the event, through the same index.
         let ids: Vec<&String> = f.actors.iter().filter(|a| !a.starts_with("kw_")).collect();
         let previews: Vec<&String> = f
             .actors
@@ -122,6 +129,8 @@ fn push_where(q: &mut Sql, f: &AuditFilter) {
         q.push(" AND (");
         if !ids.is_empty() {
             q.push("e.actor_id").is_in(&ids);
+            q.push(" OR e.actor_id IN (SELECT nk.id FROM api_keys nk WHERE nk.name IN ");
+            q.text_list(&ids).push(")");
         }
         if !ids.is_empty() && !previews.is_empty() {
             q.push(" OR ");
@@ -243,14 +252,16 @@ impl Dim {
 }
 
 /// One group: its key values (as text, in dimension order), count, first and last time, and
-/// the most recent preview seen for actor groups.
-#[derive(Debug, Clone)]
+/// for actor groups a preview and the actor's name, for target groups the target's name.
+#[derive(Debug, Clone, Default)]
 pub struct Group {
     pub values: Vec<Option<String>>,
     pub count: i64,
     pub first: i64,
     pub last: i64,
     pub preview: Option<String>,
+    pub actor_name: Option<String>,
+    pub target_name: Option<String>,
 }
 
 /// Grouped counts, plus totals over every group (not only those returned).
@@ -294,17 +305,22 @@ fn summarise_sql(f: &AuditFilter, dims: &[Dim], limit: Option<i64>) -> Sql {
         .enumerate()
         .map(|(i, e)| format!("CAST({e} AS TEXT) AS g{i}"))
         .collect();
-    // Only actor groups show a preview; reading it otherwise would cost a table lookup per
-    // event where the time index alone answers (e.g. counts by action).
-    let preview = if dims.contains(&Dim::Actor) {
-        "MAX(e.actor_preview)"
-    } else {
-        "CAST(NULL AS TEXT)"
+    // Only actor groups show a preview and a name, only target groups a name; reading them
+    // otherwise would cost a table lookup per event where the time index alone answers (e.g.
+    // counts by action).
+    let named = |dim, column| match dims.contains(&dim) {
+        true => format!("MAX({column})"),
+        false => "CAST(NULL AS TEXT)".to_owned(),
     };
+    let (preview, actor_name, target_name) = (
+        named(Dim::Actor, "e.actor_preview"),
+        named(Dim::Actor, "e.actor_name"),
+        named(Dim::Target, "e.target_name"),
+    );
     // Window functions run before LIMIT, so the totals cover every group.
     let mut q = Sql::new(&format!(
         "SELECT {}, COUNT(*) AS n, MIN(e.at) AS first_at, MAX(e.at) AS last_at, \
-         {preview} AS preview, CAST(SUM(COUNT(*)) OVER () AS BIGINT) AS total_events, \
+         {preview} AS preview, {actor_name} AS actor_name, {target_name} AS target_name, CAST(SUM(COUNT(*)) OVER () AS BIGINT) AS total_events, \
          CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM audit_events e",
         select.join(", ")
     ));
@@ -373,7 +389,10 @@ pub async fn explain(
     Ok(out)
 }
 
-fn read_group<R: sqlx::Row>(r: &R, width: usize) -> Result<(Group, i64, i64), sqlx::Error>
+pub(super) fn read_group<R: sqlx::Row>(
+    r: &R,
+    width: usize,
+) -> Result<(Group, i64, i64), sqlx::Error>
 where
     for<'c> &'c str: sqlx::ColumnIndex<R>,
     usize: sqlx::ColumnIndex<R>,
@@ -390,6 +409,8 @@ where
         first: r.try_get("first_at")?,
         last: r.try_get("last_at")?,
         preview: r.try_get("preview")?,
+        actor_name: r.try_get("actor_name")?,
+        target_name: r.try_get("target_name")?,
     };
     Ok((
         group,

@@ -1,0 +1,73 @@
+//! Novelty: per actor, the values of something the caller reports about itself (client IP,
+//! client name, User-Agent) seen for the first time inside a window.
+
+use super::read::{AuditFilter, Summary, push_where, read_group};
+use crate::store::sql::{Sql, bind_args};
+use crate::store::{StoreError, db, on_pool};
+
+/// What a caller reports about itself that novelty can track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NovelColumn {
+    ClientIp,
+    ClientName,
+    UserAgent,
+}
+
+impl NovelColumn {
+    fn column(self) -> &'static str {
+        match self {
+            NovelColumn::ClientIp => "e.client_ip",
+            NovelColumn::ClientName => "e.client_name",
+            NovelColumn::UserAgent => "e.user_agent",
+        }
+    }
+}
+
+/// Per (actor, value): events matching `f` whose value was never seen for that actor, under
+/// the same filter, before `since`. Every event of such a pair lies inside the window, so the
+/// count, first and last times are over the window. Groups are `[actor_kind, actor_id, value]`,
+/// largest first, at most `limit`.
+pub async fn novel(
+    store: &crate::store::Store,
+    f: &AuditFilter,
+    since: i64,
+    column: NovelColumn,
+    limit: i64,
+) -> Result<Summary, StoreError> {
+    let q = novel_sql(f, since, column, limit);
+    let rows = on_pool!(store, p => {
+        let rows = bind_args!(sqlx::query(&q.text), q).fetch_all(p).await.map_err(db)?;
+        rows.iter().map(|r| read_group(r, 3)).collect::<Result<Vec<_>, _>>().map_err(db)?
+    });
+    let mut out = Summary::default();
+    for (group, total_events, total_groups) in rows {
+        out.total_events = total_events;
+        out.total_groups = total_groups;
+        out.groups.push(group);
+    }
+    Ok(out)
+}
+
+fn novel_sql(f: &AuditFilter, since: i64, column: NovelColumn, limit: i64) -> Sql {
+    let col = column.column();
+    // The same filter without its lower bound: what came before the window counts as seen.
+    let before_too = AuditFilter {
+        since: None,
+        ..f.clone()
+    };
+    let mut q = Sql::new(&format!(
+        "SELECT CAST(e.actor_kind AS TEXT) AS g0, CAST(e.actor_id AS TEXT) AS g1, \
+         CAST({col} AS TEXT) AS g2, COUNT(*) AS n, MIN(e.at) AS first_at, MAX(e.at) AS last_at, \
+         MAX(e.actor_preview) AS preview, MAX(e.actor_name) AS actor_name, \
+         CAST(NULL AS TEXT) AS target_name, CAST(SUM(COUNT(*)) OVER () AS BIGINT) AS total_events, \
+         CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM audit_events e"
+    ));
+    push_where(&mut q, &before_too);
+    q.push(&format!(" AND {col} IS NOT NULL"));
+    q.push(&format!(
+        " GROUP BY e.actor_kind, e.actor_id, {col} HAVING MIN(e.at) >= "
+    ))
+    .int(since);
+    q.push(" ORDER BY n DESC, last_at DESC LIMIT ").int(limit);
+    q
+}
