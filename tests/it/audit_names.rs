@@ -4,6 +4,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+/// (actor, value) → (count, first seen, last seen).
+type Novel = BTreeMap<(String, String), (i64, DateTime<Utc>, DateTime<Utc>)>;
+/// A caller, a label, what to read from an event, and the arguments.
+type Case<'a> = (&'a Client, &'a str, fn(&Value) -> Option<String>, Value);
+
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use keyward::clock::Clock;
 use rmcp::service::ClientLifecycleMode;
@@ -122,12 +127,8 @@ fn parse(t: &Value) -> DateTime<Utc> {
 
 /// Novelty as counting the events gives it: per (actor, value) over every event visible with
 /// these filters before `until`, the pairs first seen at or after `since`.
-fn naive(
-    events: &[Value],
-    value: fn(&Value) -> Option<String>,
-    since: DateTime<Utc>,
-) -> BTreeMap<(String, String), (i64, DateTime<Utc>, DateTime<Utc>)> {
-    let mut all: BTreeMap<(String, String), (i64, DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
+fn naive(events: &[Value], value: fn(&Value) -> Option<String>, since: DateTime<Utc>) -> Novel {
+    let mut all: Novel = BTreeMap::new();
     for e in events {
         let Some(v) = value(e) else { continue };
         let est = &e["established"];
@@ -145,10 +146,7 @@ fn naive(
     all
 }
 
-fn from_summary(
-    summary: &Value,
-    dim: &str,
-) -> BTreeMap<(String, String), (i64, DateTime<Utc>, DateTime<Utc>)> {
+fn from_summary(summary: &Value, dim: &str) -> Novel {
     assert_eq!(summary["truncated"], false, "{summary}");
     summary["groups"]
         .as_array()
@@ -205,7 +203,7 @@ async fn novel_sources_per_actor_equal_counting_the_events() {
     let ip = |e: &Value| e["established"]["client_ip"].as_str().map(str::to_owned);
     let ua = |e: &Value| e["claimed"]["user_agent"].as_str().map(str::to_owned);
     let auditor = from(&s, &auditor_key, "10.0.0.2", "console/1").await;
-    let cases: Vec<(&Client, &str, fn(&Value) -> Option<String>, Value)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (&admin, "client_ip", ip, json!({})),
         (&admin, "user_agent", ua, json!({})),
         (&admin, "client_ip", ip, json!({"status": ["success"]})),
