@@ -101,6 +101,11 @@ pub struct AuditLogArgs {
     /// readiness detail and metrics, keep serving) or refuse (also not ready, every call refused).
     #[arg(long, env = "KEYWARD_AUDIT_ON_VIOLATION", value_enum, default_value_t = OnViolation::Warn, global = true)]
     pub audit_on_violation: OnViolation,
+    /// Remove event bodies older than this (e.g. 365d), in small batches, keeping their hashes
+    /// so every proof still verifies; each removal is an audited `audit_prune` event. Off by
+    /// default: nothing is ever removed.
+    #[arg(long, env = "KEYWARD_AUDIT_RETENTION", value_parser = humantime::parse_duration, global = true)]
+    pub audit_retention: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -139,6 +144,17 @@ impl AuditLogArgs {
             every: d(self.audit_checkpoint_every, "audit-checkpoint-every")?,
             heartbeat,
             refuse_on_violation: self.audit_on_violation == OnViolation::Refuse,
+            retention: match self.audit_retention {
+                None => None,
+                Some(r) => {
+                    let r = d(r, "audit-retention")?;
+                    anyhow::ensure!(
+                        r >= chrono::Duration::days(1),
+                        "--audit-retention must be at least a day"
+                    );
+                    Some(r)
+                }
+            },
         })
     }
 }

@@ -21,7 +21,9 @@ CREATE TABLE audit_head (
     updated_at   BIGINT NOT NULL,
     unproven     BIGINT NOT NULL,
     unproven_ids BIGINT NOT NULL,
-    pruned_below BIGINT NOT NULL DEFAULT 0
+    pruned_below BIGINT NOT NULL DEFAULT 0,
+    -- The newest event time among the pruned (micros): windows reaching before it are partial.
+    pruned_until BIGINT NOT NULL DEFAULT 0
 );
 INSERT INTO audit_head (id, size, frontier, updated_at, unproven, unproven_ids)
     SELECT 1, 0, x'', 0, COUNT(*), COALESCE(MAX(id), 0) FROM audit_events;

@@ -385,3 +385,116 @@ async fn a_failed_check_at_start_is_loud_and_refuse_mode_stops_calls() {
     assert_eq!(v["verdict"], "tampered");
     admin.close().await;
 }
+
+/// Copies the SQLite database's files (`keyward.db`, `-wal`, `-shm`) from one name to another.
+fn copy_db(env: &Env, from_suffix: &str, to_suffix: &str) {
+    let db = env.db_path();
+    for ext in ["", "-wal", "-shm"] {
+        let name = |s: &str| {
+            let mut p = db.clone().into_os_string();
+            p.push(s);
+            p.push(ext);
+            std::path::PathBuf::from(p)
+        };
+        let (from, to) = (name(from_suffix), name(to_suffix));
+        if from.exists() {
+            std::fs::copy(&from, &to).unwrap();
+        } else {
+            let _ = std::fs::remove_file(&to);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_restored_backup_reads_as_truncated_until_it_is_declared_and_then_verifies() {
+    let env = Arc::new(Env::sqlite());
+    let key = env.bootstrap()["api_key"].as_str().unwrap().to_owned();
+    // The backup: the database while nothing runs (the signing key is kept with it).
+    copy_db(&env, "", ".bak");
+    let s = TestServer::try_http_on(env.clone(), &[]).await.unwrap();
+    let admin = s.client(&key).await;
+    admin.ok("whoami", json!({})).await;
+    admin.close().await;
+    s.app().audit.sync().await.unwrap();
+    audit_log::sign(s.app(), Why::Commit).await.unwrap();
+    s.stop().await;
+    let (ok, _) = cli_verify(&env);
+    assert!(ok);
+    // Restored: the checkpoint file outside the database remembers more than it holds.
+    copy_db(&env, ".bak", "");
+    let (ok, report) = cli_verify(&env);
+    assert!(!ok);
+    assert_eq!(report["verdict"], "truncated", "{report:#}");
+    // Declared (audited, signed and anchored like any checkpoint), it verifies again, and
+    // keeps verifying as the log grows past the old size.
+    let out = env
+        .command()
+        .args(["audit", "restored", "--confirm"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, report) = cli_verify(&env);
+    assert!(ok, "{report:#}");
+    let s = TestServer::try_http_on(env.clone(), &[]).await.unwrap();
+    let admin = s.client(&key).await;
+    for _ in 0..4 {
+        admin.ok("whoami", json!({})).await;
+    }
+    let page = admin
+        .ok("audit_query", json!({"action": ["audit_restore"]}))
+        .await;
+    assert_eq!(page["events"].as_array().map(Vec::len), Some(1));
+    admin.close().await;
+    s.app().audit.sync().await.unwrap();
+    audit_log::sign(s.app(), Why::Commit).await.unwrap();
+    s.stop().await;
+    let (ok, report) = cli_verify(&env);
+    assert!(ok, "{report:#}");
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_vouched_for_by_the_old_one_and_both_verify() {
+    let env = Arc::new(Env::new());
+    let key = env.bootstrap()["api_key"].as_str().unwrap().to_owned();
+    let old = env
+        .command()
+        .args(["audit", "public-key"])
+        .output()
+        .unwrap();
+    let out = env
+        .command()
+        .args(["audit", "rotate-key"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = TestServer::try_http_on(env.clone(), &[]).await.unwrap();
+    let admin = s.client(&key).await;
+    admin.ok("whoami", json!({})).await;
+    s.app().audit.sync().await.unwrap();
+    let signed = audit_log::sign(s.app(), Why::Commit)
+        .await
+        .unwrap()
+        .unwrap();
+    // The first checkpoint of the new key: signed by both, naming the new key.
+    assert_eq!(
+        signed.note.matches("\n\u{2014} ").count(),
+        2,
+        "{}",
+        signed.note
+    );
+    let new = s.app().audit_log.public_key().unwrap();
+    assert!(signed.note.contains(&format!("key {new}")));
+    assert_ne!(String::from_utf8_lossy(&old.stdout).trim(), new);
+    let r = admin.ok("audit_verify", json!({"full": true})).await;
+    assert_eq!(r["verdict"], "ok", "{r:#}");
+    admin.close().await;
+    s.stop().await;
+}

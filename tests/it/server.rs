@@ -124,12 +124,21 @@ impl TestServer {
 
     /// The MCP server in-process on a manual clock starting at `start`.
     pub async fn in_process(start: DateTime<Utc>) -> Self {
+        Self::in_process_with(start, |_| {}).await
+    }
+
+    /// The same, with options changed by `change` (e.g. the audit log's settings).
+    pub async fn in_process_with(
+        start: DateTime<Utc>,
+        change: impl FnOnce(&mut keyward::ops::app::AppOptions),
+    ) -> Self {
         let env = Env::new();
         let clock = Arc::new(ManualClock::new(start));
-        let (app, _writer) =
-            keyward::open_app(&env.url(), clock.clone(), env.options(Default::default()))
-                .await
-                .expect("open app");
+        let mut options = env.options(Default::default());
+        change(&mut options);
+        let (app, _writer) = keyward::open_app(&env.url(), clock.clone(), options)
+            .await
+            .expect("open app");
         Self::with(Arc::new(env), Kind::InProcess { app, clock })
     }
 

@@ -190,13 +190,19 @@ impl Resolved {
         timespec::parse_time_zone(&self.tz).unwrap_or(Tz::UTC)
     }
 
-    fn window(&self) -> Window {
+    /// The window as answered, saying whether it reaches into what retention removed.
+    async fn window(&self, app: &App) -> Result<Window, OpsError> {
         let tz = self.tz();
-        Window {
+        let pruned = crate::store::audit::tree::head(&app.store)
+            .await?
+            .pruned_until;
+        let reaches_back = pruned > 0 && self.since.is_none_or(|s| s <= pruned);
+        Ok(Window {
             since: self.since.map(|t| timespec::format_in(from_micros(t), tz)),
             until: self.until.map(|t| timespec::format_in(from_micros(t), tz)),
             time_zone: self.tz.clone(),
-        }
+            pruned_through: reaches_back.then(|| timespec::format_in(from_micros(pruned), tz)),
+        })
     }
 }
 
@@ -244,7 +250,7 @@ pub async fn query(
         _ => None,
     };
     Ok(AuditPage {
-        window: resolved.window(),
+        window: resolved.window(app).await?,
         events: rows.iter().map(|r| brief(r, tz)).collect(),
         truncated,
         next_cursor,

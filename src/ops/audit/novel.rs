@@ -99,7 +99,7 @@ pub async fn novel(
         })
         .collect::<Vec<_>>();
     Ok(AuditSummary {
-        window: resolved.window(),
+        window: resolved.window(app).await?,
         group_by: vec!["actor".to_owned(), what.name().to_owned()],
         novel: Some(what.name().to_owned()),
         truncated: summary.total_groups > groups.len() as i64,

@@ -136,7 +136,7 @@ pub async fn summary(
     groups.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(b.1.last.cmp(&a.1.last)));
     groups.truncate(top as usize);
     Ok(AuditSummary {
-        window: resolved.window(),
+        window: resolved.window(app).await?,
         group_by: group_by.iter().map(|g| g.name().to_owned()).collect(),
         novel: None,
         truncated: total_groups > groups.len() as i64,

@@ -7,6 +7,7 @@
 
 pub mod anchors;
 pub mod keys;
+pub mod retention;
 mod run;
 mod sign;
 mod startup;
@@ -43,6 +44,8 @@ pub struct LogSettings {
     pub heartbeat: chrono::Duration,
     /// A failed check at start makes the server not ready and refuse calls.
     pub refuse_on_violation: bool,
+    /// Event bodies older than this are removed (their hashes stay). Off when `None`.
+    pub retention: Option<chrono::Duration>,
 }
 
 impl Default for LogSettings {
@@ -54,6 +57,7 @@ impl Default for LogSettings {
             every: chrono::Duration::seconds(10),
             heartbeat: chrono::Duration::minutes(15),
             refuse_on_violation: false,
+            retention: None,
         }
     }
 }

@@ -59,6 +59,7 @@ async fn run(app: App, stop: Arc<Notify>) {
     }
     let mut lock = None;
     let mut warned = false;
+    let mut pruned_at: Option<chrono::DateTime<chrono::Utc>> = None;
     loop {
         let stopping = tokio::select! {
             () = stop.notified() => true,
@@ -97,6 +98,18 @@ async fn run(app: App, stop: Arc<Notify>) {
         }
         if stopping {
             return;
+        }
+        // Retention, at most hourly (by the injected clock), by the signer only.
+        let now = app.now();
+        if app.audit_log.settings.retention.is_some()
+            && pruned_at.is_none_or(|t| now - t >= chrono::Duration::hours(1))
+        {
+            pruned_at = Some(now);
+            match super::retention::prune_due(&app).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "audit retention removed old event bodies"),
+                Err(e) => tracing::error!(error = %e, "audit retention failed"),
+            }
         }
     }
 }

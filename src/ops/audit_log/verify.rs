@@ -79,6 +79,10 @@ pub struct AnchorView {
     pub size: u64,
     /// Whether the stored tree extends it.
     pub consistent: bool,
+    /// Set when it predates a deliberate restore (`keyward audit restored`): the history it
+    /// signed was given up then, so it is not held against the log.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub before_restore: bool,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -86,8 +90,12 @@ pub struct Checked {
     pub from_seq: u64,
     pub to_seq: u64,
     pub bodies_rehashed: u64,
-    /// Events below this seq had their bodies removed by retention (their hashes remain).
+    /// Events below this seq had their bodies removed by retention (their hashes remain, so
+    /// roots and proofs still verify): reported as pruned, not missing.
     pub pruned_below: u64,
+    /// The newest pruned event's time, when anything was pruned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruned_through: Option<String>,
     /// Events written before the log existed (covered by the genesis checkpoint as unproven).
     pub unproven: i64,
 }
@@ -231,9 +239,18 @@ pub async fn verify(
     let mut anchor_views = Vec::new();
     for path in log.anchor_files() {
         let notes = read_tail(&path).unwrap_or_default();
+        // A deliberate restore re-anchors: checkpoints this file holds from before the newest
+        // "restored" one it also holds belong to the history given up then. (The restore must
+        // reach the file itself: one only in the database does not excuse an anchor.)
+        let restored_at = notes.iter().rposition(|n| {
+            checkpoint::open(n, &trusted)
+                .is_ok_and(|o| o.checkpoint.kind == "restored" && o.checkpoint.origin == log.origin)
+        });
         let mut best: Option<Opened> = None;
-        for n in &notes {
+        let mut given_up = false;
+        for (i, n) in notes.iter().enumerate() {
             match checkpoint::open(n, &trusted) {
+                Ok(_) if restored_at.is_some_and(|r| i < r) => given_up = true,
                 Ok(o) if o.checkpoint.origin == log.origin => {
                     if best
                         .as_ref()
@@ -257,24 +274,36 @@ pub async fn verify(
                 source: path.display().to_string(),
                 size: b.checkpoint.size,
                 consistent: true,
+                before_restore: false,
             });
             claims.push((path.display().to_string(), b));
+        } else if given_up {
+            anchor_views.push(AnchorView {
+                source: path.display().to_string(),
+                size: 0,
+                consistent: true,
+                before_restore: true,
+            });
         }
     }
-    // A restore re-anchors: checkpoints signed before the newest "restored" one may be larger.
-    let restored_at = newest
-        .as_ref()
-        .filter(|(o, _)| o.checkpoint.kind == "restored")
-        .map(|(o, _)| o.checkpoint.time);
+    // A pruned range needs its record: otherwise old events were simply deleted.
+    if head.pruned_below > 0 && tree::prune_records(store).await? == 0 {
+        f.found(
+            Verdict::Tampered,
+            "missing_event",
+            Some(0),
+            format!(
+                "events 0..{} are gone and no audit_prune event records their removal",
+                head.pruned_below - 1
+            ),
+        );
+    }
 
     // Rows: how many, the highest, any hole.
     let (count, max_seq) = tree::count_from(store, head.pruned_below).await?;
     let stored_end = max_seq.map_or(head.pruned_below, |m| m + 1);
     for (label, o) in &claims {
         let c = &o.checkpoint;
-        if restored_at.is_some_and(|t| c.time < t) && c.size > head.size {
-            continue;
-        }
         if c.size > head.size || c.size > stored_end {
             f.found(
                 Verdict::Truncated,
@@ -472,6 +501,7 @@ pub async fn verify(
             to_seq: stored_end.saturating_sub(1),
             bodies_rehashed: rehashed,
             pruned_below: head.pruned_below,
+            pruned_through: (head.pruned_until > 0).then(|| iso(head.pruned_until / 1_000_000)),
             unproven: head.unproven,
         },
         first_problem: f.problem,

@@ -18,6 +18,10 @@ pub struct Window {
     pub until: Option<String>,
     /// IANA time zone used to read the times and to show every timestamp.
     pub time_zone: String,
+    /// Set when the window reaches back before retention's cutoff: event bodies up to this time
+    /// were removed (their hashes stay in the proof), so the answer covers only what remains.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruned_through: Option<String>,
 }
 
 /// One audit event, briefly. `audit_get` returns the whole record.

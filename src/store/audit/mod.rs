@@ -2,9 +2,10 @@
 //! per-quarter counts that answer unfiltered summaries without reading every event (`counts`).
 
 pub mod checkpoints;
-mod counts;
+pub(crate) mod counts;
 pub mod log;
 mod novel;
+pub mod prune;
 mod read;
 pub mod tree;
 mod write;

@@ -21,10 +21,12 @@ pub struct Head {
     pub unproven_ids: i64,
     /// Events below this seq had their bodies removed by retention.
     pub pruned_below: u64,
+    /// The newest pruned event's time (micros; 0 when nothing was pruned).
+    pub pruned_until: i64,
 }
 
-const HEAD: &str = "SELECT size, frontier, updated_at, unproven, unproven_ids, pruned_below \
-    FROM audit_head WHERE id = 1";
+const HEAD: &str = "SELECT size, frontier, updated_at, unproven, unproven_ids, pruned_below, \
+    pruned_until FROM audit_head WHERE id = 1";
 
 fn head_of<R: Row>(r: &R) -> Result<Head, sqlx::Error>
 where
@@ -39,6 +41,7 @@ where
         unproven: r.try_get("unproven")?,
         unproven_ids: r.try_get("unproven_ids")?,
         pruned_below: r.try_get::<i64, _>("pruned_below")?.max(0) as u64,
+        pruned_until: r.try_get("pruned_until")?,
     })
 }
 
@@ -319,4 +322,13 @@ pub async fn first_missing(store: &Store, from: u64, to: u64) -> Result<Option<u
         }
     }
     Ok(Some(a))
+}
+
+/// How many `audit_prune` events the trail holds (a pruned range must have one).
+pub async fn prune_records(store: &Store) -> Result<i64, StoreError> {
+    on_pool!(store, p => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'audit_prune'")
+        .fetch_one(p)
+        .await
+        .map_err(db))
 }
