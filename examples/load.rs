@@ -422,9 +422,12 @@ async fn main() -> anyhow::Result<()> {
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("load.db").display()));
+    // The audit log's signing key (PostgreSQL requires one; older builds ignore it).
+    let signing_key = dir.path().join("audit.key");
     let boot = Command::new(&keyward)
         .args(["bootstrap", "--json"])
         .env("KEYWARD_DATABASE_URL", &db)
+        .env("KEYWARD_AUDIT_SIGNING_KEY", &signing_key)
         .output()?;
     anyhow::ensure!(
         boot.status.success(),
@@ -440,6 +443,7 @@ async fn main() -> anyhow::Result<()> {
     kw_cmd
         .args(["serve", "--stateless", "--listen", "127.0.0.1:0"])
         .env("KEYWARD_DATABASE_URL", &db)
+        .env("KEYWARD_AUDIT_SIGNING_KEY", &signing_key)
         .env_remove("RUST_LOG");
     let kw = start(kw_cmd)?;
     let mut bare_cmd = Command::new(&bare);

@@ -18,6 +18,7 @@ mod atomic;
 mod audit;
 mod audit_names;
 mod audit_proof;
+mod audit_replicas;
 mod audit_retention;
 mod auth;
 mod bootstrap;
