@@ -17,6 +17,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use keyward::domain::audit::{Action, AuditEvent, Source, Status};
+use keyward::domain::audit_leaf::StoredEvent;
+use keyward::domain::merkle::Frontier;
 use keyward::store::{Store, audit};
 
 thread_local! {
@@ -121,7 +123,27 @@ fn bench_sqlite_writer(c: &mut Criterion, path: &std::path::Path) {
     group.finish();
 }
 
+/// The Merkle log's own cost per event, which every writer pays inside its transaction: the
+/// stored form, its canonical JSON and leaf hash, and appending the leaf to the tree's edge.
+fn bench_leaf(c: &mut Criterion) {
+    let e = event(7, DateTime::from_timestamp_micros(1_780_000_000_000_000).unwrap_or_default());
+    let mut edge = Frontier::default();
+    let mut group = c.benchmark_group("audit_log");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("leaf_hash_and_append", |b| {
+        b.iter(|| {
+            let row = StoredEvent::of(&e, edge.size() as i64);
+            edge.push(row.leaf_hash())
+        });
+    });
+    group.bench_function("stored_form_only", |b| {
+        b.iter(|| StoredEvent::of(&e, 1));
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    bench_leaf(c);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("bench.db");
     let sqlite = format!("sqlite://{}", file.display());
