@@ -3,7 +3,8 @@
 //! audit action), whether it only reads, the permission it needs and the argument naming its
 //! target. A tool cannot be declared without a permission: the line does not parse. A tool
 //! routed by the MCP surface but missing here is refused at run time and fails the test
-//! `every_routed_tool_is_catalogued`.
+//! `every_routed_tool_is_catalogued`. A second table (`offers!`) does the same for the MCP
+//! resources and prompts.
 
 use super::closed::closed_enum;
 use super::permission::Permission;
@@ -134,6 +135,85 @@ catalogue! {
         AuditPrune = "audit_prune",
         /// A restored database's log was re-anchored ("restored at seq N").
         AuditRestore = "audit_restore",
+        /// An MCP resource was read or a prompt fetched: one action per `offers!` line.
+        ReadAuditCheckpoint = "read_audit_checkpoint",
+        ReadRoleCatalog = "read_role_catalog",
+        ReadAuditEvents = "read_audit_events",
+        PromptSecurityReview = "prompt_security_review",
+        PromptInvestigateKey = "prompt_investigate_key",
+        /// A client subscribed to (or unsubscribed from) a resource's updates.
+        ResourceSubscribe = "resource_subscribe",
+        ResourceUnsubscribe = "resource_unsubscribe",
+        /// A resource or prompt that keyward does not offer was asked for.
+        UnknownOffer = "unknown_offer",
+    }
+}
+
+/// Whether an offer is an MCP resource (read by URI) or a prompt (fetched by name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferKind {
+    Resource,
+    Prompt,
+}
+
+/// The second table: what keyward offers besides tools (MCP resources and prompts), one line
+/// each with its name, the URI of a resource, the permission it needs and its audit action.
+/// The guard serves them through the same gate as tools; lists show each caller only what
+/// it may read.
+macro_rules! offers {
+    ($($offer:ident = $kind:ident $name:literal $(at $uri:literal)?: $access:expr, $action:ident;)+) => {
+        /// A resource or prompt keyward offers.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Offer { $($offer),+ }
+
+        impl Offer {
+            pub const ALL: [Offer; [$($name),+].len()] = [$(Offer::$offer),+];
+
+            pub fn access(self) -> Access {
+                use {Access::*, Permission::*};
+                match self { $(Offer::$offer => $access),+ }
+            }
+
+            pub const fn action(self) -> Action {
+                match self { $(Offer::$offer => Action::$action),+ }
+            }
+
+            pub const fn kind(self) -> OfferKind {
+                match self { $(Offer::$offer => OfferKind::$kind),+ }
+            }
+
+            /// The resource's name or the prompt's (what a client asks `prompts/get` for).
+            pub const fn name(self) -> &'static str {
+                match self { $(Offer::$offer => $name),+ }
+            }
+
+            /// The URI a resource is read at; `None` for a prompt.
+            pub const fn uri(self) -> Option<&'static str> {
+                match self { $(Offer::$offer => offers!(@uri $($uri)?)),+ }
+            }
+        }
+    };
+    (@uri) => { None };
+    (@uri $uri:literal) => { Some($uri) };
+}
+
+offers! {
+    AuditCheckpoint = Resource "audit_checkpoint" at "keyward://audit/checkpoint/latest": Needs(AuditVerify), ReadAuditCheckpoint;
+    RoleCatalog     = Resource "role_catalog"     at "keyward://catalog/roles":           Needs(RoleRead),    ReadRoleCatalog;
+    AuditEvents     = Resource "audit_events"     at "keyward://audit/events/recent":     Needs(AuditRead),   ReadAuditEvents;
+    SecurityReview  = Prompt   "security_review":  Needs(AuditRead), PromptSecurityReview;
+    InvestigateKey  = Prompt   "investigate_key":  Needs(AuditRead), PromptInvestigateKey;
+}
+
+impl Offer {
+    pub fn resource(uri: &str) -> Option<Offer> {
+        Offer::ALL.into_iter().find(|o| o.uri() == Some(uri))
+    }
+
+    pub fn prompt(name: &str) -> Option<Offer> {
+        Offer::ALL
+            .into_iter()
+            .find(|o| o.kind() == OfferKind::Prompt && o.name() == name)
     }
 }
 
@@ -192,6 +272,20 @@ mod tests {
                 "{t:?}"
             );
         }
+    }
+
+    #[test]
+    fn offers_are_found_by_uri_or_name_and_need_a_permission() {
+        for o in Offer::ALL {
+            assert!(matches!(o.access(), Access::Needs(_)), "{o:?}");
+            assert_eq!(o.uri().is_some(), o.kind() == OfferKind::Resource);
+            match o.uri() {
+                Some(uri) => assert_eq!(Offer::resource(uri), Some(o)),
+                None => assert_eq!(Offer::prompt(o.name()), Some(o)),
+            }
+            assert_eq!(ToolName::parse(o.action().as_str()), None);
+        }
+        assert_eq!(Offer::prompt("audit_checkpoint"), None);
     }
 
     #[test]

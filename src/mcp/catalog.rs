@@ -3,7 +3,7 @@
 
 #[cfg(test)]
 mod tests {
-    use crate::domain::catalog::{Access, ToolName};
+    use crate::domain::catalog::{Access, Offer, ToolName};
     use crate::domain::permission::Permission;
     use crate::mcp::KeywardServer;
 
@@ -39,6 +39,25 @@ mod tests {
         }
         for p in Permission::ALL {
             assert!(readme.contains(&format!("`{p}`")), "README: {p}");
+        }
+    }
+
+    /// The README's resources and prompts table names each with the permission it needs.
+    #[test]
+    fn the_readme_documents_every_resource_and_prompt() {
+        let readme = include_str!("../../README.md");
+        for o in Offer::ALL {
+            let Access::Needs(p) = o.access() else {
+                panic!("{o:?} needs a permission")
+            };
+            let name = o
+                .uri()
+                .map_or_else(|| format!("prompt `{}`", o.name()), |u| format!("`{u}`"));
+            let row = readme.lines().find(|l| l.starts_with(&format!("| {name}")));
+            assert!(
+                row.is_some_and(|r| r.contains(&format!("`{p}`"))),
+                "README: {name} needs {p}"
+            );
         }
     }
 }

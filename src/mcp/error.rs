@@ -43,6 +43,22 @@ pub(super) fn result(kind: ErrorKind, message: String) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)]).with_meta(Some(MetaObject(meta)))
 }
 
+/// The same for methods answered with a protocol error (resources, prompts): a code clients
+/// understand, the kind in `data`.
+pub(super) fn protocol(kind: ErrorKind, message: String) -> rmcp::ErrorData {
+    use rmcp::model::ErrorCode;
+    let code = match kind {
+        ErrorKind::NotFound => ErrorCode::RESOURCE_NOT_FOUND,
+        ErrorKind::InvalidArgument | ErrorKind::Conflict | ErrorKind::Gone => {
+            ErrorCode::INVALID_PARAMS
+        }
+        ErrorKind::PermissionDenied => ErrorCode::INVALID_REQUEST,
+        ErrorKind::Unavailable | ErrorKind::Internal => ErrorCode::INTERNAL_ERROR,
+    };
+    let data = serde_json::json!({ ERROR_META: kind.code() });
+    rmcp::ErrorData::new(code, message, Some(data))
+}
+
 impl From<&Failure> for ToolError {
     fn from(f: &Failure) -> Self {
         ToolError::new(f.kind, f.message.clone())

@@ -78,41 +78,55 @@ impl KeywardServer {
         };
         let target = target_of(tool, args.as_ref());
         let call = Arc::new(Call::new(principal, tool.action(), meta, args));
+        let exempt = tool == ToolName::AuditVerify;
+        self.admit(&call, tool.access(), target.clone(), exempt)
+            .await
+            .map_err(|(kind, text)| Ok(error::result(kind, text).into()))?;
+        Ok(Allowed { tool, call, target })
+    }
 
-        if let Access::Needs(needed) = tool.access()
+    /// The gate every tool call, resource read and prompt passes once its caller is known:
+    /// the catalogue line's permission (a denial is logged, counted and audited), then nothing
+    /// runs while the trail cannot take records or, when told to, after a failed integrity
+    /// check (`exempt`: checking the trail again still runs).
+    pub(super) async fn admit(
+        &self,
+        call: &Call,
+        access: Access,
+        target: Option<Target>,
+        exempt: bool,
+    ) -> Result<(), (ErrorKind, String)> {
+        let label = call.action().as_str();
+        if let Access::Needs(needed) = access
             && !call.principal().has(needed)
         {
             let denial = DomainError::Forbidden {
                 needed,
                 role: call.principal().role().to_owned(),
             };
-            tracing::info!(tool = tool.wire(), %needed, "tool call denied");
-            self.count(tool, Status::Denied);
-            self.record(&call, failed(Status::Denied, target, &denial.to_string()))
-                .await
-                .map_err(Ok)?;
-            let refused = error::result(ErrorKind::PermissionDenied, denial.to_string());
-            return Err(Ok(refused.into()));
+            tracing::info!(action = label, %needed, "call denied");
+            self.count(label, Status::Denied);
+            let outcome = failed(Status::Denied, target, &denial.to_string());
+            self.record_or(call, outcome).await?;
+            return Err((ErrorKind::PermissionDenied, denial.to_string()));
         }
         // Fail closed: while the trail cannot take records, run nothing.
         if !self.app.audit.is_healthy() && self.app.store.ping().await.is_err() {
-            return Err(Ok(unavailable().into()));
+            return Err((ErrorKind::Unavailable, UNAVAILABLE.into()));
         }
         // Told to refuse on a failed integrity check: only checking the trail again runs.
         let log = &self.app.audit_log;
         if log.settings.refuse_on_violation
-            && tool != ToolName::AuditVerify
+            && !exempt
             && let Some(v) = log.violation()
         {
-            {
-                let text = format!(
-                    "refused: the audit trail failed its integrity check ({v}); an operator must \
-                     investigate (audit_verify shows the problem)"
-                );
-                return Err(Ok(error::result(ErrorKind::Unavailable, text).into()));
-            }
+            let text = format!(
+                "refused: the audit trail failed its integrity check ({v}); an operator must \
+                 investigate (audit_verify shows the problem)"
+            );
+            return Err((ErrorKind::Unavailable, text));
         }
-        Ok(Allowed { tool, call, target })
+        Ok(())
     }
 
     /// Runs the tool with the call in its context; what comes back is bounded and scrubbed.
@@ -215,8 +229,53 @@ impl KeywardServer {
             // A summary: which tool, how long; never the statements it ran or its arguments.
             tracing::warn!(tool = tool.wire(), %status, elapsed_ms = elapsed.as_millis() as u64, "slow tool call");
         }
-        self.count(tool, status);
+        self.count(tool.wire(), status);
         response
+    }
+
+    /// Resources and prompts pass the same gate as tools: the caller, the catalogue line's
+    /// permission, a denial audited; `run` gets the call, and its outcome is recorded before
+    /// the answer leaves. Refusals and failures are protocol errors (these methods have no
+    /// error result), their texts scrubbed and bounded.
+    pub(super) async fn guard_offer<T, Fut>(
+        &self,
+        ctx: &mut RequestContext<RoleServer>,
+        (action, access): (Action, Access),
+        args: Option<Value>,
+        target: Option<Target>,
+        run: impl FnOnce(Arc<Call>) -> Fut,
+    ) -> Result<T, McpError>
+    where
+        Fut: std::future::Future<Output = Result<T, crate::ops::OpsError>>,
+    {
+        let _in_flight = self.app.inflight.enter();
+        let meta = self.call_meta(ctx);
+        let principal =
+            (self.caller(ctx, &meta).await).map_err(|f| error::protocol(f.kind, f.message))?;
+        let args = args.map(|a| audit::redact(&a));
+        let call = Arc::new(Call::new(principal, action, meta, args));
+        let to_error = |(kind, text): (ErrorKind, String)| error::protocol(kind, text);
+        self.admit(&call, access, target.clone(), false)
+            .await
+            .map_err(to_error)?;
+        let result = run(call.clone()).await.map_err(|e| call.fail(&e).clone());
+        let outcome = match &result {
+            Ok(_) => Outcome::success(target),
+            Err(f) => {
+                if let Some(detail) = &f.detail {
+                    tracing::error!(action = action.as_str(), error = %detail, "call failed");
+                }
+                failed(
+                    f.status(),
+                    target,
+                    &clip_message(&secrets::scrub(&f.message)),
+                )
+            }
+        };
+        let status = outcome.status;
+        self.record_or(&call, outcome).await.map_err(to_error)?;
+        self.count(action.as_str(), status);
+        result.map_err(|f| error::protocol(f.kind, clip_message(&secrets::scrub(&f.message))))
     }
 
     /// A `tools/call` whose params do not parse: recorded (who sent it, what it sent, with
@@ -252,12 +311,13 @@ impl KeywardServer {
         McpError::invalid_params(WHY, None)
     }
 
-    fn count(&self, tool: ToolName, status: Status) {
+    /// Counts a call by its action (a tool's wire name, or a resource's or prompt's action).
+    fn count(&self, action: &'static str, status: Status) {
         self.app
             .metrics
             .tool_calls
             .get_or_create(&crate::metrics::ToolLabels {
-                tool: tool.wire(),
+                tool: action,
                 outcome: status.as_str(),
             })
             .inc();
@@ -267,6 +327,13 @@ impl KeywardServer {
     /// fails with a tool error saying so: its result, if any, is withheld, never returned
     /// unaudited.
     async fn record(&self, call: &Call, outcome: Outcome) -> Result<(), CallToolResponse> {
+        self.record_or(call, outcome)
+            .await
+            .map_err(|(kind, text)| error::result(kind, text).into())
+    }
+
+    /// The same, for any surface: the error to answer with when the record is not written.
+    async fn record_or(&self, call: &Call, outcome: Outcome) -> Result<(), (ErrorKind, String)> {
         match self
             .app
             .audit
@@ -276,7 +343,7 @@ impl KeywardServer {
             Ok(_) => Ok(()),
             Err(e) => {
                 tracing::error!(error = %e, "audit record not written; failing the call");
-                Err(error::result(ErrorKind::Unavailable, e.to_string()).into())
+                Err((ErrorKind::Unavailable, e.to_string()))
             }
         }
     }
@@ -315,14 +382,9 @@ const UNRECORDED_CHANGE: &str =
 /// A tool call taking this long is logged (at WARN).
 const SLOW_CALL: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn unavailable() -> CallToolResult {
-    error::result(
-        ErrorKind::Unavailable,
-        "the audit trail is unavailable, so no tool can run; try again shortly".into(),
-    )
-}
+const UNAVAILABLE: &str = "the audit trail is unavailable, so no tool can run; try again shortly";
 
-fn failed(status: Status, target: Option<Target>, reason: &str) -> Outcome {
+pub(super) fn failed(status: Status, target: Option<Target>, reason: &str) -> Outcome {
     Outcome {
         status,
         reason: Some(audit::redact_text(reason)),

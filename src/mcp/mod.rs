@@ -1,12 +1,15 @@
 //! The MCP surface: one server type served over stdio and streamable HTTP. It owns the tool
-//! catalogue, the guard every call passes, and the per-caller tool list; it holds no SQL and
-//! no HTTP details.
+//! catalogue, the guard every call passes, and the per-caller tool list, and serves resources
+//! and prompts (`resources.rs`, `prompts.rs`) through the same guard; it holds no SQL and no
+//! HTTP details.
 
 #[cfg(test)]
 mod catalog;
 pub mod error;
 mod guard;
 pub mod portable;
+mod prompts;
+mod resources;
 mod tools;
 
 use std::sync::Arc;
@@ -14,8 +17,10 @@ use std::sync::Arc;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CustomRequest, CustomResult, ErrorCode,
-    Implementation, ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities,
-    ServerConfig, Tool,
+    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+    SubscribeRequestParams, Tool, UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -102,6 +107,12 @@ fn refused_stdio_key(refused: Refused) -> Failure {
     }
 }
 
+/// Whether a list or read varies by caller and the protocol has the fields to say so to caches.
+fn varies(ctx: &RequestContext<RoleServer>) -> bool {
+    ctx.protocol_version()
+        .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28)
+}
+
 /// The HTTP request a call arrived in (rmcp copies it into the request context).
 fn http_parts_mut(ctx: &mut RequestContext<RoleServer>) -> Option<&mut http::request::Parts> {
     ctx.extensions.get_mut::<http::request::Parts>()
@@ -112,6 +123,8 @@ pub struct KeywardServer {
     app: App,
     caller_source: CallerSource,
     router: Arc<ToolRouter<KeywardServer>>,
+    /// This connection's resource subscriptions (ended with it).
+    subscriptions: resources::Subscriptions,
 }
 
 impl KeywardServer {
@@ -130,6 +143,7 @@ impl KeywardServer {
             app,
             caller_source,
             router,
+            subscriptions: Default::default(),
         }
     }
 
@@ -144,6 +158,17 @@ impl KeywardServer {
             + Self::proof_tools();
         portable::make_portable(&mut router);
         router
+    }
+
+    /// The caller of a list request (lists are not audited: they show only what may be used).
+    async fn listing_caller(
+        &self,
+        context: &mut RequestContext<RoleServer>,
+    ) -> Result<Principal, McpError> {
+        let meta = self.call_meta(context);
+        self.caller(context, &meta)
+            .await
+            .map_err(|e| McpError::invalid_request(e.message, None))
     }
 
     /// The tools `p` may call, in name order.
@@ -162,7 +187,13 @@ impl KeywardServer {
 
 impl ServerHandler for KeywardServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = ServerCapabilities::builder()
+            .enable_prompts()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .enable_tools()
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("keyward", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
     }
@@ -190,13 +221,76 @@ impl ServerHandler for KeywardServer {
             .await
             .map_err(|e| McpError::invalid_request(e.message, None))?;
         let mut result = ListToolsResult::with_all_items(self.visible_tools(&principal));
-        if context
-            .protocol_version()
-            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28)
-        {
+        if varies(&context) {
             result = result.with_ttl_ms(0).with_cache_scope(CacheScope::Private);
         }
         Ok(result)
+    }
+
+    /// Lists only the resources the caller's role may read (like `list_tools`).
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let principal = self.listing_caller(&mut context).await?;
+        let mut result = ListResourcesResult::with_all_items(resources::visible(&principal));
+        if varies(&context) {
+            result = result.with_ttl_ms(0).with_cache_scope(CacheScope::Private);
+        }
+        Ok(result)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let varies = varies(&context);
+        let mut result = Box::pin(self.read(request, context)).await?;
+        if varies {
+            result = result.with_ttl_ms(0).with_cache_scope(CacheScope::Private);
+        }
+        Ok(result.into())
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        Box::pin(self.subscription(request, context, true)).await
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let request = SubscribeRequestParams::new(request.uri);
+        Box::pin(self.subscription(request, context, false)).await
+    }
+
+    /// Lists only the prompts the caller's role may get.
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        let principal = self.listing_caller(&mut context).await?;
+        let mut result = ListPromptsResult::with_all_items(prompts::visible(&principal));
+        if varies(&context) {
+            result = result.with_ttl_ms(0).with_cache_scope(CacheScope::Private);
+        }
+        Ok(result)
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        Ok(Box::pin(self.prompt(request, context)).await?.into())
     }
 
     /// rmcp's default answer quotes the method name alone; this one says what is wrong and
@@ -214,7 +308,7 @@ impl ServerHandler for KeywardServer {
         Err(McpError::new(
             ErrorCode::METHOD_NOT_FOUND,
             format!(
-                "unknown method '{}': keyward serves the MCP tools methods (tools/list, tools/call)",
+                "unknown method '{}': keyward serves the MCP tools, resources and prompts methods",
                 guard::clip(&crate::domain::secrets::scrub(&request.method))
             ),
             None,

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod cache;
 pub mod call;
+pub mod conversation;
 pub mod error;
 pub mod keys;
 pub mod lockout;
