@@ -126,7 +126,10 @@ fn bench_sqlite_writer(c: &mut Criterion, path: &std::path::Path) {
 /// The Merkle log's own cost per event, which every writer pays inside its transaction: the
 /// stored form, its canonical JSON and leaf hash, and appending the leaf to the tree's edge.
 fn bench_leaf(c: &mut Criterion) {
-    let e = event(7, DateTime::from_timestamp_micros(1_780_000_000_000_000).unwrap_or_default());
+    let e = event(
+        7,
+        DateTime::from_timestamp_micros(1_780_000_000_000_000).unwrap_or_default(),
+    );
     let mut edge = Frontier::default();
     let mut group = c.benchmark_group("audit_log");
     group.throughput(Throughput::Elements(1));

@@ -263,7 +263,8 @@ impl KeywardServer {
             (Offer::InvestigateKey, Some(Value::String(id))) => {
                 crate::domain::ids::check_id("key", id)
                     .ok()
-                    .map(|id| Target::key(&id))
+                    // The name is not known before the key is read (the use case reads it).
+                    .map(|id| Target::new("key", &id, None))
             }
             _ => None,
         };

@@ -81,10 +81,7 @@ pub(super) fn allowed(p: &Principal, access: Access) -> bool {
 }
 
 fn target(offer: Offer) -> Option<Target> {
-    Some(Target {
-        kind: "resource",
-        id: offer.name().to_owned(),
-    })
+    Some(Target::new("resource", offer.name(), Some(offer.name())))
 }
 
 fn unknown(uri: &str) -> OpsError {
