@@ -64,7 +64,9 @@ fn drop_null(v: &mut Value) {
     }
 }
 
-/// Where a schema is not portable: a `type` that is not one string, a null type or default.
+/// Where a schema is not portable: a `type` that is not one string, a null type or default, or
+/// a `format` validators do not know (schemars' `uint64` for Rust's unsigned integers, which
+/// the MCP Inspector warns about on every call).
 pub fn problems(schema: &Value, path: &str, out: &mut Vec<String>) {
     match schema {
         Value::Object(map) => {
@@ -75,6 +77,11 @@ pub fn problems(schema: &Value, path: &str, out: &mut Vec<String>) {
             }
             if map.get("default").is_some_and(Value::is_null) {
                 out.push(format!("{path}/default: null"));
+            }
+            if let Some(f) = map.get("format").and_then(Value::as_str)
+                && f.starts_with("uint")
+            {
+                out.push(format!("{path}/format: {f}"));
             }
             for (k, v) in map {
                 problems(v, &format!("{path}/{k}"), out);

@@ -53,6 +53,7 @@ pub enum Verdict {
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct TreeView {
+    #[schemars(with = "i64")]
     pub size: u64,
     /// Base64 SHA-256 root.
     pub root: String,
@@ -60,6 +61,7 @@ pub struct TreeView {
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct CheckpointView {
+    #[schemars(with = "i64")]
     pub size: u64,
     /// When it was signed (RFC 3339, UTC).
     pub time: String,
@@ -73,9 +75,10 @@ pub struct CheckpointView {
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct AnchorView {
-    /// Where it was read: a file path.
+    /// Where it was read: `file <name>` (the file's name, not its directory).
     pub source: String,
     /// The largest checkpoint found there.
+    #[schemars(with = "i64")]
     pub size: u64,
     /// Whether the stored tree extends it.
     pub consistent: bool,
@@ -87,11 +90,15 @@ pub struct AnchorView {
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Checked {
+    #[schemars(with = "i64")]
     pub from_seq: u64,
+    #[schemars(with = "i64")]
     pub to_seq: u64,
+    #[schemars(with = "i64")]
     pub bodies_rehashed: u64,
     /// Events below this seq had their bodies removed by retention (their hashes remain, so
     /// roots and proofs still verify): reported as pruned, not missing.
+    #[schemars(with = "i64")]
     pub pruned_below: u64,
     /// The newest pruned event's time, when anything was pruned.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,6 +112,8 @@ pub struct Problem {
     /// `bad_signature`, `fewer_events`, `root_mismatch`, `body_mismatch`, `missing_event`,
     /// `no_recent_checkpoint`.
     pub kind: String,
+    #[schemars(with = "Option<i64>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
     pub detail: String,
 }
@@ -116,12 +125,16 @@ pub struct VerifyReport {
     /// `quick` or `full`.
     pub mode: String,
     pub tree: TreeView,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<CheckpointView>,
     pub anchors: Vec<AnchorView>,
     pub checked: Checked,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub first_problem: Option<Problem>,
     /// The public key checkpoints are checked with (vkey).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    #[schemars(with = "i64")]
     pub duration_ms: u64,
     /// One sentence on what to do next.
     pub next_step: String,
@@ -238,6 +251,11 @@ pub async fn verify(
     }
     let mut anchor_views = Vec::new();
     for path in log.anchor_files() {
+        // Named by file name only: a remote caller learns no directory layout.
+        let label = path.file_name().map_or_else(
+            || "anchor".to_owned(),
+            |n| format!("file {}", n.to_string_lossy()),
+        );
         let notes = read_tail(&path).unwrap_or_default();
         // A deliberate restore re-anchors: checkpoints this file holds from before the newest
         // "restored" one it also holds belong to the history given up then. (The restore must
@@ -264,22 +282,22 @@ pub async fn verify(
                     Verdict::Forged,
                     "bad_signature",
                     None,
-                    format!("a checkpoint in {} does not verify: {e}", path.display()),
+                    format!("a checkpoint in {label} does not verify: {e}"),
                 ),
                 Err(_) => {}
             }
         }
         if let Some(b) = best {
             anchor_views.push(AnchorView {
-                source: path.display().to_string(),
+                source: label.clone(),
                 size: b.checkpoint.size,
                 consistent: true,
                 before_restore: false,
             });
-            claims.push((path.display().to_string(), b));
+            claims.push((label.clone(), b));
         } else if given_up {
             anchor_views.push(AnchorView {
-                source: path.display().to_string(),
+                source: label.clone(),
                 size: 0,
                 consistent: true,
                 before_restore: true,
