@@ -87,6 +87,7 @@ catalogue! {
         AuditGet        = "audit_get":         read,  Needs(AuditRead),     target("audit_event", "id");
         AuditSummary    = "audit_summary":     read,  Needs(AuditRead);
         AuditVerify     = "audit_verify":      read,  Needs(AuditVerify);
+        AuditExport     = "audit_export":      read,  Needs(AuditExport);
         OperatorCreate  = "operator_create":   write, Needs(OperatorWrite);
         OperatorList    = "operator_list":     read,  Needs(OperatorRead);
         OperatorDisable = "operator_disable":  write, Needs(OperatorWrite), target("operator", "operator_id");
@@ -134,6 +135,8 @@ catalogue! {
         AuditPrune = "audit_prune",
         /// A restored database's log was re-anchored ("restored at seq N").
         AuditRestore = "audit_restore",
+        /// An exported bundle was downloaded (`GET /audit/exports/{name}`), or the download refused.
+        AuditExportFetch = "audit_export_fetch",
     }
 }
 
@@ -147,11 +150,10 @@ impl ToolName {
         ToolName::ALL.into_iter().find(|t| t.wire() == name)
     }
 
-    /// Tools that may take minutes (none yet; full audit verification and export will): their
+    /// Tools that may take minutes (an export reads and proves every event it holds): their
     /// answers get `--long-request-timeout` instead of `--request-timeout`.
     pub fn long_running(self) -> bool {
-        let _ = self;
-        false
+        matches!(self, ToolName::AuditExport)
     }
 }
 
