@@ -162,8 +162,8 @@ impl AuditLogArgs {
 impl AuditLogArgs {
     pub fn export_settings(&self) -> anyhow::Result<crate::ops::audit_export::ExportSettings> {
         anyhow::ensure!(
-            self.audit_export_keep >= 1 && self.audit_export_max_bytes >= 4096,
-            "--audit-export-keep must be at least 1 and --audit-export-max-bytes at least 4096"
+            self.audit_export_keep >= 1 && self.audit_export_max_bytes >= 16384,
+            "--audit-export-keep must be at least 1 and --audit-export-max-bytes at least 16384"
         );
         Ok(crate::ops::audit_export::ExportSettings {
             dir: self.audit_export_dir.clone(),

@@ -98,35 +98,50 @@ pub async fn bundle(
             "the stored tree is not the one the newest checkpoint signed: run audit_verify",
         ));
     }
-    let paths = at
+    let mut paths = at
         .iter()
         .map(|s| merkle::inclusion_proof(&tree, *s, size))
         .collect::<Result<Vec<Vec<Hash>>, _>>()
         .map_err(|e| internal(e.to_string()))?;
     let now = app.now();
-    let contents = Contents {
-        origin: &log.origin,
-        vkeys: log.trusted().iter().map(ToString::to_string).collect(),
-        created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        created_unix: now.timestamp(),
-        filters: serde_json::to_value(&resolved).unwrap_or_default(),
-        time_zone: resolved.tz.clone(),
-        tenant_scope: scope.to_vec(),
-        checkpoint: &cp.note,
-        tree_size: size,
-        root,
-        truncated,
-        events: &events,
-        paths: &paths,
-    };
-    let (manifest, bytes) =
-        bundle::build(&contents, &keys.current).map_err(|e| internal(e.to_string()))?;
-    Ok(Exported {
-        sha256: bundle::sha256_hex(&bytes),
-        manifest,
-        bytes,
-        checkpoint: cp.note,
-    })
+    let mut events = events;
+    loop {
+        let contents = Contents {
+            origin: &log.origin,
+            vkeys: log.trusted().iter().map(ToString::to_string).collect(),
+            created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            created_unix: now.timestamp(),
+            filters: serde_json::to_value(&resolved).unwrap_or_default(),
+            time_zone: resolved.tz.clone(),
+            tenant_scope: scope.to_vec(),
+            checkpoint: &cp.note,
+            tree_size: size,
+            root,
+            truncated,
+            events: &events,
+            paths: &paths,
+        };
+        let (manifest, bytes) =
+            bundle::build(&contents, &keys.current).map_err(|e| internal(e.to_string()))?;
+        if bytes.len() as u64 <= max_bytes {
+            return Ok(Exported {
+                sha256: bundle::sha256_hex(&bytes),
+                manifest,
+                bytes,
+                checkpoint: cp.note,
+            });
+        }
+        // The estimate was short (the fixed files count too): drop a quarter and build again.
+        if events.is_empty() {
+            return Err(OpsError::invalid(
+                "--audit-export-max-bytes is too small for even an empty bundle",
+            ));
+        }
+        let keep = events.len() * 3 / 4;
+        events.truncate(keep);
+        paths.truncate(keep);
+        truncated = true;
+    }
 }
 
 /// What `audit_export` answers: where the bundle is, and what it holds; never the trail itself.
