@@ -188,7 +188,7 @@ pub enum AuditCommand {
     Restored(RestoredArgs),
     /// Write a bundle of the trail (all tenants; the filters of audit_query as flags) to --out:
     /// events, inclusion proofs, the signed checkpoint and a signed manifest. Audited.
-    Export(ExportArgs),
+    Export(Box<ExportArgs>),
     /// Check a bundle offline (no database, no network). Exits 0 only when it verifies.
     VerifyBundle(VerifyBundleArgs),
 }

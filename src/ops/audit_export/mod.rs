@@ -104,7 +104,6 @@ pub async fn bundle(
         .collect::<Result<Vec<Vec<Hash>>, _>>()
         .map_err(|e| internal(e.to_string()))?;
     let now = app.now();
-    let mut events = events;
     loop {
         let contents = Contents {
             origin: &log.origin,
