@@ -8,37 +8,13 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Exported, internal};
+use super::ExportSettings;
 use crate::domain::principal::Principal;
-use crate::ops::OpsError;
 use crate::ops::app::App;
 use crate::store::private;
 
 const PREFIX: &str = "keyward-audit-";
 const SUFFIX: &str = ".tar.gz";
-
-/// Where exports go and how many stay (`--audit-export-dir`, `--audit-export-max-bytes`,
-/// `--audit-export-keep`).
-#[derive(Debug, Clone)]
-pub struct ExportSettings {
-    /// `None`: beside the SQLite database (`<database file>.exports/`); on PostgreSQL the tool
-    /// is then refused.
-    pub dir: Option<PathBuf>,
-    pub max_bytes: u64,
-    pub keep: usize,
-    pub max_age: chrono::Duration,
-}
-
-impl Default for ExportSettings {
-    fn default() -> Self {
-        ExportSettings {
-            dir: None,
-            max_bytes: 64 << 20,
-            keep: 20,
-            max_age: chrono::Duration::days(7),
-        }
-    }
-}
 
 pub fn export_dir(app: &App) -> Option<PathBuf> {
     app.exports.dir.clone().or_else(|| {
@@ -141,9 +117,9 @@ pub async fn save(
     dir: &Path,
     s: &ExportSettings,
     owner: &str,
-    made: &Exported,
+    bytes: &[u8],
     now: DateTime<Utc>,
-) -> Result<String, OpsError> {
+) -> std::io::Result<String> {
     let name = format!(
         "{PREFIX}{}-{}{SUFFIX}",
         now.format("%Y%m%dT%H%M%SZ"),
@@ -152,11 +128,10 @@ pub async fn save(
     let side = serde_json::to_vec(&Sidecar {
         owner: owner.to_owned(),
         created_at: now.timestamp_micros(),
-        bytes: made.bytes.len() as u64,
-        sha256: made.sha256.clone(),
-    })
-    .map_err(|e| internal(e.to_string()))?;
-    let (dir, s, bytes, n) = (dir.to_owned(), s.clone(), made.bytes.clone(), name.clone());
+        bytes: bytes.len() as u64,
+        sha256: crate::domain::bundle::sha256_hex(bytes),
+    })?;
+    let (dir, s, bytes, n) = (dir.to_owned(), s.clone(), bytes.to_vec(), name.clone());
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         private::create_dir(&dir)?;
         expire(&dir, &s, now, 1);
@@ -164,34 +139,31 @@ pub async fn save(
         write_private(&sidecar(&dir, &n), &side)
     })
     .await
-    .map_err(|e| internal(e.to_string()))?
-    .map_err(|e| internal(format!("cannot write the export: {e}")))?;
+    .map_err(std::io::Error::other)??;
     Ok(name)
 }
 
-/// The bytes of `name` when `owner` made it and it has not expired.
+/// The bytes of `name` when `owner` made it and it has not expired (else `None`).
 pub async fn read(
     dir: &Path,
     s: &ExportSettings,
     owner: &str,
     name: &str,
     now: DateTime<Utc>,
-) -> Result<Vec<u8>, OpsError> {
+) -> std::io::Result<Option<Vec<u8>>> {
     let (dir, s, owner, name) = (dir.to_owned(), s.clone(), owner.to_owned(), name.to_owned());
-    let gone = || OpsError::NotFound("no such export (or not yours, or expired)".into());
     tokio::task::spawn_blocking(move || {
         expire(&dir, &s, now, 0);
-        let side: Sidecar = std::fs::read(sidecar(&dir, &name))
+        let side: Option<Sidecar> = std::fs::read(sidecar(&dir, &name))
             .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(gone)?;
-        if side.owner != owner {
-            return Err(gone());
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if side.is_none_or(|s| s.owner != owner) {
+            return None;
         }
-        std::fs::read(dir.join(&name)).map_err(|_| gone())
+        std::fs::read(dir.join(&name)).ok()
     })
     .await
-    .map_err(|e| internal(e.to_string()))?
+    .map_err(std::io::Error::other)
 }
 
 #[cfg(test)]
