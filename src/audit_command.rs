@@ -93,5 +93,131 @@ pub async fn run(app: &App, command: AuditCommand) -> anyhow::Result<()> {
             println!("Signed a restored-at checkpoint at size {}.", signed.size);
             Ok(())
         }
+        AuditCommand::Export(args) => export(app, &args).await,
+        // Run before any database is opened (`lib::run`).
+        AuditCommand::VerifyBundle(args) => verify_bundle(&args),
+    }
+}
+
+/// `keyward audit export --out FILE`: every tenant, no size cap; recorded in the trail.
+async fn export(app: &App, args: &crate::cli::ExportArgs) -> anyhow::Result<()> {
+    let parse = |what: &str, values: &[String], ok: &dyn Fn(&str) -> bool| {
+        values
+            .iter()
+            .find(|v| !ok(v))
+            .map_or(Ok(()), |v| Err(anyhow::anyhow!("unknown {what} {v:?}")))
+    };
+    parse("action", &args.action, &|v| Action::parse(v).is_some())?;
+    parse("status", &args.status, &|v| Status::parse(v).is_some())?;
+    parse("source", &args.source, &|v| Source::parse(v).is_some())?;
+    let filters = crate::ops::audit::Filters {
+        actors: args.actor.clone(),
+        roles: args.role.clone(),
+        tenants: args.tenant.clone(),
+        actions: args
+            .action
+            .iter()
+            .filter_map(|a| Action::parse(a))
+            .collect(),
+        targets: args.target.clone(),
+        statuses: args
+            .status
+            .iter()
+            .filter_map(|s| Status::parse(s))
+            .collect(),
+        sources: args
+            .source
+            .iter()
+            .filter_map(|s| Source::parse(s))
+            .collect(),
+        client_ips: args.client_ip.clone(),
+        since: args.since.clone(),
+        until: args.until.clone(),
+        time_zone: args.time_zone.clone(),
+    };
+    let made = crate::ops::audit_export::bundle(
+        app,
+        crate::domain::tenant::TenantScope::All,
+        &filters,
+        u64::MAX,
+    )
+    .await?;
+    {
+        use std::io::Write;
+        let mut f = crate::store::private::file_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&args.out)
+            .with_context(|| format!("cannot write {}", args.out.display()))?;
+        f.write_all(&made.bytes)?;
+        f.sync_all()?;
+    }
+    let m = &made.manifest;
+    let mut event = crate::ops::CallMeta::new(Source::Cli).event(
+        app.now(),
+        Action::AuditExport,
+        Status::Success,
+        "operator",
+    );
+    event.reason = Some(format!(
+        "exported {} events (seq {:?}..{:?}) proven in a tree of {}, sha256 {}",
+        m.events, m.first_seq, m.last_seq, m.tree_size, made.sha256
+    ));
+    app.audit.record(event).await?;
+    println!(
+        "Wrote {} ({} events, seq {}..{}, tree size {}, sha256 {}).\nCheck it with: keyward audit verify-bundle {} --public-key \"$(keyward audit public-key)\"",
+        args.out.display(),
+        m.events,
+        m.first_seq.map_or("-".into(), |s| s.to_string()),
+        m.last_seq.map_or("-".into(), |s| s.to_string()),
+        m.tree_size,
+        made.sha256,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `keyward audit verify-bundle FILE --public-key VKEY`: offline, exit 0 only when it verifies.
+pub fn verify_bundle(args: &crate::cli::VerifyBundleArgs) -> anyhow::Result<()> {
+    use crate::domain::checkpoint::VerifyingKey;
+    let keys = args
+        .public_key
+        .iter()
+        .map(|k| {
+            let text = if std::path::Path::new(k).is_file() {
+                std::fs::read_to_string(k).with_context(|| format!("cannot read {k}"))?
+            } else {
+                k.clone()
+            };
+            VerifyingKey::parse(text.trim()).map_err(|e| anyhow::anyhow!("--public-key: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    match crate::domain::bundle::check(&bytes, &keys) {
+        Ok(v) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "ok: {} events (seq {}..{}) of {} proven in its tree of {} (root {}), signed by {}{}",
+                    v.events,
+                    v.first_seq.map_or("-".into(), |s| s.to_string()),
+                    v.last_seq.map_or("-".into(), |s| s.to_string()),
+                    v.origin,
+                    v.tree_size,
+                    v.root,
+                    v.signed_by,
+                    if v.truncated {
+                        " (truncated export)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(())
+        }
+        Err(e) => anyhow::bail!("the bundle did not verify: {e}"),
     }
 }

@@ -106,6 +106,22 @@ pub struct AuditLogArgs {
     /// default: nothing is ever removed.
     #[arg(long, env = "KEYWARD_AUDIT_RETENTION", value_parser = humantime::parse_duration, global = true)]
     pub audit_retention: Option<std::time::Duration>,
+    /// Where `audit_export` writes bundles (created 0700; files 0600, named by the server).
+    /// Default on SQLite: `<database file>.exports/` beside the database. On PostgreSQL the
+    /// tool is refused without it.
+    #[arg(long, env = "KEYWARD_AUDIT_EXPORT_DIR", global = true)]
+    pub audit_export_dir: Option<PathBuf>,
+    /// The largest bundle `audit_export` writes; a larger export stops early, marked truncated.
+    #[arg(long, env = "KEYWARD_AUDIT_EXPORT_MAX_BYTES", default_value_t = 64 << 20, global = true)]
+    pub audit_export_max_bytes: u64,
+    /// How many bundles the export directory keeps (the oldest go first; none stays past 7 days).
+    #[arg(
+        long,
+        env = "KEYWARD_AUDIT_EXPORT_KEEP",
+        default_value_t = 20,
+        global = true
+    )]
+    pub audit_export_keep: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -159,6 +175,21 @@ impl AuditLogArgs {
     }
 }
 
+impl AuditLogArgs {
+    pub fn export_settings(&self) -> anyhow::Result<crate::ops::audit_export::ExportSettings> {
+        anyhow::ensure!(
+            self.audit_export_keep >= 1 && self.audit_export_max_bytes >= 16384,
+            "--audit-export-keep must be at least 1 and --audit-export-max-bytes at least 16384"
+        );
+        Ok(crate::ops::audit_export::ExportSettings {
+            dir: self.audit_export_dir.clone(),
+            max_bytes: self.audit_export_max_bytes,
+            keep: self.audit_export_keep,
+            ..Default::default()
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the trail against its signed checkpoints and anchors. Exits 0 only on `ok`.
@@ -171,6 +202,64 @@ pub enum AuditCommand {
     /// After restoring a backup on purpose: sign a "restored at seq N" checkpoint so the log
     /// verifies again instead of reading as truncated. Audited.
     Restored(RestoredArgs),
+    /// Write a bundle of the trail (all tenants; the filters of audit_query as flags) to --out:
+    /// events, inclusion proofs, the signed checkpoint and a signed manifest. Audited.
+    Export(Box<ExportArgs>),
+    /// Check a bundle offline (no database, no network). Exits 0 only when it verifies.
+    VerifyBundle(VerifyBundleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Where to write the .tar.gz (created 0600; an existing file is replaced).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Only events by these actors (key ids or previews). Repeatable.
+    #[arg(long)]
+    pub actor: Vec<String>,
+    /// Only events by callers holding these roles.
+    #[arg(long)]
+    pub role: Vec<String>,
+    /// Only events concerning these tenants (all-tenant events match too).
+    #[arg(long)]
+    pub tenant: Vec<String>,
+    /// Only these actions (tool names, auth_failed, bootstrap…).
+    #[arg(long)]
+    pub action: Vec<String>,
+    /// Only events acting on these targets.
+    #[arg(long)]
+    pub target: Vec<String>,
+    /// Only these outcomes: success, denied, failed, error.
+    #[arg(long)]
+    pub status: Vec<String>,
+    /// Only calls that came in this way: stdio, http, cli.
+    #[arg(long)]
+    pub source: Vec<String>,
+    /// Only requests from these client IPs.
+    #[arg(long)]
+    pub client_ip: Vec<String>,
+    /// Start of the window (RFC 3339, a date, "24h", "7d", "today"…).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// End of the window (exclusive), same forms.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// IANA time zone for since/until (default UTC).
+    #[arg(long)]
+    pub time_zone: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyBundleArgs {
+    /// The bundle (.tar.gz).
+    pub file: PathBuf,
+    /// The log's public key (vkey, from `keyward audit public-key`), or a file holding it.
+    /// Repeatable (a rotated key and its predecessor).
+    #[arg(long = "public-key", required = true)]
+    pub public_key: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -525,6 +614,7 @@ impl ServeArgs {
             cache_ttl: ttl,
             development: false,
             audit_log: Default::default(),
+            exports: Default::default(),
         })
     }
 }

@@ -41,6 +41,7 @@ impl Default for app::AppOptions {
             cache_ttl: CACHE_TTL,
             development: false,
             audit_log: Default::default(),
+            exports: Default::default(),
         }
     }
 }
@@ -92,6 +93,7 @@ pub async fn open_app_with(
         token_cache: ops::cache::TtlCache::new(options.cache_ttl, 10_000),
         oauth: oauth.map(ops::oauth::OAuth::new),
         audit_log: Arc::new(audit_log),
+        exports: options.exports,
         name_key,
         passwords: ops::password_work::PasswordWork::start(
             ops::password_work::PasswordWork::default_width(),
@@ -134,6 +136,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if let Command::Audit(cli::AuditCommand::VerifyBundle(args)) = &cli.command {
+        return audit_command::verify_bundle(args);
+    }
     let disabled = matches!(&cli.command, Command::Serve(a) if a.auth_mode == AuthMode::Disabled);
     let database = config::database(cli.db.database_url.as_deref(), disabled)?;
     if let Some(dir) = &database.create_dir {
@@ -147,6 +152,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     options.development = database.throwaway.is_some();
     options.audit_log = cli.audit_log.settings()?;
+    options.exports = cli.audit_log.export_settings()?;
     if matches!(&cli.command, Command::Serve(_))
         && options.audit_log.signing_key.is_none()
         && !url.starts_with("sqlite:")

@@ -88,6 +88,7 @@ catalogue! {
         AuditGet        = "audit_get":         read,  Needs(AuditRead),     target("audit_event", "id");
         AuditSummary    = "audit_summary":     read,  Needs(AuditRead);
         AuditVerify     = "audit_verify":      read,  Needs(AuditVerify);
+        AuditExport     = "audit_export":      read,  Needs(AuditExport);
         OperatorCreate  = "operator_create":   write, Needs(OperatorWrite);
         OperatorList    = "operator_list":     read,  Needs(OperatorRead);
         OperatorDisable = "operator_disable":  write, Needs(OperatorWrite), target("operator", "operator_id");
@@ -146,6 +147,8 @@ catalogue! {
         ResourceUnsubscribe = "resource_unsubscribe",
         /// A resource or prompt that keyward does not offer was asked for.
         UnknownOffer = "unknown_offer",
+        /// An exported bundle was downloaded (`GET /audit/exports/{name}`), or the download refused.
+        AuditExportFetch = "audit_export_fetch",
     }
 }
 
@@ -227,11 +230,10 @@ impl ToolName {
         ToolName::ALL.into_iter().find(|t| t.wire() == name)
     }
 
-    /// Tools that may take minutes (none yet; full audit verification and export will): their
+    /// Tools that may take minutes (an export reads and proves every event it holds): their
     /// answers get `--long-request-timeout` instead of `--request-timeout`.
     pub fn long_running(self) -> bool {
-        let _ = self;
-        false
+        matches!(self, ToolName::AuditExport)
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod audit_leaf;
+pub mod bundle;
 pub mod catalog;
 pub mod checkpoint;
 mod closed;

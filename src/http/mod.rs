@@ -6,6 +6,7 @@ mod admission;
 pub mod auth;
 pub mod edge;
 pub mod error;
+mod exports;
 mod health;
 pub mod listener;
 mod oauth;
@@ -136,6 +137,11 @@ pub fn router(state: HttpState, mcp_shutdown: CancellationToken) -> Router {
     .layer(from_fn_with_state(state.clone(), protocol::normalize))
     .layer(from_fn_with_state(state.clone(), auth::authenticate));
 
+    // Bundles from `audit_export`, authenticated exactly as `/mcp`.
+    let exports = Router::new()
+        .route("/audit/exports/{name}", get(exports::download))
+        .layer(from_fn_with_state(state.clone(), auth::authenticate));
+
     let cors = origin::cors(&s.origins);
     let max_body = s.max_body_bytes;
     let (oauth_public, oauth_pages) = oauth::routes();
@@ -154,6 +160,7 @@ pub fn router(state: HttpState, mcp_shutdown: CancellationToken) -> Router {
         .layer(origin::public_cors());
     let private = Router::new()
         .merge(mcp)
+        .merge(exports)
         .merge(oauth_pages)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -192,6 +199,7 @@ fn route_label(path: &str) -> &'static str {
         "/authorize" => "/authorize",
         "/authorize/sign-in" => "/authorize/sign-in",
         "/authorize/decision" => "/authorize/decision",
+        p if p.starts_with("/audit/exports/") => "/audit/exports/{name}",
         _ => "other",
     }
 }

@@ -155,7 +155,8 @@ impl KeywardServer {
             + Self::audit_tools()
             + Self::operator_tools()
             + Self::grant_tools()
-            + Self::proof_tools();
+            + Self::proof_tools()
+            + Self::export_tools();
         portable::make_portable(&mut router);
         router
     }

@@ -46,6 +46,8 @@ pub struct AppOptions {
     pub development: bool,
     /// Checkpoint signing, anchors and intervals of the provable audit log.
     pub audit_log: crate::ops::audit_log::LogSettings,
+    /// Where `audit_export` writes bundles, and how many and how large.
+    pub exports: crate::ops::audit_export::ExportSettings,
 }
 
 pub struct AppState {
@@ -70,6 +72,8 @@ pub struct AppState {
     pub oauth: Option<Arc<crate::ops::oauth::OAuth>>,
     /// The provable audit log: origin, signing keys, anchors, integrity state.
     pub audit_log: Arc<crate::ops::audit_log::AuditLog>,
+    /// The export directory and its caps.
+    pub exports: crate::ops::audit_export::ExportSettings,
 }
 
 /// Counts work in progress and lets shutdown wait for it to drain.

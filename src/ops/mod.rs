@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod audit_export;
 pub mod audit_log;
 pub mod auth;
 pub mod bootstrap;

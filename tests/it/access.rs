@@ -42,6 +42,7 @@ fn example_args(tool: ToolName) -> Value {
         ToolName::GrantList => json!({}),
         ToolName::GrantRevoke => json!({"grant_id": "gr_doesnotexist"}),
         ToolName::AuditVerify => json!({}),
+        ToolName::AuditExport => json!({"since": "1h"}),
     }
 }
 

@@ -81,6 +81,7 @@ async fn succeeding_args(admin: &Client, tool: ToolName, n: usize, url: &str) ->
         | ToolName::AuditGet
         | ToolName::AuditSummary
         | ToolName::AuditVerify
+        | ToolName::AuditExport
         | ToolName::OperatorList
         | ToolName::GrantList => return None,
         ToolName::KeyCreate => {

@@ -16,6 +16,8 @@
 mod access;
 mod atomic;
 mod audit;
+mod audit_export;
+mod audit_export_bundle;
 mod audit_names;
 mod audit_proof;
 mod audit_replicas;

@@ -151,9 +151,29 @@ impl TestServer {
 
     /// The same on an existing database (e.g. to restart), or the reason it would not start.
     pub async fn try_http_on(env: Arc<Env>, flags: &[&str]) -> anyhow::Result<Self> {
+        Self::try_http_with(env, flags, |_| {}).await
+    }
+
+    /// `http(flags)` with the app's options adjusted first (settings that are not `serve`
+    /// flags: the audit signing key, the export directory and its caps).
+    pub async fn http_with(
+        flags: &[&str],
+        tweak: impl FnOnce(&mut keyward::ops::app::AppOptions),
+    ) -> Self {
+        Self::try_http_with(Arc::new(Env::new()), flags, tweak)
+            .await
+            .expect("server starts")
+    }
+
+    async fn try_http_with(
+        env: Arc<Env>,
+        flags: &[&str],
+        tweak: impl FnOnce(&mut keyward::ops::app::AppOptions),
+    ) -> anyhow::Result<Self> {
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
         let args = serve_args(flags);
         let mut options = env.options(args.app_options()?);
+        tweak(&mut options);
         let database = if args.auth_mode == keyward::cli::AuthMode::Disabled {
             keyward::config::database(None, true)?
         } else {

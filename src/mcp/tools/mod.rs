@@ -2,6 +2,7 @@
 //! authorised `Call` the guard attached, converts its arguments and calls one use case.
 
 mod audit;
+mod export;
 mod grants;
 mod keys;
 mod me;

@@ -1,8 +1,9 @@
-//! The audit trail's storage: writing events (`write`), reading them (`read`), and the
+//! The audit trail's storage: writing events (`write`), reading them (`read`; for exports `export`), and the
 //! per-quarter counts that answer unfiltered summaries without reading every event (`counts`).
 
 pub mod checkpoints;
 pub(crate) mod counts;
+pub mod export;
 pub mod log;
 mod novel;
 pub mod prune;
