@@ -142,19 +142,27 @@ pub struct ExportResult {
     pub name: String,
     /// GET this path with the same bearer credential to download the bundle (only you can).
     pub download: String,
+    #[schemars(with = "i64")]
     pub bytes: u64,
     /// SHA-256 of the .tar.gz, hex.
     pub sha256: String,
+    #[schemars(with = "i64")]
     pub events: u64,
+    #[schemars(with = "Option<i64>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub first_seq: Option<u64>,
+    #[schemars(with = "Option<i64>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_seq: Option<u64>,
     /// The size of the tree every event is proven in.
+    #[schemars(with = "i64")]
     pub tree_size: u64,
     /// True when the size cap cut the export short after last_seq: narrow the window.
     pub truncated: bool,
     /// The signed checkpoint the proofs are against (C2SP signed note).
     pub checkpoint: String,
     /// The key that verifies the bundle offline.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
     /// When the server deletes the bundle (RFC 3339).
     pub expires_at: String,
