@@ -15,7 +15,14 @@ pub async fn run(app: &App, command: AuditCommand) -> anyhow::Result<()> {
                 .await
                 .context("the audit trail is not readable")?;
             let mode = if args.full { Mode::Full } else { Mode::Quick };
-            let report = audit_log::verify(app, mode, false, &|done, total| {
+            let trusted = match &args.public_key {
+                Some(vkey) => Some(vec![
+                    crate::domain::checkpoint::VerifyingKey::parse(vkey)
+                        .map_err(|e| anyhow::anyhow!("--public-key: {e}"))?,
+                ]),
+                None => None,
+            };
+            let report = audit_log::verify_with(app, mode, trusted, &|done, total| {
                 if total > 50_000 && done % 100_000 < 2_000 {
                     eprintln!("verified {done} of {total} events");
                 }

@@ -160,6 +160,7 @@ impl AuditLogArgs {
             every: d(self.audit_checkpoint_every, "audit-checkpoint-every")?,
             heartbeat,
             refuse_on_violation: self.audit_on_violation == OnViolation::Refuse,
+            create_key: true,
             retention: match self.audit_retention {
                 None => None,
                 Some(r) => {
@@ -270,6 +271,10 @@ pub struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Check signatures with this public key (vkey, from `keyward audit public-key`) instead
+    /// of the signing key file: verification needs no secret.
+    #[arg(long)]
+    pub public_key: Option<String>,
 }
 
 #[derive(Debug, Args)]

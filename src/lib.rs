@@ -152,6 +152,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     options.development = database.throwaway.is_some();
     options.audit_log = cli.audit_log.settings()?;
+    // Only a server (or a command that writes the trail) makes a signing key for a new log.
+    options.audit_log.create_key = matches!(
+        &cli.command,
+        Command::Serve(_) | Command::Bootstrap(_) | Command::Recover(_) | Command::Migrate
+    );
     options.exports = cli.audit_log.export_settings()?;
     if matches!(&cli.command, Command::Serve(_))
         && options.audit_log.signing_key.is_none()

@@ -10,6 +10,10 @@ ALTER TABLE audit_events ADD COLUMN leaf_hash BYTEA;
 ALTER TABLE audit_events ADD COLUMN actor_name TEXT;
 ALTER TABLE audit_events ADD COLUMN target_name TEXT;
 CREATE UNIQUE INDEX audit_events_seq ON audit_events(seq) WHERE seq IS NOT NULL;
+-- Verification reads these few rows on every check: events from before the log, and the
+-- records of retention's removals.
+CREATE INDEX audit_events_unproven ON audit_events(id) WHERE seq IS NULL;
+CREATE INDEX audit_events_prunes ON audit_events(seq) WHERE action = 'audit_prune';
 
 -- The tree head: its size and right edge (one hash per set bit of size, largest first),
 -- advanced once per written batch under the sequencer lock. pruned_below: events below this
@@ -44,3 +48,4 @@ CREATE TABLE audit_checkpoints (
     kind  TEXT NOT NULL,
     note  TEXT NOT NULL
 );
+CREATE INDEX audit_checkpoints_size ON audit_checkpoints(size, id);

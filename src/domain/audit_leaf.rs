@@ -2,8 +2,8 @@
 //! (plaintext, before any encryption at rest, so re-keying changes no leaf), plus its place in
 //! the log. The leaf preimage is the RFC 8785 (JCS) canonical JSON of that row with the schema
 //! version `v`; every value is a string, an integer below 2^53 or null, so canonical form is
-//! sorted keys and serde_json's minimal escaping. `tests/fixtures/audit-leaf-*.json` publish
-//! examples for third-party verifiers.
+//! sorted keys and serde_json's minimal escaping. `tests/fixtures/audit-bundle-v1/` publishes
+//! examples (events, leaf hashes, root) for third-party verifiers.
 
 use std::collections::BTreeMap;
 

@@ -74,15 +74,8 @@ fn keyward(env: &Env, key_flags: &[String], args: &[&str]) -> std::process::Outp
 async fn the_cli_exports_a_bundle_that_verifies_and_any_tampering_fails() {
     let env = Env::new();
     let dir = tempfile::tempdir().unwrap();
-    // PostgreSQL has no key file beside the database: name one.
-    let key_flags: Vec<String> = if env.is_postgres() {
-        vec![
-            "--audit-signing-key".into(),
-            dir.path().join("k").display().to_string(),
-        ]
-    } else {
-        vec![]
-    };
+    // The environment's commands carry its signing key (KEYWARD_AUDIT_SIGNING_KEY).
+    let key_flags: Vec<String> = Vec::new();
     env.bootstrap();
     // Filtered by flags, still proven; an unknown action is refused.
     let some = dir.path().join("some.tar.gz");

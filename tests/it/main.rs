@@ -16,6 +16,7 @@
 mod access;
 mod atomic;
 mod audit;
+mod audit_attacks;
 mod audit_export;
 mod audit_export_bundle;
 mod audit_names;

@@ -13,6 +13,11 @@ pub enum KeyError {
     File { path: PathBuf, message: String },
     #[error("audit signing key: {0}")]
     Invalid(String),
+    #[error(
+        "the audit signing key file is missing, and this log has signed checkpoints with it: \
+         restore the key file from the backup, or point --audit-signing-key at it"
+    )]
+    Missing,
 }
 
 /// Where the key comes from.

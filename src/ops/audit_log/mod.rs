@@ -21,10 +21,13 @@ pub use keys::{KeyError, KeyRing, KeySource};
 pub use run::{Signer, start};
 pub use sign::{Why, sign};
 pub use startup::check_at_start;
-pub use verify::{Mode, Verdict, VerifyReport, verify, verify_as};
+pub use verify::{Mode, Verdict, VerifyReport, verify, verify_as, verify_with};
 
 use crate::domain::checkpoint::VerifyingKey;
 use crate::store::{Store, StoreError, settings};
+
+/// How a violation found by the signer (not by the start-up check) begins.
+const SIGNING: &str = "while signing: ";
 
 /// The settings table row naming this log (`keyward/<id>`, the checkpoints' origin).
 const ORIGIN: &str = "audit_log_origin";
@@ -46,6 +49,9 @@ pub struct LogSettings {
     pub refuse_on_violation: bool,
     /// Event bodies older than this are removed (their hashes stay). Off when `None`.
     pub retention: Option<chrono::Duration>,
+    /// Whether a missing key file may be created (a server's first start; never a command
+    /// that only reads, never for a log that has signed before).
+    pub create_key: bool,
 }
 
 impl Default for LogSettings {
@@ -58,6 +64,7 @@ impl Default for LogSettings {
             heartbeat: chrono::Duration::minutes(15),
             refuse_on_violation: false,
             retention: None,
+            create_key: true,
         }
     }
 }
@@ -97,9 +104,27 @@ impl AuditLog {
                 .map(|f| KeySource::File(sibling(f, "audit-key")));
         }
         let keys = match &settings.signing_key {
-            Some(source) => Some(KeyRing::load(source, &origin)?),
+            Some(source) => {
+                let missing = matches!(source, KeySource::File(p) if !p.exists());
+                // A missing key file is made only for a log that has never signed: otherwise the
+                // key was lost or misplaced, and a fresh one would verify nothing. A command that
+                // only reads goes on without it (verify takes a public key instead).
+                let signed_before = crate::store::audit::checkpoints::latest(store)
+                    .await?
+                    .is_some();
+                match (missing, settings.create_key, signed_before) {
+                    (true, false, _) => None,
+                    (true, true, true) => return Err(KeyError::Missing.into()),
+                    _ => Some(KeyRing::load(source, &origin)?),
+                }
+            }
             None => None,
         };
+        // The log is named by its key (the name is inside what it signs), not by a database
+        // row anyone holding the database could change.
+        let origin = keys
+            .as_ref()
+            .map_or(origin, |k| k.current.name().to_owned());
         let checkpoint_log =
             settings
                 .checkpoint_log
@@ -139,6 +164,21 @@ impl AuditLog {
 
     pub(crate) fn set_violation(&self, v: Option<String>) {
         *self.violation.lock().unwrap_or_else(|e| e.into_inner()) = v;
+    }
+
+    /// A violation found while signing (prefixed so), cleared by the next good checkpoint.
+    pub(crate) fn set_signing_violation(&self, detail: &str) {
+        let mut v = self.violation.lock().unwrap_or_else(|e| e.into_inner());
+        if v.is_none() {
+            *v = Some(format!("{SIGNING}{detail}"));
+        }
+    }
+
+    fn clear_signing_violation(&self) {
+        let mut v = self.violation.lock().unwrap_or_else(|e| e.into_inner());
+        if v.as_deref().is_some_and(|d| d.starts_with(SIGNING)) {
+            *v = None;
+        }
     }
 
     /// Files holding anchored checkpoints this process can read back.

@@ -12,6 +12,9 @@ use super::LogError;
 
 /// Events per transaction (whole chunks).
 const BATCH: u64 = 4 * CHUNK;
+/// Batches per call: a large backlog is worked off over several calls, so the signer keeps
+/// signing in between.
+const BATCHES_PER_CALL: usize = 16;
 
 /// Prunes what is due now; returns how many events' bodies were removed.
 pub async fn prune_due(app: &App) -> Result<i64, LogError> {
@@ -31,7 +34,9 @@ pub async fn prune_due(app: &App) -> Result<i64, LogError> {
     let end = kept.min(signed).min(head.size) / CHUNK * CHUNK;
     let mut from = head.pruned_below;
     let mut removed = 0;
-    while from < end {
+    let mut batches = 0;
+    while from < end && batches < BATCHES_PER_CALL {
+        batches += 1;
         let to = (from + BATCH).min(end);
         let days = retention.num_days();
         let record = |done: &prune::Pruned| {

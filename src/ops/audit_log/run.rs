@@ -42,6 +42,12 @@ async fn due(app: &App) -> Result<Option<Why>, crate::store::StoreError> {
         return Ok(Some(Why::Genesis));
     };
     let since = app.now().timestamp_micros() - last.at;
+    // A checkpoint from the future (a clock stepped back, a replica's fast clock) must not
+    // stop signing until time catches up.
+    if since < 0 {
+        let grew = head.size as i64 > last.size;
+        return Ok(Some(if grew { Why::Commit } else { Why::Heartbeat }));
+    }
     let s = &app.audit_log.settings;
     if head.size as i64 > last.size && since >= s.every.num_microseconds().unwrap_or(0) {
         return Ok(Some(Why::Commit));
@@ -87,13 +93,32 @@ async fn run(app: App, stop: Arc<Notify>) {
         };
         if let Some(why) = why {
             match sign(&app, why).await {
-                Ok(_) => warned = false,
-                Err(e) if !warned => {
-                    warned = true;
-                    tracing::error!(error = %e, "audit checkpoint NOT signed");
-                    app.audit_log.set_violation(Some(e.to_string()));
+                Ok(_) => {
+                    warned = false;
+                    let bad = app.audit_log.violation().is_some();
+                    app.metrics.audit_integrity_violation.set(i64::from(bad));
                 }
-                Err(_) => {}
+                // Only an integrity failure is a violation; a database that cannot be reached
+                // is retried on the next look.
+                Err(super::LogError::Integrity(detail)) if !warned => {
+                    warned = true;
+                    tracing::error!(error = %detail, "AUDIT CHECKPOINT NOT SIGNED: the log failed its integrity check");
+                    app.audit_log.set_signing_violation(&detail);
+                    app.metrics.audit_integrity_violation.set(1);
+                    let mut event = crate::ops::CallMeta::new(crate::domain::audit::Source::Http)
+                        .event(
+                            app.now(),
+                            crate::domain::audit::Action::AuditIntegrity,
+                            crate::domain::audit::Status::Failed,
+                            "system",
+                        );
+                    event.reason = Some(format!("while signing a checkpoint: {detail}"));
+                    if let Err(e) = app.audit.record(event).await {
+                        tracing::error!(error = %e, "the integrity failure could not be audited");
+                    }
+                }
+                Err(super::LogError::Integrity(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "audit checkpoint not signed yet; retrying"),
             }
         }
         if stopping {
@@ -107,7 +132,11 @@ async fn run(app: App, stop: Arc<Notify>) {
             pruned_at = Some(now);
             match super::retention::prune_due(&app).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(events = n, "audit retention removed old event bodies"),
+                Ok(n) => {
+                    tracing::info!(events = n, "audit retention removed old event bodies");
+                    // Perhaps more is due: look again on the next round.
+                    pruned_at = None;
+                }
                 Err(e) => tracing::error!(error = %e, "audit retention failed"),
             }
         }

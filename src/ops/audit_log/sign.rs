@@ -18,8 +18,6 @@ pub enum Why {
     Commit,
     /// Nothing new, but time has passed: proves the signer was alive.
     Heartbeat,
-    /// The server started (after its check).
-    Startup,
     /// The server is stopping cleanly.
     Shutdown,
     /// The database was restored from a backup older than the newest checkpoint.
@@ -32,7 +30,6 @@ impl Why {
             Why::Genesis => "genesis",
             Why::Commit => "commit",
             Why::Heartbeat => "heartbeat",
-            Why::Startup => "startup",
             Why::Shutdown => "shutdown",
             Why::Restored => "restored",
         }
@@ -58,11 +55,13 @@ pub async fn sign(app: &App, why: Why) -> Result<Option<Signed>, LogError> {
         return Ok(None);
     };
     let store = &app.store;
+    // The last checkpoint before the head: the head only grows, so another signer's newer
+    // checkpoint can never look larger than the log read after it.
+    let last = checkpoints::largest(store).await?;
     let head = tree::head(store).await?;
     let frontier =
         Frontier::from_bytes(head.size, &head.frontier).map_err(|e| integrity(e.to_string()))?;
     let root = frontier.root();
-    let last = checkpoints::largest(store).await?;
     let trusted = log.trusted();
     let last = match &last {
         Some(l) => Some(
@@ -143,7 +142,10 @@ pub async fn sign(app: &App, why: Why) -> Result<Option<Signed>, LogError> {
     let note = cp.sign(&signers);
     let mut tx = store.begin().await?;
     let newest = checkpoints::latest_in(&mut tx).await?;
-    if newest.as_ref().is_some_and(|n| n.size as u64 > head.size) && why != Why::Restored {
+    let covered = |n: &checkpoints::StoredCheckpoint| {
+        n.size as u64 > head.size || (why == Why::Commit && n.size as u64 == head.size)
+    };
+    if newest.as_ref().is_some_and(covered) && why != Why::Restored {
         // Another signer (another process on this SQLite file) went further meanwhile.
         return Ok(None);
     }
@@ -158,6 +160,9 @@ pub async fn sign(app: &App, why: Why) -> Result<Option<Signed>, LogError> {
     tx.commit().await?;
     log.signed.send_replace(head.size);
     anchor(log, &note).await;
+    // A signed checkpoint proves the log consistent again: a violation found while signing
+    // clears (one found at start stays until the server restarts on a clean check).
+    log.clear_signing_violation();
     Ok(Some(Signed {
         size: head.size,
         note,
@@ -174,9 +179,27 @@ async fn anchor(log: &super::AuditLog, note: &str) {
             tracing::error!(path = %path.display(), "audit checkpoint not appended to the checkpoint log file");
         }
     }
-    for a in &log.settings.anchors {
-        if let Err(e) = anchors::send(a, note).await {
-            tracing::error!(anchor = ?a, error = %e, "audit checkpoint not sent to an anchor");
-        }
+    // Remote anchors never hold up the signer (nor shutdown): sent on their own task, each
+    // bounded in time.
+    let remote: Vec<anchors::Anchor> = log.settings.anchors.clone();
+    if remote.is_empty() {
+        return;
     }
+    let note = note.to_owned();
+    tokio::spawn(async move {
+        for a in &remote {
+            let sent =
+                tokio::time::timeout(std::time::Duration::from_secs(10), anchors::send(a, &note))
+                    .await;
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(anchor = ?a, error = %e, "audit checkpoint not sent to an anchor")
+                }
+                Err(_) => {
+                    tracing::error!(anchor = ?a, "audit checkpoint not sent to an anchor: no answer in 10 s")
+                }
+            }
+        }
+    });
 }

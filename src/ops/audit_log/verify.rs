@@ -86,6 +86,16 @@ pub struct AnchorView {
     /// signed was given up then, so it is not held against the log.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub before_restore: bool,
+    /// Records that are not checkpoints (cut short by a crash or a full disk): skipped.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub damaged_records: i64,
+    /// Why the file could not be read (then it proves nothing: fix its permissions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -189,6 +199,196 @@ fn read_tail(path: &std::path::Path) -> std::io::Result<Vec<String>> {
     Ok(anchors::split_notes(text))
 }
 
+/// How far back in time a checkpoint may sit behind one already read from the same file:
+/// processes sharing one SQLite database may append their checkpoints out of order, but only
+/// by moments. Older than that is a replay of an old checkpoint.
+const REORDER_SLACK: i64 = 60;
+
+struct AnchorFound {
+    view: AnchorView,
+    best: Option<Opened>,
+}
+
+/// The largest checkpoint of this log in an anchor file, with what is wrong with the file.
+fn anchor_claim(
+    path: &std::path::Path,
+    mode: Mode,
+    origin: &str,
+    trusted: &[crate::domain::checkpoint::VerifyingKey],
+    f: &mut Findings,
+) -> AnchorFound {
+    // Named by file name only: a remote caller learns no directory layout.
+    let source = path.file_name().map_or_else(
+        || "anchor".to_owned(),
+        |n| format!("file {}", n.to_string_lossy()),
+    );
+    let mut view = AnchorView {
+        source: source.clone(),
+        size: 0,
+        consistent: true,
+        before_restore: false,
+        damaged_records: 0,
+        unreadable: None,
+    };
+    let notes = match mode {
+        Mode::Quick => read_tail(path),
+        Mode::Full => anchors::read_file(path),
+    };
+    let notes = match notes {
+        Ok(n) => n,
+        Err(e) => {
+            view.unreadable = Some(e.to_string());
+            view.consistent = false;
+            return AnchorFound { view, best: None };
+        }
+    };
+    let mut ours: Vec<Opened> = Vec::new();
+    let mut latest_time = i64::MIN;
+    // Signatures are deterministic, so the same checkpoint twice can be two processes racing
+    // to sign one size; three times or more is a flood of copies.
+    let mut copies: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for n in &notes {
+        let seen = copies.entry(n.as_str()).or_default();
+        *seen += 1;
+        if *seen == 3 {
+            f.found(
+                Verdict::Tampered,
+                "anchor_replayed",
+                None,
+                format!(
+                    "{source} holds the same checkpoint three times or more: an old checkpoint was appended again"
+                ),
+            );
+        }
+        let Some(cp) = n
+            .find("\n\n")
+            .and_then(|end| checkpoint::Checkpoint::parse_body(&n[..=end]).ok())
+        else {
+            view.damaged_records += 1;
+            continue;
+        };
+        // Another log sharing the file (another instance): not ours to judge.
+        if cp.origin != origin {
+            continue;
+        }
+        match checkpoint::open(n, trusted) {
+            Ok(o) => {
+                if o.checkpoint.time + REORDER_SLACK < latest_time {
+                    f.found(
+                        Verdict::Tampered,
+                        "anchor_replayed",
+                        Some(o.checkpoint.size),
+                        format!(
+                            "{source} holds a checkpoint (size {}) older than one before it: an old checkpoint was appended again",
+                            o.checkpoint.size
+                        ),
+                    );
+                }
+                latest_time = latest_time.max(o.checkpoint.time);
+                ours.push(o);
+            }
+            Err(e) if !trusted.is_empty() => f.found(
+                Verdict::Forged,
+                "bad_signature",
+                Some(cp.size),
+                format!(
+                    "the checkpoint for size {} in {source} does not verify: {e}",
+                    cp.size
+                ),
+            ),
+            Err(_) => {}
+        }
+    }
+    // A deliberate restore re-anchors: checkpoints signed before the newest "restored" one
+    // this file holds belong to the history given up then. (It must reach the file itself,
+    // and a replayed old restore excuses only what came before it.)
+    let restored_at = ours
+        .iter()
+        .filter(|o| o.checkpoint.kind == "restored")
+        .map(|o| o.checkpoint.time)
+        .max();
+    let mut best: Option<Opened> = None;
+    for o in ours {
+        let c = &o.checkpoint;
+        if restored_at.is_some_and(|t| c.time < t) {
+            view.before_restore = true;
+            continue;
+        }
+        if best.as_ref().is_none_or(|b| c.size >= b.checkpoint.size) {
+            best = Some(o);
+        }
+    }
+    if let Some(b) = &best {
+        view.size = b.checkpoint.size;
+        view.before_restore = false;
+    }
+    AnchorFound { view, best }
+}
+
+/// Events without a place in the log are exactly those the signed genesis checkpoint counted.
+async fn check_unproven(
+    store: &crate::store::Store,
+    trusted: &[crate::domain::checkpoint::VerifyingKey],
+    f: &mut Findings,
+) -> Result<(), LogError> {
+    let (rows, max_id) = tree::unproven_rows(store).await?;
+    let genesis = checkpoints::genesis(store).await?;
+    let counted = genesis
+        .as_ref()
+        .and_then(|g| checkpoint::open(&g.note, trusted).ok())
+        .and_then(|o| {
+            let line = o.checkpoint.extension("unproven")?.to_owned();
+            let mut parts = line.split(' ').map(str::parse::<i64>);
+            Some((parts.next()?.ok()?, parts.next()?.ok()?))
+        });
+    let problem = match counted {
+        Some((n, max)) if rows == n && max_id <= max => None,
+        Some((n, max)) => Some(format!(
+            "events from before the log changed: the genesis checkpoint counted {n} (ids up to {max}), the database holds {rows} (ids up to {max_id})"
+        )),
+        None if rows == 0 => None,
+        None => Some(format!(
+            "{rows} events have no place in the log and no signed genesis checkpoint counts them"
+        )),
+    };
+    if let Some(detail) = problem {
+        f.found(Verdict::Tampered, "unproven_changed", None, detail);
+    }
+    Ok(())
+}
+
+/// A pruned range is covered by a proven `audit_prune` record whose boundary is exactly it.
+async fn check_pruned(
+    store: &crate::store::Store,
+    pruned_below: u64,
+    f: &mut Findings,
+) -> Result<(), LogError> {
+    if pruned_below == 0 {
+        return Ok(());
+    }
+    let record = tree::latest_prune(store).await?;
+    let covered = record.as_ref().and_then(|(row, leaf)| {
+        let proven = Some(row.leaf_hash()) == *leaf;
+        let to = serde_json::from_str::<serde_json::Value>(row.after_state.as_deref()?)
+            .ok()?
+            .get("to_seq")?
+            .as_u64()?;
+        (proven && row.seq as u64 >= to).then_some(to)
+    });
+    if covered != Some(pruned_below) {
+        f.found(
+            Verdict::Tampered,
+            "missing_event",
+            Some(0),
+            format!(
+                "events 0..{} are gone and no proven audit_prune event records their removal",
+                pruned_below - 1
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// Runs the check. `progress(done, total)` is called as bodies are re-hashed.
 pub async fn verify(
     app: &App,
@@ -196,34 +396,49 @@ pub async fn verify(
     live: bool,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<VerifyReport, LogError> {
+    check(app, mode, live, app.audit_log.trusted(), progress).await
+}
+
+/// `verify` from the console, with the given public keys instead of the key file's (no
+/// secret needed), never held to a live signer's heartbeat.
+pub async fn verify_with(
+    app: &App,
+    mode: Mode,
+    trusted: Option<Vec<crate::domain::checkpoint::VerifyingKey>>,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<VerifyReport, LogError> {
+    let trusted = trusted.unwrap_or_else(|| app.audit_log.trusted());
+    check(app, mode, false, trusted, progress).await
+}
+
+async fn check(
+    app: &App,
+    mode: Mode,
+    live: bool,
+    trusted: Vec<crate::domain::checkpoint::VerifyingKey>,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<VerifyReport, LogError> {
     let started = std::time::Instant::now();
     let log = &app.audit_log;
     let store = &app.store;
-    let trusted = log.trusted();
     let now = app.now();
-    let head = tree::head(store).await?;
     let mut f = Findings {
         worst: Verdict::Ok,
         problem: None,
-    };
-    let root = match Frontier::from_bytes(head.size, &head.frontier) {
-        Ok(fr) => fr.root(),
-        Err(e) => {
-            f.found(Verdict::Rewritten, "root_mismatch", None, e.to_string());
-            merkle::empty_root()
-        }
     };
     if trusted.is_empty() {
         f.found(
             Verdict::Unverifiable,
             "no_key",
             None,
-            "no signing key is configured here, so signatures cannot be checked".into(),
+            "no key to check signatures with: configure --audit-signing-key or pass --public-key"
+                .into(),
         );
     }
 
     // Every checkpoint to hold the tree to: the newest and the largest stored, and the
-    // largest in each anchor file.
+    // largest in each anchor file. Read before the head: the head only grows, so a checkpoint
+    // signed meanwhile can never look larger than the log.
     let mut claims: Vec<(String, Opened)> = Vec::new();
     let mut newest: Option<(Opened, String)> = None;
     let stored_latest = checkpoints::latest(store).await?;
@@ -251,71 +466,25 @@ pub async fn verify(
     }
     let mut anchor_views = Vec::new();
     for path in log.anchor_files() {
-        // Named by file name only: a remote caller learns no directory layout.
-        let label = path.file_name().map_or_else(
-            || "anchor".to_owned(),
-            |n| format!("file {}", n.to_string_lossy()),
-        );
-        let notes = read_tail(&path).unwrap_or_default();
-        // A deliberate restore re-anchors: checkpoints this file holds from before the newest
-        // "restored" one it also holds belong to the history given up then. (The restore must
-        // reach the file itself: one only in the database does not excuse an anchor.)
-        let restored_at = notes.iter().rposition(|n| {
-            checkpoint::open(n, &trusted)
-                .is_ok_and(|o| o.checkpoint.kind == "restored" && o.checkpoint.origin == log.origin)
-        });
-        let mut best: Option<Opened> = None;
-        let mut given_up = false;
-        for (i, n) in notes.iter().enumerate() {
-            match checkpoint::open(n, &trusted) {
-                Ok(_) if restored_at.is_some_and(|r| i < r) => given_up = true,
-                Ok(o) if o.checkpoint.origin == log.origin => {
-                    if best
-                        .as_ref()
-                        .is_none_or(|b| o.checkpoint.size >= b.checkpoint.size)
-                    {
-                        best = Some(o);
-                    }
-                }
-                Ok(_) => {}
-                Err(e) if !trusted.is_empty() => f.found(
-                    Verdict::Forged,
-                    "bad_signature",
-                    None,
-                    format!("a checkpoint in {label} does not verify: {e}"),
-                ),
-                Err(_) => {}
-            }
+        let found = anchor_claim(&path, mode, &log.origin, &trusted, &mut f);
+        if let Some(b) = &found.best {
+            claims.push((found.view.source.clone(), b.clone()));
         }
-        if let Some(b) = best {
-            anchor_views.push(AnchorView {
-                source: label.clone(),
-                size: b.checkpoint.size,
-                consistent: true,
-                before_restore: false,
-            });
-            claims.push((label.clone(), b));
-        } else if given_up {
-            anchor_views.push(AnchorView {
-                source: label.clone(),
-                size: 0,
-                consistent: true,
-                before_restore: true,
-            });
+        anchor_views.push(found.view);
+    }
+
+    let head = tree::head(store).await?;
+    let root = match Frontier::from_bytes(head.size, &head.frontier) {
+        Ok(fr) => fr.root(),
+        Err(e) => {
+            f.found(Verdict::Rewritten, "root_mismatch", None, e.to_string());
+            merkle::empty_root()
         }
-    }
-    // A pruned range needs its record: otherwise old events were simply deleted.
-    if head.pruned_below > 0 && tree::prune_records(store).await? == 0 {
-        f.found(
-            Verdict::Tampered,
-            "missing_event",
-            Some(0),
-            format!(
-                "events 0..{} are gone and no audit_prune event records their removal",
-                head.pruned_below - 1
-            ),
-        );
-    }
+    };
+    // Events from before the log: exactly those the genesis checkpoint counted.
+    check_unproven(store, &trusted, &mut f).await?;
+    // A pruned range needs its records: proven audit_prune events covering it exactly.
+    check_pruned(store, head.pruned_below, &mut f).await?;
 
     // Rows: how many, the highest, any hole.
     let (count, max_seq) = tree::count_from(store, head.pruned_below).await?;
@@ -334,6 +503,19 @@ pub async fn verify(
                 ),
             );
         }
+    }
+    if stored_end > head.size {
+        f.found(
+            Verdict::Tampered,
+            "missing_event",
+            Some(head.size),
+            format!(
+                "events {}..{} are stored past the tree head (size {}): added outside the log",
+                head.size,
+                stored_end - 1,
+                head.size
+            ),
+        );
     }
     if stored_end < head.size {
         f.found(
@@ -360,25 +542,33 @@ pub async fn verify(
         }
     }
 
-    // The tree from stored hashes against the head and every checkpoint.
+    // The tree from stored hashes against the head and every checkpoint (never larger than
+    // what is stored: a head claiming more is truncation, found above, not memory to spend).
+    let tree_size = head.size.min(stored_end);
     let sizes: Vec<u64> = claims
         .iter()
-        .map(|(_, o)| o.checkpoint.size.min(head.size))
+        .map(|(_, o)| o.checkpoint.size.min(tree_size))
         .collect();
-    let stored = tree::StoredTree::load(store, head.size, &sizes).await?;
-    match merkle::root(&stored, head.size) {
-        Ok(r) if r == root => {}
-        Ok(_) => f.found(
-            Verdict::Rewritten,
-            "root_mismatch",
-            None,
-            "the stored hashes do not give the tree head's root".into(),
-        ),
-        Err(e) => f.found(Verdict::Tampered, "missing_event", None, e.to_string()),
+    let stored = tree::StoredTree::load(store, tree_size, &sizes).await?;
+    if tree_size == head.size {
+        match merkle::root(&stored, head.size) {
+            Ok(r) if r == root => {}
+            Ok(_) => f.found(
+                Verdict::Rewritten,
+                "root_mismatch",
+                None,
+                "the stored hashes do not give the tree head's root".into(),
+            ),
+            Err(e) => f.found(Verdict::Tampered, "missing_event", None, e.to_string()),
+        }
     }
     for (label, o) in &claims {
         let c = &o.checkpoint;
-        if c.size > head.size {
+        if c.size > tree_size {
+            continue;
+        }
+        // Inside what retention removed, only chunk boundaries can still be recomputed.
+        if c.size < head.pruned_below && !c.size.is_multiple_of(CHUNK) {
             continue;
         }
         let consistent = merkle::root(&stored, c.size).is_ok_and(|r| r == c.root);
@@ -399,10 +589,12 @@ pub async fn verify(
     }
 
     // Bodies: re-hashed against their leaf hashes (and, in full, chunks rebuilt from them).
+    // Quick starts on a chunk boundary, so every complete chunk it reads is rebuilt from the
+    // bodies and held to its stored hash (a recomputed leaf hash cannot hide an edit there).
     let from = match mode {
-        Mode::Quick => stored_end
-            .saturating_sub(QUICK_BODIES)
-            .max(head.pruned_below),
+        Mode::Quick => {
+            (stored_end.saturating_sub(QUICK_BODIES) / CHUNK * CHUNK).max(head.pruned_below)
+        }
         Mode::Full => head.pruned_below,
     };
     let total = stored_end.saturating_sub(from);
@@ -426,7 +618,7 @@ pub async fn verify(
                     format!("event {seq}'s stored content does not match its leaf hash"),
                 );
             }
-            if mode == Mode::Full && seq >= chunk_start {
+            if seq >= chunk_start {
                 if seq != chunk_start + chunk_leaves.len() as u64 {
                     chunk_leaves.clear();
                     chunk_start = seq.div_ceil(CHUNK) * CHUNK;
@@ -523,7 +715,7 @@ pub async fn verify(
             unproven: head.unproven,
         },
         first_problem: f.problem,
-        public_key: log.public_key(),
+        public_key: trusted.first().map(ToString::to_string),
         duration_ms: started.elapsed().as_millis() as u64,
         next_step,
     })

@@ -71,3 +71,13 @@ pub async fn latest_covering(
         .await
         .map_err(db))
 }
+
+/// The log's first checkpoint (its genesis, which counts the events from before it).
+pub async fn genesis(store: &Store) -> Result<Option<StoredCheckpoint>, StoreError> {
+    on_pool!(store, p => sqlx::query_as(
+        "SELECT id, size, at, kind, note FROM audit_checkpoints WHERE kind = 'genesis' \
+         ORDER BY id LIMIT 1")
+        .fetch_optional(p)
+        .await
+        .map_err(db))
+}

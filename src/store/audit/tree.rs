@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use crate::domain::audit_leaf::StoredEvent;
 use crate::domain::merkle::{self, CHUNK, CHUNK_LEVEL, Hash, Subtrees};
-use crate::store::{Store, StoreError, Tx, db, on_pool, on_tx};
+use crate::store::{Store, StoreError, db, on_pool};
 
 /// The tree head as stored.
 #[derive(Debug, Clone)]
@@ -48,21 +48,6 @@ where
 pub async fn head(store: &Store) -> Result<Head, StoreError> {
     on_pool!(store, p => {
         let r = sqlx::query(HEAD).fetch_one(p).await.map_err(db)?;
-        head_of(&r).map_err(db)
-    })
-}
-
-/// The head inside a transaction that holds the sequencer (so it cannot move under a signer).
-pub async fn head_locked(tx: &mut Tx) -> Result<Head, StoreError> {
-    if let Tx::Postgres(t) = tx {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(super::log::SEQUENCER_LOCK)
-            .execute(&mut **t)
-            .await
-            .map_err(db)?;
-    }
-    on_tx!(tx, c => {
-        let r = sqlx::query(HEAD).fetch_one(c).await.map_err(db)?;
         head_of(&r).map_err(db)
     })
 }
@@ -324,11 +309,27 @@ pub async fn first_missing(store: &Store, from: u64, to: u64) -> Result<Option<u
     Ok(Some(a))
 }
 
-/// How many `audit_prune` events the trail holds (a pruned range must have one).
-pub async fn prune_records(store: &Store) -> Result<i64, StoreError> {
-    on_pool!(store, p => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit_events WHERE action = 'audit_prune'")
+/// How many stored events have no place in the log (written before it existed), and their
+/// highest id.
+pub async fn unproven_rows(store: &Store) -> Result<(i64, i64), StoreError> {
+    on_pool!(store, p => sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM audit_events WHERE seq IS NULL")
         .fetch_one(p)
         .await
         .map_err(db))
+}
+
+/// The newest `audit_prune` record in the log, with its stored leaf hash.
+pub async fn latest_prune(store: &Store) -> Result<Option<StoredRow>, StoreError> {
+    let sql = format!(
+        "SELECT {ROW_COLUMNS} FROM audit_events WHERE action = 'audit_prune' \
+         AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+    );
+    on_pool!(store, p => {
+        let row = sqlx::query(&sql).fetch_optional(p).await.map_err(db)?;
+        row.as_ref()
+            .map(|r| stored_of(r).map(|(e, h)| (e, h.as_deref().and_then(hash_of))))
+            .transpose()
+            .map_err(db)
+    })
 }
