@@ -5,8 +5,6 @@
 //! sorted keys and serde_json's minimal escaping. `tests/fixtures/audit-bundle-v1/` publishes
 //! examples (events, leaf hashes, root) for third-party verifiers.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -173,7 +171,7 @@ impl StoredEvent {
         let Ok(Value::Object(members)) = serde_json::to_value(self) else {
             return String::new();
         };
-        let mut sorted: BTreeMap<String, Value> = members.into_iter().collect();
+        let mut sorted: std::collections::BTreeMap<String, Value> = members.into_iter().collect();
         sorted.insert("v".into(), Value::from(LEAF_VERSION));
         serde_json::to_string(&sorted).unwrap_or_default()
     }
