@@ -87,7 +87,7 @@ async fn a_killed_server_loses_no_acknowledged_call() {
 
     // The database is consistent.
     let clock = Arc::new(keyward::clock::SystemClock);
-    let (app, _writer) = keyward::open_app(&env.url(), clock, Default::default())
+    let (app, _writer) = keyward::open_app(&env.url(), clock, env.options(Default::default()))
         .await
         .unwrap();
     if sqlite {

@@ -179,10 +179,14 @@ async fn two_replicas_share_keys_revocations_lockouts_and_one_trail() {
     );
 
     // Audit records from both replicas land in one ordered trail.
-    let env_app = keyward::open_app(&env.url(), Arc::new(SystemClock), Default::default())
-        .await
-        .unwrap()
-        .0;
+    let env_app = keyward::open_app(
+        &env.url(),
+        Arc::new(SystemClock),
+        env.options(Default::default()),
+    )
+    .await
+    .unwrap()
+    .0;
     let filter = keyward::store::audit::AuditFilter {
         sources: vec!["http".into()],
         ..keyward::store::audit::AuditFilter::visible_to(keyward::domain::tenant::TenantScope::All)

@@ -168,7 +168,7 @@ async fn mixed_load_loses_nothing_and_does_not_grow() {
     let seconds = started.elapsed().as_secs_f64();
 
     let clock = Arc::new(keyward::clock::SystemClock);
-    let (app, _writer) = keyward::open_app(&env.url(), clock, Default::default())
+    let (app, _writer) = keyward::open_app(&env.url(), clock, env.options(Default::default()))
         .await
         .unwrap();
     // Read as the tools do: every record the server committed, moved or not yet.
