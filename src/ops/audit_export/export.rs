@@ -177,6 +177,8 @@ pub async fn export_as(
     filters: &Filters,
 ) -> Result<ExportResult, OpsError> {
     policy::require(p, Permission::AuditExport)?;
+    // The arguments first: a malformed filter says so wherever the server may write.
+    filters::resolve(filters, app.now())?;
     let settings = &app.exports;
     let dir = files::export_dir(app).ok_or_else(|| {
         OpsError::invalid(
