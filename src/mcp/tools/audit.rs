@@ -6,10 +6,9 @@ use rmcp::{Json, tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::domain::audit::{Action, Source, Status};
 use crate::mcp::KeywardServer;
 use crate::mcp::error::{OrFail, ToolError};
-use crate::ops::audit::{Filters, GroupBy, Novel};
+use crate::ops::audit::{GroupBy, Novel};
 use crate::ops::{self, AuditEventResult, AuditPage, AuditSummary, Call};
 
 /// Defines an argument struct with the audit filters shared by `audit_query` and
@@ -17,7 +16,7 @@ use crate::ops::{self, AuditEventResult, AuditPage, AuditSummary, Call};
 macro_rules! with_filters {
     ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $fvis:vis $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Deserialize, JsonSchema)]
+        #[derive(Debug, ::serde::Deserialize, ::schemars::JsonSchema)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
             /// Only events by these actors: key ids (key_…), key previews (kw_…), key names (exact,
@@ -32,17 +31,17 @@ macro_rules! with_filters {
             pub tenant: Vec<String>,
             /// Only these actions: tool names (e.g. key_revoke) or auth_failed, bootstrap, unknown_tool.
             #[serde(default)]
-            pub action: Vec<Action>,
+            pub action: Vec<$crate::domain::audit::Action>,
             /// Only events acting on these targets: key ids, role names or audit event ids.
             #[serde(default)]
             pub target: Vec<String>,
             /// Only these outcomes: success, denied (refused), failed (invalid, not found, conflict), error.
             #[serde(default)]
-            pub status: Vec<Status>,
+            pub status: Vec<$crate::domain::audit::Status>,
             /// Only calls that came in this way: stdio, http or cli (the transport as the server saw it,
             /// not the caller-asserted x-request-source header).
             #[serde(default)]
-            pub source: Vec<Source>,
+            pub source: Vec<$crate::domain::audit::Source>,
             /// Only requests from these client IP addresses (HTTP).
             #[serde(default)]
             pub client_ip: Vec<String>,
@@ -62,8 +61,8 @@ macro_rules! with_filters {
         }
 
         impl $name {
-            fn filters(&self) -> Filters {
-                Filters {
+            fn filters(&self) -> $crate::ops::audit::Filters {
+                $crate::ops::audit::Filters {
                     actors: self.actor.clone(),
                     roles: self.role.clone(),
                     tenants: self.tenant.clone(),
@@ -80,6 +79,9 @@ macro_rules! with_filters {
         }
     };
 }
+
+/// The export tool takes the very same filters.
+pub(super) use with_filters;
 
 with_filters!(AuditQueryArgs {
     /// Events per page: 1-100, default 20.

@@ -73,18 +73,18 @@ impl Filters {
 /// Filters after validation, with the window resolved to absolute instants. This is what a
 /// cursor carries, so later pages see exactly the same window even when it was "last 24h".
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Resolved {
-    actors: Vec<String>,
-    roles: Vec<String>,
-    tenants: Vec<String>,
-    actions: Vec<String>,
-    targets: Vec<String>,
-    statuses: Vec<String>,
-    sources: Vec<String>,
-    client_ips: Vec<String>,
-    since: Option<i64>,
-    until: Option<i64>,
-    tz: String,
+pub(crate) struct Resolved {
+    pub(crate) actors: Vec<String>,
+    pub(crate) roles: Vec<String>,
+    pub(crate) tenants: Vec<String>,
+    pub(crate) actions: Vec<String>,
+    pub(crate) targets: Vec<String>,
+    pub(crate) statuses: Vec<String>,
+    pub(crate) sources: Vec<String>,
+    pub(crate) client_ips: Vec<String>,
+    pub(crate) since: Option<i64>,
+    pub(crate) until: Option<i64>,
+    pub(crate) tz: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -96,7 +96,9 @@ struct Cursor {
     limit: i64,
 }
 
-fn resolve(input: &Filters, now: DateTime<Utc>) -> Result<Resolved, OpsError> {
+/// Checks the filters and resolves the window to instants: the one reading of the audit
+/// filters, for queries, summaries and exports alike.
+pub(crate) fn resolve(input: &Filters, now: DateTime<Utc>) -> Result<Resolved, OpsError> {
     let tz_name = input.time_zone.as_deref().unwrap_or("UTC");
     let tz = timespec::parse_time_zone(tz_name)?;
     let since = input
@@ -171,8 +173,13 @@ fn resolve(input: &Filters, now: DateTime<Utc>) -> Result<Resolved, OpsError> {
 
 impl Resolved {
     fn filter(&self, p: &Principal) -> AuditFilter {
+        self.filter_within(p.tenants().clone())
+    }
+
+    /// The filter, seeing only events within `scope`.
+    pub(crate) fn filter_within(&self, scope: crate::domain::tenant::TenantScope) -> AuditFilter {
         AuditFilter {
-            visible_to: p.tenants().clone(),
+            visible_to: scope,
             actors: self.actors.clone(),
             roles: self.roles.clone(),
             tenants: self.tenants.clone(),
