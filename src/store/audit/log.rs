@@ -7,7 +7,7 @@
 use crate::domain::audit::AuditEvent;
 use crate::domain::audit_leaf::StoredEvent;
 use crate::domain::merkle::{Frontier, Hash};
-use crate::store::{StoreError, Tx, db};
+use crate::store::{StoreError, Tx, db, on_tx};
 
 /// The advisory lock key that serialises appends to the log on PostgreSQL ("kwlog").
 pub const SEQUENCER_LOCK: i64 = 0x006b_776c_6f67;
@@ -52,12 +52,10 @@ fn place(size: i64, frontier: &[u8], events: &[&AuditEvent]) -> Result<Sequenced
     Ok(out)
 }
 
+const INSERT_CHUNK: &str = "INSERT INTO audit_chunks (idx, hash) VALUES ($1, $2)";
 const READ_HEAD: &str = "SELECT size, frontier FROM audit_head WHERE id = 1";
 const WRITE_HEAD: &str = "UPDATE audit_head SET size = $1, frontier = $2, \
     updated_at = CASE WHEN updated_at > $3 THEN updated_at ELSE $3 END WHERE id = 1";
-const WRITE_HEAD_SQLITE: &str = "UPDATE audit_head SET size = ?1, frontier = ?2, \
-    updated_at = MAX(updated_at, ?3) WHERE id = 1";
-
 /// Takes the sequencer lock (PostgreSQL) and places `events` after the head, inside `tx`.
 pub async fn sequence(tx: &mut Tx, events: &[&AuditEvent]) -> Result<Sequenced, StoreError> {
     let (size, frontier): (i64, Vec<u8>) = match tx {
@@ -84,41 +82,23 @@ pub async fn sequence(tx: &mut Tx, events: &[&AuditEvent]) -> Result<Sequenced, 
 pub async fn advance(tx: &mut Tx, s: &Sequenced) -> Result<(), StoreError> {
     let size = s.frontier.size() as i64;
     let edge = s.frontier.to_bytes();
-    match tx {
-        Tx::Sqlite(t) => {
-            sqlx::query(WRITE_HEAD_SQLITE)
-                .bind(size)
-                .bind(edge)
-                .bind(s.updated_at)
-                .execute(&mut **t)
-                .await
-                .map_err(db)?;
-            for (idx, h) in &s.chunks {
-                sqlx::query("INSERT INTO audit_chunks (idx, hash) VALUES (?, ?)")
-                    .bind(idx)
-                    .bind(&h[..])
-                    .execute(&mut **t)
-                    .await
-                    .map_err(db)?;
-            }
-        }
-        Tx::Postgres(t) => {
-            sqlx::query(WRITE_HEAD)
-                .bind(size)
-                .bind(edge)
-                .bind(s.updated_at)
-                .execute(&mut **t)
-                .await
-                .map_err(db)?;
-            for (idx, h) in &s.chunks {
-                sqlx::query("INSERT INTO audit_chunks (idx, hash) VALUES ($1, $2)")
-                    .bind(idx)
-                    .bind(&h[..])
-                    .execute(&mut **t)
-                    .await
-                    .map_err(db)?;
-            }
-        }
+    // Numbered placeholders and CASE read the same on both backends.
+    on_tx!(tx, c => sqlx::query(WRITE_HEAD)
+        .bind(size)
+        .bind(edge)
+        .bind(s.updated_at)
+        .execute(&mut *c)
+        .await
+        .map(|_| ())
+        .map_err(db))?;
+    for (idx, h) in &s.chunks {
+        on_tx!(tx, c => sqlx::query(INSERT_CHUNK)
+            .bind(idx)
+            .bind(&h[..])
+            .execute(&mut *c)
+            .await
+            .map(|_| ())
+            .map_err(db))?;
     }
     Ok(())
 }
@@ -136,13 +116,12 @@ pub fn sequence_sqlite(
 
 /// `advance` on the SQLite writer's native connection.
 pub fn advance_sqlite(conn: &rusqlite::Connection, s: &Sequenced) -> Result<(), StoreError> {
-    conn.prepare_cached(WRITE_HEAD_SQLITE)?
-        .execute(rusqlite::params![
-            s.frontier.size() as i64,
-            s.frontier.to_bytes(),
-            s.updated_at
-        ])?;
-    let mut chunk = conn.prepare_cached("INSERT INTO audit_chunks (idx, hash) VALUES (?, ?)")?;
+    conn.prepare_cached(WRITE_HEAD)?.execute(rusqlite::params![
+        s.frontier.size() as i64,
+        s.frontier.to_bytes(),
+        s.updated_at
+    ])?;
+    let mut chunk = conn.prepare_cached(INSERT_CHUNK)?;
     for (idx, h) in &s.chunks {
         chunk.execute(rusqlite::params![idx, &h[..]])?;
     }
