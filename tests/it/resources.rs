@@ -39,6 +39,18 @@ impl ClientHandler for Watcher {
         let _ = self.0.send(params.uri);
     }
 
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.0.send(format!(
+            "progress {}/{}",
+            params.progress,
+            params.total.unwrap_or_default()
+        ));
+    }
+
     fn get_info(&self) -> ClientConfig {
         ClientConfig::new(
             ClientCapabilities::default(),
@@ -374,4 +386,32 @@ async fn a_subscriber_hears_when_a_checkpoint_is_signed_over_http() {
 async fn a_subscriber_hears_when_a_checkpoint_is_signed_in_process() {
     let s = TestServer::in_process(chrono::Utc::now()).await;
     subscriber_hears_a_new_checkpoint(&s, Via::InProcess).await;
+}
+
+/// A full verify over HTTP reports its progress to a client that asked for it.
+#[tokio::test]
+async fn a_full_verify_reports_progress() {
+    let s = TestServer::http(&[]).await;
+    let key = s.admin_key().await;
+    s.app().audit.sync().await.expect("sync");
+    keyward::ops::audit_log::sign(s.app(), keyward::ops::audit_log::Why::Commit)
+        .await
+        .expect("a checkpoint");
+    let mut w = connect(&s, Via::Transport(Transport::Http), &key).await;
+    let mut params = rmcp::model::CallToolRequestParams::new("audit_verify");
+    params.arguments = json!({"full": true}).as_object().cloned();
+    params.meta = Some(rmcp::model::RequestMetaObject::with_progress_token(
+        rmcp::model::ProgressToken(rmcp::model::NumberOrString::Number(7)),
+    ));
+    let r = w.client.call_tool(params).await.expect("audit_verify");
+    assert_eq!(
+        r.structured_content.as_ref().map(|v| v["verdict"].clone()),
+        Some(json!("ok"))
+    );
+    let note = tokio::time::timeout(Duration::from_secs(20), w.updates.recv())
+        .await
+        .expect("a progress notification")
+        .expect("the channel is open");
+    assert!(note.starts_with("progress "), "{note}");
+    let _ = w.client.cancel().await;
 }
