@@ -14,14 +14,7 @@ use keyward::ops::audit_log::{self, Mode, Verdict, Why};
 use crate::server::TestServer;
 
 async fn sql(s: &TestServer, q: &str) {
-    match &s.app().store {
-        keyward::store::Store::Sqlite(p) => {
-            sqlx::query(q).execute(p).await.expect(q);
-        }
-        keyward::store::Store::Postgres(p) => {
-            sqlx::query(q).execute(p).await.expect(q);
-        }
-    }
+    s.sql(q).await;
 }
 
 /// A server with `n` events recorded directly and a checkpoint covering them.
@@ -144,15 +137,10 @@ async fn an_edit_with_a_recomputed_hash_inside_a_complete_chunk_is_found_by_the_
         .unwrap()
         .remove(0);
     row.reason = Some("nothing to see".into());
-    let hex: String = row.leaf_hash().iter().map(|b| format!("{b:02x}")).collect();
-    let q = match &s.app().store {
-        keyward::store::Store::Sqlite(_) => format!(
-            "UPDATE audit_events SET reason = 'nothing to see', leaf_hash = x'{hex}' WHERE seq = 300"
-        ),
-        keyward::store::Store::Postgres(_) => format!(
-            "UPDATE audit_events SET reason = 'nothing to see', leaf_hash = '\\x{hex}'::bytea WHERE seq = 300"
-        ),
-    };
+    let q = format!(
+        "UPDATE audit_events SET reason = 'nothing to see', leaf_hash = {} WHERE seq = 300",
+        s.bytes_literal(&row.leaf_hash())
+    );
     sql(&s, &q).await;
     let (v, d) = verdict(&s, Mode::Quick).await;
     assert_ne!(v, Verdict::Ok, "{d}");

@@ -12,17 +12,9 @@ use serde_json::{Value, json};
 use crate::server::TestServer;
 use crate::support::Env;
 
-/// Runs statements against the server's database as someone with write access to it would.
 async fn sql(s: &TestServer, statements: &[&str]) {
     for q in statements {
-        match &s.app().store {
-            keyward::store::Store::Sqlite(p) => {
-                sqlx::query(q).execute(p).await.expect(q);
-            }
-            keyward::store::Store::Postgres(p) => {
-                sqlx::query(q).execute(p).await.expect(q);
-            }
-        }
+        s.sql(q).await;
     }
 }
 
@@ -121,15 +113,10 @@ async fn an_edit_with_a_recomputed_leaf_hash_is_a_rewrite() {
         .unwrap()
         .remove(0);
     row.reason = Some("nothing to see".into());
-    let hex: String = row.leaf_hash().iter().map(|b| format!("{b:02x}")).collect();
-    let set_leaf = match &s.app().store {
-        keyward::store::Store::Sqlite(_) => format!(
-            "UPDATE audit_events SET reason = 'nothing to see', leaf_hash = x'{hex}' WHERE seq = 2"
-        ),
-        keyward::store::Store::Postgres(_) => format!(
-            "UPDATE audit_events SET reason = 'nothing to see', leaf_hash = '\\x{hex}'::bytea WHERE seq = 2"
-        ),
-    };
+    let set_leaf = format!(
+        "UPDATE audit_events SET reason = 'nothing to see', leaf_hash = {} WHERE seq = 2",
+        s.bytes_literal(&row.leaf_hash())
+    );
     sql(&s, &[&set_leaf]).await;
     let r = verify(&s, false).await;
     assert_eq!(verdict(&r), "rewritten", "{r:#}");
@@ -165,15 +152,10 @@ async fn deleting_the_newest_rows_is_truncation() {
     for i in 0..kept {
         edge.push(leaves[&i]);
     }
-    let hex: String = edge.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    let reset = match &s.app().store {
-        keyward::store::Store::Sqlite(_) => {
-            format!("UPDATE audit_head SET size = {kept}, frontier = x'{hex}'")
-        }
-        keyward::store::Store::Postgres(_) => {
-            format!("UPDATE audit_head SET size = {kept}, frontier = '\\x{hex}'::bytea")
-        }
-    };
+    let reset = format!(
+        "UPDATE audit_head SET size = {kept}, frontier = {}",
+        s.bytes_literal(&edge.to_bytes())
+    );
     sql(&s, &[&reset]).await;
     let r = verify(&s, false).await;
     assert_eq!(verdict(&r), "truncated", "{r:#}");

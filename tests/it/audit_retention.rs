@@ -121,14 +121,7 @@ async fn old_rows_deleted_without_a_prune_record_read_as_tampering() {
         "DELETE FROM audit_events WHERE seq < 256",
         "UPDATE audit_head SET pruned_below = 256",
     ] {
-        match &s.app().store {
-            keyward::store::Store::Sqlite(p) => {
-                sqlx::query(q).execute(p).await.unwrap();
-            }
-            keyward::store::Store::Postgres(p) => {
-                sqlx::query(q).execute(p).await.unwrap();
-            }
-        }
+        s.sql(q).await;
     }
     let r = audit_log::verify(s.app(), audit_log::Mode::Quick, true, &|_, _| {})
         .await

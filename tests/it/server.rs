@@ -390,6 +390,27 @@ impl TestServer {
         }
     }
 
+    /// Runs `q` on the database as someone with write access to it would (tampering tests).
+    pub async fn sql(&self, q: &str) {
+        match &self.app().store {
+            keyward::store::Store::Sqlite(p) => {
+                sqlx::query(q).execute(p).await.expect(q);
+            }
+            keyward::store::Store::Postgres(p) => {
+                sqlx::query(q).execute(p).await.expect(q);
+            }
+        }
+    }
+
+    /// `bytes` as a literal of this server's backend (`x'…'` or `'\x…'::bytea`).
+    pub fn bytes_literal(&self, bytes: &[u8]) -> String {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        match &self.app().store {
+            keyward::store::Store::Sqlite(_) => format!("x'{hex}'"),
+            keyward::store::Store::Postgres(_) => format!("'\\x{hex}'::bytea"),
+        }
+    }
+
     /// The manual clock of an in-process server.
     pub fn clock(&self) -> &Arc<ManualClock> {
         match &self.kind {
