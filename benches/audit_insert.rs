@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use keyward::domain::at_rest::{AtRestKey, Place};
 use keyward::domain::audit::{Action, AuditEvent, Source, Status};
 use keyward::domain::audit_leaf::StoredEvent;
 use keyward::domain::merkle::Frontier;
-use keyward::store::{Store, audit};
+use keyward::store::{Seal, Store, audit};
 
 thread_local! {
     /// Microseconds since the epoch of the next event: one apart, never repeated.
@@ -104,9 +105,9 @@ fn bench_backend(c: &mut Criterion, name: &str, url: &str) {
 
 /// The SQLite journal mover's path: its own native connection, no async runtime, batches of
 /// up to 4096 (what a pass takes depends on the load).
-fn bench_sqlite_writer(c: &mut Criterion, path: &std::path::Path) {
+fn bench_sqlite_writer(c: &mut Criterion, path: &std::path::Path, seal: &Seal, name: &str) {
     let mut conn = keyward::store::journal::open_sqlite(path).expect("open");
-    let mut group = c.benchmark_group("audit_insert/sqlite-mover");
+    let mut group = c.benchmark_group(format!("audit_insert/{name}"));
     group
         .measurement_time(Duration::from_secs(5))
         .sample_size(20);
@@ -115,7 +116,7 @@ fn bench_sqlite_writer(c: &mut Criterion, path: &std::path::Path) {
         group.bench_function(BenchmarkId::new("batch", batch), |b| {
             b.iter_batched(
                 || events(batch),
-                |events| audit::write_batch_sqlite(&mut conn, &events).expect("write"),
+                |events| audit::write_batch_sqlite(&mut conn, seal, &events).expect("write"),
                 BatchSize::SmallInput,
             );
         });
@@ -145,13 +146,62 @@ fn bench_leaf(c: &mut Criterion) {
     group.finish();
 }
 
+/// Encryption at rest per event: the five sealed columns (two for equality, three with a
+/// random nonce) and the journal frame, and opening them again.
+fn bench_seal(c: &mut Criterion) {
+    let seal = sealed();
+    let e = event(
+        7,
+        DateTime::from_timestamp_micros(1_780_000_000_000_000).unwrap_or_default(),
+    );
+    let row = StoredEvent::of(&e, 1);
+    let mut group = c.benchmark_group("at_rest");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("seal_event_columns", |b| {
+        b.iter(|| {
+            let k = seal.key().expect("key");
+            (
+                k.seal_eq(Place::AuditClientIp, row.client_ip.as_deref().unwrap_or("")),
+                k.seal_eq(
+                    Place::AuditUserAgent,
+                    row.user_agent.as_deref().unwrap_or(""),
+                ),
+                k.seal(Place::AuditArgs, row.args.as_deref().unwrap_or("")),
+                k.seal(
+                    Place::AuditBefore,
+                    row.before_state.as_deref().unwrap_or(""),
+                ),
+                k.seal(Place::AuditAfter, row.after_state.as_deref().unwrap_or("")),
+            )
+        });
+    });
+    let json = serde_json::to_vec(&e).expect("json");
+    group.bench_function("seal_journal_frame", |b| {
+        b.iter(|| seal.record(Place::Journal, json.clone()));
+    });
+    let args = seal
+        .text(Place::AuditArgs, row.args.as_deref().unwrap_or(""))
+        .into_owned();
+    group.bench_function("open_args", |b| {
+        b.iter(|| seal.open(Place::AuditArgs, args.clone()).expect("opens"));
+    });
+    group.finish();
+}
+
+fn sealed() -> Seal {
+    let key = AtRestKey::parse(&AtRestKey::generate().expect("rng")).expect("key");
+    Seal::new(Some(std::sync::Arc::new(key)))
+}
+
 fn benches(c: &mut Criterion) {
     bench_leaf(c);
+    bench_seal(c);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("bench.db");
     let sqlite = format!("sqlite://{}", file.display());
     bench_backend(c, "sqlite", &sqlite);
-    bench_sqlite_writer(c, &file);
+    bench_sqlite_writer(c, &file, &Seal::default(), "sqlite-mover");
+    bench_sqlite_writer(c, &file, &sealed(), "sqlite-mover-encrypted");
     match std::env::var("KEYWARD_BENCH_POSTGRES_URL") {
         Ok(url) => bench_backend(c, "postgres", &url),
         Err(_) => eprintln!(

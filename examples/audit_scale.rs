@@ -37,8 +37,8 @@ use keyward::domain::principal::Principal;
 use keyward::domain::tenant::TenantScope;
 use keyward::ops::app::App;
 use keyward::ops::audit::{Filters, GroupBy};
-use keyward::store::Store;
 use keyward::store::audit::{AuditFilter, Dim, Statement};
+use keyward::store::{Db, Store};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
@@ -641,21 +641,22 @@ async fn seed(app: &App, url: &str, agents: Vec<Agent>, rows: usize) -> anyhow::
             }
         }
     });
-    let written = match &app.store {
-        Store::Sqlite(_) => {
+    let written = match &app.store.db {
+        Db::Sqlite(_) => {
             let path = sqlite_path(url);
+            let seal = app.store.seal.clone();
             tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
                 let mut conn = keyward::store::journal::open_sqlite(&path)?;
                 let mut n = 0;
                 while let Some(batch) = rx.blocking_recv() {
-                    n += keyward::store::audit::write_batch_sqlite(&mut conn, &batch)?.len();
+                    n += keyward::store::audit::write_batch_sqlite(&mut conn, &seal, &batch)?.len();
                     progress(n, rows);
                 }
                 Ok(n)
             })
             .await??
         }
-        Store::Postgres(_) => {
+        Db::Postgres(_) => {
             let mut n = 0;
             while let Some(batch) = rx.recv().await {
                 n += keyward::store::audit::write_batch(&app.store, &batch)
@@ -682,17 +683,17 @@ fn sqlite_path(url: &str) -> std::path::PathBuf {
 }
 
 async fn execute(store: &Store, sql: &str) -> anyhow::Result<()> {
-    match store {
-        Store::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ())?,
-        Store::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ())?,
+    match &store.db {
+        Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ())?,
+        Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ())?,
     }
     Ok(())
 }
 
 async fn count(store: &Store, sql: &str) -> anyhow::Result<i64> {
-    Ok(match store {
-        Store::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
-        Store::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+    Ok(match &store.db {
+        Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+        Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
     })
 }
 
@@ -1080,8 +1081,8 @@ fn mib(bytes: u64) -> f64 {
 }
 
 async fn database_size(store: &Store, url: &str) -> anyhow::Result<String> {
-    Ok(match store {
-        Store::Sqlite(_) => {
+    Ok(match &store.db {
+        Db::Sqlite(_) => {
             let path = sqlite_path(url);
             let size = |suffix: &str| {
                 std::fs::metadata(format!("{}{suffix}", path.display())).map_or(0, |m| m.len())
@@ -1092,7 +1093,7 @@ async fn database_size(store: &Store, url: &str) -> anyhow::Result<String> {
                 mib(size("-wal"))
             )
         }
-        Store::Postgres(p) => {
+        Db::Postgres(p) => {
             let total: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
                 .fetch_one(p)
                 .await?;
@@ -1205,13 +1206,13 @@ async fn run(a: &Args, url: &str) -> anyhow::Result<()> {
         a.rows,
         a.runs
     );
-    if let Store::Sqlite(p) = &app.store {
+    if let Db::Sqlite(p) = &app.store.db {
         let version: String = sqlx::query_scalar("SELECT sqlite_version()")
             .fetch_one(p)
             .await?;
         println!("SQLite {version}");
     }
-    if let Store::Postgres(p) = &app.store {
+    if let Db::Postgres(p) = &app.store.db {
         let version: String = sqlx::query_scalar("SELECT version()").fetch_one(p).await?;
         println!("{version}");
     }

@@ -11,6 +11,7 @@
 //!     cargo run --release --example load -- --target http://127.0.0.1:19287/mcp --key kw_…
 //!     cargo run --release --example load -- --keyward /tmp/keyward-before   # another build as (a)
 //!     cargo run --release --example load -- --oauth   # also (a') keyward with an OAuth access token
+//!     cargo run --release --example load -- --encrypt   # keyward with encryption at rest
 //!
 //! Requests are self-contained 2026-07-28 calls (no session), answered as plain JSON.
 
@@ -35,6 +36,8 @@ struct Args {
     /// Also measure keyward called with an OAuth access token (got through the browser flow,
     /// signing in with the bootstrap key) in every round.
     oauth: bool,
+    /// Run keyward with encryption at rest (a fresh key in KEYWARD_ENCRYPTION_KEY).
+    encrypt: bool,
 }
 
 fn args() -> Args {
@@ -47,6 +50,7 @@ fn args() -> Args {
         key: None,
         keyward: None,
         oauth: false,
+        encrypt: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -62,6 +66,11 @@ fn args() -> Args {
             "--keyward" => a.keyward = Some(PathBuf::from(value)),
             "--oauth" => {
                 a.oauth = true;
+                i += 1;
+                continue;
+            }
+            "--encrypt" => {
+                a.encrypt = true;
                 i += 1;
                 continue;
             }
@@ -424,10 +433,17 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("load.db").display()));
     // The audit log's signing key (PostgreSQL requires one; older builds ignore it).
     let signing_key = dir.path().join("audit.key");
+    let encryption_key = if a.encrypt {
+        keyward::domain::at_rest::AtRestKey::generate()
+            .ok_or_else(|| anyhow::anyhow!("no random numbers"))?
+    } else {
+        String::new()
+    };
     let boot = Command::new(&keyward)
         .args(["bootstrap", "--json"])
         .env("KEYWARD_DATABASE_URL", &db)
         .env("KEYWARD_AUDIT_SIGNING_KEY", &signing_key)
+        .env("KEYWARD_ENCRYPTION_KEY", &encryption_key)
         .output()?;
     anyhow::ensure!(
         boot.status.success(),
@@ -444,6 +460,7 @@ async fn main() -> anyhow::Result<()> {
         .args(["serve", "--stateless", "--listen", "127.0.0.1:0"])
         .env("KEYWARD_DATABASE_URL", &db)
         .env("KEYWARD_AUDIT_SIGNING_KEY", &signing_key)
+        .env("KEYWARD_ENCRYPTION_KEY", &encryption_key)
         .env_remove("RUST_LOG");
     let kw = start(kw_cmd)?;
     let mut bare_cmd = Command::new(&bare);
@@ -460,7 +477,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     println!(
-        "keyward load: {} connections, {} rounds of {} s each, alternating; tool whoami; database {}",
+        "keyward load: {} connections, {} rounds of {} s each, alternating; tool whoami; database {}{}",
         a.connections,
         a.rounds,
         a.seconds,
@@ -468,7 +485,8 @@ async fn main() -> anyhow::Result<()> {
             "postgres"
         } else {
             "sqlite"
-        }
+        },
+        if a.encrypt { ", encrypted at rest" } else { "" }
     );
     let idle_rss = rss_kib(pid);
     // Warm both (connections, caches, allocators) before measuring.

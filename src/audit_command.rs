@@ -102,7 +102,7 @@ pub async fn run(app: &App, command: AuditCommand) -> anyhow::Result<()> {
         }
         AuditCommand::Export(args) => export(app, &args).await,
         // Run before any database is opened (`lib::run`).
-        AuditCommand::VerifyBundle(args) => verify_bundle(&args),
+        AuditCommand::VerifyBundle(args) => verify_bundle(&args, app.store.seal.key().cloned()),
     }
 }
 
@@ -142,6 +142,10 @@ async fn export(app: &App, args: &crate::cli::ExportArgs) -> anyhow::Result<()> 
         until: args.until.clone(),
         time_zone: args.time_zone.clone(),
     };
+    anyhow::ensure!(
+        !args.private || app.store.seal.is_on(),
+        "--private seals the bundle with the database's encryption key, and this database has none"
+    );
     let made = crate::ops::audit_export::bundle(
         app,
         crate::domain::tenant::TenantScope::All,
@@ -157,7 +161,15 @@ async fn export(app: &App, args: &crate::cli::ExportArgs) -> anyhow::Result<()> 
             .truncate(true)
             .open(&args.out)
             .with_context(|| format!("cannot write {}", args.out.display()))?;
-        f.write_all(&made.bytes)?;
+        if args.private {
+            let sealed = app
+                .store
+                .seal
+                .record(crate::domain::at_rest::Place::Export, made.bytes.clone());
+            f.write_all(&sealed)?;
+        } else {
+            f.write_all(&made.bytes)?;
+        }
         f.sync_all()?;
     }
     let m = &made.manifest;
@@ -186,7 +198,10 @@ async fn export(app: &App, args: &crate::cli::ExportArgs) -> anyhow::Result<()> 
 }
 
 /// `keyward audit verify-bundle FILE --public-key VKEY`: offline, exit 0 only when it verifies.
-pub fn verify_bundle(args: &crate::cli::VerifyBundleArgs) -> anyhow::Result<()> {
+pub fn verify_bundle(
+    args: &crate::cli::VerifyBundleArgs,
+    key: Option<std::sync::Arc<crate::domain::at_rest::AtRestKey>>,
+) -> anyhow::Result<()> {
     use crate::domain::checkpoint::VerifyingKey;
     let keys = args
         .public_key
@@ -200,8 +215,16 @@ pub fn verify_bundle(args: &crate::cli::VerifyBundleArgs) -> anyhow::Result<()> 
             VerifyingKey::parse(text.trim()).map_err(|e| anyhow::anyhow!("--public-key: {e}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let bytes = std::fs::read(&args.file)
+    let stored = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let sealed = stored.first() == Some(&crate::domain::at_rest::SEALED_RECORD);
+    anyhow::ensure!(
+        !sealed || key.is_some(),
+        "this bundle is private (sealed with the database's encryption key): give that key with KEYWARD_ENCRYPTION_KEY or --encryption-key-file"
+    );
+    let bytes = crate::store::Seal::new(key)
+        .open_record(crate::domain::at_rest::Place::Export, &stored)
+        .context("this private bundle does not open with the encryption key given (another key, or the file was changed)")?;
     match crate::domain::bundle::check(&bytes, &keys) {
         Ok(v) => {
             if args.json {

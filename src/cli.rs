@@ -16,8 +16,21 @@ pub struct Cli {
     pub db: DbArgs,
     #[command(flatten)]
     pub audit_log: AuditLogArgs,
+    #[command(flatten)]
+    pub encryption: EncryptionArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Encryption at rest. The key itself may also come from `KEYWARD_ENCRYPTION_KEY` (never a
+/// flag: a command line is visible to other local users).
+#[derive(Debug, Args, Clone)]
+pub struct EncryptionArgs {
+    /// A file holding the 32-byte encryption key (64 hex digits or base64), readable by its
+    /// owner only. With a key, arguments, states, descriptions, client IPs and user agents are
+    /// stored sealed (AES-256-GCM). Without one, a database that was encrypted is refused.
+    #[arg(long, env = "KEYWARD_ENCRYPTION_KEY_FILE", global = true)]
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 /// Its `Debug` shows the URL without its password.
@@ -62,6 +75,24 @@ pub enum Command {
     /// re-anchor after a restore.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Encrypt an unencrypted database (--encrypt), rotate its encryption key (--new-key-file),
+    /// or decrypt it (--decrypt), in one transaction. Stop every keyward process on the
+    /// database first.
+    Rekey(RekeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RekeyArgs {
+    /// Seal an unencrypted database with the configured key (KEYWARD_ENCRYPTION_KEY or
+    /// --encryption-key-file).
+    #[arg(long, conflicts_with_all = ["decrypt", "new_key_file"])]
+    pub encrypt: bool,
+    /// Rotate: re-seal everything from the configured key to the key in this file.
+    #[arg(long, conflicts_with = "decrypt")]
+    pub new_key_file: Option<PathBuf>,
+    /// Store everything in plaintext again (the configured key opens it).
+    #[arg(long)]
+    pub decrypt: bool,
 }
 
 /// The provable audit log's settings (every command reads them: `audit verify` needs the key).
@@ -215,6 +246,10 @@ pub struct ExportArgs {
     /// Where to write the .tar.gz (created 0600; an existing file is replaced).
     #[arg(long)]
     pub out: PathBuf,
+    /// Seal the file with the database's encryption key (AES-256-GCM), so a copy of it reveals
+    /// nothing; `audit verify-bundle` then needs the key too. Only on an encrypted database.
+    #[arg(long)]
+    pub private: bool,
     /// Only events by these actors (key ids or previews). Repeatable.
     #[arg(long)]
     pub actor: Vec<String>,
@@ -620,6 +655,7 @@ impl ServeArgs {
             development: false,
             audit_log: Default::default(),
             exports: Default::default(),
+            encryption: None,
         })
     }
 }

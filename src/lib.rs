@@ -13,6 +13,7 @@ pub mod http;
 pub mod mcp;
 pub mod metrics;
 pub mod ops;
+mod rekey_command;
 pub mod schemas;
 pub mod stdio;
 mod stdio_lines;
@@ -42,6 +43,7 @@ impl Default for app::AppOptions {
             development: false,
             audit_log: Default::default(),
             exports: Default::default(),
+            encryption: None,
         }
     }
 }
@@ -63,11 +65,11 @@ pub async fn open_app_with(
     options: app::AppOptions,
     oauth: Option<ops::oauth::OAuthSettings>,
 ) -> anyhow::Result<(App, tokio::task::JoinHandle<()>)> {
-    let store = Store::open(database_url)
+    let store = Store::open_with(database_url, options.encryption.clone())
         .await
         .with_context(|| format!("cannot open database {}", config::redact_url(database_url)))?;
     claim_purpose(&store, options.development).await?;
-    let name_key = store::settings::get_or_insert(
+    let name_key = store::settings::secret_get_or_insert(
         &store,
         store::settings::NAME_HASH_KEY,
         &domain::username::NameKey::generate_hex(),
@@ -136,8 +138,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    let encryption = ops::at_rest::load_key(
+        cli.encryption.encryption_key_file.as_deref(),
+        std::env::var("KEYWARD_ENCRYPTION_KEY").ok().as_deref(),
+    )?;
     if let Command::Audit(cli::AuditCommand::VerifyBundle(args)) = &cli.command {
-        return audit_command::verify_bundle(args);
+        return audit_command::verify_bundle(args, encryption);
     }
     let disabled = matches!(&cli.command, Command::Serve(a) if a.auth_mode == AuthMode::Disabled);
     let database = config::database(cli.db.database_url.as_deref(), disabled)?;
@@ -146,11 +152,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
     }
     let url = database.url.clone();
+    if let Command::Rekey(args) = &cli.command {
+        return rekey_command::run(&url, encryption, args).await;
+    }
     let mut options = match &cli.command {
         Command::Serve(args) => args.app_options()?,
         _ => app::AppOptions::default(),
     };
     options.development = database.throwaway.is_some();
+    options.encryption = encryption;
     options.audit_log = cli.audit_log.settings()?;
     // Only a server (or a command that writes the trail) makes a signing key for a new log.
     options.audit_log.create_key = matches!(
@@ -194,7 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("database {} is up to date", config::redact_url(&url));
             Ok(())
         }
-        Command::Schemas(_) => Ok(()),
+        Command::Schemas(_) | Command::Rekey(_) => Ok(()),
     };
     let store = app.store.clone();
     // Every answered call's record is committed already; this writes out anything still queued.

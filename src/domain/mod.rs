@@ -2,6 +2,7 @@
 //! format, time expressions and the audit event. No I/O and no async here, so every rule is
 //! unit-tested directly.
 
+pub mod at_rest;
 pub mod audit;
 pub mod audit_leaf;
 pub mod bundle;

@@ -48,6 +48,8 @@ pub struct AppOptions {
     pub audit_log: crate::ops::audit_log::LogSettings,
     /// Where `audit_export` writes bundles, and how many and how large.
     pub exports: crate::ops::audit_export::ExportSettings,
+    /// The key sensitive columns, journal records and private exports are sealed with.
+    pub encryption: Option<Arc<crate::domain::at_rest::AtRestKey>>,
 }
 
 pub struct AppState {

@@ -4,6 +4,7 @@
 //! their audit record, in one transaction.
 
 pub mod app;
+pub mod at_rest;
 pub mod audit;
 pub mod audit_export;
 pub mod audit_log;

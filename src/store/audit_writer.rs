@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::error::AuditUnavailable;
 use super::journal::{self, Journal};
-use super::{Store, StoreError, audit};
+use super::{Db, Store, StoreError, audit};
 use crate::domain::audit::AuditEvent;
 
 enum Job {
@@ -87,12 +87,13 @@ impl AuditWriter {
         store: Store,
         config: &WriterConfig,
     ) -> Result<(AuditWriter, JoinHandle<()>), StoreError> {
-        match &store {
-            Store::Sqlite(pool) => {
+        match &store.db {
+            Db::Sqlite(pool) => {
                 let path = pool.connect_options().get_filename().to_path_buf();
                 let options = journal::Options {
                     full_sync: super::SQLITE_SYNCHRONOUS == "FULL",
                     rotate_bytes: config.journal_rotate_bytes,
+                    seal: store.seal.clone(),
                 };
                 let (journal, finished) = tokio::task::spawn_blocking(move || {
                     let conn = journal::open_sqlite(&path)?;
@@ -111,7 +112,7 @@ impl AuditWriter {
                     handle,
                 ))
             }
-            Store::Postgres(_) => {
+            Db::Postgres(_) => {
                 let (queue, rx) = mpsc::channel(config.queue.max(1));
                 let healthy = Arc::new(AtomicBool::new(true));
                 let handle = tokio::spawn(run_async(

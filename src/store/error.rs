@@ -19,6 +19,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The encryption key does not fit the database.
+    #[error(transparent)]
+    KeyRefused(#[from] super::seal::KeyRefused),
     /// From the SQLite audit writer's own connection.
     #[error("database error")]
     Native(#[from] rusqlite::Error),

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 
 use super::sql::{Sql, bind_args};
-use super::{StoreError, Tx, db, from_micros, micros, on_pool, on_tx};
+use super::{Seal, StoreError, Tx, TxConn, db, from_micros, micros, on_pool, on_tx};
+use crate::domain::at_rest::Place;
 use crate::domain::key::KeyDigest;
 use crate::domain::tenant::TenantScope;
 
@@ -26,6 +27,11 @@ pub struct KeyRow {
 }
 
 impl KeyRow {
+    fn opened(mut self, seal: &Seal) -> Result<KeyRow, StoreError> {
+        self.description = seal.open(Place::KeyDescription, self.description)?;
+        Ok(self)
+    }
+
     pub fn tenant_scope(&self) -> Result<TenantScope, StoreError> {
         let names: Vec<&str> = self.tenants.split_whitespace().collect();
         TenantScope::parse(&names).map_err(|e| StoreError::Corrupt(format!("key {}: {e}", self.id)))
@@ -83,10 +89,14 @@ pub async fn insert(tx: &mut Tx, key: &NewKey<'_>, now: DateTime<Utc>) -> Result
         "a live key named '{}' already exists (names are unique ignoring case); pick another name",
         key.name
     );
+    let description = tx
+        .seal
+        .text(Place::KeyDescription, key.description)
+        .into_owned();
     on_tx!(tx, c => sqlx::query(sql)
         .bind(key.id)
         .bind(key.name)
-        .bind(key.description)
+        .bind(description.as_str())
         .bind(key.role_name)
         .bind(tenants_text.as_str())
         .bind(key.preview)
@@ -145,7 +155,9 @@ pub async fn find_by_digest(
 
 pub async fn get(store: &super::Store, id: &str) -> Result<Option<KeyRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM api_keys k WHERE k.id = $1");
-    on_pool!(store, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await.map_err(db))
+    let row: Option<KeyRow> =
+        on_pool!(store, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await.map_err(db))?;
+    row.map(|r| r.opened(&store.seal)).transpose()
 }
 
 /// Reads a key inside a write transaction, so the check and the change see the same row.
@@ -155,7 +167,9 @@ pub async fn get_in(tx: &mut Tx, id: &str) -> Result<Option<KeyRow>, StoreError>
         "SELECT {COLUMNS} FROM api_keys k WHERE k.id = $1{}",
         tx.hold(super::Hold::Update)
     );
-    on_tx!(tx, c => sqlx::query_as(&sql).bind(id).fetch_optional(c).await.map_err(db))
+    let row: Option<KeyRow> =
+        on_tx!(tx, c => sqlx::query_as(&sql).bind(id).fetch_optional(c).await.map_err(db))?;
+    row.map(|r| r.opened(&tx.seal)).transpose()
 }
 
 pub struct ListFilter<'a> {
@@ -190,7 +204,8 @@ pub async fn list(store: &super::Store, f: &ListFilter<'_>) -> Result<Vec<KeyRow
     }
     q.push(" ORDER BY k.created_at DESC, k.id DESC LIMIT ")
         .int(f.limit);
-    on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))
+    let rows: Vec<KeyRow> = on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))?;
+    rows.into_iter().map(|r| r.opened(&store.seal)).collect()
 }
 
 pub async fn set_disabled(
@@ -271,7 +286,7 @@ pub async fn touch_last_used(
 /// Serialises bootstrap across processes: on PostgreSQL an advisory transaction lock (SQLite
 /// transactions already hold the write lock from BEGIN IMMEDIATE).
 pub async fn lock_bootstrap(tx: &mut Tx) -> Result<(), StoreError> {
-    if let Tx::Postgres(t) = tx {
+    if let TxConn::Postgres(t) = &mut tx.conn {
         sqlx::query("SELECT pg_advisory_xact_lock(7355608)")
             .execute(&mut **t)
             .await

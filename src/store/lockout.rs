@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{StoreError, db, from_micros, micros, on_pool};
+use crate::domain::at_rest::Place;
 use crate::domain::lockout::LockoutPolicy;
 
 /// The state after recording one failure.
@@ -21,6 +22,8 @@ pub async fn record_failure(
     now: DateTime<Utc>,
     policy: &LockoutPolicy,
 ) -> Result<FailureCount, StoreError> {
+    let sealed = store.seal.eq(Place::FailureIp, ip);
+    let ip: &str = &sealed;
     // A window that started at or before `stale` is over: the count starts again at 1.
     let sql = "INSERT INTO auth_failures (client_ip, window_start, failures, locked_until) \
         VALUES ($1, $2, 1, CASE WHEN 1 >= $4 THEN $5 ELSE NULL END) \
@@ -53,6 +56,8 @@ pub async fn locked_until(
     ip: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let sealed = store.seal.eq(Place::FailureIp, ip);
+    let ip: &str = &sealed;
     let until: Option<Option<i64>> = on_pool!(store, p => sqlx::query_scalar(
         "SELECT locked_until FROM auth_failures WHERE client_ip = $1",
     )
@@ -69,6 +74,8 @@ pub async fn forgive(
     ip: &str,
     set_lock: Option<DateTime<Utc>>,
 ) -> Result<(), StoreError> {
+    let sealed = store.seal.eq(Place::FailureIp, ip);
+    let ip: &str = &sealed;
     on_pool!(store, p => sqlx::query(
         "UPDATE auth_failures SET failures = failures - 1, \
          locked_until = CASE WHEN locked_until = $2 THEN NULL ELSE locked_until END \
@@ -146,6 +153,8 @@ pub async fn record_name_success(
     address: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let sealed = store.seal.eq(Place::KnownIp, address);
+    let address: &str = &sealed;
     on_pool!(store, p => sqlx::query("DELETE FROM signin_throttle WHERE name_hash = $1")
         .bind(name_hash)
         .execute(p)
@@ -172,6 +181,8 @@ pub async fn name_known_at(
     address: &str,
     since: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    let sealed = store.seal.eq(Place::KnownIp, address);
+    let address: &str = &sealed;
     let found: Option<i64> = on_pool!(store, p => sqlx::query_scalar(
         "SELECT last_success FROM signin_known WHERE name_hash = $1 AND client_ip = $2 AND last_success > $3",
     )

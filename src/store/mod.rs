@@ -14,12 +14,15 @@ pub mod lockout;
 pub mod oauth;
 pub mod operators;
 pub mod private;
+pub mod rekey;
 pub mod roles;
+pub mod seal;
 pub mod sessions;
 pub mod settings;
 mod sql;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -28,6 +31,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 pub use error::StoreError;
+pub use seal::Seal;
+
+use crate::domain::at_rest::AtRestKey;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -56,24 +62,38 @@ fn quiet<O: sqlx::ConnectOptions>(opts: O) -> O {
     opts.log_slow_statements(log::LevelFilter::Off, Duration::from_secs(1))
 }
 
+/// The database: one pool of either backend.
 #[derive(Clone, Debug)]
-pub enum Store {
+pub enum Db {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
 
-/// A write transaction on either backend.
-pub enum Tx {
+/// The database and the seal its sensitive columns are stored under.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub db: Db,
+    pub seal: Seal,
+}
+
+/// A write transaction's connection on either backend.
+pub enum TxConn {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),
+}
+
+/// A write transaction, carrying the store's seal.
+pub struct Tx {
+    pub conn: TxConn,
+    pub seal: Seal,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool.
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            $crate::store::Store::Sqlite($pool) => $body,
-            $crate::store::Store::Postgres($pool) => $body,
+        match &($store).db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
         }
     };
 }
@@ -81,12 +101,12 @@ macro_rules! on_pool {
 /// Runs `$body` with `$conn` bound to the transaction's connection.
 macro_rules! on_tx {
     ($tx:expr, $conn:ident => $body:expr) => {
-        match $tx {
-            $crate::store::Tx::Sqlite(t) => {
+        match &mut ($tx).conn {
+            $crate::store::TxConn::Sqlite(t) => {
                 let $conn = &mut **t;
                 $body
             }
-            $crate::store::Tx::Postgres(t) => {
+            $crate::store::TxConn::Postgres(t) => {
                 let $conn = &mut **t;
                 $body
             }
@@ -98,89 +118,116 @@ pub(crate) use {on_pool, on_tx};
 
 impl Store {
     /// Connects to `url` (`sqlite:` or `postgres:`), runs the embedded migrations and brings
-    /// the built-in roles up to date.
+    /// the built-in roles up to date. No encryption at rest.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let store = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let opts = quiet(PgConnectOptions::from_str(url).map_err(StoreError::Config)?);
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(opts)
-                .await
-                .map_err(StoreError::Unavailable)?;
-            POSTGRES_MIGRATIONS.run(&pool).await?;
-            Store::Postgres(pool)
-        } else if url.starts_with("sqlite:") {
-            let opts = SqliteConnectOptions::from_str(url).map_err(StoreError::Config)?;
-            // Created here, owner-only, before SQLite would create it with the umask's mode.
-            let file = opts.get_filename();
-            if !file.as_os_str().is_empty() && file != std::path::Path::new(":memory:") {
-                private::touch(file).map_err(StoreError::Create)?;
-                private::warn_if_shared(file);
-                if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    private::warn_if_shared(dir);
-                }
-            }
-            let opts = opts
-                .create_if_missing(true)
-                // WAL: readers never block the writer. Durability: see SQLITE_SYNCHRONOUS.
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(if SQLITE_SYNCHRONOUS == "FULL" {
-                    SqliteSynchronous::Full
-                } else {
-                    SqliteSynchronous::Normal
-                })
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-                // Each pooled connection keeps its own page cache, so SQLite's default (2 MiB
-                // each) would hold up to 16 MiB of mostly duplicated pages; the OS page cache
-                // serves the misses. Negative = KiB.
-                .pragma("cache_size", SQLITE_CACHE_KIB)
-                // Every statement the product runs, with room for the audit filters' shapes;
-                // each cached statement holds memory in every connection.
-                .statement_cache_capacity(64);
-            let opts = quiet(opts);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(sqlite_pool_size())
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(opts)
-                .await
-                .map_err(StoreError::Unavailable)?;
-            SQLITE_MIGRATIONS.run(&pool).await?;
-            Store::Sqlite(pool)
-        } else {
-            return Err(StoreError::UnsupportedUrl);
+        Store::open_with(url, None).await
+    }
+
+    /// `open`, with the sensitive columns sealed under `key`. The database records which key
+    /// seals it: a missing or wrong key, or a key for a database that holds plaintext, is
+    /// refused before anything is changed (migrations included).
+    pub async fn open_with(url: &str, key: Option<Arc<AtRestKey>>) -> Result<Store, StoreError> {
+        let db = Store::connect(url).await?;
+        let before = seal::recorded(&db).await?;
+        seal::check(key.as_deref(), &before)?;
+        match &db {
+            Db::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await?,
+            Db::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await?,
+        }
+        let store = Store {
+            db,
+            seal: Seal::new(key),
         };
+        seal::record(&store).await?;
         roles::sync_builtins(&store, now_for_setup()).await?;
         Ok(store)
     }
 
+    /// Connects without migrating or checking anything.
+    async fn connect(url: &str) -> Result<Db, StoreError> {
+        Ok(
+            if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+                let opts = quiet(PgConnectOptions::from_str(url).map_err(StoreError::Config)?);
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(opts)
+                    .await
+                    .map_err(StoreError::Unavailable)?;
+                Db::Postgres(pool)
+            } else if url.starts_with("sqlite:") {
+                let opts = SqliteConnectOptions::from_str(url).map_err(StoreError::Config)?;
+                // Created here, owner-only, before SQLite would create it with the umask's mode.
+                let file = opts.get_filename();
+                if !file.as_os_str().is_empty() && file != std::path::Path::new(":memory:") {
+                    private::touch(file).map_err(StoreError::Create)?;
+                    private::warn_if_shared(file);
+                    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        private::warn_if_shared(dir);
+                    }
+                }
+                let opts = opts
+                    .create_if_missing(true)
+                    // WAL: readers never block the writer. Durability: see SQLITE_SYNCHRONOUS.
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(if SQLITE_SYNCHRONOUS == "FULL" {
+                        SqliteSynchronous::Full
+                    } else {
+                        SqliteSynchronous::Normal
+                    })
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+                    // Each pooled connection keeps its own page cache, so SQLite's default (2 MiB
+                    // each) would hold up to 16 MiB of mostly duplicated pages; the OS page cache
+                    // serves the misses. Negative = KiB.
+                    .pragma("cache_size", SQLITE_CACHE_KIB)
+                    // Every statement the product runs, with room for the audit filters' shapes;
+                    // each cached statement holds memory in every connection.
+                    .statement_cache_capacity(64);
+                let opts = quiet(opts);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(sqlite_pool_size())
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await
+                    .map_err(StoreError::Unavailable)?;
+                Db::Sqlite(pool)
+            } else {
+                return Err(StoreError::UnsupportedUrl);
+            },
+        )
+    }
+
     /// The SQLite database's file (none for PostgreSQL or an in-memory database).
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
-        match self {
-            Store::Sqlite(p) => {
+        match &self.db {
+            Db::Sqlite(p) => {
                 let opts = p.connect_options();
                 let file = opts.get_filename();
                 (!file.as_os_str().is_empty() && file != std::path::Path::new(":memory:"))
                     .then(|| file.to_path_buf())
             }
-            Store::Postgres(_) => None,
+            Db::Postgres(_) => None,
         }
     }
 
     pub fn backend(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
+        match &self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
         }
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock up front (IMMEDIATE), so
     /// concurrent writers queue on the busy timeout instead of failing to upgrade a read lock.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(match self {
-            Store::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await.map_err(db)?),
-            Store::Postgres(p) => Tx::Postgres(p.begin().await.map_err(db)?),
+        let conn = match &self.db {
+            Db::Sqlite(p) => TxConn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await.map_err(db)?),
+            Db::Postgres(p) => TxConn::Postgres(p.begin().await.map_err(db)?),
+        };
+        Ok(Tx {
+            conn,
+            seal: self.seal.clone(),
         })
     }
 
@@ -210,17 +257,17 @@ pub enum Hold {
 impl Tx {
     /// The clause to append to a single-table `SELECT` to hold its rows.
     pub fn hold(&self, hold: Hold) -> &'static str {
-        match (self, hold) {
-            (Tx::Sqlite(_), _) => "",
-            (Tx::Postgres(_), Hold::Share) => " FOR SHARE",
-            (Tx::Postgres(_), Hold::Update) => " FOR UPDATE",
+        match (&self.conn, hold) {
+            (TxConn::Sqlite(_), _) => "",
+            (TxConn::Postgres(_), Hold::Share) => " FOR SHARE",
+            (TxConn::Postgres(_), Hold::Update) => " FOR UPDATE",
         }
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await.map_err(db),
-            Tx::Postgres(t) => t.commit().await.map_err(db),
+        match self.conn {
+            TxConn::Sqlite(t) => t.commit().await.map_err(db),
+            TxConn::Postgres(t) => t.commit().await.map_err(db),
         }
     }
 }

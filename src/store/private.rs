@@ -32,6 +32,21 @@ pub fn touch(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The permission bits of `path` when other users may read or write it (`None`: owner only).
+pub fn shared_mode(path: &Path) -> std::io::Result<Option<u32>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Ok(Some(mode));
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::metadata(path)?;
+    Ok(None)
+}
+
 /// Warns when `path` (made before keyward created files owner-only, or by hand) can be read
 /// or written by other users. Existing files are left as their owner set them.
 pub fn warn_if_shared(path: &Path) {

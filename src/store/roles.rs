@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Hold, StoreError, Tx, db, micros, on_pool, on_tx};
+use super::{Hold, Seal, StoreError, Tx, db, micros, on_pool, on_tx};
+use crate::domain::at_rest::Place;
 use crate::domain::permission::PermissionSet;
 use crate::domain::role::{BuiltinRole, Role};
 
@@ -16,14 +17,14 @@ struct RoleRow {
 }
 
 impl RoleRow {
-    fn into_role(self) -> Result<Role, StoreError> {
+    fn into_role(self, seal: &Seal) -> Result<Role, StoreError> {
         let permissions: PermissionSet = self
             .permissions
             .parse()
             .map_err(|e| StoreError::Corrupt(format!("role '{}': {e}", self.name)))?;
         Ok(Role {
             name: self.name,
-            description: self.description,
+            description: seal.open(Place::RoleDescription, self.description)?,
             permissions,
             builtin: self.builtin,
         })
@@ -40,9 +41,10 @@ pub async fn sync_builtins(store: &super::Store, now: DateTime<Utc>) -> Result<(
                permissions = excluded.permissions, builtin = TRUE, deleted_at = NULL";
     for r in BuiltinRole::ALL {
         let perms = r.permissions().to_string();
+        let description = store.seal.text(Place::RoleDescription, r.description());
         on_pool!(store, p => sqlx::query(sql)
             .bind(r.name())
-            .bind(r.description())
+            .bind(description.as_ref())
             .bind(perms.as_str())
             .bind(micros(now))
             .execute(p)
@@ -57,7 +59,7 @@ pub async fn list(store: &super::Store) -> Result<Vec<Role>, StoreError> {
     let sql = format!("{SELECT} ORDER BY builtin DESC, name");
     let rows: Vec<RoleRow> =
         on_pool!(store, p => sqlx::query_as(&sql).fetch_all(p).await.map_err(db))?;
-    rows.into_iter().map(RoleRow::into_role).collect()
+    rows.into_iter().map(|r| r.into_role(&store.seal)).collect()
 }
 
 pub async fn get(store: &super::Store, name: &str) -> Result<Option<Role>, StoreError> {
@@ -67,7 +69,7 @@ pub async fn get(store: &super::Store, name: &str) -> Result<Option<Role>, Store
         .fetch_optional(p)
         .await
         .map_err(db))?;
-    row.map(RoleRow::into_role).transpose()
+    row.map(|r| r.into_role(&store.seal)).transpose()
 }
 
 /// Reads a role inside a write transaction, held (see `Hold`) so a check and the change that
@@ -79,18 +81,22 @@ pub async fn get_in(tx: &mut Tx, name: &str, hold: Hold) -> Result<Option<Role>,
         .fetch_optional(c)
         .await
         .map_err(db))?;
-    row.map(RoleRow::into_role).transpose()
+    row.map(|r| r.into_role(&tx.seal)).transpose()
 }
 
 /// Creates a custom role; a previously deleted role of the same name is brought back with the
 /// new definition.
 pub async fn insert(tx: &mut Tx, role: &Role, now: DateTime<Utc>) -> Result<(), StoreError> {
     let perms = role.permissions.to_string();
+    let description = tx
+        .seal
+        .text(Place::RoleDescription, &role.description)
+        .into_owned();
     let revive = "UPDATE roles SET description = $1, permissions = $2, updated_at = $3, \
                   created_at = $3, deleted_at = NULL \
                   WHERE name = $4 AND builtin = FALSE AND deleted_at IS NOT NULL";
     let revived = on_tx!(tx, c => sqlx::query(revive)
-        .bind(role.description.as_str())
+        .bind(description.as_str())
         .bind(perms.as_str())
         .bind(micros(now))
         .bind(role.name.as_str())
@@ -106,7 +112,7 @@ pub async fn insert(tx: &mut Tx, role: &Role, now: DateTime<Utc>) -> Result<(), 
     let what = format!("a role named '{}' already exists", role.name);
     on_tx!(tx, c => sqlx::query(sql)
         .bind(role.name.as_str())
-        .bind(role.description.as_str())
+        .bind(description.as_str())
         .bind(perms.as_str())
         .bind(micros(now))
         .execute(c)
@@ -119,8 +125,12 @@ pub async fn update(tx: &mut Tx, role: &Role, now: DateTime<Utc>) -> Result<(), 
     let sql = "UPDATE roles SET description = $1, permissions = $2, updated_at = $3 \
                WHERE name = $4 AND builtin = FALSE AND deleted_at IS NULL";
     let perms = role.permissions.to_string();
+    let description = tx
+        .seal
+        .text(Place::RoleDescription, &role.description)
+        .into_owned();
     on_tx!(tx, c => sqlx::query(sql)
-        .bind(role.description.as_str())
+        .bind(description.as_str())
         .bind(perms.as_str())
         .bind(micros(now))
         .bind(role.name.as_str())

@@ -3,6 +3,7 @@
 //! the key for hashing typed usernames, and the roles legacy shared keys hold.
 
 use super::{StoreError, Tx, db, on_pool, on_tx};
+use crate::domain::at_rest::Place;
 
 pub const BOOTSTRAP_CLOSED_AT: &str = "bootstrap_closed_at";
 pub const DEVELOPMENT_DATABASE: &str = "development_database";
@@ -44,6 +45,18 @@ pub async fn get_or_insert(
     get(store, name)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("setting '{name}' vanished")))
+}
+
+/// A secret setting (the username hash key): sealed at rest like the sensitive columns. Set
+/// unless it is set already; returns the value now stored, opened.
+pub async fn secret_get_or_insert(
+    store: &super::Store,
+    name: &str,
+    value: &str,
+) -> Result<String, StoreError> {
+    let sealed = store.seal.text(Place::Setting, value);
+    let stored = get_or_insert(store, name, &sealed).await?;
+    store.seal.open(Place::Setting, stored)
 }
 
 /// Sets `name` within a transaction unless it is set already.

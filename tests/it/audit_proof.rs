@@ -19,9 +19,9 @@ async fn sql(s: &TestServer, statements: &[&str]) {
 }
 
 async fn scalar(s: &TestServer, q: &str) -> i64 {
-    match &s.app().store {
-        keyward::store::Store::Sqlite(p) => sqlx::query_scalar(q).fetch_one(p).await.expect(q),
-        keyward::store::Store::Postgres(p) => sqlx::query_scalar(q).fetch_one(p).await.expect(q),
+    match &s.app().store.db {
+        keyward::store::Db::Sqlite(p) => sqlx::query_scalar(q).fetch_one(p).await.expect(q),
+        keyward::store::Db::Postgres(p) => sqlx::query_scalar(q).fetch_one(p).await.expect(q),
     }
 }
 

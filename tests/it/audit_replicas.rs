@@ -68,11 +68,10 @@ async fn two_replicas_write_one_gapless_log_and_one_signs_at_a_time() {
         checkpoint_reaches(&b, head.size + 10).await,
         "still signed after one replica stopped"
     );
+    // (The stopped replica has let go of the database; the running one reads the same rows.)
+    let r = audit_log::verify(&b, audit_log::Mode::Full, false, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(r.verdict, audit_log::Verdict::Ok, "{r:?}");
     sb.stop().await;
-    for app in [&a, &b] {
-        let r = audit_log::verify(app, audit_log::Mode::Full, false, &|_, _| {})
-            .await
-            .unwrap();
-        assert_eq!(r.verdict, audit_log::Verdict::Ok, "{r:?}");
-    }
 }

@@ -30,9 +30,9 @@ async fn counted_by_action(s: &TestServer) -> Vec<(String, i64)> {
     // The summary's own record may or may not be in yet (PostgreSQL commits it at once).
     let q = "SELECT action, COUNT(*) FROM audit_events WHERE action <> 'audit_summary' \
              GROUP BY action ORDER BY action";
-    match &s.app().store {
-        keyward::store::Store::Sqlite(p) => sqlx::query_as(q).fetch_all(p).await.unwrap(),
-        keyward::store::Store::Postgres(p) => sqlx::query_as(q).fetch_all(p).await.unwrap(),
+    match &s.app().store.db {
+        keyward::store::Db::Sqlite(p) => sqlx::query_as(q).fetch_all(p).await.unwrap(),
+        keyward::store::Db::Postgres(p) => sqlx::query_as(q).fetch_all(p).await.unwrap(),
     }
 }
 

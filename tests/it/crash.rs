@@ -93,8 +93,8 @@ async fn a_killed_server_loses_no_acknowledged_call() {
     if sqlite {
         assert_eq!(journals(), 1, "only the new process's own journal remains");
     }
-    match &app.store {
-        keyward::store::Store::Sqlite(p) => {
+    match &app.store.db {
+        keyward::store::Db::Sqlite(p) => {
             let check: String = sqlx::query_scalar("PRAGMA integrity_check")
                 .fetch_one(p)
                 .await
@@ -107,7 +107,7 @@ async fn a_killed_server_loses_no_acknowledged_call() {
                     .unwrap();
             assert!(fk.is_empty(), "foreign keys hold: {fk:?}");
         }
-        keyward::store::Store::Postgres(p) => {
+        keyward::store::Db::Postgres(p) => {
             // PostgreSQL survives a client crash by design; check keyward's own invariants.
             let orphans: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM audit_tenants t LEFT JOIN audit_events e ON e.id = t.event_id WHERE e.id IS NULL",

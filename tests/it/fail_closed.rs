@@ -11,8 +11,8 @@ use crate::support::text;
 
 /// Makes every audit insert fail, as a full disk or a broken trail would.
 async fn break_the_trail(h: &TestServer, broken: bool) {
-    match &h.app().store {
-        keyward::store::Store::Sqlite(p) => {
+    match &h.app().store.db {
+        keyward::store::Db::Sqlite(p) => {
             let sql = if broken {
                 "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit storage refused the write'); END"
             } else {
@@ -20,7 +20,7 @@ async fn break_the_trail(h: &TestServer, broken: bool) {
             };
             sqlx::query(sql).execute(p).await.unwrap();
         }
-        keyward::store::Store::Postgres(p) => {
+        keyward::store::Db::Postgres(p) => {
             let statements: &[&str] = if broken {
                 &[
                     "CREATE FUNCTION audit_down() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit storage refused the write'; END $$ LANGUAGE plpgsql",
@@ -42,7 +42,7 @@ async fn break_the_trail(h: &TestServer, broken: bool) {
 const UNAVAILABLE: &str = "the audit trail is unavailable, so the call was not completed";
 
 fn journaled(h: &TestServer) -> bool {
-    matches!(h.app().store, keyward::store::Store::Sqlite(_))
+    matches!(h.app().store.db, keyward::store::Db::Sqlite(_))
 }
 
 #[tokio::test]
@@ -130,24 +130,24 @@ async fn lift_poison(h: &TestServer) {
 }
 
 async fn poison(h: &TestServer, on: bool) {
-    let statements: &[&str] = match (&h.app().store, on) {
-        (keyward::store::Store::Sqlite(_), true) => &[
+    let statements: &[&str] = match (&h.app().store.db, on) {
+        (keyward::store::Db::Sqlite(_), true) => &[
             "CREATE TRIGGER audit_poison BEFORE INSERT ON audit_events WHEN NEW.reason LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'refused'); END",
         ],
-        (keyward::store::Store::Sqlite(_), false) => &["DROP TRIGGER audit_poison"],
-        (keyward::store::Store::Postgres(_), true) => &[
+        (keyward::store::Db::Sqlite(_), false) => &["DROP TRIGGER audit_poison"],
+        (keyward::store::Db::Postgres(_), true) => &[
             "CREATE FUNCTION audit_poison() RETURNS trigger AS $$ BEGIN IF NEW.reason LIKE '%poison%' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
             "CREATE TRIGGER audit_poison BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_poison()",
         ],
-        (keyward::store::Store::Postgres(_), false) => &[
+        (keyward::store::Db::Postgres(_), false) => &[
             "DROP TRIGGER audit_poison ON audit_events",
             "DROP FUNCTION audit_poison()",
         ],
     };
     for s in statements {
-        match &h.app().store {
-            keyward::store::Store::Sqlite(p) => sqlx::query(s).execute(p).await.map(|_| ()),
-            keyward::store::Store::Postgres(p) => sqlx::query(s).execute(p).await.map(|_| ()),
+        match &h.app().store.db {
+            keyward::store::Db::Sqlite(p) => sqlx::query(s).execute(p).await.map(|_| ()),
+            keyward::store::Db::Postgres(p) => sqlx::query(s).execute(p).await.map(|_| ()),
         }
         .unwrap();
     }

@@ -136,17 +136,17 @@ async fn graceful_shutdown_loses_no_audit_record() {
     for t in tasks {
         acked.extend(t.await.unwrap());
     }
-    let app = s.app().clone();
-    // Keep the environment (and so its database) until the trail has been read.
-    let _env = tokio::time::timeout(std::time::Duration::from_secs(30), s.stop())
+    // The stopped server let go of its database: read the trail as the next one would.
+    let env = tokio::time::timeout(std::time::Duration::from_secs(30), s.stop())
         .await
         .expect("shutdown completes");
+    let store = keyward::store::Store::open(&env.url()).await.unwrap();
     let filter = keyward::store::audit::AuditFilter {
         actions: vec!["key_create".into()],
         statuses: vec!["success".into()],
         ..keyward::store::audit::AuditFilter::visible_to(keyward::domain::tenant::TenantScope::All)
     };
-    let trail: HashSet<String> = keyward::store::audit::page(&app.store, &filter, None, 100_000)
+    let trail: HashSet<String> = keyward::store::audit::page(&store, &filter, None, 100_000)
         .await
         .unwrap()
         .into_iter()

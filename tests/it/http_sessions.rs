@@ -265,9 +265,9 @@ async fn a_managed_session_cookie_means_nothing_in_legacy_mode() {
 
 /// Runs `sql` on the server's database.
 async fn exec(s: &TestServer, sql: &str) {
-    match &s.app().store {
-        keyward::store::Store::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
-        keyward::store::Store::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+    match &s.app().store.db {
+        keyward::store::Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        keyward::store::Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
     }
     .unwrap();
 }
@@ -284,7 +284,7 @@ async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
             .send()
     };
     // The database refuses sign-out records.
-    if matches!(s.app().store, keyward::store::Store::Sqlite(_)) {
+    if matches!(s.app().store.db, keyward::store::Db::Sqlite(_)) {
         exec(&s, "CREATE TRIGGER no_logout BEFORE INSERT ON audit_events WHEN NEW.action = 'logout' BEGIN SELECT RAISE(ABORT, 'refused'); END").await;
     } else {
         exec(&s, "CREATE FUNCTION no_logout() RETURNS trigger AS $$ BEGIN IF NEW.action = 'logout' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql").await;
@@ -300,7 +300,7 @@ async fn a_sign_out_the_trail_cannot_record_does_not_happen() {
     )
     .await;
     assert_eq!(res.status(), 200);
-    let drop = if matches!(s.app().store, keyward::store::Store::Sqlite(_)) {
+    let drop = if matches!(s.app().store.db, keyward::store::Db::Sqlite(_)) {
         "DROP TRIGGER no_logout"
     } else {
         "DROP TRIGGER no_logout ON audit_events"

@@ -128,8 +128,8 @@ fn rank(module: &str) -> Option<u8> {
         "domain" | "clock" | "config" => 0,
         "store" => 1,
         "ops" | "metrics" => 2,
-        "mcp" | "http" | "stdio" | "stdio_lines" | "cli" | "audit_command" | "telemetry"
-        | "schemas" => 3,
+        "mcp" | "http" | "stdio" | "stdio_lines" | "cli" | "audit_command" | "rekey_command"
+        | "telemetry" | "schemas" => 3,
         "" | "main" => 4,
         _ => return None,
     })

@@ -6,7 +6,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use keyward::domain::permission::{Permission, PermissionSet};
 use keyward::domain::tenant::TenantScope;
-use keyward::store::Store;
+use keyward::store::{Db, Store};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
@@ -64,9 +64,9 @@ async fn standings(store: &Store, now: DateTime<Utc>) -> Vec<(String, Option<Sta
                UNION ALL SELECT o.id, o.tenants, NULL, o.disabled_at IS NOT NULL, FALSE, \
                r.permissions, r.deleted_at IS NOT NULL \
                FROM operators o JOIN roles r ON r.name = o.role_name";
-    let rows: Vec<Row> = match store {
-        Store::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
-        Store::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
+    let rows: Vec<Row> = match &store.db {
+        Db::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
+        Db::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
     };
     let now = now.timestamp_micros();
     rows.into_iter()

@@ -233,13 +233,13 @@ async fn expired_counters_are_pruned() {
         let store = s.app().store.clone();
         async move {
             let sql = format!("SELECT COUNT(*) FROM {table}");
-            match store {
-                keyward::store::Store::Sqlite(p) => sqlx::query_scalar::<_, i64>(&sql)
-                    .fetch_one(&p)
+            match &store.db {
+                keyward::store::Db::Sqlite(p) => sqlx::query_scalar::<_, i64>(&sql)
+                    .fetch_one(p)
                     .await
                     .unwrap(),
-                keyward::store::Store::Postgres(p) => sqlx::query_scalar::<_, i64>(&sql)
-                    .fetch_one(&p)
+                keyward::store::Db::Postgres(p) => sqlx::query_scalar::<_, i64>(&sql)
+                    .fetch_one(p)
                     .await
                     .unwrap(),
             }

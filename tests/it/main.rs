@@ -14,6 +14,7 @@
     reason = "tests compare server-computed expiries with the real time"
 )]
 mod access;
+mod at_rest;
 mod atomic;
 mod audit;
 mod audit_attacks;

@@ -233,9 +233,9 @@ async fn public_routes_answer_any_origin_and_the_pages_none() {
 
 /// Runs `sql` on the server's database.
 async fn exec(s: &TestServer, sql: &str) {
-    match &s.app().store {
-        keyward::store::Store::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
-        keyward::store::Store::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+    match &s.app().store.db {
+        keyward::store::Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        keyward::store::Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
     }
     .unwrap();
 }

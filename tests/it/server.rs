@@ -165,7 +165,7 @@ impl TestServer {
             .expect("server starts")
     }
 
-    async fn try_http_with(
+    pub async fn try_http_with(
         env: Arc<Env>,
         flags: &[&str],
         tweak: impl FnOnce(&mut keyward::ops::app::AppOptions),
@@ -392,11 +392,11 @@ impl TestServer {
 
     /// Runs `q` on the database as someone with write access to it would (tampering tests).
     pub async fn sql(&self, q: &str) {
-        match &self.app().store {
-            keyward::store::Store::Sqlite(p) => {
+        match &self.app().store.db {
+            keyward::store::Db::Sqlite(p) => {
                 sqlx::query(q).execute(p).await.expect(q);
             }
-            keyward::store::Store::Postgres(p) => {
+            keyward::store::Db::Postgres(p) => {
                 sqlx::query(q).execute(p).await.expect(q);
             }
         }
@@ -405,9 +405,9 @@ impl TestServer {
     /// `bytes` as a literal of this server's backend (`x'…'` or `'\x…'::bytea`).
     pub fn bytes_literal(&self, bytes: &[u8]) -> String {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        match &self.app().store {
-            keyward::store::Store::Sqlite(_) => format!("x'{hex}'"),
-            keyward::store::Store::Postgres(_) => format!("'\\x{hex}'::bytea"),
+        match &self.app().store.db {
+            keyward::store::Db::Sqlite(_) => format!("x'{hex}'"),
+            keyward::store::Db::Postgres(_) => format!("'\\x{hex}'::bytea"),
         }
     }
 
@@ -470,12 +470,17 @@ impl TestServer {
     /// database, e.g. to start again on it.
     pub async fn stop(self) -> Arc<Env> {
         match self.kind {
+            // Like a stopped process, a stopped server lets go of its database.
             Kind::Http { running, app, .. } => {
                 running.shutdown.cancel();
                 let _ = running.task.await;
                 app.audit.close().await;
+                app.store.close().await;
             }
-            Kind::InProcess { app, .. } => app.audit.close().await,
+            Kind::InProcess { app, .. } => {
+                app.audit.close().await;
+                app.store.close().await;
+            }
             Kind::Process(p) => drop(p),
             Kind::Stdio => {}
         }

@@ -228,39 +228,85 @@ impl Env {
         bytes
     }
 
-    fn postgres_dump(&self) -> String {
+    /// Every row of every table as text, in each table's key order: what a change to the
+    /// database's content would change, and nothing a reader alone changes (SQLite moving its
+    /// write-ahead log into the file at close).
+    pub fn logical_dump(&self) -> String {
+        if self.is_postgres() {
+            return self.postgres_dump();
+        }
         let url = self.url();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                use sqlx::Connection;
-                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-                let tables: Vec<String> = sqlx::query_scalar(
-                    "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
-                )
-                .fetch_all(&mut c)
-                .await
-                .unwrap();
-                let mut out = String::new();
-                for t in tables {
-                    let rows: Option<String> = sqlx::query_scalar(&format!(
-                        "SELECT string_agg(t::text, E'\\n') FROM {t} t"
+        blocking(async move {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+            )
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+            let mut out = String::new();
+            for t in tables {
+                let cols: Vec<String> =
+                    sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{t}')"))
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap();
+                let row = cols
+                    .iter()
+                    .map(|c| format!("quote(\"{c}\")"))
+                    .collect::<Vec<_>>()
+                    .join(" || '|' || ");
+                let rows: Option<String> = sqlx::query_scalar(&format!(
+                        "SELECT group_concat(r, char(10)) FROM (SELECT {row} AS r FROM \"{t}\" ORDER BY 1)"
                     ))
                     .fetch_one(&mut c)
                     .await
                     .unwrap();
-                    out.push_str(&rows.unwrap_or_default());
-                    out.push('\n');
-                }
-                out
-            })
+                out.push_str(&format!("{t}:\n{}\n", rows.unwrap_or_default()));
+            }
+            out
         })
-        .join()
-        .unwrap()
     }
+
+    fn postgres_dump(&self) -> String {
+        let url = self.url();
+        blocking(async move {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+            )
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+            let mut out = String::new();
+            for t in tables {
+                let rows: Option<String> =
+                    sqlx::query_scalar(&format!("SELECT string_agg(t::text, E'\\n') FROM {t} t"))
+                        .fetch_one(&mut c)
+                        .await
+                        .unwrap();
+                out.push_str(&rows.unwrap_or_default());
+                out.push('\n');
+            }
+            out
+        })
+    }
+}
+
+/// Runs `work` to completion on a runtime of its own, on a thread of its own (callable from
+/// inside a test's runtime).
+fn blocking<T: Send + 'static>(work: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work)
+    })
+    .join()
+    .unwrap()
 }
 
 impl Drop for Env {

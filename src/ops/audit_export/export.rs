@@ -187,9 +187,16 @@ pub async fn export_as(
     })?;
     let made = bundle(app, p.tenants().clone(), filters, settings.max_bytes).await?;
     let now = app.now();
-    let name = files::save(&dir, settings, &files::owner(p), &made.bytes, now)
-        .await
-        .map_err(|e| internal(format!("cannot write the export: {e}")))?;
+    let name = files::save(
+        &dir,
+        settings,
+        &files::owner(p),
+        &made.bytes,
+        now,
+        &app.store.seal,
+    )
+    .await
+    .map_err(|e| internal(format!("cannot write the export: {e}")))?;
     let m = &made.manifest;
     Ok(ExportResult {
         download: format!("/audit/exports/{name}"),
@@ -238,8 +245,15 @@ async fn fetch_unaudited(app: &App, p: &Principal, name: &str) -> Result<Vec<u8>
         return Err(OpsError::invalid("not an export name"));
     }
     let dir = files::export_dir(app).ok_or_else(|| OpsError::NotFound("no such export".into()))?;
-    files::read(&dir, &app.exports, &files::owner(p), name, app.now())
-        .await
-        .map_err(|e| internal(format!("cannot read the export: {e}")))?
-        .ok_or_else(|| OpsError::NotFound("no such export (or not yours, or expired)".into()))
+    files::read(
+        &dir,
+        &app.exports,
+        &files::owner(p),
+        name,
+        app.now(),
+        &app.store.seal,
+    )
+    .await
+    .map_err(|e| internal(format!("cannot read the export: {e}")))?
+    .ok_or_else(|| OpsError::NotFound("no such export (or not yours, or expired)".into()))
 }

@@ -9,9 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ExportSettings;
+use crate::domain::at_rest::Place;
 use crate::domain::principal::Principal;
 use crate::ops::app::App;
-use crate::store::private;
+use crate::store::{Seal, private};
 
 const PREFIX: &str = "keyward-audit-";
 const SUFFIX: &str = ".tar.gz";
@@ -119,6 +120,7 @@ pub async fn save(
     owner: &str,
     bytes: &[u8],
     now: DateTime<Utc>,
+    seal: &Seal,
 ) -> std::io::Result<String> {
     let name = format!(
         "{PREFIX}{}-{}{SUFFIX}",
@@ -131,7 +133,10 @@ pub async fn save(
         bytes: bytes.len() as u64,
         sha256: crate::domain::bundle::sha256_hex(bytes),
     })?;
-    let (dir, s, bytes, n) = (dir.to_owned(), s.clone(), bytes.to_vec(), name.clone());
+    // With encryption at rest the file is sealed (the download is not: its reader is
+    // authenticated, and the bundle is theirs to keep).
+    let stored = seal.record(Place::Export, bytes.to_vec());
+    let (dir, s, bytes, n) = (dir.to_owned(), s.clone(), stored, name.clone());
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         private::create_dir(&dir)?;
         expire(&dir, &s, now, 1);
@@ -150,8 +155,10 @@ pub async fn read(
     owner: &str,
     name: &str,
     now: DateTime<Utc>,
+    seal: &Seal,
 ) -> std::io::Result<Option<Vec<u8>>> {
     let (dir, s, owner, name) = (dir.to_owned(), s.clone(), owner.to_owned(), name.to_owned());
+    let seal = seal.clone();
     tokio::task::spawn_blocking(move || {
         expire(&dir, &s, now, 0);
         let side: Option<Sidecar> = std::fs::read(sidecar(&dir, &name))
@@ -160,7 +167,8 @@ pub async fn read(
         if side.is_none_or(|s| s.owner != owner) {
             return None;
         }
-        std::fs::read(dir.join(&name)).ok()
+        let stored = std::fs::read(dir.join(&name)).ok()?;
+        seal.open_record(Place::Export, &stored)
     })
     .await
     .map_err(std::io::Error::other)

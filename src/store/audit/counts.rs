@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::domain::audit::AuditEvent;
 use crate::store::sql::{Sql, bind_args};
-use crate::store::{StoreError, Tx, db, micros, on_pool, on_tx};
+use crate::store::{StoreError, Tx, TxConn, db, micros, on_pool, on_tx};
 
 /// Microseconds in a quarter hour: the bucket.
 pub const QUARTER: i64 = 900_000_000;
@@ -123,7 +123,7 @@ pub async fn add(tx: &mut Tx, events: &[&AuditEvent]) -> Result<(), StoreError> 
             .push(")");
     }
     q.push(ON_CONFLICT);
-    if matches!(tx, Tx::Sqlite(_)) {
+    if matches!(tx.conn, TxConn::Sqlite(_)) {
         q.anonymous();
     }
     on_tx!(tx, c => bind_args!(sqlx::query(&q.text), q).execute(c).await.map(|_| ()).map_err(db))

@@ -15,7 +15,7 @@ pub async fn seqs(
     limit: i64,
 ) -> Result<Vec<i64>, StoreError> {
     let mut q = Sql::new("SELECT e.seq FROM audit_events e");
-    super::read::push_where(&mut q, f);
+    super::read::push_where(&mut q, f, &store.seal);
     q.push(" AND e.seq >= ")
         .int(from as i64)
         .push(" AND e.seq < ")

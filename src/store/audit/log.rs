@@ -7,7 +7,7 @@
 use crate::domain::audit::AuditEvent;
 use crate::domain::audit_leaf::StoredEvent;
 use crate::domain::merkle::{Frontier, Hash};
-use crate::store::{StoreError, Tx, db, on_tx};
+use crate::store::{StoreError, Tx, TxConn, db, on_tx};
 
 /// The advisory lock key that serialises appends to the log on PostgreSQL ("kwlog").
 pub const SEQUENCER_LOCK: i64 = 0x006b_776c_6f67;
@@ -58,12 +58,12 @@ const WRITE_HEAD: &str = "UPDATE audit_head SET size = $1, frontier = $2, \
     updated_at = CASE WHEN updated_at > $3 THEN updated_at ELSE $3 END WHERE id = 1";
 /// Takes the sequencer lock (PostgreSQL) and places `events` after the head, inside `tx`.
 pub async fn sequence(tx: &mut Tx, events: &[&AuditEvent]) -> Result<Sequenced, StoreError> {
-    let (size, frontier): (i64, Vec<u8>) = match tx {
-        Tx::Sqlite(t) => sqlx::query_as(READ_HEAD)
+    let (size, frontier): (i64, Vec<u8>) = match &mut tx.conn {
+        TxConn::Sqlite(t) => sqlx::query_as(READ_HEAD)
             .fetch_one(&mut **t)
             .await
             .map_err(db)?,
-        Tx::Postgres(t) => {
+        TxConn::Postgres(t) => {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(SEQUENCER_LOCK)
                 .execute(&mut **t)
@@ -143,9 +143,9 @@ pub enum SignerLock {
 pub async fn try_signer_lock(
     store: &crate::store::Store,
 ) -> Result<Option<SignerLock>, StoreError> {
-    match store {
-        crate::store::Store::Sqlite(_) => Ok(Some(SignerLock::Shared)),
-        crate::store::Store::Postgres(pool) => {
+    match &store.db {
+        crate::store::Db::Sqlite(_) => Ok(Some(SignerLock::Shared)),
+        crate::store::Db::Postgres(pool) => {
             let mut conn = pool.acquire().await.map_err(db)?;
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(SIGNER_LOCK)

@@ -2,8 +2,9 @@
 //! client name, User-Agent) seen for the first time inside a window.
 
 use super::read::{AuditFilter, Summary, push_where, read_group};
+use crate::domain::at_rest::Place;
 use crate::store::sql::{Sql, bind_args};
-use crate::store::{StoreError, db, on_pool};
+use crate::store::{Seal, StoreError, db, on_pool};
 
 /// What a caller reports about itself that novelty can track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,13 +35,24 @@ pub async fn novel(
     column: NovelColumn,
     limit: i64,
 ) -> Result<Summary, StoreError> {
-    let q = novel_sql(f, since, column, limit);
+    let q = novel_sql(f, since, column, limit, &store.seal);
     let rows = on_pool!(store, p => {
         let rows = bind_args!(sqlx::query(&q.text), q).fetch_all(p).await.map_err(db)?;
         rows.iter().map(|r| read_group(r, 3)).collect::<Result<Vec<_>, _>>().map_err(db)?
     });
     let mut out = Summary::default();
-    for (group, total_events, total_groups) in rows {
+    let place = match column {
+        NovelColumn::ClientIp => Some(Place::AuditClientIp),
+        NovelColumn::UserAgent => Some(Place::AuditUserAgent),
+        NovelColumn::ClientName => None,
+    };
+    for (mut group, total_events, total_groups) in rows {
+        // The value is the group's third key; sealed columns are opened.
+        if let Some(place) = place
+            && let Some(v) = group.values.get_mut(2)
+        {
+            store.seal.open_in(place, v)?;
+        }
         out.total_events = total_events;
         out.total_groups = total_groups;
         out.groups.push(group);
@@ -48,7 +60,7 @@ pub async fn novel(
     Ok(out)
 }
 
-fn novel_sql(f: &AuditFilter, since: i64, column: NovelColumn, limit: i64) -> Sql {
+fn novel_sql(f: &AuditFilter, since: i64, column: NovelColumn, limit: i64, seal: &Seal) -> Sql {
     let col = column.column();
     // The same filter without its lower bound: what came before the window counts as seen.
     let before_too = AuditFilter {
@@ -62,7 +74,7 @@ fn novel_sql(f: &AuditFilter, since: i64, column: NovelColumn, limit: i64) -> Sq
          CAST(NULL AS TEXT) AS target_name, CAST(SUM(COUNT(*)) OVER () AS BIGINT) AS total_events, \
          CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM audit_events e"
     ));
-    push_where(&mut q, &before_too);
+    push_where(&mut q, &before_too, seal);
     q.push(&format!(" AND {col} IS NOT NULL"));
     q.push(&format!(
         " GROUP BY e.actor_kind, e.actor_id, {col} HAVING MIN(e.at) >= "

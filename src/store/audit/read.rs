@@ -1,8 +1,9 @@
 //! Reading the audit trail: filtered pages, one event, grouped counts.
 
+use crate::domain::at_rest::Place;
 use crate::domain::tenant::{ALL_TENANTS, TenantScope};
 use crate::store::sql::{Sql, bind_args};
-use crate::store::{StoreError, db, on_pool};
+use crate::store::{Seal, StoreError, db, on_pool};
 
 /// A full stored event.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -99,7 +100,7 @@ impl AuditFilter {
     }
 }
 
-pub(super) fn push_where(q: &mut Sql, f: &AuditFilter) {
+pub(super) fn push_where(q: &mut Sql, f: &AuditFilter, seal: &Seal) {
     q.push(" WHERE 1 = 1");
     if let Some(s) = f.since {
         q.push(" AND e.at >= ").int(s);
@@ -140,13 +141,19 @@ pub(super) fn push_where(q: &mut Sql, f: &AuditFilter) {
         }
         q.push(")");
     }
+    // Client IPs are stored sealed for equality: compare sealed with sealed.
+    let client_ips: Vec<String> = f
+        .client_ips
+        .iter()
+        .map(|ip| seal.eq(Place::AuditClientIp, ip).into_owned())
+        .collect();
     for (column, values) in [
         ("e.role", &f.roles),
         ("e.action", &f.actions),
         ("e.target_id", &f.targets),
         ("e.status", &f.statuses),
         ("e.source", &f.sources),
-        ("e.client_ip", &f.client_ips),
+        ("e.client_ip", &client_ips),
     ] {
         if !values.is_empty() {
             q.push(" AND ").push(column).is_in(values);
@@ -177,8 +184,9 @@ pub async fn page(
     after: Option<PageEnd>,
     limit: i64,
 ) -> Result<Vec<AuditRow>, StoreError> {
-    let q = page_sql(COLUMNS, f, after, limit);
-    on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))
+    let q = page_sql(COLUMNS, f, after, limit, &store.seal);
+    let rows: Vec<AuditRow> = on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))?;
+    rows.into_iter().map(|r| r.opened(&store.seal)).collect()
 }
 
 /// The same page as `page`, each event in brief (what `audit_query` shows).
@@ -188,17 +196,23 @@ pub async fn briefs(
     after: Option<PageEnd>,
     limit: i64,
 ) -> Result<Vec<BriefRow>, StoreError> {
-    let q = page_sql(BRIEF_COLUMNS, f, after, limit);
+    let q = page_sql(BRIEF_COLUMNS, f, after, limit, &store.seal);
     on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))
 }
 
-fn page_sql(columns: &str, f: &AuditFilter, after: Option<PageEnd>, limit: i64) -> Sql {
+fn page_sql(
+    columns: &str,
+    f: &AuditFilter,
+    after: Option<PageEnd>,
+    limit: i64,
+    seal: &Seal,
+) -> Sql {
     // The page's ids first, then their rows: the filter and the ordering then run on index
     // entries alone (every index ends in (at, id)), and only `limit` rows are read.
     let mut q = Sql::new(&format!(
         "SELECT {columns} FROM audit_events e WHERE e.id IN (SELECT e.id FROM audit_events e"
     ));
-    push_where(&mut q, f);
+    push_where(&mut q, f, seal);
     if let Some(end) = after {
         q.push(" AND e.at <= ").int(end.at);
         q.push(" AND (e.at < ").int(end.at);
@@ -217,9 +231,22 @@ pub async fn get(
 ) -> Result<Option<AuditRow>, StoreError> {
     let f = AuditFilter::visible_to(visible_to.clone());
     let mut q = Sql::new(&format!("SELECT {COLUMNS} FROM audit_events e"));
-    push_where(&mut q, &f);
+    push_where(&mut q, &f, &store.seal);
     q.push(" AND e.id = ").int(id);
-    on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_optional(p).await.map_err(db))
+    let row: Option<AuditRow> = on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_optional(p).await.map_err(db))?;
+    row.map(|r| r.opened(&store.seal)).transpose()
+}
+
+impl AuditRow {
+    /// The row with its sealed columns opened.
+    fn opened(mut self, seal: &Seal) -> Result<AuditRow, StoreError> {
+        seal.open_in(Place::AuditClientIp, &mut self.client_ip)?;
+        seal.open_in(Place::AuditUserAgent, &mut self.user_agent)?;
+        seal.open_in(Place::AuditArgs, &mut self.args)?;
+        seal.open_in(Place::AuditBefore, &mut self.before_state)?;
+        seal.open_in(Place::AuditAfter, &mut self.after_state)?;
+        Ok(self)
+    }
 }
 
 /// A dimension events can be grouped by.
@@ -279,14 +306,28 @@ pub async fn summarise(
     dims: &[Dim],
     limit: Option<i64>,
 ) -> Result<Summary, StoreError> {
-    let q = summarise_sql(f, dims, limit);
+    let q = summarise_sql(f, dims, limit, &store.seal);
     let width = dims.iter().map(|d| d.exprs().len()).sum();
     let rows: Vec<(Group, i64, i64)> = on_pool!(store, p => {
         let rows = bind_args!(sqlx::query(&q.text), q).fetch_all(p).await.map_err(db)?;
         rows.iter().map(|r| read_group(r, width)).collect::<Result<Vec<_>, _>>().map_err(db)?
     });
+    // Grouped client IPs are sealed values: open them where they sit in the key.
+    let mut at = 0;
+    let mut ip_at = None;
+    for d in dims {
+        if *d == Dim::ClientIp {
+            ip_at = Some(at);
+        }
+        at += d.exprs().len();
+    }
     let mut out = Summary::default();
-    for (group, total_events, total_groups) in rows {
+    for (mut group, total_events, total_groups) in rows {
+        if let Some(i) = ip_at
+            && let Some(v) = group.values.get_mut(i)
+        {
+            store.seal.open_in(Place::AuditClientIp, v)?;
+        }
         out.total_events = total_events;
         out.total_groups = total_groups;
         out.groups.push(group);
@@ -294,7 +335,7 @@ pub async fn summarise(
     Ok(out)
 }
 
-fn summarise_sql(f: &AuditFilter, dims: &[Dim], limit: Option<i64>) -> Sql {
+fn summarise_sql(f: &AuditFilter, dims: &[Dim], limit: Option<i64>, seal: &Seal) -> Sql {
     let exprs: Vec<&str> = dims
         .iter()
         .flat_map(|d| d.exprs().iter().copied())
@@ -324,7 +365,7 @@ fn summarise_sql(f: &AuditFilter, dims: &[Dim], limit: Option<i64>) -> Sql {
          CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM audit_events e",
         select.join(", ")
     ));
-    push_where(&mut q, f);
+    push_where(&mut q, f, seal);
     q.push(" GROUP BY ").push(&exprs.join(", "));
     q.push(" ORDER BY n DESC, last_at DESC");
     if let Some(l) = limit {
@@ -355,16 +396,18 @@ pub async fn explain(
     statement: &Statement<'_>,
 ) -> Result<Vec<String>, StoreError> {
     let q = match statement {
-        Statement::Page { filter, limit } => page_sql(BRIEF_COLUMNS, filter, None, *limit),
+        Statement::Page { filter, limit } => {
+            page_sql(BRIEF_COLUMNS, filter, None, *limit, &store.seal)
+        }
         Statement::Summary {
             filter,
             dims,
             limit,
-        } => summarise_sql(filter, dims, *limit),
+        } => summarise_sql(filter, dims, *limit, &store.seal),
     };
     let mut out = vec![q.text.clone()];
-    match store {
-        crate::store::Store::Sqlite(p) => {
+    match &store.db {
+        crate::store::Db::Sqlite(p) => {
             let sql = format!("EXPLAIN QUERY PLAN {}", q.text);
             let rows: Vec<(i64, i64, i64, String)> = bind_args!(sqlx::query_as(&sql), q)
                 .fetch_all(p)
@@ -377,7 +420,7 @@ pub async fn explain(
                 out.push(format!("{}{detail}", "  ".repeat(d)));
             }
         }
-        crate::store::Store::Postgres(p) => {
+        crate::store::Db::Postgres(p) => {
             let sql = format!("EXPLAIN (ANALYZE, BUFFERS) {}", q.text);
             let rows: Vec<(String,)> = bind_args!(sqlx::query_as(&sql), q)
                 .fetch_all(p)

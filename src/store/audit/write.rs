@@ -2,13 +2,16 @@
 //! a caller's transaction, through sqlx (changes, the PostgreSQL writer) or on a native
 //! SQLite connection (the journal's mover).
 
+use std::borrow::Cow;
+
 use super::{counts, log};
+use crate::domain::at_rest::Place;
 use crate::domain::audit::AuditEvent;
 use crate::domain::audit_leaf::StoredEvent;
 use crate::domain::merkle::Hash;
 use crate::domain::tenant::ALL_TENANTS;
 use crate::store::sql::{Sql, bind_args, nul_free};
-use crate::store::{StoreError, Tx, db, on_tx};
+use crate::store::{Seal, StoreError, Tx, TxConn, db, on_tx};
 
 const INSERT_EVENTS: &str = "INSERT INTO audit_events (at, actor_kind, actor_id, actor_name, \
     actor_preview, role, tenants, action, target_type, target_id, target_name, status, reason, \
@@ -29,14 +32,37 @@ fn opt(q: &mut Sql, v: Option<&str>) {
     };
 }
 
+/// The columns `seal` hides, as stored: client IP and User-Agent sealed for equality (filters,
+/// grouping and novelty compare them), arguments and states with a random nonce.
+pub(crate) struct SealedColumns<'a> {
+    pub client_ip: Option<Cow<'a, str>>,
+    pub user_agent: Option<Cow<'a, str>>,
+    pub args: Option<Cow<'a, str>>,
+    pub before_state: Option<Cow<'a, str>>,
+    pub after_state: Option<Cow<'a, str>>,
+}
+
+impl<'a> SealedColumns<'a> {
+    pub(crate) fn of(seal: &Seal, e: &'a StoredEvent) -> Self {
+        SealedColumns {
+            client_ip: seal.eq_opt(Place::AuditClientIp, e.client_ip.as_deref()),
+            user_agent: seal.eq_opt(Place::AuditUserAgent, e.user_agent.as_deref()),
+            args: seal.text_opt(Place::AuditArgs, e.args.as_deref()),
+            before_state: seal.text_opt(Place::AuditBefore, e.before_state.as_deref()),
+            after_state: seal.text_opt(Place::AuditAfter, e.after_state.as_deref()),
+        }
+    }
+}
+
 /// `INSERT INTO audit_events … VALUES (…), (…)` for `rows` (every value bound).
-fn push_insert(q: &mut Sql, rows: &[StoredEvent], leaves: &[Hash]) {
+fn push_insert(q: &mut Sql, seal: &Seal, rows: &[StoredEvent], leaves: &[Hash]) {
     q.push(INSERT_EVENTS);
     for (i, (e, leaf)) in rows.iter().zip(leaves).enumerate() {
         if i > 0 {
             q.push(", ");
         }
         q.push("(").int(e.at).push(", ").text(&e.actor_kind);
+        let sealed = SealedColumns::of(seal, e);
         for v in [
             e.actor_id.as_deref(),
             e.actor_name.as_deref(),
@@ -54,12 +80,12 @@ fn push_insert(q: &mut Sql, rows: &[StoredEvent], leaves: &[Hash]) {
             e.client_name.as_deref(),
             e.client_version.as_deref(),
             e.request_id.as_deref(),
-            e.client_ip.as_deref(),
-            e.user_agent.as_deref(),
+            sealed.client_ip.as_deref(),
+            sealed.user_agent.as_deref(),
             e.channel.as_deref(),
-            e.args.as_deref(),
-            e.before_state.as_deref(),
-            e.after_state.as_deref(),
+            sealed.args.as_deref(),
+            sealed.before_state.as_deref(),
+            sealed.after_state.as_deref(),
         ] {
             q.push(", ");
             opt(q, v);
@@ -85,9 +111,9 @@ pub async fn append(tx: &mut Tx, events: &[AuditEvent]) -> Result<Vec<i64>, Stor
         .zip(placed.leaves.chunks(MAX_ROWS_PER_STATEMENT))
     {
         let mut q = Sql::default();
-        push_insert(&mut q, chunk, leaves);
-        match tx {
-            Tx::Sqlite(t) => {
+        push_insert(&mut q, &tx.seal, chunk, leaves);
+        match &mut tx.conn {
+            TxConn::Sqlite(t) => {
                 q.anonymous();
                 let r = bind_args!(sqlx::query(&q.text), q)
                     .execute(&mut **t)
@@ -100,7 +126,7 @@ pub async fn append(tx: &mut Tx, events: &[AuditEvent]) -> Result<Vec<i64>, Stor
                 }
                 ids.extend(consecutive(r.last_insert_rowid(), chunk.len()));
             }
-            Tx::Postgres(t) => {
+            TxConn::Postgres(t) => {
                 q.push(" RETURNING id");
                 let mut got: Vec<i64> = bind_args!(sqlx::query_scalar(&q.text), q)
                     .fetch_all(&mut **t)
@@ -149,7 +175,7 @@ fn tenant_rows(ids: &[i64], events: &[AuditEvent]) -> Vec<Sql> {
 
 async fn append_tenants(tx: &mut Tx, ids: &[i64], events: &[AuditEvent]) -> Result<(), StoreError> {
     for mut q in tenant_rows(ids, events) {
-        if matches!(tx, Tx::Sqlite(_)) {
+        if matches!(tx.conn, TxConn::Sqlite(_)) {
             q.anonymous();
         }
         on_tx!(tx, c => bind_args!(sqlx::query(&q.text), q).execute(c).await.map(|_| ()).map_err(db))?;
@@ -170,10 +196,11 @@ const INSERT_TENANT: &str = "INSERT INTO audit_tenants (event_id, tenant) VALUES
 /// Writes a batch in one IMMEDIATE transaction of its own on a native SQLite connection.
 pub fn write_batch_sqlite(
     conn: &mut rusqlite::Connection,
+    seal: &Seal,
     events: &[AuditEvent],
 ) -> Result<Vec<i64>, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let ids = insert_sqlite(&tx, events)?;
+    let ids = insert_sqlite(&tx, seal, events)?;
     tx.commit()?;
     Ok(ids)
 }
@@ -184,6 +211,7 @@ pub fn write_batch_sqlite(
 /// built per batch, no copies). The same rows as `append`, counts included.
 pub fn insert_sqlite<'a>(
     conn: &rusqlite::Connection,
+    seal: &Seal,
     events: impl IntoIterator<Item = &'a AuditEvent>,
 ) -> Result<Vec<i64>, StoreError> {
     let events: Vec<&AuditEvent> = events.into_iter().collect();
@@ -192,6 +220,7 @@ pub fn insert_sqlite<'a>(
     let mut tenant = conn.prepare_cached(INSERT_TENANT)?;
     let placed = log::sequence_sqlite(conn, &events)?;
     for ((e, row), leaf) in events.iter().zip(&placed.rows).zip(&placed.leaves) {
+        let sealed = SealedColumns::of(seal, row);
         let written = insert.execute(rusqlite::params![
             row.at,
             row.actor_kind,
@@ -211,12 +240,12 @@ pub fn insert_sqlite<'a>(
             row.client_name,
             row.client_version,
             row.request_id,
-            row.client_ip,
-            row.user_agent,
+            sealed.client_ip,
+            sealed.user_agent,
             row.channel,
-            row.args,
-            row.before_state,
-            row.after_state,
+            sealed.args,
+            sealed.before_state,
+            sealed.after_state,
             row.seq,
             &leaf[..],
         ])?;

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use super::frame::{self, HEADER, MAGIC, MAX_FRAME};
 use crate::domain::audit::AuditEvent;
-use crate::store::StoreError;
 use crate::store::audit;
+use crate::store::{Seal, StoreError};
 
 /// Frames moved per transaction.
 pub const MOVE_BATCH: usize = 4096;
@@ -101,6 +101,7 @@ pub fn move_frames<'a>(
     events: impl IntoIterator<Item = &'a AuditEvent>,
     from: u64,
     to: u64,
+    seal: &Seal,
 ) -> Result<Moved, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let claimed = tx.execute(
@@ -111,7 +112,7 @@ pub fn move_frames<'a>(
         let now = position(&tx, name)?;
         return Ok(Moved::Raced(now));
     }
-    audit::insert_sqlite(&tx, events)?;
+    audit::insert_sqlite(&tx, seal, events)?;
     tx.commit()?;
     Ok(Moved::Done)
 }
@@ -155,6 +156,7 @@ pub fn catch_up(
     dir: &Path,
     name: &str,
     owner: Owner,
+    seal: &Seal,
 ) -> Result<CaughtUp, StoreError> {
     let mut file = match File::open(dir.join(name)) {
         Ok(f) => f,
@@ -188,7 +190,7 @@ pub fn catch_up(
             .take((end - from).min(MAX_FRAME + (4 << 20)))
             .read_to_end(&mut bytes)
             .map_err(|e| io("cannot read a journal", &e))?;
-        let parsed = frame::decode(&bytes, MOVE_BATCH);
+        let parsed = frame::decode(&bytes, MOVE_BATCH, seal);
         if parsed.events.is_empty() {
             // A live process may be writing that frame right now; only a dead one's counts.
             if owner == Owner::Dead {
@@ -197,14 +199,18 @@ pub fn catch_up(
             return Ok(done);
         }
         let to = from + parsed.used;
-        if let Moved::Done = move_frames(conn, name, &parsed.events, from, to)? {
+        if let Moved::Done = move_frames(conn, name, &parsed.events, from, to, seal)? {
             done.moved += parsed.events.len() as u64;
         }
     }
 }
 
 /// Moves and removes the journals of processes that have died (their lock is free).
-pub fn recover_dead(dir: &Path, conn: &mut rusqlite::Connection) -> Result<(), StoreError> {
+pub fn recover_dead(
+    dir: &Path,
+    conn: &mut rusqlite::Connection,
+    seal: &Seal,
+) -> Result<(), StoreError> {
     for name in list(dir)? {
         let Ok(file) = OpenOptions::new()
             .read(true)
@@ -221,7 +227,7 @@ pub fn recover_dead(dir: &Path, conn: &mut rusqlite::Connection) -> Result<(), S
         }
         // No row: created but never used, or moved in full before its owner died.
         if position(conn, &name)?.is_some() {
-            let done = match catch_up(conn, dir, &name, Owner::Dead) {
+            let done = match catch_up(conn, dir, &name, Owner::Dead, seal) {
                 Err(StoreError::Corrupt(why)) => CaughtUp {
                     moved: 0,
                     damaged: Some(why),

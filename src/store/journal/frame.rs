@@ -1,9 +1,12 @@
 //! The journal's on-disk format: a file starts with `MAGIC`; each record is one frame
 //! `[payload length u32 LE][CRC-32 of the payload u32 LE][payload: the event as JSON]`.
 //! A frame is intact only when it is complete and its checksum matches, so a write torn by a
-//! crash is recognised and nothing after it is read.
+//! crash is recognised and nothing after it is read. With encryption at rest the payload is
+//! the JSON sealed (`SEALED_RECORD`, nonce, ciphertext, tag); plaintext JSON starts with `{`.
 
+use crate::domain::at_rest::Place;
 use crate::domain::audit::AuditEvent;
+use crate::store::Seal;
 use crate::store::error::AuditUnavailable;
 
 pub const MAGIC: &[u8; 8] = b"KWAUDIT1";
@@ -15,12 +18,13 @@ pub const MAX_RECORD: usize = 8 << 20;
 /// Bytes that always hold at least one whole frame.
 pub const MAX_FRAME: u64 = (MAX_RECORD + FRAME_HEADER) as u64;
 
-pub fn encode(event: &AuditEvent) -> Result<Vec<u8>, AuditUnavailable> {
+pub fn encode(event: &AuditEvent, seal: &Seal) -> Result<Vec<u8>, AuditUnavailable> {
     let mut frame = vec![0u8; FRAME_HEADER];
-    serde_json::to_writer(&mut frame, event).map_err(|e| {
+    let json = serde_json::to_vec(event).map_err(|e| {
         tracing::error!(error = %e, "audit record could not be encoded");
         AuditUnavailable::Unavailable
     })?;
+    frame.extend(seal.record(Place::Journal, json));
     let payload = &frame[FRAME_HEADER..];
     if payload.len() > MAX_RECORD {
         tracing::error!(
@@ -46,7 +50,7 @@ pub struct Parsed {
 }
 
 /// Reads at most `max` frames from the start of `bytes`.
-pub fn decode(bytes: &[u8], max: usize) -> Parsed {
+pub fn decode(bytes: &[u8], max: usize, seal: &Seal) -> Parsed {
     let mut out = Parsed {
         events: Vec::new(),
         used: 0,
@@ -70,7 +74,13 @@ pub fn decode(bytes: &[u8], max: usize) -> Parsed {
             out.damaged = Some(format!("checksum mismatch at +{at}"));
             break;
         }
-        match serde_json::from_slice::<AuditEvent>(payload) {
+        let Some(json) = seal.open_record(Place::Journal, payload) else {
+            out.damaged = Some(format!(
+                "sealed record at +{at} does not open with the configured key"
+            ));
+            break;
+        };
+        match serde_json::from_slice::<AuditEvent>(&json) {
             Ok(e) => out.events.push(e),
             Err(e) => {
                 out.damaged = Some(format!("undecodable record at +{at}: {e}"));
@@ -92,9 +102,9 @@ mod tests {
     fn frames_round_trip_and_a_torn_or_damaged_tail_stops_the_read() {
         let mut bytes = Vec::new();
         for i in 0..3 {
-            bytes.extend(encode(&event(&format!("r{i}"))).unwrap());
+            bytes.extend(encode(&event(&format!("r{i}")), &Seal::default()).unwrap());
         }
-        let p = decode(&bytes, usize::MAX);
+        let p = decode(&bytes, usize::MAX, &Seal::default());
         assert_eq!(p.events.len(), 3);
         assert_eq!(p.used, bytes.len() as u64);
         assert_eq!(
@@ -105,26 +115,51 @@ mod tests {
         assert!(p.damaged.is_none());
 
         // Torn: the last frame is cut short; the first two are intact, nothing is damaged.
-        let p = decode(&bytes[..bytes.len() - 5], usize::MAX);
+        let p = decode(&bytes[..bytes.len() - 5], usize::MAX, &Seal::default());
         assert_eq!(p.events.len(), 2);
         assert!(p.damaged.is_none());
 
         // Damaged: one byte of the second payload flipped.
-        let first = encode(&event("r0")).unwrap().len();
+        let first = encode(&event("r0"), &Seal::default()).unwrap().len();
         let mut bad = bytes.clone();
         bad[first + FRAME_HEADER + 3] ^= 0x20;
-        let p = decode(&bad, usize::MAX);
+        let p = decode(&bad, usize::MAX, &Seal::default());
         assert_eq!(p.events.len(), 1);
         assert_eq!(p.used, first as u64);
         assert!(p.damaged.unwrap().contains("checksum"));
 
         // Zeros (a file extended but never written) are not a frame.
-        let p = decode(&[0u8; 64], usize::MAX);
+        let p = decode(&[0u8; 64], usize::MAX, &Seal::default());
         assert!(p.events.is_empty() && p.damaged.is_some());
 
         // A batch limit stops on a frame boundary.
-        let p = decode(&bytes, 2);
+        let p = decode(&bytes, 2, &Seal::default());
         assert_eq!(p.events.len(), 2);
         assert_eq!(p.used, 2 * first as u64);
+    }
+
+    #[test]
+    fn sealed_frames_hide_the_record_and_open_only_with_their_key() {
+        use crate::domain::at_rest::AtRestKey;
+        let key = |k: &str| Seal::new(Some(std::sync::Arc::new(AtRestKey::parse(k).unwrap())));
+        let (a, b) = (
+            key(&("00".to_owned() + &"01".repeat(31))),
+            key(&("00".to_owned() + &"02".repeat(31))),
+        );
+        let mut e = event("r0");
+        e.client_ip = Some("198.51.100.23".into());
+        let bytes = encode(&e, &a).unwrap();
+        assert!(!bytes.windows(13).any(|w| w == b"198.51.100.23"));
+        assert!(!bytes.windows(2).any(|w| w == b"r0"));
+        assert_eq!(decode(&bytes, usize::MAX, &a).events, vec![e.clone()]);
+        // Another key, or none, reads nothing and says why.
+        for other in [&b, &Seal::default()] {
+            let p = decode(&bytes, usize::MAX, other);
+            assert!(p.events.is_empty());
+            assert!(p.damaged.unwrap().contains("does not open"));
+        }
+        // A plaintext frame (written before encryption) still reads under a key.
+        let plain = encode(&e, &Seal::default()).unwrap();
+        assert_eq!(decode(&plain, usize::MAX, &a).events, vec![e]);
     }
 }

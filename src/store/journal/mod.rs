@@ -78,12 +78,14 @@ struct Signal {
 }
 
 /// How a journal behaves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// fsync every record (the database runs `synchronous=FULL`).
     pub full_sync: bool,
     /// Size at which the mover starts a fresh file.
     pub rotate_bytes: u64,
+    /// Records are sealed with the store's key, like the columns they become.
+    pub seal: crate::store::Seal,
 }
 
 pub struct Journal {
@@ -91,6 +93,7 @@ pub struct Journal {
     db: PathBuf,
     full_sync: bool,
     rotate_bytes: u64,
+    seal: crate::store::Seal,
     active: Mutex<Active>,
     /// This process's journal files, which readers here need not read back.
     own: Mutex<Vec<String>>,
@@ -121,13 +124,14 @@ impl Journal {
         let dir = journal_dir(db);
         crate::store::private::create_dir(&dir)
             .map_err(|e| files::io("cannot create its directory", &e))?;
-        files::recover_dead(&dir, &mut conn)?;
+        files::recover_dead(&dir, &mut conn, &options.seal)?;
         let (file, name) = files::create(&dir, &conn)?;
         let journal = Arc::new(Journal {
             dir,
             db: db.to_path_buf(),
             full_sync: options.full_sync,
             rotate_bytes: options.rotate_bytes,
+            seal: options.seal,
             active: Mutex::new(Active {
                 file,
                 name: name.clone(),
@@ -168,7 +172,7 @@ impl Journal {
         if !self.is_healthy() {
             return Err(AuditUnavailable::Unavailable);
         }
-        let frame = frame::encode(&event)?;
+        let frame = frame::encode(&event, &self.seal)?;
         {
             let mut a = lock(&self.active);
             if a.sealed {
@@ -277,7 +281,7 @@ impl Journal {
     fn catch_up_on(&self, names: &[String]) -> Result<(), StoreError> {
         let mut conn = open_sqlite(&self.db)?;
         for name in names {
-            files::catch_up(&mut conn, &self.dir, name, files::Owner::Alive)?;
+            files::catch_up(&mut conn, &self.dir, name, files::Owner::Alive, &self.seal)?;
         }
         Ok(())
     }

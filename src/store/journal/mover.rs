@@ -163,7 +163,7 @@ impl Mover {
             let to = self.queue[n - 1].end;
             let from = self.position(&file);
             let batch = self.queue.iter().take(n).map(|t| &t.event);
-            match files::move_frames(&mut self.conn, &file, batch, from, to)? {
+            match files::move_frames(&mut self.conn, &file, batch, from, to, &self.journal.seal)? {
                 Moved::Done => {
                     self.queue.drain(..n);
                     self.advance(&file, to, n as u64);

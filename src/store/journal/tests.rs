@@ -32,6 +32,7 @@ fn journal(db: &std::path::Path, rotate_bytes: u64) -> Arc<Journal> {
     let options = Options {
         full_sync: false,
         rotate_bytes,
+        seal: crate::store::Seal::default(),
     };
     Journal::open(db, open_sqlite(db).unwrap(), options)
         .unwrap()
@@ -75,7 +76,14 @@ async fn frames_a_reader_moved_from_the_file_are_not_moved_again() {
     // Another process's reader gets there first, from the file.
     let name = files::list(&super::journal_dir(&db)).unwrap().remove(0);
     let mut other = open_sqlite(&db).unwrap();
-    let done = files::catch_up(&mut other, &super::journal_dir(&db), &name, Owner::Alive).unwrap();
+    let done = files::catch_up(
+        &mut other,
+        &super::journal_dir(&db),
+        &name,
+        Owner::Alive,
+        &crate::store::Seal::default(),
+    )
+    .unwrap();
     assert_eq!(done.moved, 10);
     for i in 10..15 {
         j.append(event(&format!("a{i}"))).unwrap();
@@ -98,9 +106,10 @@ async fn a_dead_process_journal_is_moved_up_to_its_torn_last_frame() {
     let conn = open_sqlite(&db).unwrap();
     let (mut file, name) = files::create(&dir, &conn).unwrap();
     for r in ["d0", "d1"] {
-        file.write_all(&frame::encode(&event(r)).unwrap()).unwrap();
+        file.write_all(&frame::encode(&event(r), &crate::store::Seal::default()).unwrap())
+            .unwrap();
     }
-    let torn = frame::encode(&event("d2")).unwrap();
+    let torn = frame::encode(&event("d2"), &crate::store::Seal::default()).unwrap();
     file.write_all(&torn[..torn.len() / 2]).unwrap();
     drop(file); // the lock goes with the process
 
@@ -178,7 +187,7 @@ async fn a_rotated_file_stays_locked_until_it_is_forgotten() {
         );
     }
     let mut other = open_sqlite(&db).unwrap();
-    files::recover_dead(&dir, &mut other).unwrap();
+    files::recover_dead(&dir, &mut other, &crate::store::Seal::default()).unwrap();
     assert_eq!(files::list(&dir).unwrap(), names, "nothing adopted");
     conn.execute_batch("DROP TRIGGER hold").unwrap();
     j.sync().await.unwrap();

@@ -1,0 +1,251 @@
+//! Re-sealing every sealed value from one seal to another (plaintext to a key, one key to
+//! the next, or back to plaintext) in one transaction, then reclaiming the space the old
+//! values held so no copy of them stays in the database files.
+
+use crate::domain::at_rest::Place;
+
+use super::seal::KEY_ID;
+use super::settings::NAME_HASH_KEY;
+use super::{Db, Seal, Store, StoreError, db, on_tx};
+
+/// Sealed columns keyed by a text primary key (or two).
+struct TextKeyed {
+    table: &'static str,
+    keys: &'static [&'static str],
+    column: &'static str,
+    place: Place,
+    /// Sealed for equality (compared and grouped) rather than with a random nonce.
+    eq: bool,
+    /// Extra condition (which setting).
+    only: &'static str,
+}
+
+const TEXT_KEYED: &[TextKeyed] = &[
+    TextKeyed {
+        table: "api_keys",
+        keys: &["id"],
+        column: "description",
+        place: Place::KeyDescription,
+        eq: false,
+        only: "",
+    },
+    TextKeyed {
+        table: "roles",
+        keys: &["name"],
+        column: "description",
+        place: Place::RoleDescription,
+        eq: false,
+        only: "",
+    },
+    TextKeyed {
+        table: "auth_failures",
+        keys: &["client_ip"],
+        column: "client_ip",
+        place: Place::FailureIp,
+        eq: true,
+        only: "",
+    },
+    TextKeyed {
+        table: "signin_known",
+        keys: &["name_hash", "client_ip"],
+        column: "client_ip",
+        place: Place::KnownIp,
+        eq: true,
+        only: "",
+    },
+    TextKeyed {
+        table: "settings",
+        keys: &["name"],
+        column: "value",
+        place: Place::Setting,
+        eq: false,
+        only: NAME_HASH_KEY,
+    },
+];
+
+/// The audit trail's sealed columns.
+const AUDIT: &[(&str, Place, bool)] = &[
+    ("client_ip", Place::AuditClientIp, true),
+    ("user_agent", Place::AuditUserAgent, true),
+    ("args", Place::AuditArgs, false),
+    ("before_state", Place::AuditBefore, false),
+    ("after_state", Place::AuditAfter, false),
+];
+
+/// Audit rows re-sealed per read.
+const PAGE: i64 = 2000;
+
+/// How many values were re-sealed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Rekeyed {
+    pub values: u64,
+    pub events: u64,
+}
+
+fn reseal(to: &Seal, place: Place, eq: bool, plain: &str) -> String {
+    if eq {
+        to.eq(place, plain).into_owned()
+    } else {
+        to.text(place, plain).into_owned()
+    }
+}
+
+/// Re-seals every value sealed under `store.seal` to `to` and records `to`'s key (or none),
+/// all in one transaction: it either completes or changes nothing. A value that does not
+/// open under the current seal stops it.
+pub async fn rekey(store: &Store, to: &Seal) -> Result<Rekeyed, StoreError> {
+    let from = &store.seal;
+    let mut tx = store.begin().await?;
+    let mut done = Rekeyed::default();
+    for c in TEXT_KEYED {
+        let keys = c.keys.join(", ");
+        let mut select = format!(
+            "SELECT {keys}, {} FROM {} WHERE {} IS NOT NULL",
+            c.column, c.table, c.column
+        );
+        if !c.only.is_empty() {
+            select.push_str(" AND name = $1");
+        }
+        let rows: Vec<Vec<String>> = on_tx!(&mut tx, conn => {
+            let q = sqlx::query(&select);
+            let q = if c.only.is_empty() { q } else { q.bind(c.only) };
+            let rows = q.fetch_all(conn).await.map_err(db)?;
+            rows.iter()
+                .map(|r| {
+                    (0..=c.keys.len())
+                        .map(|i| sqlx::Row::try_get::<String, usize>(r, i))
+                        .collect::<Result<Vec<String>, _>>()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?
+        });
+        let filter: Vec<String> = c
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{k} = ${}", i + 2))
+            .collect();
+        let update = format!(
+            "UPDATE {} SET {} = $1 WHERE {}",
+            c.table,
+            c.column,
+            filter.join(" AND ")
+        );
+        for row in rows {
+            let (keys, value) = row.split_at(c.keys.len());
+            let plain = from.open(c.place, value[0].clone())?;
+            let sealed = reseal(to, c.place, c.eq, &plain);
+            on_tx!(&mut tx, conn => {
+                let mut q = sqlx::query(&update).bind(sealed.as_str());
+                for k in keys {
+                    q = q.bind(k.as_str());
+                }
+                q.execute(conn).await.map(|_| ()).map_err(db)
+            })?;
+            done.values += 1;
+        }
+    }
+    let columns: Vec<&str> = AUDIT.iter().map(|(c, _, _)| *c).collect();
+    let select = format!(
+        "SELECT id, {} FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2",
+        columns.join(", ")
+    );
+    let sets: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ${}", i + 1))
+        .collect();
+    let update = format!(
+        "UPDATE audit_events SET {} WHERE id = ${}",
+        sets.join(", "),
+        columns.len() + 1
+    );
+    let mut after = 0i64;
+    loop {
+        type Row = (
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = on_tx!(&mut tx, conn => sqlx::query_as(&select)
+            .bind(after)
+            .bind(PAGE)
+            .fetch_all(conn)
+            .await
+            .map_err(db))?;
+        let Some(last) = rows.last() else { break };
+        after = last.0;
+        for (id, a, b, c, d, e) in rows {
+            let mut values = Vec::with_capacity(AUDIT.len());
+            for ((_, place, eq), v) in AUDIT.iter().zip([a, b, c, d, e]) {
+                let v = from.open_opt(*place, v)?;
+                done.values += u64::from(v.is_some());
+                values.push(v.map(|p| reseal(to, *place, *eq, &p)));
+            }
+            on_tx!(&mut tx, conn => {
+                let mut q = sqlx::query(&update);
+                for v in &values {
+                    q = q.bind(v.as_deref());
+                }
+                q.bind(id).execute(conn).await.map(|_| ()).map_err(db)
+            })?;
+            done.events += 1;
+        }
+    }
+    on_tx!(&mut tx, conn => sqlx::query("DELETE FROM settings WHERE name = $1")
+        .bind(KEY_ID)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(db))?;
+    if let Some(k) = to.key() {
+        on_tx!(&mut tx, conn => sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2)")
+            .bind(KEY_ID)
+            .bind(k.id())
+            .execute(conn)
+            .await
+            .map(|_| ())
+            .map_err(db))?;
+    }
+    tx.commit().await?;
+    reclaim(&store.db).await?;
+    Ok(done)
+}
+
+/// Rewrites the files so the replaced values leave no copy behind: SQLite rebuilds the
+/// database and empties its write-ahead log; PostgreSQL rewrites the changed tables.
+async fn reclaim(db_: &Db) -> Result<(), StoreError> {
+    match db_ {
+        Db::Sqlite(p) => {
+            sqlx::query("VACUUM").execute(p).await.map_err(db)?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(p)
+                .await
+                .map_err(db)?;
+        }
+        Db::Postgres(p) => {
+            sqlx::query(
+                "VACUUM FULL audit_events, api_keys, roles, auth_failures, signin_known, settings",
+            )
+            .execute(p)
+            .await
+            .map_err(db)?;
+        }
+    }
+    Ok(())
+}
+
+/// SQLite audit journals still registered: after this process moved and closed its own,
+/// each is another live process's.
+pub async fn journals_in_use(store: &Store) -> Result<i64, StoreError> {
+    match &store.db {
+        Db::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM audit_journals")
+            .fetch_one(p)
+            .await
+            .map_err(db),
+        Db::Postgres(_) => Ok(0),
+    }
+}
