@@ -68,6 +68,9 @@ pub async fn open_app_with(
     let store = Store::open_with(database_url, options.encryption.clone())
         .await
         .with_context(|| format!("cannot open database {}", config::redact_url(database_url)))?;
+    let in_use = store::seal::hold(&store, false)
+        .await?
+        .context("a keyward rekey is re-sealing this database; start again when it has finished")?;
     claim_purpose(&store, options.development).await?;
     let name_key = store::settings::secret_get_or_insert(
         &store,
@@ -84,6 +87,7 @@ pub async fn open_app_with(
         .await
         .context("cannot start the audit trail")?;
     let app = App::new(app::AppState {
+        in_use,
         store,
         clock,
         audit,
@@ -153,7 +157,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let url = database.url.clone();
     if let Command::Rekey(args) = &cli.command {
-        return rekey_command::run(&url, encryption, args).await;
+        return rekey_command::run(
+            &url,
+            encryption,
+            args,
+            cli.audit_log.audit_export_dir.clone(),
+        )
+        .await;
     }
     let mut options = match &cli.command {
         Command::Serve(args) => args.app_options()?,

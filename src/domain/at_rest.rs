@@ -32,6 +32,8 @@ const SALT: &[u8] = b"keyward/at-rest/v1";
 /// Where a sealed value lives: its associated data, so it opens only there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
+    AuditReason,
+    AuditSalt,
     AuditArgs,
     AuditBefore,
     AuditAfter,
@@ -49,6 +51,8 @@ pub enum Place {
 impl Place {
     fn aad(self) -> &'static [u8] {
         match self {
+            Place::AuditReason => b"audit_events.reason",
+            Place::AuditSalt => b"audit_events.salt",
             Place::AuditArgs => b"audit_events.args",
             Place::AuditBefore => b"audit_events.before_state",
             Place::AuditAfter => b"audit_events.after_state",

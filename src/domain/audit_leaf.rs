@@ -11,8 +11,9 @@ use serde_json::Value;
 use super::audit::AuditEvent;
 use super::merkle::{self, Hash};
 
-/// The leaf format's version (the `v` member).
+/// The leaf format's version (the `v` member): 1, or 2 for a leaf with a `salt` member.
 pub const LEAF_VERSION: i64 = 1;
+pub const SALTED_LEAF_VERSION: i64 = 2;
 
 /// Text as the database keeps it: no NUL characters (neither backend stores them in text).
 fn stored(v: &str) -> String {
@@ -27,6 +28,8 @@ fn stored_opt(v: Option<&str>) -> Option<String> {
 enum Member<'a> {
     Text(Option<&'a str>),
     Int(i64),
+    /// Not a member at all (an absent salt).
+    Absent,
 }
 
 /// One event's stored columns. Field names are the leaf's member names.
@@ -57,6 +60,11 @@ pub struct StoredEvent {
     pub args: Option<String>,
     pub before_state: Option<String>,
     pub after_state: Option<String>,
+    /// Random text in the leaf of an event stored under encryption at rest (sealed in the
+    /// database), so its leaf hash cannot be matched against guessed values. Absent otherwise
+    /// (and then not a member of the canonical form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
 }
 
 fn json_text(v: Option<&Value>) -> Option<String> {
@@ -92,6 +100,7 @@ impl StoredEvent {
             args: json_text(event.args.as_ref()),
             before_state: json_text(event.before.as_ref()),
             after_state: json_text(event.after.as_ref()),
+            salt: None,
         }
     }
 
@@ -111,7 +120,11 @@ impl StoredEvent {
             }
         }
         let mut out: Vec<u8> = Vec::with_capacity(640);
-        let members: [(&str, Member<'_>); 26] = [
+        let salt = match &self.salt {
+            Some(s) => Member::Text(Some(s)),
+            None => Member::Absent,
+        };
+        let members: [(&str, Member<'_>); 27] = [
             ("action", Member::Text(Some(&self.action))),
             ("actor_id", Member::Text(self.actor_id.as_deref())),
             ("actor_kind", Member::Text(Some(&self.actor_kind))),
@@ -135,6 +148,7 @@ impl StoredEvent {
                 Member::Text(self.request_source.as_deref()),
             ),
             ("role", Member::Text(self.role.as_deref())),
+            ("salt", salt),
             ("seq", Member::Int(self.seq)),
             ("source", Member::Text(Some(&self.source))),
             ("status", Member::Text(Some(&self.status))),
@@ -143,10 +157,11 @@ impl StoredEvent {
             ("target_type", Member::Text(self.target_type.as_deref())),
             ("tenants", Member::Text(Some(&self.tenants))),
             ("user_agent", Member::Text(self.user_agent.as_deref())),
-            ("v", Member::Int(LEAF_VERSION)),
+            ("v", Member::Int(self.version())),
         ];
         out.push(b'{');
-        for (i, (name, value)) in members.iter().enumerate() {
+        let present = members.iter().filter(|(_, v)| !matches!(v, Member::Absent));
+        for (i, (name, value)) in present.enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -158,6 +173,7 @@ impl StoredEvent {
                 Member::Int(n) => {
                     let _ = write!(out, "{n}");
                 }
+                Member::Absent => {}
             }
         }
         out.push(b'}');
@@ -172,8 +188,16 @@ impl StoredEvent {
             return String::new();
         };
         let mut sorted: std::collections::BTreeMap<String, Value> = members.into_iter().collect();
-        sorted.insert("v".into(), Value::from(LEAF_VERSION));
+        sorted.insert("v".into(), Value::from(self.version()));
         serde_json::to_string(&sorted).unwrap_or_default()
+    }
+
+    /// `v`: whether the leaf has a salt.
+    pub fn version(&self) -> i64 {
+        match self.salt {
+            Some(_) => SALTED_LEAF_VERSION,
+            None => LEAF_VERSION,
+        }
     }
 
     pub fn leaf_hash(&self) -> Hash {
@@ -183,7 +207,11 @@ impl StoredEvent {
     /// Reads a line of `events.jsonl` back (any other member, or a missing one, is refused).
     pub fn from_canonical(line: &str) -> Option<StoredEvent> {
         let mut v: serde_json::Map<String, Value> = serde_json::from_str(line).ok()?;
-        if v.remove("v")? != LEAF_VERSION {
+        // The version must be the one the members imply (checked by re-serialising below).
+        if !matches!(
+            v.remove("v")?.as_i64(),
+            Some(LEAF_VERSION | SALTED_LEAF_VERSION)
+        ) {
             return None;
         }
         let e: StoredEvent = serde_json::from_value(Value::Object(v)).ok()?;
@@ -222,6 +250,7 @@ mod tests {
             args: Some("{\"id\":\"k_2\"}".into()),
             before_state: None,
             after_state: None,
+            salt: None,
         }
     }
 
@@ -256,7 +285,7 @@ mod tests {
                 target_name: t(9), status: s(10), reason: t(11), source: s(12),
                 request_source: t(13), client_name: t(14), client_version: t(15),
                 request_id: t(16), client_ip: t(17), user_agent: t(18), channel: t(19),
-                args: t(0), before_state: t(1), after_state: t(2),
+                args: t(0), before_state: t(1), after_state: t(2), salt: t(3),
             };
             proptest::prop_assert_eq!(e.canonical(), e.canonical_by_sorting());
         }
@@ -271,6 +300,25 @@ mod tests {
         let mut edited = sample();
         edited.client_ip = Some("10.0.0.1".into());
         assert_ne!(edited.leaf_hash(), base);
+        // A salt is a member of its own (and without one the form is what v1 always was).
+        let mut salted = sample();
+        salted.salt = Some("Zq3".into());
+        let c = salted.canonical();
+        assert!(c.contains(r#""role":"admin","salt":"Zq3","seq":3"#), "{c}");
+        assert!(c.ends_with(r#""v":2}"#), "{c}");
+        // The version follows the members: a salted line claiming v 1 (or the reverse) is no leaf.
+        assert_eq!(
+            StoredEvent::from_canonical(&c.replace(r#""v":2"#, r#""v":1"#)),
+            None
+        );
+        let plain = sample().canonical();
+        assert_eq!(
+            StoredEvent::from_canonical(&plain.replace(r#""v":1"#, r#""v":2"#)),
+            None
+        );
+        assert_ne!(salted.leaf_hash(), base);
+        assert_eq!(StoredEvent::from_canonical(&c), Some(salted));
+        assert!(!sample().canonical().contains("salt"));
         assert_eq!(sample().leaf_hash(), base);
     }
 }

@@ -16,6 +16,14 @@ pub enum KeyLoadError {
     #[error("cannot read the encryption key file {path}: {why}")]
     Unreadable { path: PathBuf, why: String },
     #[error(
+        "the encryption key file setting holds a key, not a path: put the key in KEYWARD_ENCRYPTION_KEY, or in a file named by --encryption-key-file"
+    )]
+    KeyForPath,
+    #[error(
+        "KEYWARD_ENCRYPTION_KEY is set but empty (a secret that failed to load?): set it to the key, or unset it to run without encryption"
+    )]
+    Empty,
+    #[error(
         "the encryption key file {path} is readable by other users (mode {mode:o}); run chmod 600 on it"
     )]
     Shared { path: PathBuf, mode: u32 },
@@ -28,7 +36,10 @@ pub fn load_key(
     file: Option<&Path>,
     env_text: Option<&str>,
 ) -> Result<Option<Arc<AtRestKey>>, KeyLoadError> {
-    let env_text = env_text.filter(|t| !t.trim().is_empty());
+    // Set but empty is a failed injection, never a choice to run in plaintext.
+    if env_text.is_some_and(|t| t.trim().is_empty()) {
+        return Err(KeyLoadError::Empty);
+    }
     match (file, env_text) {
         (Some(_), Some(_)) => Err(KeyLoadError::Twice),
         (None, Some(t)) => AtRestKey::parse(t)
@@ -44,6 +55,10 @@ pub fn load_key(
 
 /// A key file: owner-only, one key.
 pub fn read_key_file(path: &Path) -> Result<Arc<AtRestKey>, KeyLoadError> {
+    // A key given where its file was expected must not be echoed back in the error.
+    if !path.exists() && path.to_str().is_some_and(|t| AtRestKey::parse(t).is_ok()) {
+        return Err(KeyLoadError::KeyForPath);
+    }
     let unreadable = |e: std::io::Error| KeyLoadError::Unreadable {
         path: path.to_owned(),
         why: e.to_string(),
@@ -73,12 +88,30 @@ pub enum RekeyError {
     InUse(i64),
     #[error("the audit trail's pending records could not be moved before re-sealing")]
     Journal,
+    #[error(
+        "another keyward process has this database open; stop every keyward process on it (every replica), then run rekey again"
+    )]
+    Open,
+    #[error(
+        "re-sealed and committed ({0} values): the database now opens only as rekey left it; but the old values' space could not be reclaimed ({1}); run `keyward rekey` again once nothing else has the database open, or VACUUM it"
+    )]
+    Reclaim(u64, StoreError),
 }
 
-/// Re-seals `store` (opened with its current key) to `to`. First moves what stopped
-/// processes left in their audit journals (sealed under the current key), and refuses while
-/// another process is writing.
+/// Re-seals `store` (opened with its current key) to `to`, then reclaims the old values'
+/// space. First moves what stopped processes left in their audit journals (sealed under the
+/// current key), and refuses while another process has the database open.
 pub async fn rekey(store: &Store, to: &Seal) -> Result<Rekeyed, RekeyError> {
+    // A replica that closed its session a moment ago may still show as holding its share.
+    let mut lock = None;
+    for _ in 0..10 {
+        lock = crate::store::seal::hold(store, true).await?;
+        if lock.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _exclusive = lock.ok_or(RekeyError::Open)?;
     if let Db::Sqlite(_) = &store.db {
         let (writer, finished) = AuditWriter::start(store.clone(), &WriterConfig::default())
             .await
@@ -90,5 +123,9 @@ pub async fn rekey(store: &Store, to: &Seal) -> Result<Rekeyed, RekeyError> {
             return Err(RekeyError::InUse(in_use));
         }
     }
-    Ok(crate::store::rekey::rekey(store, to).await?)
+    let done = crate::store::rekey::rekey(store, to).await?;
+    crate::store::rekey::reclaim(store)
+        .await
+        .map_err(|e| RekeyError::Reclaim(done.values, e))?;
+    Ok(done)
 }

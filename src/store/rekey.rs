@@ -65,6 +65,8 @@ const TEXT_KEYED: &[TextKeyed] = &[
 
 /// The audit trail's sealed columns.
 const AUDIT: &[(&str, Place, bool)] = &[
+    ("reason", Place::AuditReason, false),
+    ("salt", Place::AuditSalt, false),
     ("client_ip", Place::AuditClientIp, true),
     ("user_agent", Place::AuditUserAgent, true),
     ("args", Place::AuditArgs, false),
@@ -80,6 +82,14 @@ const PAGE: i64 = 2000;
 pub struct Rekeyed {
     pub values: u64,
     pub events: u64,
+}
+
+/// A value the current key does not open: named, so it can be found and mended (a value edited
+/// in the database outside keyward). Nothing has been changed when this is returned.
+fn unopenable(table: &str, column: &str, row: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "{table}.{column} of row {row} does not open with the current encryption key (edited outside keyward?); nothing was re-sealed"
+    ))
 }
 
 fn reseal(to: &Seal, place: Place, eq: bool, plain: &str) -> String {
@@ -133,7 +143,9 @@ pub async fn rekey(store: &Store, to: &Seal) -> Result<Rekeyed, StoreError> {
         );
         for row in rows {
             let (keys, value) = row.split_at(c.keys.len());
-            let plain = from.open(c.place, value[0].clone())?;
+            let plain = from
+                .open(c.place, value[0].clone())
+                .map_err(|_| unopenable(c.table, c.column, &keys.join(", ")))?;
             let sealed = reseal(to, c.place, c.eq, &plain);
             on_tx!(&mut tx, conn => {
                 let mut q = sqlx::query(&update).bind(sealed.as_str());
@@ -162,26 +174,32 @@ pub async fn rekey(store: &Store, to: &Seal) -> Result<Rekeyed, StoreError> {
     );
     let mut after = 0i64;
     loop {
-        type Row = (
-            i64,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = on_tx!(&mut tx, conn => sqlx::query_as(&select)
-            .bind(after)
-            .bind(PAGE)
-            .fetch_all(conn)
-            .await
-            .map_err(db))?;
+        let rows: Vec<(i64, Vec<Option<String>>)> = on_tx!(&mut tx, conn => {
+            let rows = sqlx::query(&select)
+                .bind(after)
+                .bind(PAGE)
+                .fetch_all(conn)
+                .await
+                .map_err(db)?;
+            rows.iter()
+                .map(|r| {
+                    let id: i64 = sqlx::Row::try_get(r, 0)?;
+                    let values = (1..=AUDIT.len())
+                        .map(|i| sqlx::Row::try_get::<Option<String>, usize>(r, i))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok((id, values))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(db)?
+        });
         let Some(last) = rows.last() else { break };
         after = last.0;
-        for (id, a, b, c, d, e) in rows {
+        for (id, stored) in rows {
             let mut values = Vec::with_capacity(AUDIT.len());
-            for ((_, place, eq), v) in AUDIT.iter().zip([a, b, c, d, e]) {
-                let v = from.open_opt(*place, v)?;
+            for ((column, place, eq), v) in AUDIT.iter().zip(stored) {
+                let v = from
+                    .open_opt(*place, v)
+                    .map_err(|_| unopenable("audit_events", column, &id.to_string()))?;
                 done.values += u64::from(v.is_some());
                 values.push(v.map(|p| reseal(to, *place, *eq, &p)));
             }
@@ -211,24 +229,30 @@ pub async fn rekey(store: &Store, to: &Seal) -> Result<Rekeyed, StoreError> {
             .map_err(db))?;
     }
     tx.commit().await?;
-    reclaim(&store.db).await?;
     Ok(done)
 }
 
 /// Rewrites the files so the replaced values leave no copy behind: SQLite rebuilds the
-/// database and empties its write-ahead log; PostgreSQL rewrites the changed tables.
-async fn reclaim(db_: &Db) -> Result<(), StoreError> {
-    match db_ {
+/// database and empties its write-ahead log (refused while any reader keeps the log); on
+/// PostgreSQL the changed tables are rewritten and their statistics (which sample values)
+/// taken again.
+pub async fn reclaim(store: &Store) -> Result<(), StoreError> {
+    match &store.db {
         Db::Sqlite(p) => {
             sqlx::query("VACUUM").execute(p).await.map_err(db)?;
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(p)
+            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(p)
                 .await
                 .map_err(db)?;
+            if busy != 0 {
+                return Err(StoreError::Corrupt(
+                    "another connection is reading the database, so its write-ahead log still holds the old values".into(),
+                ));
+            }
         }
         Db::Postgres(p) => {
             sqlx::query(
-                "VACUUM FULL audit_events, api_keys, roles, auth_failures, signin_known, settings",
+                "VACUUM (FULL, ANALYZE) audit_events, api_keys, roles, auth_failures, signin_known, settings",
             )
             .execute(p)
             .await
@@ -238,14 +262,41 @@ async fn reclaim(db_: &Db) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// SQLite audit journals still registered: after this process moved and closed its own,
-/// each is another live process's.
+/// SQLite audit journals registered whose file is still there: after this process moved
+/// what stopped processes left and closed its own, each is another live process's. (A row
+/// whose file is gone, e.g. after restoring a backup elsewhere, holds nothing.)
 pub async fn journals_in_use(store: &Store) -> Result<i64, StoreError> {
-    match &store.db {
-        Db::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM audit_journals")
-            .fetch_one(p)
-            .await
-            .map_err(db),
-        Db::Postgres(_) => Ok(0),
+    let (Db::Sqlite(p), Some(file)) = (&store.db, store.sqlite_file()) else {
+        return Ok(0);
+    };
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM audit_journals")
+        .fetch_all(p)
+        .await
+        .map_err(db)?;
+    let dir = super::journal::journal_dir(&file);
+    Ok(names.iter().filter(|n| dir.join(n).exists()).count() as i64)
+}
+
+/// Files a rekey does not rewrite: journals set aside as damaged, and export bundles (each
+/// as it was written, plaintext or sealed under the key of its day).
+pub fn left_as_they_were(store: &Store, exports: Option<&std::path::Path>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut scan = |dir: std::path::PathBuf, keep: &dyn Fn(&str) -> bool| {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if keep(&name) {
+                out.push(dir.join(name).display().to_string());
+            }
+        }
+    };
+    if let Some(file) = store.sqlite_file() {
+        scan(super::journal::journal_dir(&file), &|n| {
+            n.ends_with(".damaged")
+        });
     }
+    if let Some(dir) = exports {
+        scan(dir.to_path_buf(), &|n| !n.ends_with(".json"));
+    }
+    out.sort();
+    out
 }

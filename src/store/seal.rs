@@ -194,9 +194,10 @@ pub fn check(key: Option<&AtRestKey>, before: &Recorded) -> Result<(), KeyRefuse
     }
 }
 
-/// After migrating: a fresh database opened with a key records it; and the check runs again,
-/// so two processes starting on one fresh database with different keys (or one without) do
-/// not both proceed.
+/// After migrating: a fresh database opened with a key records it, and the check runs again,
+/// so of two processes starting on one fresh database with different keys only the first to
+/// record its key proceeds. (One without a key that reads before the other records can still
+/// proceed; start a new deployment's processes with the same settings.)
 pub(super) async fn record(store: &super::Store) -> Result<(), StoreError> {
     let now = match store.seal.key() {
         Some(k) => Some(super::settings::get_or_insert(store, KEY_ID, k.id()).await?),
@@ -210,4 +211,38 @@ pub(super) async fn record(store: &super::Store) -> Result<(), StoreError> {
         },
     )
     .map_err(StoreError::from)
+}
+
+/// The advisory lock (PostgreSQL) every process holds shared while it has the database open,
+/// and `rekey` exclusively while it re-seals ("kwuse"): a rekey cannot start while any
+/// replica runs, and no replica starts during one. SQLite needs none (its audit journals show
+/// which processes are live).
+const IN_USE_LOCK: i64 = 0x006b_7775_7365;
+
+/// A session holding `IN_USE_LOCK`, kept out of the pool for as long as the lock is held.
+#[derive(Debug, Default)]
+pub struct InUse {
+    _session: Option<sqlx::PgConnection>,
+}
+
+/// Takes `IN_USE_LOCK`, shared (a server or command) or exclusive (`rekey`); `false` when it is
+/// held the other way.
+pub async fn hold(store: &super::Store, exclusive: bool) -> Result<Option<InUse>, StoreError> {
+    let super::Db::Postgres(pool) = &store.db else {
+        return Ok(Some(InUse { _session: None }));
+    };
+    let sql = if exclusive {
+        "SELECT pg_try_advisory_lock($1)"
+    } else {
+        "SELECT pg_try_advisory_lock_shared($1)"
+    };
+    let mut conn = pool.acquire().await.map_err(super::db)?;
+    let got: bool = sqlx::query_scalar(sql)
+        .bind(IN_USE_LOCK)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(super::db)?;
+    Ok(got.then(|| InUse {
+        _session: Some(conn.detach()),
+    }))
 }

@@ -19,6 +19,8 @@ const ROLE_DESCRIPTION: &str = "heron-quarterly-close";
 const IP: &str = "203.0.113.77";
 const FAILED_IP: &str = "198.51.100.201";
 const AGENT: &str = "MarkerAgent/7.7";
+/// An argument a refused call's reason quotes back.
+const ECHOED: &str = "osprey-layoff-list";
 /// Self-contained calls (no session), so a raw request can carry its own headers.
 const STATELESS: &[&str] = &["--stateless"];
 
@@ -72,6 +74,18 @@ async fn make_history(s: &TestServer) -> String {
     .expect("answered");
     assert_eq!(status, 200, "{body}");
     assert_ne!(body["result"]["isError"], true, "{body}");
+    // A malformed argument: the refusal's reason quotes it.
+    let (_, body) = call(
+        &client,
+        &s.mcp(),
+        &admin_key,
+        "key_create",
+        json!({"name": "x", "role": "reader", "tenants": ECHOED}),
+        &headers,
+    )
+    .await
+    .expect("answered");
+    assert_eq!(body["result"]["isError"], true, "{body}");
     let forged = keyward::domain::key::PlainKey::generate();
     let (status, _) = call(
         &client,
@@ -110,10 +124,10 @@ async fn tools_still_answer(s: &TestServer, admin_key: &str) {
         .ok("audit_query", json!({"client_ip": [IP], "since": "1d"}))
         .await;
     let events = page["events"].as_array().expect("events");
-    assert_eq!(events.len(), 2, "both calls from {IP}: {page}");
+    assert_eq!(events.len(), 3, "the three calls from {IP}: {page}");
     let id = events
         .iter()
-        .find(|e| e["action"] == "key_create")
+        .find(|e| e["action"] == "key_create" && e["status"] == "success")
         .expect("the key_create")["id"]
         .clone();
     let event = admin.ok("audit_get", json!({"id": id})).await;
@@ -136,7 +150,7 @@ async fn tools_still_answer(s: &TestServer, admin_key: &str) {
         .find(|g| g["key"].to_string().contains(IP))
         .unwrap_or_else(|| panic!("a group for {IP}: {by_ip}"))["count"]
         .clone();
-    assert_eq!(ip_count, 2, "{by_ip}");
+    assert_eq!(ip_count, 3, "{by_ip}");
     let novel = admin
         .ok(
             "audit_summary",
@@ -151,7 +165,7 @@ async fn tools_still_answer(s: &TestServer, admin_key: &str) {
 }
 
 fn markers_found(bytes: &[u8]) -> Vec<&'static str> {
-    [DESCRIPTION, ROLE_DESCRIPTION, IP, FAILED_IP, AGENT]
+    [DESCRIPTION, ROLE_DESCRIPTION, IP, FAILED_IP, AGENT, ECHOED]
         .into_iter()
         .filter(|m| contains(bytes, m))
         .collect()
@@ -170,7 +184,7 @@ async fn with_a_key_nothing_sensitive_is_readable_from_the_files_and_every_quest
     bytes.extend(journal);
     assert_eq!(
         markers_found(&bytes),
-        vec![DESCRIPTION, ROLE_DESCRIPTION, IP, FAILED_IP, AGENT]
+        vec![DESCRIPTION, ROLE_DESCRIPTION, IP, FAILED_IP, AGENT, ECHOED]
     );
 
     let s = encrypted_server().await;
@@ -372,6 +386,21 @@ async fn key_settings_that_cannot_be_right_are_refused_before_anything_opens() {
         assert!(!ok);
         assert!(err.contains("chmod 600"), "{err}");
     }
+    // Set but empty: a secret that failed to load is not a choice to run unencrypted.
+    let out = env
+        .command()
+        .arg("migrate")
+        .env("KEYWARD_ENCRYPTION_KEY", "")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set but empty"));
+    // The key itself given where its file belongs: refused without echoing it.
+    let text = AtRestKey::generate().expect("rng");
+    let (ok, err) = migrate(&env, Some(Path::new(&text)));
+    assert!(!ok);
+    assert!(err.contains("holds a key, not a path"), "{err}");
+    assert!(!err.contains(&text), "the key was echoed: {err}");
     // rekey with nothing to do says what it can do.
     let (ok, err) = rekey(&env, None, &[]);
     assert!(!ok);
@@ -546,4 +575,72 @@ async fn an_edited_sealed_value_reads_as_tampered_at_its_event() {
     };
     assert_eq!(verified["first_problem"]["seq"], at, "{verified}");
     c.close().await;
+}
+
+#[tokio::test]
+async fn an_encrypted_events_leaf_covers_a_sealed_salt_so_it_cannot_be_matched_against_guesses() {
+    let s = encrypted_server().await;
+    make_history(&s).await;
+    let rows = keyward::store::audit::tree::rows_from(&s.app().store, 0, 100)
+        .await
+        .expect("rows");
+    assert!(rows.len() >= 4);
+    for (row, leaf) in &rows {
+        let salt = row
+            .salt
+            .clone()
+            .expect("every event stored under a key has a salt");
+        assert_eq!(Some(row.leaf_hash()), *leaf, "the leaf covers the salt");
+        // What someone with the files alone can compute: every value right, but no salt.
+        let guessed = keyward::domain::audit_leaf::StoredEvent {
+            salt: None,
+            ..row.clone()
+        };
+        assert_ne!(Some(guessed.leaf_hash()), *leaf);
+        assert!(salt.len() >= 22);
+    }
+    // Stored sealed.
+    let raw: Vec<Option<String>> = match &s.app().store.db {
+        keyward::store::Db::Sqlite(p) => sqlx::query_scalar("SELECT salt FROM audit_events")
+            .fetch_all(p)
+            .await
+            .expect("salts"),
+        keyward::store::Db::Postgres(p) => sqlx::query_scalar("SELECT salt FROM audit_events")
+            .fetch_all(p)
+            .await
+            .expect("salts"),
+    };
+    assert!(
+        raw.iter()
+            .all(|v| v.as_deref().is_some_and(|v| v.starts_with("kw1:"))),
+        "{raw:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn rekey_refuses_while_a_server_has_the_database_open_and_says_what_it_cannot_do() {
+    let s = TestServer::http(STATELESS).await;
+    s.admin_key().await;
+    let dir = env_dir(&s.env);
+    let (key, _) = key_file(&dir, "k.key");
+    let (ok, out) = rekey(&s.env, Some(&key), &["--encrypt"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("another keyward process"), "{out}");
+    let env = s.stop().await;
+    // Nothing changed: the database is still plaintext and opens without a key.
+    let (ok, err) = migrate(&env, None);
+    assert!(ok, "{err}");
+    // Decrypting or rotating a plaintext database, encrypting an encrypted one: told why not.
+    let (ok, out) = rekey(&env, Some(&key), &["--decrypt"]);
+    assert!(!ok);
+    assert!(
+        out.contains("is not encrypted: there is nothing to decrypt"),
+        "{out}"
+    );
+    let (ok, out) = rekey(&env, Some(&key), &["--encrypt"]);
+    assert!(ok, "{out}");
+    let (ok, out) = rekey(&env, Some(&key), &["--encrypt"]);
+    assert!(!ok);
+    assert!(out.contains("is already encrypted"), "{out}");
 }

@@ -272,6 +272,8 @@ fn vector_events() -> Vec<StoredEvent> {
             args: Some(format!("{{\"key_id\":\"key_target{i}\"}}")),
             before_state: None,
             after_state: (i == 0).then(|| "{\"state\":\"active\"}".into()),
+            // An event recorded under encryption at rest: its leaf covers a salt.
+            salt: (i == 4).then(|| "q0ZCUa7RkSzTmEhV3x9bLw".into()),
         })
         .collect()
 }

@@ -33,6 +33,7 @@ pub(super) fn event(seq: i64) -> StoredEvent {
         args: Some(format!("{{\"key_id\":\"key_{seq}\"}}")),
         before_state: None,
         after_state: None,
+        salt: None,
     }
 }
 

@@ -18,12 +18,15 @@ const PREFIX: &str = "keyward-audit-";
 const SUFFIX: &str = ".tar.gz";
 
 pub fn export_dir(app: &App) -> Option<PathBuf> {
-    app.exports.dir.clone().or_else(|| {
-        let db = app.store.sqlite_file()?;
-        let mut name = db.file_name()?.to_os_string();
-        name.push(".exports");
-        Some(db.with_file_name(name))
-    })
+    app.exports.dir.clone().or_else(|| beside(&app.store))
+}
+
+/// The default export directory: `<database file>.exports/` beside a SQLite database.
+pub fn beside(store: &crate::store::Store) -> Option<PathBuf> {
+    let db = store.sqlite_file()?;
+    let mut name = db.file_name()?.to_os_string();
+    name.push(".exports");
+    Some(db.with_file_name(name))
 }
 
 /// Who may fetch a bundle: the exporting key or operator.

@@ -5,7 +5,7 @@
 //! where it is told.
 
 mod export;
-mod files;
+pub mod files;
 pub mod filters;
 mod settings;
 

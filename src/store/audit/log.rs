@@ -27,8 +27,14 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("audit log head: {e}"))
 }
 
-/// Places `events` after the head `(size, frontier)`.
-fn place(size: i64, frontier: &[u8], events: &[&AuditEvent]) -> Result<Sequenced, StoreError> {
+/// Places `events` after the head `(size, frontier)`; `salted` (encryption at rest) gives each
+/// a random salt in its leaf.
+fn place(
+    size: i64,
+    frontier: &[u8],
+    events: &[&AuditEvent],
+    salted: bool,
+) -> Result<Sequenced, StoreError> {
     let size = u64::try_from(size).map_err(corrupt)?;
     let mut frontier = Frontier::from_bytes(size, frontier).map_err(corrupt)?;
     let mut out = Sequenced {
@@ -39,7 +45,12 @@ fn place(size: i64, frontier: &[u8], events: &[&AuditEvent]) -> Result<Sequenced
         updated_at: 0,
     };
     for e in events {
-        let row = StoredEvent::of(e, frontier.size() as i64);
+        let mut row = StoredEvent::of(e, frontier.size() as i64);
+        if salted {
+            // 131 random bits: no guess of the event's sealed values can be tested against
+            // its leaf hash without opening the salt.
+            row.salt = Some(crate::domain::encoding::random_base62(22));
+        }
         let leaf = row.leaf_hash();
         if let Some((idx, h)) = frontier.push(leaf) {
             out.chunks.push((idx as i64, h));
@@ -75,7 +86,7 @@ pub async fn sequence(tx: &mut Tx, events: &[&AuditEvent]) -> Result<Sequenced, 
                 .map_err(db)?
         }
     };
-    place(size, &frontier, events)
+    place(size, &frontier, events, tx.seal.is_on())
 }
 
 /// Records the new head and the completed chunks, inside `tx`.
@@ -107,11 +118,12 @@ pub async fn advance(tx: &mut Tx, s: &Sequenced) -> Result<(), StoreError> {
 pub fn sequence_sqlite(
     conn: &rusqlite::Connection,
     events: &[&AuditEvent],
+    salted: bool,
 ) -> Result<Sequenced, StoreError> {
     let (size, frontier): (i64, Vec<u8>) = conn
         .prepare_cached(READ_HEAD)?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    place(size, &frontier, events)
+    place(size, &frontier, events, salted)
 }
 
 /// `advance` on the SQLite writer's native connection.

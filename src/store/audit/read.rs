@@ -240,6 +240,7 @@ pub async fn get(
 impl AuditRow {
     /// The row with its sealed columns opened.
     fn opened(mut self, seal: &Seal) -> Result<AuditRow, StoreError> {
+        seal.open_in(Place::AuditReason, &mut self.reason)?;
         seal.open_in(Place::AuditClientIp, &mut self.client_ip)?;
         seal.open_in(Place::AuditUserAgent, &mut self.user_agent)?;
         seal.open_in(Place::AuditArgs, &mut self.args)?;

@@ -178,7 +178,7 @@ impl Subtrees for StoredTree {
 const ROW_COLUMNS: &str = "seq, at, actor_kind, actor_id, actor_name, actor_preview, role, \
     tenants, action, target_type, target_id, target_name, status, reason, source, \
     request_source, client_name, client_version, request_id, client_ip, user_agent, channel, \
-    args, before_state, after_state, leaf_hash";
+    args, before_state, after_state, salt, leaf_hash";
 
 fn stored_of<R: Row>(r: &R) -> Result<(StoredEvent, Option<Vec<u8>>), sqlx::Error>
 where
@@ -215,6 +215,7 @@ where
             args: r.try_get("args")?,
             before_state: r.try_get("before_state")?,
             after_state: r.try_get("after_state")?,
+            salt: r.try_get("salt")?,
         },
         r.try_get("leaf_hash")?,
     ))
@@ -229,6 +230,8 @@ fn opened(seal: &crate::store::Seal, mut e: StoredEvent) -> StoredEvent {
         return e;
     }
     for (place, v) in [
+        (Place::AuditReason, &mut e.reason),
+        (Place::AuditSalt, &mut e.salt),
         (Place::AuditClientIp, &mut e.client_ip),
         (Place::AuditUserAgent, &mut e.user_agent),
         (Place::AuditArgs, &mut e.args),

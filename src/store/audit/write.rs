@@ -16,7 +16,7 @@ use crate::store::{Seal, StoreError, Tx, TxConn, db, on_tx};
 const INSERT_EVENTS: &str = "INSERT INTO audit_events (at, actor_kind, actor_id, actor_name, \
     actor_preview, role, tenants, action, target_type, target_id, target_name, status, reason, \
     source, request_source, client_name, client_version, request_id, client_ip, user_agent, \
-    channel, args, before_state, after_state, seq, leaf_hash) VALUES ";
+    channel, args, before_state, after_state, seq, leaf_hash, salt) VALUES ";
 
 /// Most rows in one INSERT: bounds the number of distinct statements the cache must hold.
 pub const MAX_ROWS_PER_STATEMENT: usize = 64;
@@ -33,18 +33,23 @@ fn opt(q: &mut Sql, v: Option<&str>) {
 }
 
 /// The columns `seal` hides, as stored: client IP and User-Agent sealed for equality (filters,
-/// grouping and novelty compare them), arguments and states with a random nonce.
+/// grouping and novelty compare them); the reason (it can quote arguments), arguments, states
+/// and the leaf's salt with a random nonce.
 pub(crate) struct SealedColumns<'a> {
+    pub reason: Option<Cow<'a, str>>,
     pub client_ip: Option<Cow<'a, str>>,
     pub user_agent: Option<Cow<'a, str>>,
     pub args: Option<Cow<'a, str>>,
     pub before_state: Option<Cow<'a, str>>,
     pub after_state: Option<Cow<'a, str>>,
+    pub salt: Option<Cow<'a, str>>,
 }
 
 impl<'a> SealedColumns<'a> {
     pub(crate) fn of(seal: &Seal, e: &'a StoredEvent) -> Self {
         SealedColumns {
+            reason: seal.text_opt(Place::AuditReason, e.reason.as_deref()),
+            salt: seal.text_opt(Place::AuditSalt, e.salt.as_deref()),
             client_ip: seal.eq_opt(Place::AuditClientIp, e.client_ip.as_deref()),
             user_agent: seal.eq_opt(Place::AuditUserAgent, e.user_agent.as_deref()),
             args: seal.text_opt(Place::AuditArgs, e.args.as_deref()),
@@ -74,7 +79,7 @@ fn push_insert(q: &mut Sql, seal: &Seal, rows: &[StoredEvent], leaves: &[Hash]) 
             e.target_id.as_deref(),
             e.target_name.as_deref(),
             Some(e.status.as_str()),
-            e.reason.as_deref(),
+            sealed.reason.as_deref(),
             Some(e.source.as_str()),
             e.request_source.as_deref(),
             e.client_name.as_deref(),
@@ -90,7 +95,9 @@ fn push_insert(q: &mut Sql, seal: &Seal, rows: &[StoredEvent], leaves: &[Hash]) 
             q.push(", ");
             opt(q, v);
         }
-        q.push(", ").int(e.seq).push(", ").bytes(leaf).push(")");
+        q.push(", ").int(e.seq).push(", ").bytes(leaf).push(", ");
+        opt(q, sealed.salt.as_deref());
+        q.push(")");
     }
 }
 
@@ -188,8 +195,8 @@ async fn append_tenants(tx: &mut Tx, ids: &[i64], events: &[AuditEvent]) -> Resu
 const INSERT_ONE: &str = "INSERT INTO audit_events (at, actor_kind, actor_id, actor_name, \
     actor_preview, role, tenants, action, target_type, target_id, target_name, status, reason, \
     source, request_source, client_name, client_version, request_id, client_ip, user_agent, \
-    channel, args, before_state, after_state, seq, leaf_hash) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    channel, args, before_state, after_state, seq, leaf_hash, salt) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 const INSERT_TENANT: &str = "INSERT INTO audit_tenants (event_id, tenant) VALUES (?, ?)";
 
@@ -218,7 +225,7 @@ pub fn insert_sqlite<'a>(
     let mut ids = Vec::with_capacity(events.len());
     let mut insert = conn.prepare_cached(INSERT_ONE)?;
     let mut tenant = conn.prepare_cached(INSERT_TENANT)?;
-    let placed = log::sequence_sqlite(conn, &events)?;
+    let placed = log::sequence_sqlite(conn, &events, seal.is_on())?;
     for ((e, row), leaf) in events.iter().zip(&placed.rows).zip(&placed.leaves) {
         let sealed = SealedColumns::of(seal, row);
         let written = insert.execute(rusqlite::params![
@@ -234,7 +241,7 @@ pub fn insert_sqlite<'a>(
             row.target_id,
             row.target_name,
             row.status,
-            row.reason,
+            sealed.reason,
             row.source,
             row.request_source,
             row.client_name,
@@ -248,6 +255,7 @@ pub fn insert_sqlite<'a>(
             sealed.after_state,
             row.seq,
             &leaf[..],
+            sealed.salt,
         ])?;
         if written != 1 {
             return Err(StoreError::Corrupt(

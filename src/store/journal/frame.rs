@@ -74,6 +74,14 @@ pub fn decode(bytes: &[u8], max: usize, seal: &Seal) -> Parsed {
             out.damaged = Some(format!("checksum mismatch at +{at}"));
             break;
         }
+        // Under a key every record is sealed (rekey moves older journals first): a plaintext
+        // one was put there by someone else.
+        if seal.is_on() && payload.first() == Some(&b'{') {
+            out.damaged = Some(format!(
+                "unsealed record at +{at} in an encrypted database's journal"
+            ));
+            break;
+        }
         let Some(json) = seal.open_record(Place::Journal, payload) else {
             out.damaged = Some(format!(
                 "sealed record at +{at} does not open with the configured key"
@@ -158,8 +166,10 @@ mod tests {
             assert!(p.events.is_empty());
             assert!(p.damaged.unwrap().contains("does not open"));
         }
-        // A plaintext frame (written before encryption) still reads under a key.
+        // A plaintext frame is never read under a key (rekey moves older journals first).
         let plain = encode(&e, &Seal::default()).unwrap();
-        assert_eq!(decode(&plain, usize::MAX, &a).events, vec![e]);
+        let p = decode(&plain, usize::MAX, &a);
+        assert!(p.events.is_empty());
+        assert!(p.damaged.unwrap().contains("unsealed record"));
     }
 }
