@@ -433,18 +433,29 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("load.db").display()));
     // The audit log's signing key (PostgreSQL requires one; older builds ignore it).
     let signing_key = dir.path().join("audit.key");
-    let encryption_key = if a.encrypt {
-        keyward::domain::at_rest::AtRestKey::generate()
-            .ok_or_else(|| anyhow::anyhow!("no random numbers"))?
-    } else {
-        String::new()
+    let encryption_key = match a.encrypt {
+        true => Some(
+            keyward::domain::at_rest::AtRestKey::generate()
+                .ok_or_else(|| anyhow::anyhow!("no random numbers"))?,
+        ),
+        false => None,
     };
-    let boot = Command::new(&keyward)
-        .args(["bootstrap", "--json"])
+    // With --encrypt, the key in the environment; otherwise none at all (set but empty is
+    // refused).
+    let keyed = |c: &mut Command| match &encryption_key {
+        Some(k) => {
+            c.env("KEYWARD_ENCRYPTION_KEY", k);
+        }
+        None => {
+            c.env_remove("KEYWARD_ENCRYPTION_KEY");
+        }
+    };
+    let mut boot = Command::new(&keyward);
+    boot.args(["bootstrap", "--json"])
         .env("KEYWARD_DATABASE_URL", &db)
-        .env("KEYWARD_AUDIT_SIGNING_KEY", &signing_key)
-        .env("KEYWARD_ENCRYPTION_KEY", &encryption_key)
-        .output()?;
+        .env("KEYWARD_AUDIT_SIGNING_KEY", &signing_key);
+    keyed(&mut boot);
+    let boot = boot.output()?;
     anyhow::ensure!(
         boot.status.success(),
         "bootstrap failed: {}",
@@ -460,8 +471,8 @@ async fn main() -> anyhow::Result<()> {
         .args(["serve", "--stateless", "--listen", "127.0.0.1:0"])
         .env("KEYWARD_DATABASE_URL", &db)
         .env("KEYWARD_AUDIT_SIGNING_KEY", &signing_key)
-        .env("KEYWARD_ENCRYPTION_KEY", &encryption_key)
         .env_remove("RUST_LOG");
+    keyed(&mut kw_cmd);
     let kw = start(kw_cmd)?;
     let mut bare_cmd = Command::new(&bare);
     bare_cmd.arg("127.0.0.1:0");

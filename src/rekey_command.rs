@@ -1,5 +1,6 @@
 //! `keyward rekey`: encrypt a database, rotate its encryption key, or decrypt it.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -7,8 +8,6 @@ use anyhow::Context;
 use crate::cli::RekeyArgs;
 use crate::domain::at_rest::AtRestKey;
 use crate::ops::at_rest;
-use std::path::PathBuf;
-
 use crate::store::seal::KeyRefused;
 use crate::store::{Seal, Store, StoreError};
 
