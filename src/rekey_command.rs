@@ -58,10 +58,10 @@ pub async fn run(
     let exports = export_dir.or_else(|| crate::ops::audit_export::files::beside(&store));
     let untouched = crate::store::rekey::left_as_they_were(&store, exports.as_deref());
     store.close().await;
-    let done = done?;
     for f in &untouched {
         tracing::warn!(file = %f, "left as it was by rekey (a damaged journal or an export bundle): delete it once it is no longer needed");
     }
+    let done = done?;
     match to.key() {
         Some(k) => println!(
             "re-sealed {} values ({} audit events); database {redacted} is encrypted with key id {}",

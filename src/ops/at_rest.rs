@@ -16,7 +16,7 @@ pub enum KeyLoadError {
     #[error("cannot read the encryption key file {path}: {why}")]
     Unreadable { path: PathBuf, why: String },
     #[error(
-        "the encryption key file setting holds a key, not a path: put the key in KEYWARD_ENCRYPTION_KEY, or in a file named by --encryption-key-file"
+        "the encryption key file setting names no file (it is not shown, in case it holds the key itself): give the path of an existing key file, or put the key in KEYWARD_ENCRYPTION_KEY"
     )]
     KeyForPath,
     #[error(
@@ -55,8 +55,9 @@ pub fn load_key(
 
 /// A key file: owner-only, one key.
 pub fn read_key_file(path: &Path) -> Result<Arc<AtRestKey>, KeyLoadError> {
-    // A key given where its file was expected must not be echoed back in the error.
-    if !path.exists() && path.to_str().is_some_and(|t| AtRestKey::parse(t).is_ok()) {
+    // A key (or something like one) given where its file was expected must not be echoed
+    // back: a setting that names no file is not shown.
+    if !path.exists() {
         return Err(KeyLoadError::KeyForPath);
     }
     let unreadable = |e: std::io::Error| KeyLoadError::Unreadable {
@@ -93,7 +94,7 @@ pub enum RekeyError {
     )]
     Open,
     #[error(
-        "re-sealed and committed ({0} values): the database now opens only as rekey left it; but the old values' space could not be reclaimed ({1}); run `keyward rekey` again once nothing else has the database open, or VACUUM it"
+        "re-sealed and committed ({0} values): the database now opens only with the key rekey left it under; but the old values' space could not be reclaimed ({1}): once nothing else has the database open, run VACUUM and PRAGMA wal_checkpoint(TRUNCATE) on it (SQLite) or VACUUM (FULL, ANALYZE) on its tables (PostgreSQL)"
     )]
     Reclaim(u64, StoreError),
 }

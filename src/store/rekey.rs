@@ -106,6 +106,15 @@ fn reseal(to: &Seal, place: Place, eq: bool, plain: &str) -> String {
 pub async fn rekey(store: &Store, to: &Seal) -> Result<Rekeyed, StoreError> {
     let from = &store.seal;
     let mut tx = store.begin().await?;
+    // Audit batches in flight finish first; later ones wait, then find the new key recorded
+    // and refuse to write under the old one (SQLite: the write lock does both).
+    if let super::TxConn::Postgres(t) = &mut tx.conn {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(super::audit::log::SEQUENCER_LOCK)
+            .execute(&mut **t)
+            .await
+            .map_err(db)?;
+    }
     let mut done = Rekeyed::default();
     for c in TEXT_KEYED {
         let keys = c.keys.join(", ");
@@ -257,6 +266,11 @@ pub async fn reclaim(store: &Store) -> Result<(), StoreError> {
             .execute(p)
             .await
             .map_err(db)?;
+            // The statistics just taken replace the old sample values, but their pages stay in
+            // the catalog's file until it is rewritten too, which needs a superuser.
+            if let Err(e) = sqlx::query("VACUUM FULL pg_statistic").execute(p).await {
+                tracing::warn!(error = %e, "pg_statistic could not be rewritten (it needs a superuser): old sample values of the re-sealed columns may remain in its file; run VACUUM FULL pg_statistic as a superuser");
+            }
         }
     }
     Ok(())

@@ -133,6 +133,24 @@ pub enum KeyRefused {
         "this database holds unencrypted data and an encryption key was given; encrypting it is explicit: stop every keyward process on it and run `keyward rekey --encrypt` with the key set"
     )]
     Plaintext,
+    #[error(
+        "the database was re-keyed while this process ran (its key id is now {now}); nothing more is written with the old key: restart with the current key"
+    )]
+    Changed { now: String },
+}
+
+/// Whether `seal` is still the database's key, given the key id recorded now (read in the
+/// transaction about to write): every audit batch checks, so a process that missed a rekey
+/// (PostgreSQL: its session, and so its share of the in-use lock, lost) fails closed instead
+/// of writing values nobody can open.
+pub fn still_current(seal: &Seal, recorded: Option<&str>) -> Result<(), StoreError> {
+    let mine = seal.key().map(|k| k.id());
+    if mine == recorded {
+        return Ok(());
+    }
+    Err(StoreError::KeyRefused(KeyRefused::Changed {
+        now: recorded.unwrap_or("none: not encrypted").to_owned(),
+    }))
 }
 
 /// What the database says about encryption before it is migrated.

@@ -399,7 +399,7 @@ async fn key_settings_that_cannot_be_right_are_refused_before_anything_opens() {
     let text = AtRestKey::generate().expect("rng");
     let (ok, err) = migrate(&env, Some(Path::new(&text)));
     assert!(!ok);
-    assert!(err.contains("holds a key, not a path"), "{err}");
+    assert!(err.contains("names no file"), "{err}");
     assert!(!err.contains(&text), "the key was echoed: {err}");
     // rekey with nothing to do says what it can do.
     let (ok, err) = rekey(&env, None, &[]);
@@ -643,4 +643,47 @@ async fn rekey_refuses_while_a_server_has_the_database_open_and_says_what_it_can
     let (ok, out) = rekey(&env, Some(&key), &["--encrypt"]);
     assert!(!ok);
     assert!(out.contains("is already encrypted"), "{out}");
+}
+
+#[tokio::test]
+async fn a_server_that_missed_a_rekey_writes_nothing_under_its_old_key() {
+    let s = encrypted_server().await;
+    let admin = make_history(&s).await;
+    let before: i64 = count_events(&s).await;
+    // What a rekey elsewhere leaves: another key recorded (this server's session, and with it
+    // its share of the in-use lock, having been lost).
+    s.sql("UPDATE settings SET value = '00112233445566ff' WHERE name = 'encryption_key_id'")
+        .await;
+    // The next batch finds the change: on PostgreSQL that call fails; on SQLite the call's
+    // record is already durable in this process's journal, and moving it into the tables
+    // fails, after which every call does.
+    let first = call(&http(), &s.mcp(), &admin, "whoami", json!({}), &[]).await;
+    let moved = s.app().audit.sync().await;
+    let refused = |b: &serde_json::Value| b.to_string().contains("audit trail is unavailable");
+    assert!(
+        first.as_ref().is_some_and(|(_, b)| refused(b)) || moved.is_err(),
+        "{first:?}"
+    );
+    let (_, body) = call(&http(), &s.mcp(), &admin, "whoami", json!({}), &[])
+        .await
+        .expect("answered");
+    assert!(refused(&body), "calls fail closed: {body}");
+    assert_eq!(
+        count_events(&s).await,
+        before,
+        "nothing written under the old key"
+    );
+}
+
+async fn count_events(s: &TestServer) -> i64 {
+    match &s.app().store.db {
+        keyward::store::Db::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
+            .fetch_one(p)
+            .await
+            .expect("count"),
+        keyward::store::Db::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
+            .fetch_one(p)
+            .await
+            .expect("count"),
+    }
 }

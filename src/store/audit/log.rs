@@ -64,12 +64,15 @@ fn place(
 }
 
 const INSERT_CHUNK: &str = "INSERT INTO audit_chunks (idx, hash) VALUES ($1, $2)";
-const READ_HEAD: &str = "SELECT size, frontier FROM audit_head WHERE id = 1";
+/// The head, and the key the database is sealed with now: a batch sealed under another key
+/// (a rekey ran while this process kept its old one) must not be written.
+const READ_HEAD: &str = "SELECT size, frontier, \
+    (SELECT value FROM settings WHERE name = 'encryption_key_id') FROM audit_head WHERE id = 1";
 const WRITE_HEAD: &str = "UPDATE audit_head SET size = $1, frontier = $2, \
     updated_at = CASE WHEN updated_at > $3 THEN updated_at ELSE $3 END WHERE id = 1";
 /// Takes the sequencer lock (PostgreSQL) and places `events` after the head, inside `tx`.
 pub async fn sequence(tx: &mut Tx, events: &[&AuditEvent]) -> Result<Sequenced, StoreError> {
-    let (size, frontier): (i64, Vec<u8>) = match &mut tx.conn {
+    let (size, frontier, key_id): (i64, Vec<u8>, Option<String>) = match &mut tx.conn {
         TxConn::Sqlite(t) => sqlx::query_as(READ_HEAD)
             .fetch_one(&mut **t)
             .await
@@ -86,6 +89,7 @@ pub async fn sequence(tx: &mut Tx, events: &[&AuditEvent]) -> Result<Sequenced, 
                 .map_err(db)?
         }
     };
+    crate::store::seal::still_current(&tx.seal, key_id.as_deref())?;
     place(size, &frontier, events, tx.seal.is_on())
 }
 
@@ -118,12 +122,13 @@ pub async fn advance(tx: &mut Tx, s: &Sequenced) -> Result<(), StoreError> {
 pub fn sequence_sqlite(
     conn: &rusqlite::Connection,
     events: &[&AuditEvent],
-    salted: bool,
+    seal: &crate::store::Seal,
 ) -> Result<Sequenced, StoreError> {
-    let (size, frontier): (i64, Vec<u8>) = conn
+    let (size, frontier, key_id): (i64, Vec<u8>, Option<String>) = conn
         .prepare_cached(READ_HEAD)?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    place(size, &frontier, events, salted)
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    crate::store::seal::still_current(seal, key_id.as_deref())?;
+    place(size, &frontier, events, seal.is_on())
 }
 
 /// `advance` on the SQLite writer's native connection.

@@ -225,7 +225,7 @@ pub fn insert_sqlite<'a>(
     let mut ids = Vec::with_capacity(events.len());
     let mut insert = conn.prepare_cached(INSERT_ONE)?;
     let mut tenant = conn.prepare_cached(INSERT_TENANT)?;
-    let placed = log::sequence_sqlite(conn, &events, seal.is_on())?;
+    let placed = log::sequence_sqlite(conn, &events, seal)?;
     for ((e, row), leaf) in events.iter().zip(&placed.rows).zip(&placed.leaves) {
         let sealed = SealedColumns::of(seal, row);
         let written = insert.execute(rusqlite::params![

@@ -74,9 +74,9 @@ pub fn decode(bytes: &[u8], max: usize, seal: &Seal) -> Parsed {
             out.damaged = Some(format!("checksum mismatch at +{at}"));
             break;
         }
-        // Under a key every record is sealed (rekey moves older journals first): a plaintext
-        // one was put there by someone else.
-        if seal.is_on() && payload.first() == Some(&b'{') {
+        // Under a key every record is sealed (rekey moves older journals first): any other
+        // was put there by someone else.
+        if seal.is_on() && payload.first() != Some(&crate::domain::at_rest::SEALED_RECORD) {
             out.damaged = Some(format!(
                 "unsealed record at +{at} in an encrypted database's journal"
             ));
