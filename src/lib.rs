@@ -68,9 +68,10 @@ pub async fn open_app_with(
     let store = Store::open_with(database_url, options.encryption.clone())
         .await
         .with_context(|| format!("cannot open database {}", config::redact_url(database_url)))?;
-    let in_use = store::seal::hold(&store, false)
+    let share = store::seal::hold(&store, false)
         .await?
         .context("a keyward rekey is re-sealing this database; start again when it has finished")?;
+    store.keep(share);
     claim_purpose(&store, options.development).await?;
     let name_key = store::settings::secret_get_or_insert(
         &store,
@@ -87,7 +88,6 @@ pub async fn open_app_with(
         .await
         .context("cannot start the audit trail")?;
     let app = App::new(app::AppState {
-        in_use,
         store,
         clock,
         audit,

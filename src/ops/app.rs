@@ -76,8 +76,6 @@ pub struct AppState {
     pub audit_log: Arc<crate::ops::audit_log::AuditLog>,
     /// The export directory and its caps.
     pub exports: crate::ops::audit_export::ExportSettings,
-    /// This process's share of the database's in-use lock (PostgreSQL), held while it runs.
-    pub in_use: crate::store::seal::InUse,
 }
 
 /// Counts work in progress and lets shutdown wait for it to drain.

@@ -112,7 +112,7 @@ pub async fn rekey(store: &Store, to: &Seal) -> Result<Rekeyed, RekeyError> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let _exclusive = lock.ok_or(RekeyError::Open)?;
+    let exclusive = lock.ok_or(RekeyError::Open)?;
     if let Db::Sqlite(_) = &store.db {
         let (writer, finished) = AuditWriter::start(store.clone(), &WriterConfig::default())
             .await
@@ -125,8 +125,8 @@ pub async fn rekey(store: &Store, to: &Seal) -> Result<Rekeyed, RekeyError> {
         }
     }
     let done = crate::store::rekey::rekey(store, to).await?;
-    crate::store::rekey::reclaim(store)
-        .await
-        .map_err(|e| RekeyError::Reclaim(done.values, e))?;
+    let reclaimed = crate::store::rekey::reclaim(store).await;
+    exclusive.release().await;
+    reclaimed.map_err(|e| RekeyError::Reclaim(done.values, e))?;
     Ok(done)
 }

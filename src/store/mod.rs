@@ -74,6 +74,8 @@ pub enum Db {
 pub struct Store {
     pub db: Db,
     pub seal: Seal,
+    /// This process's share of the in-use lock (PostgreSQL), released by `close`.
+    in_use: Arc<std::sync::Mutex<Option<seal::InUse>>>,
 }
 
 /// A write transaction's connection on either backend.
@@ -137,6 +139,7 @@ impl Store {
         let store = Store {
             db,
             seal: Seal::new(key),
+            in_use: Arc::default(),
         };
         seal::record(&store).await?;
         roles::sync_builtins(&store, now_for_setup()).await?;
@@ -236,7 +239,17 @@ impl Store {
         on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()).map_err(db))
     }
 
+    /// Holds `share` (this process's share of the in-use lock) until `close`.
+    pub fn keep(&self, share: seal::InUse) {
+        *self.in_use.lock().unwrap_or_else(|e| e.into_inner()) = Some(share);
+    }
+
+    /// Releases the in-use lock, then closes the pool.
     pub async fn close(&self) {
+        let share = self.in_use.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(share) = share {
+            share.release().await;
+        }
         on_pool!(self, p => p.close().await)
     }
 }

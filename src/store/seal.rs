@@ -240,14 +240,23 @@ const IN_USE_LOCK: i64 = 0x006b_7775_7365;
 /// A session holding `IN_USE_LOCK`, kept out of the pool for as long as the lock is held.
 #[derive(Debug, Default)]
 pub struct InUse {
-    _session: Option<sqlx::PgConnection>,
+    session: Option<sqlx::PgConnection>,
+}
+
+impl InUse {
+    /// Ends the session, and with it the lock, now (dropping it would close it eventually).
+    pub async fn release(self) {
+        if let Some(c) = self.session {
+            let _ = sqlx::Connection::close(c).await;
+        }
+    }
 }
 
 /// Takes `IN_USE_LOCK`, shared (a server or command) or exclusive (`rekey`); `false` when it is
 /// held the other way.
 pub async fn hold(store: &super::Store, exclusive: bool) -> Result<Option<InUse>, StoreError> {
     let super::Db::Postgres(pool) = &store.db else {
-        return Ok(Some(InUse { _session: None }));
+        return Ok(Some(InUse { session: None }));
     };
     let sql = if exclusive {
         "SELECT pg_try_advisory_lock($1)"
@@ -261,6 +270,6 @@ pub async fn hold(store: &super::Store, exclusive: bool) -> Result<Option<InUse>
         .await
         .map_err(super::db)?;
     Ok(got.then(|| InUse {
-        _session: Some(conn.detach()),
+        session: Some(conn.detach()),
     }))
 }
