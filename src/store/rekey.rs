@@ -4,6 +4,7 @@
 
 use crate::domain::at_rest::Place;
 
+use super::audit::SEALED as AUDIT;
 use super::seal::KEY_ID;
 use super::settings::NAME_HASH_KEY;
 use super::{Db, Seal, Store, StoreError, db, on_tx};
@@ -61,17 +62,6 @@ const TEXT_KEYED: &[TextKeyed] = &[
         eq: false,
         only: NAME_HASH_KEY,
     },
-];
-
-/// The audit trail's sealed columns.
-const AUDIT: &[(&str, Place, bool)] = &[
-    ("reason", Place::AuditReason, false),
-    ("salt", Place::AuditSalt, false),
-    ("client_ip", Place::AuditClientIp, true),
-    ("user_agent", Place::AuditUserAgent, true),
-    ("args", Place::AuditArgs, false),
-    ("before_state", Place::AuditBefore, false),
-    ("after_state", Place::AuditAfter, false),
 ];
 
 /// Audit rows re-sealed per read.

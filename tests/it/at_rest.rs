@@ -559,20 +559,9 @@ async fn an_edited_sealed_value_reads_as_tampered_at_its_event() {
     let c = s.client(&admin).await;
     let verified = c.ok("audit_verify", json!({"full": true})).await;
     assert_eq!(verified["verdict"], "tampered", "{verified}");
-    let at: i64 = match &s.app().store.db {
-        keyward::store::Db::Sqlite(p) => {
-            sqlx::query_scalar(&format!("SELECT seq FROM audit_events WHERE id = {seq}"))
-                .fetch_one(p)
-                .await
-                .expect("seq")
-        }
-        keyward::store::Db::Postgres(p) => {
-            sqlx::query_scalar(&format!("SELECT seq FROM audit_events WHERE id = {seq}"))
-                .fetch_one(p)
-                .await
-                .expect("seq")
-        }
-    };
+    let at = s
+        .scalar(&format!("SELECT seq FROM audit_events WHERE id = {seq}"))
+        .await;
     assert_eq!(verified["first_problem"]["seq"], at, "{verified}");
     c.close().await;
 }
@@ -676,14 +665,5 @@ async fn a_server_that_missed_a_rekey_writes_nothing_under_its_old_key() {
 }
 
 async fn count_events(s: &TestServer) -> i64 {
-    match &s.app().store.db {
-        keyward::store::Db::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
-            .fetch_one(p)
-            .await
-            .expect("count"),
-        keyward::store::Db::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
-            .fetch_one(p)
-            .await
-            .expect("count"),
-    }
+    s.scalar("SELECT COUNT(*) FROM audit_events").await
 }

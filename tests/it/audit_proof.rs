@@ -18,13 +18,6 @@ async fn sql(s: &TestServer, statements: &[&str]) {
     }
 }
 
-async fn scalar(s: &TestServer, q: &str) -> i64 {
-    match &s.app().store.db {
-        keyward::store::Db::Sqlite(p) => sqlx::query_scalar(q).fetch_one(p).await.expect(q),
-        keyward::store::Db::Postgres(p) => sqlx::query_scalar(q).fetch_one(p).await.expect(q),
-    }
-}
-
 /// A server with some history, every event covered by a checkpoint: returns the log size.
 async fn with_history() -> (TestServer, i64) {
     let s = TestServer::http(&[]).await;
@@ -41,7 +34,7 @@ async fn with_history() -> (TestServer, i64) {
     s.app().audit.sync().await.unwrap();
     let signed = audit_log::sign(s.app(), Why::Commit).await.unwrap();
     assert!(signed.is_some(), "a checkpoint is signed");
-    let size = scalar(&s, "SELECT size FROM audit_head").await;
+    let size = s.scalar("SELECT size FROM audit_head").await;
     assert!(size >= 8, "{size}");
     admin.close().await;
     (s, size)
@@ -78,12 +71,10 @@ async fn an_untouched_trail_verifies_and_names_its_checkpoint_and_key() {
     assert_eq!(verdict(&full), "ok", "{full:#}");
     assert!(full["checked"]["bodies_rehashed"].as_u64().unwrap() >= size as u64);
     // Every event carries its place and leaf hash; the sequence has no gap.
-    let n = scalar(
-        &s,
-        "SELECT COUNT(*) FROM audit_events WHERE seq IS NOT NULL AND leaf_hash IS NOT NULL",
-    )
-    .await;
-    let max = scalar(&s, "SELECT MAX(seq) FROM audit_events").await;
+    let n = s
+        .scalar("SELECT COUNT(*) FROM audit_events WHERE seq IS NOT NULL AND leaf_hash IS NOT NULL")
+        .await;
+    let max = s.scalar("SELECT MAX(seq) FROM audit_events").await;
     assert_eq!(n, max + 1);
     s.stop().await;
 }

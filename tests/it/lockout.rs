@@ -230,20 +230,9 @@ async fn expired_counters_are_pruned() {
         sign_in(&s, &ip, &format!("user{i}"), "wrong password!").await;
     }
     let rows = |table: &'static str| {
-        let store = s.app().store.clone();
-        async move {
-            let sql = format!("SELECT COUNT(*) FROM {table}");
-            match &store.db {
-                keyward::store::Db::Sqlite(p) => sqlx::query_scalar::<_, i64>(&sql)
-                    .fetch_one(p)
-                    .await
-                    .unwrap(),
-                keyward::store::Db::Postgres(p) => sqlx::query_scalar::<_, i64>(&sql)
-                    .fetch_one(p)
-                    .await
-                    .unwrap(),
-            }
-        }
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        let s = &s;
+        async move { s.scalar(&sql).await }
     };
     assert!(rows("auth_failures").await >= 5);
     assert!(rows("signin_throttle").await >= 5);

@@ -402,6 +402,14 @@ impl TestServer {
         }
     }
 
+    /// One integer read with raw SQL on this server's database, whichever the backend.
+    pub async fn scalar(&self, q: &str) -> i64 {
+        match &self.app().store.db {
+            keyward::store::Db::Sqlite(p) => sqlx::query_scalar(q).fetch_one(p).await.expect(q),
+            keyward::store::Db::Postgres(p) => sqlx::query_scalar(q).fetch_one(p).await.expect(q),
+        }
+    }
+
     /// `bytes` as a literal of this server's backend (`x'…'` or `'\x…'::bytea`).
     pub fn bytes_literal(&self, bytes: &[u8]) -> String {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

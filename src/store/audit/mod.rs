@@ -17,4 +17,5 @@ pub use read::{
     AuditFilter, AuditRow, BriefRow, Dim, Group, PageEnd, Statement, Summary, briefs, explain, get,
     page, summarise,
 };
+pub(crate) use write::SEALED;
 pub use write::{MAX_ROWS_PER_STATEMENT, append, insert_sqlite, write_batch, write_batch_sqlite};

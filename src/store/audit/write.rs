@@ -32,6 +32,18 @@ fn opt(q: &mut Sql, v: Option<&str>) {
     };
 }
 
+/// Every sealed column of `audit_events`, its place, and whether it is sealed for equality
+/// (what `SealedColumns` writes and `keyward rekey` re-seals).
+pub(crate) const SEALED: &[(&str, Place, bool)] = &[
+    ("reason", Place::AuditReason, false),
+    ("salt", Place::AuditSalt, false),
+    ("client_ip", Place::AuditClientIp, true),
+    ("user_agent", Place::AuditUserAgent, true),
+    ("args", Place::AuditArgs, false),
+    ("before_state", Place::AuditBefore, false),
+    ("after_state", Place::AuditAfter, false),
+];
+
 /// The columns `seal` hides, as stored: client IP and User-Agent sealed for equality (filters,
 /// grouping and novelty compare them); the reason (it can quote arguments), arguments, states
 /// and the leaf's salt with a random nonce.
