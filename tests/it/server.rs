@@ -61,11 +61,14 @@ enum Kind {
     InProcess {
         app: App,
         clock: Arc<ManualClock>,
+        /// Finishes once the audit writer has moved what it holds and let go of its journal.
+        writer: tokio::task::JoinHandle<()>,
     },
     Http {
         app: App,
         clock: Arc<ManualClock>,
         running: Running,
+        writer: tokio::task::JoinHandle<()>,
         /// The database actually served: the environment's, or, with authentication disabled,
         /// a throwaway one of the server's own (kept until the server is dropped).
         _database: keyward::config::Database,
@@ -136,10 +139,10 @@ impl TestServer {
         let clock = Arc::new(ManualClock::new(start));
         let mut options = env.options(Default::default());
         change(&mut options);
-        let (app, _writer) = keyward::open_app(&env.url(), clock.clone(), options)
+        let (app, writer) = keyward::open_app(&env.url(), clock.clone(), options)
             .await
             .expect("open app");
-        Self::with(Arc::new(env), Kind::InProcess { app, clock })
+        Self::with(Arc::new(env), Kind::InProcess { app, clock, writer })
     }
 
     /// `keyward serve --listen 127.0.0.1:0 <flags…>` in-process on a fresh database.
@@ -180,7 +183,7 @@ impl TestServer {
             keyward::config::database(Some(&env.url()), false)?
         };
         options.development = database.throwaway.is_some();
-        let (app, _writer) = keyward::open_app_with(
+        let (app, writer) = keyward::open_app_with(
             &database.url,
             clock.clone(),
             options,
@@ -194,6 +197,7 @@ impl TestServer {
             app,
             clock,
             running,
+            writer,
             _database: database,
         };
         Ok(Self::with(env, kind))
@@ -479,14 +483,23 @@ impl TestServer {
     pub async fn stop(self) -> Arc<Env> {
         match self.kind {
             // Like a stopped process, a stopped server lets go of its database.
-            Kind::Http { running, app, .. } => {
+            // As `serve` does, it waits for the audit writer to finish: until then its journal is
+            // still locked and would read as another live process's (e.g. to a rekey).
+            Kind::Http {
+                running,
+                app,
+                writer,
+                ..
+            } => {
                 running.shutdown.cancel();
                 let _ = running.task.await;
                 app.audit.close().await;
+                let _ = writer.await;
                 app.store.close().await;
             }
-            Kind::InProcess { app, .. } => {
+            Kind::InProcess { app, writer, .. } => {
                 app.audit.close().await;
+                let _ = writer.await;
                 app.store.close().await;
             }
             Kind::Process(p) => drop(p),
