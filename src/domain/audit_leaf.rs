@@ -5,6 +5,8 @@
 //! sorted keys and serde_json's minimal escaping. `tests/fixtures/audit-bundle-v1/` publishes
 //! examples (events, leaf hashes, root) for third-party verifiers.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -16,11 +18,16 @@ pub const LEAF_VERSION: i64 = 1;
 pub const SALTED_LEAF_VERSION: i64 = 2;
 
 /// Text as the database keeps it: no NUL characters (neither backend stores them in text).
-fn stored(v: &str) -> String {
-    v.replace('\0', "\u{FFFD}")
+/// Borrowed unless it holds one: this runs for every column of every event written.
+fn stored(v: &str) -> Cow<'_, str> {
+    if v.as_bytes().contains(&0) {
+        Cow::Owned(v.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(v)
+    }
 }
 
-fn stored_opt(v: Option<&str>) -> Option<String> {
+fn stored_opt(v: Option<&str>) -> Option<Cow<'_, str>> {
     v.map(stored)
 }
 
@@ -32,48 +39,58 @@ enum Member<'a> {
     Absent,
 }
 
-/// One event's stored columns. Field names are the leaf's member names.
+/// One event's stored columns. Field names are the leaf's member names. The writer's rows
+/// borrow from the event they are made of; rows read back own their text
+/// (`StoredEvent<'static>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredEvent {
+pub struct StoredEvent<'a> {
     pub seq: i64,
     pub at: i64,
-    pub actor_kind: String,
-    pub actor_id: Option<String>,
-    pub actor_name: Option<String>,
-    pub actor_preview: Option<String>,
-    pub role: Option<String>,
-    pub tenants: String,
-    pub action: String,
-    pub target_type: Option<String>,
-    pub target_id: Option<String>,
-    pub target_name: Option<String>,
-    pub status: String,
-    pub reason: Option<String>,
-    pub source: String,
-    pub request_source: Option<String>,
-    pub client_name: Option<String>,
-    pub client_version: Option<String>,
-    pub request_id: Option<String>,
-    pub client_ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub channel: Option<String>,
-    pub args: Option<String>,
-    pub before_state: Option<String>,
-    pub after_state: Option<String>,
+    pub actor_kind: Cow<'a, str>,
+    pub actor_id: Option<Cow<'a, str>>,
+    pub actor_name: Option<Cow<'a, str>>,
+    pub actor_preview: Option<Cow<'a, str>>,
+    pub role: Option<Cow<'a, str>>,
+    pub tenants: Cow<'a, str>,
+    pub action: Cow<'a, str>,
+    pub target_type: Option<Cow<'a, str>>,
+    pub target_id: Option<Cow<'a, str>>,
+    pub target_name: Option<Cow<'a, str>>,
+    pub status: Cow<'a, str>,
+    pub reason: Option<Cow<'a, str>>,
+    pub source: Cow<'a, str>,
+    pub request_source: Option<Cow<'a, str>>,
+    pub client_name: Option<Cow<'a, str>>,
+    pub client_version: Option<Cow<'a, str>>,
+    pub request_id: Option<Cow<'a, str>>,
+    pub client_ip: Option<Cow<'a, str>>,
+    pub user_agent: Option<Cow<'a, str>>,
+    pub channel: Option<Cow<'a, str>>,
+    pub args: Option<Cow<'a, str>>,
+    pub before_state: Option<Cow<'a, str>>,
+    pub after_state: Option<Cow<'a, str>>,
     /// Random text in the leaf of an event stored under encryption at rest (sealed in the
     /// database), so its leaf hash cannot be matched against guessed values. Absent otherwise
     /// (and then not a member of the canonical form).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub salt: Option<String>,
+    pub salt: Option<Cow<'a, str>>,
 }
 
-fn json_text(v: Option<&Value>) -> Option<String> {
-    v.map(|v| stored(&v.to_string()))
+fn json_text(v: Option<&Value>) -> Option<Cow<'static, str>> {
+    v.map(|v| Cow::Owned(stored(&v.to_string()).into_owned()))
 }
 
-impl StoredEvent {
-    /// The row `event` becomes at log position `seq`.
-    pub fn of(event: &AuditEvent, seq: i64) -> StoredEvent {
+/// Tenants as stored: space-separated (one tenant, the usual case, is borrowed).
+fn tenants_text(tenants: &[String]) -> Cow<'_, str> {
+    match tenants {
+        [one] => stored(one),
+        many => Cow::Owned(stored(&many.join(" ")).into_owned()),
+    }
+}
+
+impl<'a> StoredEvent<'a> {
+    /// The row `event` becomes at log position `seq` (borrowing its text).
+    pub fn of(event: &'a AuditEvent, seq: i64) -> StoredEvent<'a> {
         StoredEvent {
             seq,
             at: event.at.timestamp_micros(),
@@ -82,14 +99,14 @@ impl StoredEvent {
             actor_name: stored_opt(event.actor_name.as_deref()),
             actor_preview: stored_opt(event.actor_preview.as_deref()),
             role: stored_opt(event.role.as_deref()),
-            tenants: stored(&event.tenants.join(" ")),
-            action: event.action.as_str().to_owned(),
+            tenants: tenants_text(&event.tenants),
+            action: event.action.as_str().into(),
             target_type: stored_opt(event.target_type.as_deref()),
             target_id: stored_opt(event.target_id.as_deref()),
             target_name: stored_opt(event.target_name.as_deref()),
-            status: event.status.as_str().to_owned(),
+            status: event.status.as_str().into(),
             reason: stored_opt(event.reason.as_deref()),
-            source: event.source.as_str().to_owned(),
+            source: event.source.as_str().into(),
             request_source: stored_opt(event.request_source.as_deref()),
             client_name: stored_opt(event.client_name.as_deref()),
             client_version: stored_opt(event.client_version.as_deref()),
@@ -203,9 +220,11 @@ impl StoredEvent {
     pub fn leaf_hash(&self) -> Hash {
         merkle::leaf_hash(self.canonical().as_bytes())
     }
+}
 
+impl StoredEvent<'static> {
     /// Reads a line of `events.jsonl` back (any other member, or a missing one, is refused).
-    pub fn from_canonical(line: &str) -> Option<StoredEvent> {
+    pub fn from_canonical(line: &str) -> Option<StoredEvent<'static>> {
         let mut v: serde_json::Map<String, Value> = serde_json::from_str(line).ok()?;
         // The version must be the one the members imply (checked by re-serialising below).
         if !matches!(
@@ -223,7 +242,7 @@ impl StoredEvent {
 mod tests {
     use super::*;
 
-    fn sample() -> StoredEvent {
+    fn sample() -> StoredEvent<'static> {
         StoredEvent {
             seq: 3,
             at: 1_733_350_000_000_000,
@@ -276,8 +295,8 @@ mod tests {
             seq in 0i64..1 << 40,
             at in 0i64..1 << 52,
         ) {
-            let t = |i: usize| texts[i].clone();
-            let s = |i: usize| texts[i].clone().unwrap_or_default();
+            let t = |i: usize| texts[i].clone().map(Cow::Owned);
+            let s = |i: usize| Cow::Owned(texts[i].clone().unwrap_or_default());
             let e = StoredEvent {
                 seq, at,
                 actor_kind: s(0), actor_id: t(1), actor_name: t(2), actor_preview: t(3),

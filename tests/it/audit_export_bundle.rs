@@ -225,7 +225,7 @@ fn fixtures() -> PathBuf {
 }
 
 /// Five events with every kind of value a leaf holds (nulls, escapes, non-ASCII, JSON text).
-fn vector_events() -> Vec<StoredEvent> {
+fn vector_events() -> Vec<StoredEvent<'static>> {
     (0..5)
         .map(|i| StoredEvent {
             seq: i,
@@ -253,7 +253,7 @@ fn vector_events() -> Vec<StoredEvent> {
             ][i as usize]
                 .into(),
             target_type: (i != 4).then(|| "key".into()),
-            target_id: (i != 4).then(|| format!("key_target{i}")),
+            target_id: (i != 4).then(|| format!("key_target{i}").into()),
             target_name: None,
             status: if i == 2 {
                 "denied".into()
@@ -269,7 +269,7 @@ fn vector_events() -> Vec<StoredEvent> {
             client_ip: Some("192.0.2.1".into()),
             user_agent: Some("vector-test/1".into()),
             channel: None,
-            args: Some(format!("{{\"key_id\":\"key_target{i}\"}}")),
+            args: Some(format!("{{\"key_id\":\"key_target{i}\"}}").into()),
             before_state: None,
             after_state: (i == 0).then(|| "{\"state\":\"active\"}".into()),
             // An event recorded under encryption at rest: its leaf covers a salt.

@@ -127,7 +127,7 @@ pub struct Contents<'a> {
     pub tree_size: u64,
     pub root: Hash,
     pub truncated: bool,
-    pub events: &'a [StoredEvent],
+    pub events: &'a [StoredEvent<'a>],
     /// The inclusion path of each event, in the same order.
     pub paths: &'a [Vec<Hash>],
 }
@@ -226,7 +226,7 @@ pub fn pack(files: &[(&str, Vec<u8>)], mtime: i64) -> Result<Vec<u8>, BundleErro
 
 /// Every stored column, one row per event. A view for spreadsheets: cells that a spreadsheet
 /// would run as a formula are prefixed with `'`.
-pub fn csv(events: &[StoredEvent]) -> String {
+pub fn csv(events: &[StoredEvent<'_>]) -> String {
     let mut out = String::new();
     let mut header = true;
     for e in events {

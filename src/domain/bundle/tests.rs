@@ -2,7 +2,7 @@ use super::*;
 use crate::domain::checkpoint::VerifyingKey;
 use crate::domain::merkle::{self, inclusion_proof, root};
 
-pub(super) fn event(seq: i64) -> StoredEvent {
+pub(super) fn event(seq: i64) -> StoredEvent<'static> {
     StoredEvent {
         seq,
         at: 1_733_350_000_000_000 + seq * 1_000_000,
@@ -18,7 +18,7 @@ pub(super) fn event(seq: i64) -> StoredEvent {
         },
         action: "key_revoke".into(),
         target_type: Some("key".into()),
-        target_id: Some(format!("key_{seq}")),
+        target_id: Some(format!("key_{seq}").into()),
         target_name: Some("=cmd|' /C calc'!A0".into()),
         status: "success".into(),
         reason: None,
@@ -30,7 +30,7 @@ pub(super) fn event(seq: i64) -> StoredEvent {
         client_ip: Some("127.0.0.1".into()),
         user_agent: None,
         channel: None,
-        args: Some(format!("{{\"key_id\":\"key_{seq}\"}}")),
+        args: Some(format!("{{\"key_id\":\"key_{seq}\"}}").into()),
         before_state: None,
         after_state: None,
         salt: None,

@@ -13,8 +13,9 @@ use crate::store::{StoreError, Tx, TxConn, db, on_tx};
 pub const SEQUENCER_LOCK: i64 = 0x006b_776c_6f67;
 
 /// A batch placed in the log, ready to insert.
-pub struct Sequenced {
-    pub rows: Vec<StoredEvent>,
+pub struct Sequenced<'a> {
+    /// The events' rows, borrowing their text.
+    pub rows: Vec<StoredEvent<'a>>,
     pub leaves: Vec<Hash>,
     /// Chunks the batch completed: `(chunk index, hash)`.
     pub chunks: Vec<(i64, Hash)>,
@@ -29,12 +30,12 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 /// Places `events` after the head `(size, frontier)`; `salted` (encryption at rest) gives each
 /// a random salt in its leaf.
-fn place(
+fn place<'a>(
     size: i64,
     frontier: &[u8],
-    events: &[&AuditEvent],
+    events: &[&'a AuditEvent],
     salted: bool,
-) -> Result<Sequenced, StoreError> {
+) -> Result<Sequenced<'a>, StoreError> {
     let size = u64::try_from(size).map_err(corrupt)?;
     let mut frontier = Frontier::from_bytes(size, frontier).map_err(corrupt)?;
     let mut out = Sequenced {
@@ -49,7 +50,7 @@ fn place(
         if salted {
             // 131 random bits: no guess of the event's sealed values can be tested against
             // its leaf hash without opening the salt.
-            row.salt = Some(crate::domain::encoding::random_base62(22));
+            row.salt = Some(crate::domain::encoding::random_base62(22).into());
         }
         let leaf = row.leaf_hash();
         if let Some((idx, h)) = frontier.push(leaf) {
@@ -71,7 +72,10 @@ const READ_HEAD: &str = "SELECT size, frontier, \
 const WRITE_HEAD: &str = "UPDATE audit_head SET size = $1, frontier = $2, \
     updated_at = CASE WHEN updated_at > $3 THEN updated_at ELSE $3 END WHERE id = 1";
 /// Takes the sequencer lock (PostgreSQL) and places `events` after the head, inside `tx`.
-pub async fn sequence(tx: &mut Tx, events: &[&AuditEvent]) -> Result<Sequenced, StoreError> {
+pub async fn sequence<'a>(
+    tx: &mut Tx,
+    events: &[&'a AuditEvent],
+) -> Result<Sequenced<'a>, StoreError> {
     let (size, frontier, key_id): (i64, Vec<u8>, Option<String>) = match &mut tx.conn {
         TxConn::Sqlite(t) => sqlx::query_as(READ_HEAD)
             .fetch_one(&mut **t)
@@ -94,7 +98,7 @@ pub async fn sequence(tx: &mut Tx, events: &[&AuditEvent]) -> Result<Sequenced, 
 }
 
 /// Records the new head and the completed chunks, inside `tx`.
-pub async fn advance(tx: &mut Tx, s: &Sequenced) -> Result<(), StoreError> {
+pub async fn advance(tx: &mut Tx, s: &Sequenced<'_>) -> Result<(), StoreError> {
     let size = s.frontier.size() as i64;
     let edge = s.frontier.to_bytes();
     // Numbered placeholders and CASE read the same on both backends.
@@ -119,11 +123,11 @@ pub async fn advance(tx: &mut Tx, s: &Sequenced) -> Result<(), StoreError> {
 }
 
 /// `sequence` on the SQLite writer's native connection (it holds the write lock already).
-pub fn sequence_sqlite(
+pub fn sequence_sqlite<'a>(
     conn: &rusqlite::Connection,
-    events: &[&AuditEvent],
+    events: &[&'a AuditEvent],
     seal: &crate::store::Seal,
-) -> Result<Sequenced, StoreError> {
+) -> Result<Sequenced<'a>, StoreError> {
     let (size, frontier, key_id): (i64, Vec<u8>, Option<String>) = conn
         .prepare_cached(READ_HEAD)?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
@@ -132,7 +136,7 @@ pub fn sequence_sqlite(
 }
 
 /// `advance` on the SQLite writer's native connection.
-pub fn advance_sqlite(conn: &rusqlite::Connection, s: &Sequenced) -> Result<(), StoreError> {
+pub fn advance_sqlite(conn: &rusqlite::Connection, s: &Sequenced<'_>) -> Result<(), StoreError> {
     conn.prepare_cached(WRITE_HEAD)?.execute(rusqlite::params![
         s.frontier.size() as i64,
         s.frontier.to_bytes(),

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
+use std::borrow::Cow;
+
 use crate::domain::audit_leaf::StoredEvent;
 use crate::domain::merkle::{self, CHUNK, CHUNK_LEVEL, Hash, Subtrees};
 use crate::store::{Store, StoreError, db, on_pool};
@@ -180,7 +182,7 @@ const ROW_COLUMNS: &str = "seq, at, actor_kind, actor_id, actor_name, actor_prev
     request_source, client_name, client_version, request_id, client_ip, user_agent, channel, \
     args, before_state, after_state, salt, leaf_hash";
 
-fn stored_of<R: Row>(r: &R) -> Result<(StoredEvent, Option<Vec<u8>>), sqlx::Error>
+fn stored_of<R: Row>(r: &R) -> Result<(StoredEvent<'static>, Option<Vec<u8>>), sqlx::Error>
 where
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
@@ -188,34 +190,38 @@ where
     for<'a> Option<Vec<u8>>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> &'a str: sqlx::ColumnIndex<R>,
 {
+    let opt = |column: &str| {
+        r.try_get::<Option<String>, _>(column)
+            .map(|v| v.map(Cow::Owned))
+    };
     Ok((
         StoredEvent {
             seq: r.try_get("seq")?,
             at: r.try_get("at")?,
-            actor_kind: r.try_get("actor_kind")?,
-            actor_id: r.try_get("actor_id")?,
-            actor_name: r.try_get("actor_name")?,
-            actor_preview: r.try_get("actor_preview")?,
-            role: r.try_get("role")?,
-            tenants: r.try_get("tenants")?,
-            action: r.try_get("action")?,
-            target_type: r.try_get("target_type")?,
-            target_id: r.try_get("target_id")?,
-            target_name: r.try_get("target_name")?,
-            status: r.try_get("status")?,
-            reason: r.try_get("reason")?,
-            source: r.try_get("source")?,
-            request_source: r.try_get("request_source")?,
-            client_name: r.try_get("client_name")?,
-            client_version: r.try_get("client_version")?,
-            request_id: r.try_get("request_id")?,
-            client_ip: r.try_get("client_ip")?,
-            user_agent: r.try_get("user_agent")?,
-            channel: r.try_get("channel")?,
-            args: r.try_get("args")?,
-            before_state: r.try_get("before_state")?,
-            after_state: r.try_get("after_state")?,
-            salt: r.try_get("salt")?,
+            actor_kind: Cow::Owned(r.try_get("actor_kind")?),
+            actor_id: opt("actor_id")?,
+            actor_name: opt("actor_name")?,
+            actor_preview: opt("actor_preview")?,
+            role: opt("role")?,
+            tenants: Cow::Owned(r.try_get("tenants")?),
+            action: Cow::Owned(r.try_get("action")?),
+            target_type: opt("target_type")?,
+            target_id: opt("target_id")?,
+            target_name: opt("target_name")?,
+            status: Cow::Owned(r.try_get("status")?),
+            reason: opt("reason")?,
+            source: Cow::Owned(r.try_get("source")?),
+            request_source: opt("request_source")?,
+            client_name: opt("client_name")?,
+            client_version: opt("client_version")?,
+            request_id: opt("request_id")?,
+            client_ip: opt("client_ip")?,
+            user_agent: opt("user_agent")?,
+            channel: opt("channel")?,
+            args: opt("args")?,
+            before_state: opt("before_state")?,
+            after_state: opt("after_state")?,
+            salt: opt("salt")?,
         },
         r.try_get("leaf_hash")?,
     ))
@@ -224,7 +230,7 @@ where
 /// The row with its sealed columns opened. A value that does not open (edited, or moved from
 /// another row or column) reads as U+FFFD, which no event holds whole, so the row's leaf no
 /// longer matches and verification names it tampered rather than failing.
-fn opened(seal: &crate::store::Seal, mut e: StoredEvent) -> StoredEvent {
+fn opened(seal: &crate::store::Seal, mut e: StoredEvent<'static>) -> StoredEvent<'static> {
     use crate::domain::at_rest::Place;
     if !seal.is_on() {
         return e;
@@ -238,15 +244,17 @@ fn opened(seal: &crate::store::Seal, mut e: StoredEvent) -> StoredEvent {
         (Place::AuditBefore, &mut e.before_state),
         (Place::AuditAfter, &mut e.after_state),
     ] {
-        if seal.open_in(place, v).is_err() {
-            *v = Some("\u{FFFD}".to_owned());
-        }
+        let mut text = v.take().map(Cow::into_owned);
+        *v = match seal.open_in(place, &mut text) {
+            Ok(()) => text.map(Cow::Owned),
+            Err(_) => Some(Cow::Borrowed("\u{FFFD}")),
+        };
     }
     e
 }
 
 /// A stored row and the leaf hash stored beside it.
-pub type StoredRow = (StoredEvent, Option<Hash>);
+pub type StoredRow = (StoredEvent<'static>, Option<Hash>);
 
 /// Up to `limit` rows with seq ≥ `from`, in seq order.
 pub async fn rows_from(store: &Store, from: u64, limit: i64) -> Result<Vec<StoredRow>, StoreError> {

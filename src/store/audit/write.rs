@@ -58,7 +58,7 @@ pub(crate) struct SealedColumns<'a> {
 }
 
 impl<'a> SealedColumns<'a> {
-    pub(crate) fn of(seal: &Seal, e: &'a StoredEvent) -> Self {
+    pub(crate) fn of(seal: &Seal, e: &'a StoredEvent<'_>) -> Self {
         SealedColumns {
             reason: seal.text_opt(Place::AuditReason, e.reason.as_deref()),
             salt: seal.text_opt(Place::AuditSalt, e.salt.as_deref()),
@@ -72,7 +72,7 @@ impl<'a> SealedColumns<'a> {
 }
 
 /// `INSERT INTO audit_events … VALUES (…), (…)` for `rows` (every value bound).
-fn push_insert(q: &mut Sql, seal: &Seal, rows: &[StoredEvent], leaves: &[Hash]) {
+fn push_insert(q: &mut Sql, seal: &Seal, rows: &[StoredEvent<'_>], leaves: &[Hash]) {
     q.push(INSERT_EVENTS);
     for (i, (e, leaf)) in rows.iter().zip(leaves).enumerate() {
         if i > 0 {
@@ -85,14 +85,14 @@ fn push_insert(q: &mut Sql, seal: &Seal, rows: &[StoredEvent], leaves: &[Hash]) 
             e.actor_name.as_deref(),
             e.actor_preview.as_deref(),
             e.role.as_deref(),
-            Some(e.tenants.as_str()),
-            Some(e.action.as_str()),
+            Some(&*e.tenants),
+            Some(&*e.action),
             e.target_type.as_deref(),
             e.target_id.as_deref(),
             e.target_name.as_deref(),
-            Some(e.status.as_str()),
+            Some(&*e.status),
             sealed.reason.as_deref(),
-            Some(e.source.as_str()),
+            Some(&*e.source),
             e.request_source.as_deref(),
             e.client_name.as_deref(),
             e.client_version.as_deref(),
