@@ -12,6 +12,12 @@
 //!     cargo run --release --example load -- --keyward /tmp/keyward-before   # another build as (a)
 //!     cargo run --release --example load -- --oauth   # also (a') keyward with an OAuth access token
 //!     cargo run --release --example load -- --encrypt   # keyward with encryption at rest
+//!     cargo run --release --example load -- --compare /tmp/keyward-before   # (c): another build
+//!
+//! With `--compare`, another keyward build runs beside this one (each on its own fresh SQLite
+//! database) and every round measures both, in alternating order, and bare: the two builds'
+//! ratios come from the same minutes, and the report gives the median of the per-round
+//! differences, so drift in the machine's speed between runs does not enter the comparison.
 //!
 //! Requests are self-contained 2026-07-28 calls (no session), answered as plain JSON.
 
@@ -38,6 +44,8 @@ struct Args {
     oauth: bool,
     /// Run keyward with encryption at rest (a fresh key in KEYWARD_ENCRYPTION_KEY).
     encrypt: bool,
+    /// Another keyward build measured as (c) in every round, beside (a) and (b).
+    compare: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -51,6 +59,7 @@ fn args() -> Args {
         keyward: None,
         oauth: false,
         encrypt: false,
+        compare: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -64,6 +73,7 @@ fn args() -> Args {
             "--target" => a.target = Some(value),
             "--key" => a.key = Some(value),
             "--keyward" => a.keyward = Some(PathBuf::from(value)),
+            "--compare" => a.compare = Some(PathBuf::from(value)),
             "--oauth" => {
                 a.oauth = true;
                 i += 1;
@@ -394,6 +404,60 @@ async fn oauth_token(mcp_url: &str, key: &str) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// Bootstraps `bin` on `db` and starts it serving: the server and its admin key. With an
+/// encryption key, it goes in the environment; otherwise none at all (set but empty is refused).
+fn launch(
+    bin: &std::path::Path,
+    db: &str,
+    signing_key: &std::path::Path,
+    encryption_key: Option<&str>,
+) -> anyhow::Result<(Server, String)> {
+    let keyed = |c: &mut Command| match encryption_key {
+        Some(k) => {
+            c.env("KEYWARD_ENCRYPTION_KEY", k);
+        }
+        None => {
+            c.env_remove("KEYWARD_ENCRYPTION_KEY");
+        }
+    };
+    let mut boot = Command::new(bin);
+    boot.args(["bootstrap", "--json"])
+        .env("KEYWARD_DATABASE_URL", db)
+        .env("KEYWARD_AUDIT_SIGNING_KEY", signing_key);
+    keyed(&mut boot);
+    let boot = boot.output()?;
+    anyhow::ensure!(
+        boot.status.success(),
+        "bootstrap of {} failed: {}",
+        bin.display(),
+        String::from_utf8_lossy(&boot.stderr)
+    );
+    let key = serde_json::from_slice::<Value>(&boot.stdout)?["api_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--stateless", "--listen", "127.0.0.1:0"])
+        .env("KEYWARD_DATABASE_URL", db)
+        .env("KEYWARD_AUDIT_SIGNING_KEY", signing_key)
+        .env_remove("RUST_LOG");
+    keyed(&mut cmd);
+    Ok((start(cmd)?, key))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
 fn line(name: &str, r: &Round) {
     println!(
         "  {name:<22} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ok {:>8}   failed {:>5}   5xx {:>3}   cpu {:>5.1} µs/call",
@@ -440,40 +504,20 @@ async fn main() -> anyhow::Result<()> {
         ),
         false => None,
     };
-    // With --encrypt, the key in the environment; otherwise none at all (set but empty is
-    // refused).
-    let keyed = |c: &mut Command| match &encryption_key {
-        Some(k) => {
-            c.env("KEYWARD_ENCRYPTION_KEY", k);
+    let (kw, key) = launch(&keyward, &db, &signing_key, encryption_key.as_deref())?;
+    // (c): the other build on a database of its own, with the same settings.
+    let other = match &a.compare {
+        Some(bin) => {
+            anyhow::ensure!(
+                a.database_url.is_none() && a.target.is_none(),
+                "--compare runs both builds on fresh SQLite databases of their own"
+            );
+            let db = format!("sqlite://{}", dir.path().join("compare.db").display());
+            let signing = dir.path().join("compare-audit.key");
+            Some(launch(bin, &db, &signing, encryption_key.as_deref())?)
         }
-        None => {
-            c.env_remove("KEYWARD_ENCRYPTION_KEY");
-        }
+        None => None,
     };
-    let mut boot = Command::new(&keyward);
-    boot.args(["bootstrap", "--json"])
-        .env("KEYWARD_DATABASE_URL", &db)
-        .env("KEYWARD_AUDIT_SIGNING_KEY", &signing_key);
-    keyed(&mut boot);
-    let boot = boot.output()?;
-    anyhow::ensure!(
-        boot.status.success(),
-        "bootstrap failed: {}",
-        String::from_utf8_lossy(&boot.stderr)
-    );
-    let key = serde_json::from_slice::<Value>(&boot.stdout)?["api_key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-
-    let mut kw_cmd = Command::new(&keyward);
-    kw_cmd
-        .args(["serve", "--stateless", "--listen", "127.0.0.1:0"])
-        .env("KEYWARD_DATABASE_URL", &db)
-        .env("KEYWARD_AUDIT_SIGNING_KEY", &signing_key)
-        .env_remove("RUST_LOG");
-    keyed(&mut kw_cmd);
-    let kw = start(kw_cmd)?;
     let mut bare_cmd = Command::new(&bare);
     bare_cmd.arg("127.0.0.1:0");
     let bare = start(bare_cmd)?;
@@ -503,6 +547,9 @@ async fn main() -> anyhow::Result<()> {
     // Warm both (connections, caches, allocators) before measuring.
     round(&kw.url, Some(&key), a.connections, 1).await;
     round(&bare.url, None, a.connections, 1).await;
+    if let Some((c, c_key)) = &other {
+        round(&c.url, Some(c_key), a.connections, 1).await;
+    }
 
     let token = if a.oauth {
         let t = oauth_token(&kw.url, &key).await?;
@@ -513,8 +560,28 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let (mut ka, mut kb, mut kt) = (Round::default(), Round::default(), Round::default());
+    let mut kc = Round::default();
+    // Per round: a/b, c/b, their difference (a/b − c/b), and a/c.
+    let (mut ab, mut cb, mut diff, mut ac) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..a.rounds {
+        // (c) goes first in odd rounds, second in even ones, so neither build always follows
+        // the other.
+        let other_round = || async {
+            match &other {
+                Some((c, c_key)) => {
+                    Some(measured(c.url.clone(), Some(c_key.clone()), c.child.id()).await)
+                }
+                None => None,
+            }
+        };
+        let mut rc = None;
+        if i % 2 == 0 {
+            rc = other_round().await;
+        }
         let ra = measured(kw.url.clone(), Some(key.clone()), pid).await;
+        if i % 2 == 1 {
+            rc = other_round().await;
+        }
         let rt = match &token {
             Some(t) => Some(measured(kw.url.clone(), Some(t.clone()), pid).await),
             None => None,
@@ -532,6 +599,22 @@ async fn main() -> anyhow::Result<()> {
             kt.merge(rt);
         }
         line("(b) bare rmcp", &rb);
+        ab.push(ra.rps() / rb.rps());
+        if let Some(rc) = rc {
+            line("(c) the other build", &rc);
+            let c_b = rc.rps() / rb.rps();
+            println!(
+                "    a/b {:.3}  c/b {:.3}  a/b - c/b {:+.3}  a/c {:.3}",
+                ab[i],
+                c_b,
+                ab[i] - c_b,
+                ra.rps() / rc.rps()
+            );
+            ac.push(ra.rps() / rc.rps());
+            cb.push(c_b);
+            diff.push(ab[i] - c_b);
+            kc.merge(rc);
+        }
         ka.merge(ra);
         kb.merge(rb);
     }
@@ -539,6 +622,23 @@ async fn main() -> anyhow::Result<()> {
     println!("all rounds:");
     line("(a) keyward", &ka);
     line("(b) bare rmcp", &kb);
+    if let Some((bin, _)) = a.compare.as_ref().zip(other.as_ref()) {
+        line("(c) the other build", &kc);
+        println!(
+            "median of {} rounds: a/b {:.3}, c/b {:.3} ({}); median a/b - c/b {:+.3}; median a/c {:.3}",
+            a.rounds,
+            median(ab.clone()),
+            median(cb.clone()),
+            bin.display(),
+            median(diff.clone()),
+            median(ac.clone())
+        );
+        println!(
+            "server CPU per answered call: (a) {:.1} µs, (c) {:.1} µs",
+            ka.cpu_per_call_us(),
+            kc.cpu_per_call_us()
+        );
+    }
     if token.is_some() {
         line("(a') keyward, OAuth", &kt);
         println!(
