@@ -288,6 +288,22 @@ mod tests {
         );
     }
 
+    #[test]
+    fn rows_borrow_clean_text_and_replace_nul_as_the_database_would() {
+        let mut e = crate::domain::audit::sample_event("fine");
+        e.actor_name = Some("ci\0agent".into());
+        e.tenants = vec!["acme".into(), "globex".into()];
+        let row = StoredEvent::of(&e, 7);
+        assert_eq!(row.actor_name.as_deref(), Some("ci\u{FFFD}agent"));
+        assert_eq!(row.tenants, "acme globex");
+        assert!(matches!(row.reason, Some(Cow::Borrowed("fine"))));
+        e.tenants = vec!["acme".into()];
+        assert!(matches!(
+            StoredEvent::of(&e, 7).tenants,
+            Cow::Borrowed("acme")
+        ));
+    }
+
     proptest::proptest! {
         #[test]
         fn the_direct_form_equals_the_generic_sort(
