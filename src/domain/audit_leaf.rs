@@ -126,9 +126,15 @@ impl<'a> StoredEvent<'a> {
     /// order is byte order), strings escaped by serde_json: it runs for every event written,
     /// so no intermediate map. A test holds it equal to the generic sort.
     pub fn canonical(&self) -> String {
-        use std::io::Write;
         fn text(out: &mut Vec<u8>, v: Option<&str>) {
             match v {
+                // Most values need no escaping (JSON escapes only `"`, `\` and controls):
+                // copied as they are.
+                Some(t) if t.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') => {
+                    out.push(b'"');
+                    out.extend_from_slice(t.as_bytes());
+                    out.push(b'"');
+                }
                 // Serialising a &str into memory cannot fail.
                 Some(t) => {
                     let _ = serde_json::to_writer(&mut *out, t);
@@ -188,7 +194,7 @@ impl<'a> StoredEvent<'a> {
             match value {
                 Member::Text(t) => text(&mut out, *t),
                 Member::Int(n) => {
-                    let _ = write!(out, "{n}");
+                    let _ = serde_json::to_writer(&mut out, n);
                 }
                 Member::Absent => {}
             }
@@ -286,6 +292,31 @@ mod tests {
             StoredEvent::from_canonical(&c.replacen("{", "{\"x\":1,", 1)),
             None
         );
+    }
+
+    #[test]
+    fn text_copied_unescaped_is_exactly_what_serde_json_writes() {
+        for t in [
+            "plain",
+            "",
+            "\u{7f}",
+            "é ü",
+            "\u{2028}\u{2029}",
+            "</script>",
+            "a/b",
+            "\u{1f}",
+            "\"",
+            "\\",
+            "\u{0}",
+            "tab\t",
+            "\u{FFFD}",
+        ] {
+            let mut e = sample();
+            e.role = Some(t.into());
+            e.seq = -1;
+            e.at = 1 << 53;
+            assert_eq!(e.canonical(), e.canonical_by_sorting(), "{t:?}");
+        }
     }
 
     #[test]
