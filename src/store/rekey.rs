@@ -82,6 +82,15 @@ fn unopenable(table: &str, column: &str, row: &str) -> StoreError {
     ))
 }
 
+/// `column = $n` for each of `columns`, numbered from `first`.
+fn assignments(columns: &[&str], first: usize) -> Vec<String> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ${}", i + first))
+        .collect()
+}
+
 fn reseal(to: &Seal, place: Place, eq: bool, plain: &str) -> String {
     if eq {
         to.eq(place, plain).into_owned()
@@ -128,12 +137,7 @@ pub async fn rekey(store: &Store, to: &Seal) -> Result<Rekeyed, StoreError> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(db)?
         });
-        let filter: Vec<String> = c
-            .keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| format!("{k} = ${}", i + 2))
-            .collect();
+        let filter = assignments(c.keys, 2);
         let update = format!(
             "UPDATE {} SET {} = $1 WHERE {}",
             c.table,
@@ -161,11 +165,7 @@ pub async fn rekey(store: &Store, to: &Seal) -> Result<Rekeyed, StoreError> {
         "SELECT id, {} FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2",
         columns.join(", ")
     );
-    let sets: Vec<String> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("{c} = ${}", i + 1))
-        .collect();
+    let sets = assignments(&columns, 1);
     let update = format!(
         "UPDATE audit_events SET {} WHERE id = ${}",
         sets.join(", "),

@@ -45,12 +45,17 @@ impl Seal {
         self.0.is_some()
     }
 
-    /// A value as stored (random nonce).
-    pub fn text<'a>(&self, place: Place, v: &'a str) -> Cow<'a, str> {
+    /// `v` sealed by `how` under the key, or as it is without one.
+    fn sealed<'a>(&self, v: &'a str, how: impl FnOnce(&AtRestKey) -> String) -> Cow<'a, str> {
         match &self.0 {
-            Some(k) => Cow::Owned(k.seal(place, v)),
+            Some(k) => Cow::Owned(how(k)),
             None => Cow::Borrowed(v),
         }
+    }
+
+    /// A value as stored (random nonce).
+    pub fn text<'a>(&self, place: Place, v: &'a str) -> Cow<'a, str> {
+        self.sealed(v, |k| k.seal(place, v))
     }
 
     pub fn text_opt<'a>(&self, place: Place, v: Option<&'a str>) -> Option<Cow<'a, str>> {
@@ -59,10 +64,7 @@ impl Seal {
 
     /// A value as stored where it is compared or grouped (deterministic).
     pub fn eq<'a>(&self, place: Place, v: &'a str) -> Cow<'a, str> {
-        match &self.0 {
-            Some(k) => Cow::Owned(k.seal_eq(place, v)),
-            None => Cow::Borrowed(v),
-        }
+        self.sealed(v, |k| k.seal_eq(place, v))
     }
 
     pub fn eq_opt<'a>(&self, place: Place, v: Option<&'a str>) -> Option<Cow<'a, str>> {

@@ -50,30 +50,22 @@ async fn make_history(s: &TestServer) -> String {
     let admin_key = s.admin_key().await;
     let client = http();
     let headers = [("x-forwarded-for", IP), ("user-agent", AGENT)];
-    let (status, body) = call(
-        &client,
-        &s.mcp(),
-        &admin_key,
-        "key_create",
-        json!({"name": "ledger", "role": "reader", "tenants": ["*"], "description": DESCRIPTION}),
-        &headers,
-    )
-    .await
-    .expect("answered");
-    assert_eq!(status, 200, "{body}");
-    assert_ne!(body["result"]["isError"], true, "{body}");
-    let (status, body) = call(
-        &client,
-        &s.mcp(),
-        &admin_key,
-        "role_create",
-        json!({"name": "closer", "permissions": ["key:read"], "description": ROLE_DESCRIPTION}),
-        &headers,
-    )
-    .await
-    .expect("answered");
-    assert_eq!(status, 200, "{body}");
-    assert_ne!(body["result"]["isError"], true, "{body}");
+    for (tool, args) in [
+        (
+            "key_create",
+            json!({"name": "ledger", "role": "reader", "tenants": ["*"], "description": DESCRIPTION}),
+        ),
+        (
+            "role_create",
+            json!({"name": "closer", "permissions": ["key:read"], "description": ROLE_DESCRIPTION}),
+        ),
+    ] {
+        let (status, body) = call(&client, &s.mcp(), &admin_key, tool, args, &headers)
+            .await
+            .expect("answered");
+        assert_eq!(status, 200, "{body}");
+        assert_ne!(body["result"]["isError"], true, "{body}");
+    }
     // A malformed argument: the refusal's reason quotes it.
     let (_, body) = call(
         &client,
