@@ -76,17 +76,30 @@ pub struct SetupToken {
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// What every handler and layer shares. Cloned for every layer a request passes (axum hands
+/// each its own copy), so it is one reference count rather than one per field: counts that
+/// both cores touch on every request cost more than anything else in a clone.
 #[derive(Clone)]
-pub struct HttpState {
+pub struct HttpState(Arc<HttpShared>);
+
+impl std::ops::Deref for HttpState {
+    type Target = HttpShared;
+
+    fn deref(&self) -> &HttpShared {
+        &self.0
+    }
+}
+
+pub struct HttpShared {
     pub app: App,
-    pub settings: Arc<HttpSettings>,
+    pub settings: HttpSettings,
     /// The one-time bootstrap token; `None` once used or seen closed, or when bootstrap was
     /// already closed at start.
-    pub setup_token: Arc<Mutex<Option<SetupToken>>>,
+    pub setup_token: Mutex<Option<SetupToken>>,
     /// Live MCP sessions: who opened each, when last used, what is in flight.
     pub sessions: Arc<sessions::SessionTable>,
     /// When a refusal at the session cap was last audited (once per burst).
-    pub session_refusal_audited: Arc<Mutex<Option<chrono::DateTime<chrono::Utc>>>>,
+    pub session_refusal_audited: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
 /// The whole HTTP application. Layers, outermost first, and why in this order:
@@ -329,17 +342,17 @@ pub async fn start(app: App, settings: HttpSettings) -> anyhow::Result<Running> 
     let grace = settings.shutdown_grace;
     let settings_sessions = settings.sessions;
     let conn_limits = settings.connections.clone();
-    let state = HttpState {
+    let state = HttpState(Arc::new(HttpShared {
         app: app.clone(),
-        settings: Arc::new(settings),
-        setup_token: Arc::new(Mutex::new(
+        settings,
+        setup_token: Mutex::new(
             setup_token
                 .clone()
                 .map(|value| SetupToken { value, expires_at }),
-        )),
+        ),
         sessions: Arc::new(sessions::SessionTable::new(settings_sessions)),
-        session_refusal_audited: Arc::default(),
-    };
+        session_refusal_audited: Mutex::default(),
+    }));
     let listen = state.settings.listen;
     let mcp_shutdown = CancellationToken::new();
     let router = router(state, mcp_shutdown.clone());
