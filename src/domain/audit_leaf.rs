@@ -126,6 +126,14 @@ impl<'a> StoredEvent<'a> {
     /// order is byte order), strings escaped by serde_json: it runs for every event written,
     /// so no intermediate map. A test holds it equal to the generic sort.
     pub fn canonical(&self) -> String {
+        let mut out = Vec::with_capacity(640);
+        self.write_canonical(&mut out);
+        // Names are ASCII and serde_json writes valid UTF-8.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Appends the canonical form to `out`.
+    fn write_canonical(&self, out: &mut Vec<u8>) {
         fn text(out: &mut Vec<u8>, v: Option<&str>) {
             match v {
                 // Most values need no escaping (JSON escapes only `"`, `\` and controls):
@@ -142,7 +150,6 @@ impl<'a> StoredEvent<'a> {
                 None => out.extend_from_slice(b"null"),
             }
         }
-        let mut out: Vec<u8> = Vec::with_capacity(640);
         let salt = match &self.salt {
             Some(s) => Member::Text(Some(s)),
             None => Member::Absent,
@@ -192,16 +199,14 @@ impl<'a> StoredEvent<'a> {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b"\":");
             match value {
-                Member::Text(t) => text(&mut out, *t),
+                Member::Text(t) => text(out, *t),
                 Member::Int(n) => {
-                    let _ = serde_json::to_writer(&mut out, n);
+                    let _ = serde_json::to_writer(&mut *out, n);
                 }
                 Member::Absent => {}
             }
         }
         out.push(b'}');
-        // Names are ASCII and serde_json writes valid UTF-8.
-        String::from_utf8(out).unwrap_or_default()
     }
 
     /// The same, the slow generic way: every member through a sorted map.
@@ -224,7 +229,15 @@ impl<'a> StoredEvent<'a> {
     }
 
     pub fn leaf_hash(&self) -> Hash {
-        merkle::leaf_hash(self.canonical().as_bytes())
+        self.leaf_hash_in(&mut Vec::with_capacity(640))
+    }
+
+    /// The same, writing the preimage into `buf` (cleared first): the sequencer keeps one
+    /// buffer for a whole batch instead of allocating a string per event.
+    pub fn leaf_hash_in(&self, buf: &mut Vec<u8>) -> Hash {
+        buf.clear();
+        self.write_canonical(buf);
+        merkle::leaf_hash(buf)
     }
 }
 
@@ -292,6 +305,19 @@ mod tests {
             StoredEvent::from_canonical(&c.replacen("{", "{\"x\":1,", 1)),
             None
         );
+    }
+
+    #[test]
+    fn a_reused_preimage_buffer_gives_each_event_its_own_hash() {
+        let (a, mut b) = (sample(), sample());
+        b.seq += 1;
+        b.actor_name = None;
+        let mut buf = b"left over from an earlier, longer event".repeat(40);
+        assert_eq!(a.leaf_hash_in(&mut buf), a.leaf_hash());
+        assert_eq!(buf, a.canonical().as_bytes());
+        assert_eq!(b.leaf_hash_in(&mut buf), b.leaf_hash());
+        assert_eq!(b.leaf_hash(), merkle::leaf_hash(b.canonical().as_bytes()));
+        assert_ne!(a.leaf_hash(), b.leaf_hash());
     }
 
     #[test]

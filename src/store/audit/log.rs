@@ -45,6 +45,7 @@ fn place<'a>(
         frontier: Frontier::default(),
         updated_at: 0,
     };
+    let mut preimage = Vec::with_capacity(1024);
     for e in events {
         let mut row = StoredEvent::of(e, frontier.size() as i64);
         if salted {
@@ -52,7 +53,7 @@ fn place<'a>(
             // its leaf hash without opening the salt.
             row.salt = Some(crate::domain::encoding::random_base62(22).into());
         }
-        let leaf = row.leaf_hash();
+        let leaf = row.leaf_hash_in(&mut preimage);
         if let Some((idx, h)) = frontier.push(leaf) {
             out.chunks.push((idx as i64, h));
         }
