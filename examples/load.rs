@@ -13,11 +13,17 @@
 //!     cargo run --release --example load -- --oauth   # also (a') keyward with an OAuth access token
 //!     cargo run --release --example load -- --encrypt   # keyward with encryption at rest
 //!     cargo run --release --example load -- --compare /tmp/keyward-before   # (c): another build
+//!     cargo run --release --example load -- --database-url postgres://… --replicas 2
 //!
 //! With `--compare`, another keyward build runs beside this one (each on its own fresh SQLite
 //! database) and every round measures both, in alternating order, and bare: the two builds'
 //! ratios come from the same minutes, and the report gives the median of the per-round
 //! differences, so drift in the machine's speed between runs does not enter the comparison.
+//!
+//! With `--replicas N` (PostgreSQL only), (a) is N stateless keyward processes on the one
+//! database, the connections split evenly between them, measured at the same time; after the
+//! rounds the trail is counted against the calls answered (every answered call must have its
+//! record: lost = answered − recorded).
 //!
 //! Requests are self-contained 2026-07-28 calls (no session), answered as plain JSON.
 
@@ -46,6 +52,8 @@ struct Args {
     encrypt: bool,
     /// Another keyward build measured as (c) in every round, beside (a) and (b).
     compare: Option<PathBuf>,
+    /// Stateless keyward processes on the one PostgreSQL database measured together as (a).
+    replicas: usize,
 }
 
 fn args() -> Args {
@@ -60,6 +68,7 @@ fn args() -> Args {
         oauth: false,
         encrypt: false,
         compare: None,
+        replicas: 1,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -74,6 +83,7 @@ fn args() -> Args {
             "--key" => a.key = Some(value),
             "--keyward" => a.keyward = Some(PathBuf::from(value)),
             "--compare" => a.compare = Some(PathBuf::from(value)),
+            "--replicas" => a.replicas = value.parse().unwrap_or(1).max(1),
             "--oauth" => {
                 a.oauth = true;
                 i += 1;
@@ -219,6 +229,13 @@ impl Round {
         self.latencies.extend(other.latencies);
         self.elapsed += other.elapsed;
         self.cpu_ticks += other.cpu_ticks;
+    }
+
+    /// Adds a round run at the same time against another replica.
+    fn beside(&mut self, other: Round) {
+        let elapsed = self.elapsed.max(other.elapsed);
+        self.merge(other);
+        self.elapsed = elapsed;
     }
 
     /// Server CPU per answered call, in microseconds.
@@ -404,45 +421,80 @@ async fn oauth_token(mcp_url: &str, key: &str) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// Bootstraps `bin` on `db` and starts it serving: the server and its admin key. With an
-/// encryption key, it goes in the environment; otherwise none at all (set but empty is refused).
+/// The admin key a bootstrap printed: its secret and its id.
+struct Admin {
+    key: String,
+    id: String,
+}
+
+/// `bin` with the database, signing key and encryption key (or none at all: set but empty is
+/// refused) in its environment.
+fn keyward_command(
+    bin: &std::path::Path,
+    db: &str,
+    signing_key: &std::path::Path,
+    encryption_key: Option<&str>,
+) -> Command {
+    let mut c = Command::new(bin);
+    c.env("KEYWARD_DATABASE_URL", db)
+        .env("KEYWARD_AUDIT_SIGNING_KEY", signing_key)
+        .env_remove("RUST_LOG");
+    match encryption_key {
+        Some(k) => c.env("KEYWARD_ENCRYPTION_KEY", k),
+        None => c.env_remove("KEYWARD_ENCRYPTION_KEY"),
+    };
+    c
+}
+
+/// Starts `bin` serving, stateless, on `db`.
+fn serve(
+    bin: &std::path::Path,
+    db: &str,
+    signing_key: &std::path::Path,
+    encryption_key: Option<&str>,
+) -> anyhow::Result<Server> {
+    let mut cmd = keyward_command(bin, db, signing_key, encryption_key);
+    cmd.args(["serve", "--stateless", "--listen", "127.0.0.1:0"]);
+    start(cmd)
+}
+
+/// Bootstraps `bin` on `db` and starts it serving: the server and its admin key.
 fn launch(
     bin: &std::path::Path,
     db: &str,
     signing_key: &std::path::Path,
     encryption_key: Option<&str>,
-) -> anyhow::Result<(Server, String)> {
-    let keyed = |c: &mut Command| match encryption_key {
-        Some(k) => {
-            c.env("KEYWARD_ENCRYPTION_KEY", k);
-        }
-        None => {
-            c.env_remove("KEYWARD_ENCRYPTION_KEY");
-        }
-    };
-    let mut boot = Command::new(bin);
-    boot.args(["bootstrap", "--json"])
-        .env("KEYWARD_DATABASE_URL", db)
-        .env("KEYWARD_AUDIT_SIGNING_KEY", signing_key);
-    keyed(&mut boot);
-    let boot = boot.output()?;
+) -> anyhow::Result<(Server, Admin)> {
+    let boot = keyward_command(bin, db, signing_key, encryption_key)
+        .args(["bootstrap", "--json"])
+        .output()?;
     anyhow::ensure!(
         boot.status.success(),
         "bootstrap of {} failed: {}",
         bin.display(),
         String::from_utf8_lossy(&boot.stderr)
     );
-    let key = serde_json::from_slice::<Value>(&boot.stdout)?["api_key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let mut cmd = Command::new(bin);
-    cmd.args(["serve", "--stateless", "--listen", "127.0.0.1:0"])
-        .env("KEYWARD_DATABASE_URL", db)
-        .env("KEYWARD_AUDIT_SIGNING_KEY", signing_key)
-        .env_remove("RUST_LOG");
-    keyed(&mut cmd);
-    Ok((start(cmd)?, key))
+    let printed = serde_json::from_slice::<Value>(&boot.stdout)?;
+    let text = |name: &str| printed[name].as_str().unwrap_or_default().to_owned();
+    let admin = Admin {
+        key: text("api_key"),
+        id: text("id"),
+    };
+    Ok((serve(bin, db, signing_key, encryption_key)?, admin))
+}
+
+/// Records of `whoami` calls by `actor_id` that succeeded, counted in the database itself.
+async fn recorded_calls(database_url: &str, actor_id: &str) -> anyhow::Result<i64> {
+    let pool = sqlx::PgPool::connect(database_url).await?;
+    let n = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE actor_id = $1 AND action = 'whoami' \
+         AND status = 'success'",
+    )
+    .bind(actor_id)
+    .fetch_one(&pool)
+    .await?;
+    pool.close().await;
+    Ok(n)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -504,7 +556,23 @@ async fn main() -> anyhow::Result<()> {
         ),
         false => None,
     };
-    let (kw, key) = launch(&keyward, &db, &signing_key, encryption_key.as_deref())?;
+    anyhow::ensure!(
+        a.replicas == 1 || a.database_url.is_some(),
+        "--replicas needs --database-url: replicas share one PostgreSQL database"
+    );
+    let (kw, admin) = launch(&keyward, &db, &signing_key, encryption_key.as_deref())?;
+    let key = admin.key.clone();
+    // Further replicas of (a) on the same database; the first bootstrapped it.
+    let mut replicas = vec![kw];
+    for _ in 1..a.replicas {
+        replicas.push(serve(
+            &keyward,
+            &db,
+            &signing_key,
+            encryption_key.as_deref(),
+        )?);
+    }
+    let kw = &replicas[0];
     // (c): the other build on a database of its own, with the same settings.
     let other = match &a.compare {
         Some(bin) => {
@@ -522,6 +590,8 @@ async fn main() -> anyhow::Result<()> {
     bare_cmd.arg("127.0.0.1:0");
     let bare = start(bare_cmd)?;
     let pid = kw.child.id();
+    let pids: Vec<u32> = replicas.iter().map(|r| r.child.id()).collect();
+    let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
     let bare_pid = bare.child.id();
     // Times a round against one server and the CPU that server used meanwhile.
     let measured = |url: String, bearer: Option<String>, pid: u32| async move {
@@ -530,25 +600,42 @@ async fn main() -> anyhow::Result<()> {
         r.cpu_ticks = cpu_ticks(pid).saturating_sub(before);
         r
     };
+    // (a): every replica at the same time, the connections split between them.
+    let measured_a = |seconds: u64| {
+        let (urls, pids, key) = (urls.clone(), pids.clone(), key.clone());
+        async move {
+            let before: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+            let share = (a.connections / urls.len()).max(1);
+            let rounds = urls.iter().map(|u| round(u, Some(&key), share, seconds));
+            let mut total = Round::default();
+            for r in futures::future::join_all(rounds).await {
+                total.beside(r);
+            }
+            let after: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+            total.cpu_ticks = after.saturating_sub(before);
+            total
+        }
+    };
 
     println!(
         "keyward load: {} connections, {} rounds of {} s each, alternating; tool whoami; database {}{}",
         a.connections,
         a.rounds,
         a.seconds,
-        if a.database_url.is_some() {
-            "postgres"
-        } else {
-            "sqlite"
+        match (&a.database_url, a.replicas) {
+            (None, _) => "sqlite".to_owned(),
+            (Some(_), 1) => "postgres".to_owned(),
+            (Some(_), n) => format!("postgres, (a) is {n} replicas"),
         },
         if a.encrypt { ", encrypted at rest" } else { "" }
     );
     let idle_rss = rss_kib(pid);
     // Warm both (connections, caches, allocators) before measuring.
-    round(&kw.url, Some(&key), a.connections, 1).await;
+    // Calls answered for the admin key, to count against the trail at the end.
+    let mut answered = measured_a(1).await.ok;
     round(&bare.url, None, a.connections, 1).await;
-    if let Some((c, c_key)) = &other {
-        round(&c.url, Some(c_key), a.connections, 1).await;
+    if let Some((c, c_admin)) = &other {
+        round(&c.url, Some(&c_admin.key), a.connections, 1).await;
     }
 
     let token = if a.oauth {
@@ -568,8 +655,8 @@ async fn main() -> anyhow::Result<()> {
         // the other.
         let other_round = || async {
             match &other {
-                Some((c, c_key)) => {
-                    Some(measured(c.url.clone(), Some(c_key.clone()), c.child.id()).await)
+                Some((c, c_admin)) => {
+                    Some(measured(c.url.clone(), Some(c_admin.key.clone()), c.child.id()).await)
                 }
                 None => None,
             }
@@ -578,7 +665,8 @@ async fn main() -> anyhow::Result<()> {
         if i % 2 == 0 {
             rc = other_round().await;
         }
-        let ra = measured(kw.url.clone(), Some(key.clone()), pid).await;
+        let ra = measured_a(a.seconds).await;
+        answered += ra.ok;
         if i % 2 == 1 {
             rc = other_round().await;
         }
@@ -662,5 +750,16 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "keyward RSS: {idle_rss} KiB idle (started, no requests yet), {after_rss} KiB after the load"
     );
+    // Every answered call must be in the trail (on PostgreSQL, committed before it was
+    // answered, so it can be counted at once).
+    if let Some(url) = &a.database_url {
+        let recorded = recorded_calls(url, &admin.id).await?;
+        println!(
+            "trail: {answered} calls answered with the admin key over {} replica(s), {recorded} \
+             recorded; lost {}",
+            replicas.len(),
+            answered as i64 - recorded
+        );
+    }
     Ok(())
 }
