@@ -186,6 +186,22 @@ fn cpu_ticks(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU ticks of every PostgreSQL process on this machine (backends, WAL writer,
+/// checkpointer): the database's own cost, when it runs here.
+fn postgres_ticks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("postgres"))
+        })
+        .map(cpu_ticks)
+        .sum()
+}
+
 fn call_body(id: u64) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
     "name": "whoami", "arguments": {},
@@ -206,6 +222,8 @@ struct Round {
     elapsed: Duration,
     /// Server CPU ticks (1/100 s) used during the round.
     cpu_ticks: u64,
+    /// PostgreSQL's CPU ticks during the round (when it runs on this machine).
+    db_ticks: u64,
 }
 
 impl Round {
@@ -229,6 +247,7 @@ impl Round {
         self.latencies.extend(other.latencies);
         self.elapsed += other.elapsed;
         self.cpu_ticks += other.cpu_ticks;
+        self.db_ticks += other.db_ticks;
     }
 
     /// Adds a round run at the same time against another replica.
@@ -241,6 +260,11 @@ impl Round {
     /// Server CPU per answered call, in microseconds.
     fn cpu_per_call_us(&self) -> f64 {
         self.cpu_ticks as f64 * 10_000.0 / self.ok.max(1) as f64
+    }
+
+    /// PostgreSQL's CPU per answered call, in microseconds.
+    fn db_per_call_us(&self) -> f64 {
+        self.db_ticks as f64 * 10_000.0 / self.ok.max(1) as f64
     }
 }
 
@@ -521,6 +545,13 @@ fn line(name: &str, r: &Round) {
         r.server_errors,
         r.cpu_per_call_us()
     );
+    if r.db_ticks > 0 {
+        println!(
+            "  {:<22} PostgreSQL's own CPU {:>5.1} µs/call",
+            "",
+            r.db_per_call_us()
+        );
+    }
 }
 
 #[tokio::main]
@@ -600,11 +631,13 @@ async fn main() -> anyhow::Result<()> {
         r.cpu_ticks = cpu_ticks(pid).saturating_sub(before);
         r
     };
+    let on_postgres = a.database_url.is_some();
     // (a): every replica at the same time, the connections split between them.
     let measured_a = |seconds: u64| {
         let (urls, pids, key) = (urls.clone(), pids.clone(), key.clone());
         async move {
             let before: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+            let db_before = on_postgres.then(postgres_ticks);
             let share = (a.connections / urls.len()).max(1);
             let rounds = urls.iter().map(|u| round(u, Some(&key), share, seconds));
             let mut total = Round::default();
@@ -613,6 +646,9 @@ async fn main() -> anyhow::Result<()> {
             }
             let after: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
             total.cpu_ticks = after.saturating_sub(before);
+            if let Some(db_before) = db_before {
+                total.db_ticks = postgres_ticks().saturating_sub(db_before);
+            }
             total
         }
     };
