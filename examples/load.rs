@@ -507,12 +507,13 @@ fn launch(
     Ok((serve(bin, db, signing_key, encryption_key)?, admin))
 }
 
-/// Records of `whoami` calls by `actor_id` that succeeded, counted in the database itself.
+/// Records of `whoami` calls by `actor_id` itself (not through an OAuth grant, whose calls
+/// carry a channel) that succeeded, counted in the database itself.
 async fn recorded_calls(database_url: &str, actor_id: &str) -> anyhow::Result<i64> {
     let pool = sqlx::PgPool::connect(database_url).await?;
     let n = sqlx::query_scalar(
-        "SELECT count(*) FROM audit_events WHERE actor_id = $1 AND action = 'whoami' \
-         AND status = 'success'",
+        "SELECT count(*) FROM audit_events WHERE actor_id = $1 AND channel IS NULL \
+         AND action = 'whoami' AND status = 'success'",
     )
     .bind(actor_id)
     .fetch_one(&pool)
@@ -638,8 +639,12 @@ async fn main() -> anyhow::Result<()> {
         async move {
             let before: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
             let db_before = on_postgres.then(postgres_ticks);
-            let share = (a.connections / urls.len()).max(1);
-            let rounds = urls.iter().map(|u| round(u, Some(&key), share, seconds));
+            // The connections spread over the replicas, the remainder one each to the first.
+            let (share, extra) = (a.connections / urls.len(), a.connections % urls.len());
+            let rounds = urls.iter().enumerate().map(|(i, u)| {
+                let n = (share + usize::from(i < extra)).max(1);
+                round(u, Some(&key), n, seconds)
+            });
             let mut total = Round::default();
             for r in futures::future::join_all(rounds).await {
                 total.beside(r);
