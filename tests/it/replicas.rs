@@ -35,6 +35,12 @@ impl Replica {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// The HTTP status of a `tools/list` with `key`: 200 when the key is accepted.
+    async fn list_status(&self, key: &str, source: &str) -> u16 {
+        let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+        self.rpc(key, source, list).await.0
+    }
+
     async fn call(&self, key: &str, source: &str, tool: &str, args: Value) -> Value {
         let (status, v) = call(
             &http(),
@@ -91,13 +97,7 @@ async fn two_replicas_share_keys_revocations_lockouts_and_one_trail() {
         json!({"key_id": key_id}),
     )
     .await;
-    let (status, _) = a
-        .rpc(
-            &key,
-            "replica-a",
-            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
-        )
-        .await;
+    let status = a.list_status(&key, "replica-a").await;
     assert_eq!(status, 401);
     a.call(&admin, "replica-a", "key_enable", json!({"key_id": key_id}))
         .await;
@@ -105,13 +105,7 @@ async fn two_replicas_share_keys_revocations_lockouts_and_one_trail() {
     // Revoked through A: refused by B at once.
     a.call(&admin, "replica-a", "key_revoke", json!({"key_id": key_id}))
         .await;
-    let (status, _) = b
-        .rpc(
-            &key,
-            "replica-b",
-            json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}),
-        )
-        .await;
+    let status = b.list_status(&key, "replica-b").await;
     assert_eq!(status, 401);
 
     // A stateless client can talk to either replica on every request.
@@ -138,41 +132,17 @@ async fn two_replicas_share_keys_revocations_lockouts_and_one_trail() {
     // (disabled on A, revoked on B) plus 18 more, alternating, make 20.
     for i in 0..18 {
         let target = if i % 2 == 0 { &a } else { &b };
-        let (status, _) = target
-            .rpc(
-                "kw_wrong",
-                "brute",
-                json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}),
-            )
-            .await;
+        let status = target.list_status("kw_wrong", "brute").await;
         assert_eq!(status, 401, "failure {i}");
     }
-    let (status, _) = a
-        .rpc(
-            "kw_wrong",
-            "brute",
-            json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}),
-        )
-        .await;
+    let status = a.list_status("kw_wrong", "brute").await;
     assert_eq!(
         status, 429,
         "the 21st failure, 10 on each replica, is locked out"
     );
-    let (status, _) = b
-        .rpc(
-            "kw_wrong",
-            "brute",
-            json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list"}),
-        )
-        .await;
+    let status = b.list_status("kw_wrong", "brute").await;
     assert_eq!(status, 429, "and the other replica sees the lock");
-    let (status, _) = b
-        .rpc(
-            &admin,
-            "brute",
-            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}),
-        )
-        .await;
+    let status = b.list_status(&admin, "brute").await;
     assert_eq!(
         status, 200,
         "while a valid key from that address is still served"
@@ -381,13 +351,7 @@ async fn two_loaded_replicas_lose_no_record_and_honour_a_revocation_from_the_oth
     let during = by_replica.each_ref().map(|n| n.load(Ordering::Relaxed));
     let refused_by_b = async {
         loop {
-            let (status, _) = b
-                .rpc(
-                    &victim,
-                    "victim",
-                    json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}),
-                )
-                .await;
+            let status = b.list_status(&victim, "victim").await;
             if status == 401 {
                 return;
             }
