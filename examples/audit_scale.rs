@@ -1,21 +1,32 @@
 //! Audit queries at scale: seeds a database with N realistic audit events (default 1,000,000,
-//! spread over the last 30 days, ~200 agent keys) and times the audit tools' paths through the
-//! ops layer, exactly as `audit_query` / `audit_summary` call them:
-//!   (a) a 100-record page for one actor over a day   (target ≤ 2 ms on SQLite)
-//!   (b) a 7-day count grouped by action, all actors   (target ≤ 60 ms on SQLite)
-//! plus a few other realistic paths, and prints min/p50/p99/max, the query plans of (a) and
-//! (b), the process's RSS and the database size.
+//! spread over the last 30 days by default, ~200 agent keys) and times the audit tools' paths through the
+//! ops layer, exactly as `audit_query` / `audit_summary` call them.
+//!
+//! First a few named paths, with min/p50/p99/max and their query plans:
+//!   (a) a 100-record page for one actor over a day   (target ≤ 2 ms)
+//!   (b) a 7-day count grouped by action, all actors   (target ≤ 60 ms)
+//! Then the matrix (`matrix.rs`): every single `group_by` alone and under one filter (the most
+//! and the least frequent value of each filterable dimension), a first page under each filter,
+//! for an all-tenant and a tenant-scoped caller, over 24 hours and 7 days, and the README's
+//! example questions, p50 per cell, cells over target marked `!` and listed at the end. Then
+//! the process's RSS and the database's size (table and indexes).
 //!
 //!     cargo run --release --example audit_scale
-//!     cargo run --release --example audit_scale -- --rows 200000 --runs 20
-//!     cargo run --release --example audit_scale -- --with-action-index --with-action-at-index
+//!     cargo run --release --example audit_scale -- --rows 5000000 --only-matrix
+//!     cargo run --release --example audit_scale -- --rows 200000 --runs 20 --matrix-runs 0
 //!     cargo run --release --example audit_scale -- --with-index "at, action"
 //!     cargo run --release --example audit_scale -- \
 //!         --database-url postgres://postgres@127.0.0.1:5432/keyward_audit_scale
 //!
-//! SQLite runs in a temporary directory. On PostgreSQL the database named in the URL (its name
-//! must contain `audit_scale`, so a typo cannot drop real data) is dropped, created fresh
-//! through the `--admin-db` database (default `test`) on the same server, and dropped at the end.
+//! `--days D` spreads the events over the last D days (default 30): 5M events over 150 days
+//! have the density of 1M over 30, so the same windows hold the same number of events.
+//! `--matrix-runs N` sets the timed runs per matrix cell (default 5; 0 skips the matrix),
+//! `--only-matrix` skips the named paths, `--keep` keeps the PostgreSQL database, `--sqlite-dir DIR` keeps SQLite's database in DIR
+//! (new or empty) instead of a temporary directory.
+//!
+//! On PostgreSQL the database named in the URL (its name must contain `audit_scale`, so a typo
+//! cannot drop real data) is dropped, created fresh through the `--admin-db` database (default
+//! `test`) on the same server, and dropped at the end.
 //!
 //! Migrations run through `keyward::open_app`, as in the product; events are written through
 //! the product's own batch path (`store::audit::write_batch_sqlite`, the statements the audit
@@ -23,7 +34,7 @@
 //! counts included, in time order. After seeding the example runs `ANALYZE` (as an
 //! operator would; `--no-analyze` skips it) and reopens the app, so every pooled connection
 //! plans with the new statistics. Each `--with-…` flag then adds one index (and runs ANALYZE
-//! again), reruns every path, and drops the index before the next one.
+//! again), reruns the named paths, and drops the index before the next one.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,16 +52,29 @@ use keyward::store::audit::{AuditFilter, Dim, Statement};
 use keyward::store::{Db, Store};
 use serde_json::{Value, json};
 
+#[path = "audit_scale/matrix.rs"]
+mod matrix;
+
 // ---------------------------------------------------------------------------------------------
 // Arguments
 
 struct Args {
     rows: usize,
+    /// Days the events span, ending now.
+    days: i64,
     runs: usize,
     database_url: Option<String>,
     admin_db: String,
     analyze: bool,
     all_plans: bool,
+    /// Where SQLite's database goes (kept afterwards); a temporary directory when absent.
+    sqlite_dir: Option<std::path::PathBuf>,
+    /// Keep the PostgreSQL database at the end.
+    keep: bool,
+    /// Timed runs per matrix cell; 0 skips the matrix.
+    matrix_runs: usize,
+    /// Skip the named paths (and the index experiments' reruns of them).
+    only_matrix: bool,
     /// Extra index experiments, in order: (name, columns).
     indexes: Vec<(String, String)>,
 }
@@ -58,11 +82,16 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         rows: 1_000_000,
+        days: 30,
         runs: 50,
         database_url: None,
         admin_db: "test".into(),
         analyze: true,
         all_plans: false,
+        sqlite_dir: None,
+        keep: false,
+        matrix_runs: 5,
+        only_matrix: false,
         indexes: Vec::new(),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -72,9 +101,12 @@ fn args() -> Args {
         let mut takes_value = true;
         match argv[i].as_str() {
             "--rows" => a.rows = value.replace('_', "").parse().unwrap_or(a.rows),
+            "--days" => a.days = value.parse().unwrap_or(a.days).max(1),
             "--runs" => a.runs = value.parse().unwrap_or(a.runs).max(1),
             "--database-url" => a.database_url = Some(value),
             "--admin-db" => a.admin_db = value,
+            "--sqlite-dir" => a.sqlite_dir = Some(value.into()),
+            "--matrix-runs" => a.matrix_runs = value.parse().unwrap_or(a.matrix_runs),
             "--with-index" => {
                 let n = a.indexes.len();
                 a.indexes.push((format!("audit_scale_extra_{n}"), value));
@@ -84,12 +116,8 @@ fn args() -> Args {
                 match flag {
                     "--no-analyze" => a.analyze = false,
                     "--all-plans" => a.all_plans = true,
-                    "--with-action-index" => a
-                        .indexes
-                        .push(("audit_scale_action".into(), "action".into())),
-                    "--with-action-at-index" => a
-                        .indexes
-                        .push(("audit_scale_action_at".into(), "action, at".into())),
+                    "--only-matrix" => a.only_matrix = true,
+                    "--keep" => a.keep = true,
                     other => {
                         eprintln!("unknown argument {other}");
                         std::process::exit(2);
@@ -265,7 +293,7 @@ struct Generator {
 }
 
 impl Generator {
-    fn new(agents: Vec<Agent>, total: usize, end: DateTime<Utc>) -> Self {
+    fn new(agents: Vec<Agent>, total: usize, days: i64, end: DateTime<Utc>) -> Self {
         let mut rng = Rng(0x00C0_FFEE);
         let mut acc = 0.0;
         let cumulative = (0..agents.len())
@@ -282,7 +310,7 @@ impl Generator {
             .iter()
             .map(|u| (format!("op_{}", rng.base62(16)), (*u).to_owned()))
             .collect();
-        let span_us = 30 * 86_400 * 1_000_000_i64;
+        let span_us = days * 86_400 * 1_000_000_i64;
         Generator {
             rng,
             agents,
@@ -312,7 +340,7 @@ impl Generator {
     fn event(&mut self) -> AuditEvent {
         let i = self.next;
         self.next += 1;
-        // Uniform over 30 days, strictly in order: event i falls somewhere in slot i.
+        // Uniform over the span, strictly in order: event i falls somewhere in slot i.
         let at_us = self.start_us + ((i as f64 + self.rng.unit()) * self.slot_us) as i64;
         let at = DateTime::from_timestamp_micros(at_us).unwrap_or_default();
         let roll = self.rng.unit();
@@ -629,11 +657,17 @@ const BATCH: usize = 10_000;
 
 /// Writes `rows` events through the product's batch path, generating the next batch on
 /// another thread while one is written.
-async fn seed(app: &App, url: &str, agents: Vec<Agent>, rows: usize) -> anyhow::Result<usize> {
+async fn seed(
+    app: &App,
+    url: &str,
+    agents: Vec<Agent>,
+    rows: usize,
+    days: i64,
+) -> anyhow::Result<usize> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<AuditEvent>>(4);
     let end = now();
     let generator = std::thread::spawn(move || {
-        let mut g = Generator::new(agents, rows, end);
+        let mut g = Generator::new(agents, rows, days, end);
         loop {
             let batch = g.batch(BATCH);
             if batch.is_empty() || tx.blocking_send(batch).is_err() {
@@ -1113,6 +1147,35 @@ async fn database_size(store: &Store, url: &str) -> anyhow::Result<String> {
     })
 }
 
+/// Each audit table and index with its size in MiB, largest first: from `dbstat` on SQLite
+/// (when the library has it; else nothing), from the catalog on PostgreSQL.
+async fn object_sizes(store: &Store) -> Vec<(String, f64)> {
+    let rows: Result<Vec<(String, i64)>, sqlx::Error> = match &store.db {
+        Db::Sqlite(p) => {
+            sqlx::query_as(
+                "SELECT name, CAST(SUM(pgsize) AS INTEGER) FROM dbstat \
+                 WHERE name LIKE 'audit%' GROUP BY name ORDER BY 2 DESC",
+            )
+            .fetch_all(p)
+            .await
+        }
+        Db::Postgres(p) => {
+            sqlx::query_as(
+                "SELECT c.relname::text, pg_relation_size(c.oid) FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND c.relname LIKE 'audit%' \
+                 AND c.relkind IN ('r', 'i') ORDER BY 2 DESC",
+            )
+            .fetch_all(p)
+            .await
+        }
+    };
+    rows.unwrap_or_default()
+        .into_iter()
+        .map(|(name, bytes)| (name, mib(bytes.max(0) as u64)))
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL scratch database
 
@@ -1184,15 +1247,26 @@ async fn main() -> anyhow::Result<()> {
         Some(u) => anyhow::bail!(
             "--database-url must be a postgres:// URL (SQLite runs in a temporary directory): {u}"
         ),
-        None => (
-            format!("sqlite://{}", dir.path().join("keyward.db").display()),
-            None,
-        ),
+        None => {
+            let dir = a.sqlite_dir.as_deref().unwrap_or(dir.path());
+            std::fs::create_dir_all(dir)?;
+            anyhow::ensure!(
+                std::fs::read_dir(dir)?.next().is_none(),
+                "--sqlite-dir must be a new or empty directory: {}",
+                dir.display()
+            );
+            let db = dir.join("keyward.db");
+            (format!("sqlite://{}", db.display()), None)
+        }
     };
     let result = run(&a, &url).await;
     if let Some(s) = &scratch {
-        s.drop_it().await?;
-        println!("\ndropped database {}", s.name);
+        if a.keep {
+            println!("\nkept database {} (--keep)", s.name);
+        } else {
+            s.drop_it().await?;
+            println!("\ndropped database {}", s.name);
+        }
     }
     result
 }
@@ -1201,10 +1275,12 @@ async fn run(a: &Args, url: &str) -> anyhow::Result<()> {
     let (app, writer) = open(url).await?;
     let backend = app.store.backend();
     println!(
-        "audit_scale: {backend} at {}, {} rows, {} runs per path",
+        "audit_scale: {backend} at {}, {} rows over {} days, {} runs per path, {} per matrix cell",
         keyward::config::redact_url(url),
         a.rows,
-        a.runs
+        a.days,
+        a.runs,
+        a.matrix_runs
     );
     if let Db::Sqlite(p) = &app.store.db {
         let version: String = sqlx::query_scalar("SELECT sqlite_version()")
@@ -1223,7 +1299,7 @@ async fn run(a: &Args, url: &str) -> anyhow::Result<()> {
     let median = world.agents[world.agents.len() / 2].clone();
 
     let t = Instant::now();
-    let written = seed(&app, url, world.agents.clone(), a.rows).await?;
+    let written = seed(&app, url, world.agents.clone(), a.rows, a.days).await?;
     let secs = t.elapsed().as_secs_f64();
     println!(
         "seeded {written} audit events in {secs:.1} s ({:.0} rows/s), through the product's batch path",
@@ -1272,7 +1348,22 @@ async fn run(a: &Args, url: &str) -> anyhow::Result<()> {
     {
         let (c, writer) = context(url, &world, &busy, &median).await?;
         let label = format!("{backend}: indexes from the migrations");
-        results.push((label.clone(), phase(&c, &label, a.runs, a.all_plans).await?));
+        if !a.only_matrix {
+            results.push((label.clone(), phase(&c, &label, a.runs, a.all_plans).await?));
+        }
+        if a.matrix_runs > 0 {
+            let mut tally = matrix::Tally::default();
+            for (who, p) in [
+                ("all-tenant caller", &c.admin),
+                ("tenant caller [acme]", &c.tenant),
+            ] {
+                for window in ["24h", "7d"] {
+                    matrix::run(&c.app, who, p, window, a.matrix_runs, &mut tally).await?;
+                }
+                matrix::readme(&c.app, who, p, a.matrix_runs, &mut tally).await?;
+            }
+            tally.print(&label);
+        }
         close(c.app, writer).await;
     }
     for (name, columns) in &a.indexes {
@@ -1324,6 +1415,9 @@ async fn run(a: &Args, url: &str) -> anyhow::Result<()> {
         "\nsize at the end: {}",
         database_size(&app.store, url).await?
     );
+    for (name, size) in object_sizes(&app.store).await {
+        println!("  {size:>9.1} MiB  {name}");
+    }
     close(app, writer).await;
     println!(
         "process RSS {:.1} MiB (peak {:.1} MiB)",
