@@ -80,11 +80,17 @@ fn json_text(v: Option<&Value>) -> Option<Cow<'static, str>> {
     v.map(|v| Cow::Owned(stored(&v.to_string()).into_owned()))
 }
 
-/// Tenants as stored: space-separated (one tenant, the usual case, is borrowed).
+/// Tenants as stored: sorted, without repeats, space-separated (one tenant, the usual case, is
+/// borrowed). Queries rely on that form to find a tenant caller's events by their exact text.
 fn tenants_text(tenants: &[String]) -> Cow<'_, str> {
     match tenants {
         [one] => stored(one),
-        many => Cow::Owned(stored(&many.join(" ")).into_owned()),
+        many => {
+            let mut sorted: Vec<&str> = many.iter().map(String::as_str).collect();
+            sorted.sort_unstable();
+            sorted.dedup();
+            Cow::Owned(stored(&sorted.join(" ")).into_owned())
+        }
     }
 }
 
@@ -354,6 +360,13 @@ mod tests {
         assert_eq!(row.actor_name.as_deref(), Some("ci\u{FFFD}agent"));
         assert_eq!(row.tenants, "acme globex");
         assert!(matches!(row.reason, Some(Cow::Borrowed("fine"))));
+        let mut unsorted = e.clone();
+        unsorted.tenants = vec!["globex".into(), "acme".into(), "globex".into()];
+        assert_eq!(
+            StoredEvent::of(&unsorted, 7).tenants,
+            "acme globex",
+            "sorted, without repeats: tenant callers find events by this text"
+        );
         e.tenants = vec!["acme".into()];
         assert!(matches!(
             StoredEvent::of(&e, 7).tenants,

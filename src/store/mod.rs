@@ -150,7 +150,11 @@ impl Store {
     async fn connect(url: &str) -> Result<Db, StoreError> {
         Ok(
             if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-                let opts = quiet(PgConnectOptions::from_str(url).map_err(StoreError::Config)?);
+                // No JIT: keyward's statements are short, and PostgreSQL compiles one whose
+                // estimate looks large (an audit summary over a week) in hundreds of ms, more
+                // than running it takes.
+                let opts = quiet(PgConnectOptions::from_str(url).map_err(StoreError::Config)?)
+                    .options([("jit", "off")]);
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(5))

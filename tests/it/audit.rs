@@ -374,3 +374,79 @@ async fn summaries_from_counts_match_summaries_from_events() {
         "the questions covered the whole trail"
     );
 }
+
+/// A tenant-scoped caller sees exactly the events whose every tenant is its own, whichever way
+/// the store finds them: by the exact tenants texts (up to four tenants) or by testing each
+/// event (more). Held against the all-tenant admin's view of every event and its tenants.
+#[tokio::test]
+async fn a_tenant_callers_view_equals_filtering_every_event_by_its_tenants() {
+    let s = TestServer::stdio().await;
+    let admin = s.admin().await;
+    let scopes: [&[&str]; 5] = [
+        &["acme"],
+        &["globex"],
+        &["acme", "globex"],
+        &["globex", "initech"],
+        &["*"],
+    ];
+    for (i, tenants) in scopes.iter().enumerate() {
+        let (secret, _) = admin.mint(&format!("bot-{i}"), "reader", tenants).await;
+        let bot = s.client(&secret).await;
+        bot.ok("whoami", json!({})).await;
+        bot.close().await;
+    }
+    let callers: [&[&str]; 2] = [
+        &["acme", "globex"],
+        &["acme", "globex", "hooli", "stark", "wayne"],
+    ];
+    let mut keys = Vec::new();
+    for (i, tenants) in callers.iter().enumerate() {
+        keys.push(
+            admin
+                .mint(&format!("auditor-{i}"), "auditor", tenants)
+                .await
+                .0,
+        );
+    }
+    // Every event so far, with its tenants.
+    let everything = admin.audit_full(json!({"limit": 100})).await;
+    assert!(
+        everything.len() > 12 && everything.len() < 100,
+        "{}",
+        everything.len()
+    );
+    let last = everything
+        .iter()
+        .filter_map(|e| e["id"].as_i64())
+        .max()
+        .unwrap();
+    for (tenants, key) in callers.iter().zip(&keys) {
+        let mut expected: Vec<i64> = everything
+            .iter()
+            .filter(|e| {
+                let of: Vec<&str> = e["tenants"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_str().unwrap())
+                    .collect();
+                !of.contains(&"*") && of.iter().all(|t| tenants.contains(t))
+            })
+            .map(|e| e["id"].as_i64().unwrap())
+            .collect();
+        expected.sort_unstable();
+        assert!(expected.len() >= 5, "{tenants:?}: {expected:?}");
+        let caller = s.client(key).await;
+        let mut seen: Vec<i64> = caller
+            .audit(json!({"limit": 100}))
+            .await
+            .iter()
+            .filter_map(|e| e["id"].as_i64())
+            .filter(|id| *id <= last)
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, expected, "{tenants:?}");
+        caller.close().await;
+    }
+    admin.close().await;
+}

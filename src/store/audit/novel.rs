@@ -62,24 +62,47 @@ pub async fn novel(
 
 fn novel_sql(f: &AuditFilter, since: i64, column: NovelColumn, limit: i64, seal: &Seal) -> Sql {
     let col = column.column();
-    // The same filter without its lower bound: what came before the window counts as seen.
-    let before_too = AuditFilter {
+    // The pairs seen inside the window first (as many as the window's events, at most), then,
+    // per pair, whether it was seen before the window under the same filter: that check walks
+    // one actor's index range and stops at the first sighting, so a pair seen often before
+    // costs little, where grouping the whole history by pair cost every event ever recorded.
+    let before = AuditFilter {
         since: None,
+        until: Some(f.until.map_or(since, |u| u.min(since))),
         ..f.clone()
     };
     let mut q = Sql::new(&format!(
-        "SELECT CAST(e.actor_kind AS TEXT) AS g0, CAST(e.actor_id AS TEXT) AS g1, \
-         CAST({col} AS TEXT) AS g2, COUNT(*) AS n, MIN(e.at) AS first_at, MAX(e.at) AS last_at, \
-         MAX(e.actor_preview) AS preview, MAX(e.actor_name) AS actor_name, \
-         CAST(NULL AS TEXT) AS target_name, CAST(SUM(COUNT(*)) OVER () AS BIGINT) AS total_events, \
-         CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM audit_events e"
+        "WITH c AS (SELECT e.actor_kind AS k, e.actor_id AS a, {col} AS v, COUNT(*) AS n, \
+         MIN(e.at) AS first_at, MAX(e.at) AS last_at, MAX(e.actor_preview) AS preview, \
+         MAX(e.actor_name) AS actor_name FROM audit_events e"
     ));
-    push_where(&mut q, &before_too, seal);
-    q.push(&format!(" AND {col} IS NOT NULL"));
+    push_where(&mut q, f, seal);
     q.push(&format!(
-        " GROUP BY e.actor_kind, e.actor_id, {col} HAVING MIN(e.at) >= "
-    ))
-    .int(since);
-    q.push(" ORDER BY n DESC, last_at DESC LIMIT ").int(limit);
+        " AND {col} IS NOT NULL GROUP BY e.actor_kind, e.actor_id, {col}) \
+         SELECT CAST(c.k AS TEXT) AS g0, CAST(c.a AS TEXT) AS g1, CAST(c.v AS TEXT) AS g2, \
+         c.n AS n, c.first_at AS first_at, c.last_at AS last_at, c.preview AS preview, \
+         c.actor_name AS actor_name, CAST(NULL AS TEXT) AS target_name, \
+         CAST(SUM(c.n) OVER () AS BIGINT) AS total_events, \
+         CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM c WHERE"
+    ));
+    // An anonymous caller has no id: its own branch, so each keeps a plain index lookup
+    // (a null-safe comparison would not use the index on PostgreSQL).
+    for (i, actor) in ["e.actor_id IS NULL", "e.actor_id = c.a"]
+        .iter()
+        .enumerate()
+    {
+        q.push(if i == 0 {
+            " CASE WHEN c.a IS NULL THEN"
+        } else {
+            " ELSE"
+        });
+        q.push(" NOT EXISTS (SELECT 1 FROM audit_events e");
+        push_where(&mut q, &before, seal);
+        q.push(&format!(
+            " AND {actor} AND e.actor_kind = c.k AND {col} = c.v)"
+        ));
+    }
+    q.push(" END ORDER BY n DESC, last_at DESC LIMIT ")
+        .int(limit);
     q
 }
