@@ -382,11 +382,12 @@ async fn summaries_from_counts_match_summaries_from_events() {
 async fn a_tenant_callers_view_equals_filtering_every_event_by_its_tenants() {
     let s = TestServer::stdio().await;
     let admin = s.admin().await;
-    let scopes: [&[&str]; 5] = [
+    let scopes: [&[&str]; 6] = [
         &["acme"],
         &["globex"],
         &["acme", "globex"],
         &["globex", "initech"],
+        &["abc"],
         &["*"],
     ];
     for (i, tenants) in scopes.iter().enumerate() {
@@ -447,6 +448,28 @@ async fn a_tenant_callers_view_equals_filtering_every_event_by_its_tenants() {
         seen.sort_unstable();
         assert_eq!(seen, expected, "{tenants:?}");
         caller.close().await;
+    }
+    // Filtering by a tenant: the events scoped to all tenants and those naming it, by its
+    // exact name ('_' is no wildcard: "a_c" is not "abc").
+    for tenant in ["globex", "a_c", "abc"] {
+        let mut expected: Vec<i64> = everything
+            .iter()
+            .filter(|e| {
+                let of = e["tenants"].as_array().unwrap();
+                of.iter().any(|t| t == "*" || t == tenant)
+            })
+            .map(|e| e["id"].as_i64().unwrap())
+            .collect();
+        expected.sort_unstable();
+        let mut seen: Vec<i64> = admin
+            .audit(json!({"limit": 100, "tenant": [tenant]}))
+            .await
+            .iter()
+            .filter_map(|e| e["id"].as_i64())
+            .filter(|id| *id <= last)
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, expected, "tenant {tenant}");
     }
     admin.close().await;
 }

@@ -63,9 +63,9 @@ pub async fn novel(
 fn novel_sql(f: &AuditFilter, since: i64, column: NovelColumn, limit: i64, seal: &Seal) -> Sql {
     let col = column.column();
     // The pairs seen inside the window first (as many as the window's events, at most), then,
-    // per pair, whether it was seen before the window under the same filter: that check walks
-    // one actor's index range and stops at the first sighting, so a pair seen often before
-    // costs little, where grouping the whole history by pair cost every event ever recorded.
+    // per pair, whether it was seen before the window under the same filter: that check stops
+    // at the latest earlier sighting, so a pair seen before costs one index probe, where
+    // grouping the whole history by pair cost every event ever recorded.
     let before = AuditFilter {
         since: None,
         until: Some(f.until.map_or(since, |u| u.min(since))),
@@ -96,10 +96,14 @@ fn novel_sql(f: &AuditFilter, since: i64, column: NovelColumn, limit: i64, seal:
         } else {
             " ELSE"
         });
-        q.push(" NOT EXISTS (SELECT 1 FROM audit_events e");
+        // The latest earlier sighting, newest first and one row: both databases then walk an
+        // index backward from the window's start and stop at once for a value seen before
+        // (an EXISTS would let PostgreSQL collect every earlier match first).
+        q.push(" (SELECT e.at FROM audit_events e");
         push_where(&mut q, &before, seal);
         q.push(&format!(
-            " AND {actor} AND e.actor_kind = c.k AND {col} = c.v)"
+            " AND {actor} AND e.actor_kind = c.k AND {col} = c.v \
+             ORDER BY e.at DESC LIMIT 1) IS NULL"
         ));
     }
     q.push(" END ORDER BY n DESC, last_at DESC LIMIT ")
