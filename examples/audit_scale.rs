@@ -1069,6 +1069,28 @@ async fn phase(c: &Ctx, label: &str, runs: usize, all_plans: bool) -> anyhow::Re
     Ok(out)
 }
 
+/// The named paths (unless `--only-matrix`), then the matrix (unless `--matrix-runs 0`).
+async fn measure_all(c: &Ctx, label: &str, a: &Args) -> anyhow::Result<Option<Vec<Stats>>> {
+    let named = match a.only_matrix {
+        true => None,
+        false => Some(phase(c, label, a.runs, a.all_plans).await?),
+    };
+    if a.matrix_runs > 0 {
+        let mut tally = matrix::Tally::default();
+        for (who, p) in [
+            ("all-tenant caller", &c.admin),
+            ("tenant caller [acme]", &c.tenant),
+        ] {
+            for window in ["24h", "7d"] {
+                matrix::run(&c.app, who, p, window, a.matrix_runs, &mut tally).await?;
+            }
+            matrix::readme(&c.app, who, p, a.matrix_runs, &mut tally).await?;
+        }
+        tally.print(label);
+    }
+    Ok(named)
+}
+
 async fn context(
     url: &str,
     world: &World,
@@ -1348,21 +1370,8 @@ async fn run(a: &Args, url: &str) -> anyhow::Result<()> {
     {
         let (c, writer) = context(url, &world, &busy, &median).await?;
         let label = format!("{backend}: indexes from the migrations");
-        if !a.only_matrix {
-            results.push((label.clone(), phase(&c, &label, a.runs, a.all_plans).await?));
-        }
-        if a.matrix_runs > 0 {
-            let mut tally = matrix::Tally::default();
-            for (who, p) in [
-                ("all-tenant caller", &c.admin),
-                ("tenant caller [acme]", &c.tenant),
-            ] {
-                for window in ["24h", "7d"] {
-                    matrix::run(&c.app, who, p, window, a.matrix_runs, &mut tally).await?;
-                }
-                matrix::readme(&c.app, who, p, a.matrix_runs, &mut tally).await?;
-            }
-            tally.print(&label);
+        if let Some(stats) = measure_all(&c, &label, a).await? {
+            results.push((label, stats));
         }
         close(c.app, writer).await;
     }
@@ -1385,7 +1394,9 @@ async fn run(a: &Args, url: &str) -> anyhow::Result<()> {
         close(app, writer).await;
         let (c, writer) = context(url, &world, &busy, &median).await?;
         let label = format!("{backend}: + index on audit_events({columns})");
-        results.push((label.clone(), phase(&c, &label, a.runs, a.all_plans).await?));
+        if let Some(stats) = measure_all(&c, &label, a).await? {
+            results.push((label, stats));
+        }
         execute(&c.app.store, &format!("DROP INDEX {name}")).await?;
         close(c.app, writer).await;
     }

@@ -438,14 +438,7 @@ async fn a_tenant_callers_view_equals_filtering_every_event_by_its_tenants() {
         expected.sort_unstable();
         assert!(expected.len() >= 5, "{tenants:?}: {expected:?}");
         let caller = s.client(key).await;
-        let mut seen: Vec<i64> = caller
-            .audit(json!({"limit": 100}))
-            .await
-            .iter()
-            .filter_map(|e| e["id"].as_i64())
-            .filter(|id| *id <= last)
-            .collect();
-        seen.sort_unstable();
+        let seen = sorted_ids_up_to(&caller.audit(json!({"limit": 100})).await, last);
         assert_eq!(seen, expected, "{tenants:?}");
         caller.close().await;
     }
@@ -461,15 +454,20 @@ async fn a_tenant_callers_view_equals_filtering_every_event_by_its_tenants() {
             .map(|e| e["id"].as_i64().unwrap())
             .collect();
         expected.sort_unstable();
-        let mut seen: Vec<i64> = admin
-            .audit(json!({"limit": 100, "tenant": [tenant]}))
-            .await
-            .iter()
-            .filter_map(|e| e["id"].as_i64())
-            .filter(|id| *id <= last)
-            .collect();
-        seen.sort_unstable();
+        let page = admin.audit(json!({"limit": 100, "tenant": [tenant]})).await;
+        let seen = sorted_ids_up_to(&page, last);
         assert_eq!(seen, expected, "tenant {tenant}");
     }
     admin.close().await;
+}
+
+/// The ids of a page's events, up to `last` (later ones were written by the asking), sorted.
+fn sorted_ids_up_to(events: &[serde_json::Value], last: i64) -> Vec<i64> {
+    let mut ids: Vec<i64> = events
+        .iter()
+        .filter_map(|e| e["id"].as_i64())
+        .filter(|id| *id <= last)
+        .collect();
+    ids.sort_unstable();
+    ids
 }
