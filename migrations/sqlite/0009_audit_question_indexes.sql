@@ -1,6 +1,8 @@
 -- Indexes for the audit questions people ask most on a large trail (issue 15's matrix,
 -- examples/audit_scale.rs). Each ends in `at`, so a page under one value reads its events
 -- newest first and stops after a page, and a window is one index range.
+-- Built inside the migration's transaction: on a large trail, writes wait until they are built
+-- (README, "PostgreSQL and replicas").
 -- Kept in step with ../postgres/0009_audit_question_indexes.sql.
 
 -- A tenant-scoped caller's events, by their exact (sorted, space-joined) tenants text.

@@ -85,13 +85,17 @@ fn json_text(v: Option<&Value>) -> Option<Cow<'static, str>> {
 fn tenants_text(tenants: &[String]) -> Cow<'_, str> {
     match tenants {
         [one] => stored(one),
-        many => {
-            let mut sorted: Vec<&str> = many.iter().map(String::as_str).collect();
-            sorted.sort_unstable();
-            sorted.dedup();
-            Cow::Owned(stored(&sorted.join(" ")).into_owned())
-        }
+        many => Cow::Owned(stored(&tenant_set(many).join(" ")).into_owned()),
     }
+}
+
+/// An event's tenants as a set: sorted, each once (what its stored text and its tenant rows
+/// hold).
+pub fn tenant_set(tenants: &[String]) -> Vec<&str> {
+    let mut set: Vec<&str> = tenants.iter().map(String::as_str).collect();
+    set.sort_unstable();
+    set.dedup();
+    set
 }
 
 impl<'a> StoredEvent<'a> {

@@ -62,6 +62,18 @@ fn quiet<O: sqlx::ConnectOptions>(opts: O) -> O {
     opts.log_slow_statements(log::LevelFilter::Off, Duration::from_secs(1))
 }
 
+/// No JIT on keyward's sessions: its statements are short, and PostgreSQL compiles one whose
+/// estimate looks large (an audit summary over a week) in hundreds of ms, more than running it
+/// takes. A `SET` after connecting rather than a startup option, which connection poolers
+/// refuse; a server or pooler that refuses the `SET` too keeps its JIT, and keyward still
+/// connects.
+async fn jit_off(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    if let Err(e) = sqlx::query("SET jit = off").execute(&mut *conn).await {
+        tracing::debug!(error = %e, "PostgreSQL JIT left as configured");
+    }
+    Ok(())
+}
+
 /// The database: one pool of either backend.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -150,12 +162,9 @@ impl Store {
     async fn connect(url: &str) -> Result<Db, StoreError> {
         Ok(
             if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-                // No JIT: keyward's statements are short, and PostgreSQL compiles one whose
-                // estimate looks large (an audit summary over a week) in hundreds of ms, more
-                // than running it takes.
-                let opts = quiet(PgConnectOptions::from_str(url).map_err(StoreError::Config)?)
-                    .options([("jit", "off")]);
+                let opts = quiet(PgConnectOptions::from_str(url).map_err(StoreError::Config)?);
                 let pool = PgPoolOptions::new()
+                    .after_connect(|conn, _| Box::pin(jit_off(conn)))
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(5))
                     .connect_with(opts)

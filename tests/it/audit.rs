@@ -471,3 +471,19 @@ fn sorted_ids_up_to(events: &[serde_json::Value], last: i64) -> Vec<i64> {
     ids.sort_unstable();
     ids
 }
+
+/// On PostgreSQL keyward's sessions run without JIT (a week's summary would otherwise spend
+/// more time being compiled than run). Checked by the suite on PostgreSQL; SQLite has no JIT.
+#[tokio::test]
+async fn postgres_sessions_run_without_jit() {
+    let h = TestServer::in_process(Utc::now()).await;
+    if let keyward::store::Db::Postgres(pool) = &h.app().store.db {
+        for _ in 0..3 {
+            let jit: String = sqlx::query_scalar("SHOW jit")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(jit, "off");
+        }
+    }
+}

@@ -179,7 +179,7 @@ pub(super) fn push_where(q: &mut Sql, f: &AuditFilter, seal: &Seal) {
         for t in f.tenants.iter().filter(|t| validate_tenant(t).is_ok()) {
             q.push(" OR ' ' || e.tenants || ' ' LIKE ")
                 .text(&format!("% {} %", like_escaped(t)))
-                .push(" ESCAPE '\\'");
+                .push(" ESCAPE '!'");
         }
         q.push(")");
     }
@@ -208,12 +208,13 @@ fn subsets(sorted: &[&String]) -> Vec<String> {
         .collect()
 }
 
-/// `text` with LIKE's wildcards (and its escape character) escaped by a backslash.
+/// `text` with LIKE's wildcards (and the escape character) escaped by `!`: a character that
+/// reads the same in every string-literal mode, where a backslash does not on PostgreSQL.
 fn like_escaped(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
+        if matches!(c, '%' | '_' | '!') {
+            out.push('!');
         }
         out.push(c);
     }
@@ -543,7 +544,7 @@ mod tests {
 
     #[test]
     fn like_patterns_match_only_the_literal_text() {
-        assert_eq!(like_escaped("a_b%c\\d"), "a\\_b\\%c\\\\d");
+        assert_eq!(like_escaped("a_b%c!d\\"), "a!_b!%c!!d\\");
         assert_eq!(like_escaped("acme"), "acme");
     }
 }

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use super::{counts, log};
 use crate::domain::at_rest::Place;
 use crate::domain::audit::AuditEvent;
-use crate::domain::audit_leaf::StoredEvent;
+use crate::domain::audit_leaf::{StoredEvent, tenant_set};
 use crate::domain::merkle::Hash;
 use crate::domain::tenant::ALL_TENANTS;
 use crate::store::sql::{Sql, bind_args, nul_free};
@@ -175,7 +175,7 @@ fn tenant_rows(ids: &[i64], events: &[AuditEvent]) -> Vec<Sql> {
         .iter()
         .zip(events)
         .filter(|(_, e)| !is_all(&e.tenants))
-        .flat_map(|(id, e)| e.tenants.iter().map(move |t| (*id, t.as_str())))
+        .flat_map(|(id, e)| tenant_set(&e.tenants).into_iter().map(move |t| (*id, t)))
         .collect();
     pairs
         .chunks(MAX_ROWS_PER_STATEMENT)
@@ -276,7 +276,7 @@ pub fn insert_sqlite<'a>(
         }
         let id = conn.last_insert_rowid();
         if !is_all(&e.tenants) {
-            for t in &e.tenants {
+            for t in tenant_set(&e.tenants) {
                 tenant.execute(rusqlite::params![id, nul_free(t)])?;
             }
         }
@@ -296,4 +296,36 @@ pub async fn write_batch(
     let ids = append(&mut tx, events).await?;
     tx.commit().await?;
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sql::Arg;
+
+    #[test]
+    fn an_event_names_each_of_its_tenants_once() {
+        let mut e = crate::domain::audit::sample_event("");
+        e.tenants = vec!["globex".into(), "acme".into(), "globex".into()];
+        let all = AuditEvent {
+            tenants: vec![ALL_TENANTS.into()],
+            ..e.clone()
+        };
+        let rows = tenant_rows(&[7, 8], &[e, all]);
+        assert_eq!(rows.len(), 1);
+        let args: Vec<String> = rows[0]
+            .args
+            .iter()
+            .map(|a| match a {
+                Arg::Int(i) => i.to_string(),
+                Arg::Text(t) => t.clone(),
+                Arg::Bytes(_) => "bytes".into(),
+            })
+            .collect();
+        assert_eq!(
+            args,
+            ["7", "acme", "7", "globex"],
+            "sorted, once each; '*' has none"
+        );
+    }
 }
