@@ -407,5 +407,27 @@ async fn two_loaded_replicas_lose_no_record_and_honour_a_revocation_from_the_oth
         "the log's head covers every record"
     );
     assert_eq!(sequenced, size, "and the log has no gap");
+    // The per-quarter counts both writers added to, batch by batch, equal counting the events
+    // (what summaries read from them must not drift when several writers share one database).
+    let from_counts: Vec<(String, i64, String, i64)> = sqlx::query_as(
+        "SELECT dim, quarter, value, CAST(SUM(n) AS BIGINT) FROM audit_counts \
+         GROUP BY dim, quarter, value ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let from_events: Vec<(String, i64, String, i64)> = sqlx::query_as(
+        "SELECT d, q, v, count(*) FROM (\
+           SELECT 'action' AS d, at / 900000000 AS q, action AS v FROM audit_events \
+           UNION ALL SELECT 'status', at / 900000000, status FROM audit_events \
+           UNION ALL SELECT 'source', at / 900000000, source FROM audit_events \
+           UNION ALL SELECT 'role', at / 900000000, COALESCE(role, '') FROM audit_events\
+         ) e GROUP BY d, q, v ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(from_events.len() >= 4, "{from_events:?}");
+    assert_eq!(from_counts, from_events, "counts equal counting the events");
     pool.close().await;
 }
