@@ -198,52 +198,74 @@ where
     Ok(ms[(ms.len() - 1) / 2])
 }
 
-/// What the matrix found: cells measured and those over target, with the slowest of each kind.
-#[derive(Default)]
+/// Cells of one kind (summaries or pages): how many, those over target, the slowest.
+pub struct Cells {
+    target_ms: f64,
+    pub measured: usize,
+    pub over: Vec<(String, f64)>,
+    pub slowest: (String, f64),
+}
+
+impl Cells {
+    fn new(target_ms: f64) -> Self {
+        Cells {
+            target_ms,
+            measured: 0,
+            over: Vec::new(),
+            slowest: (String::new(), 0.0),
+        }
+    }
+
+    fn add(&mut self, label: String, ms: f64) {
+        self.measured += 1;
+        if ms > self.slowest.1 {
+            self.slowest = (label.clone(), ms);
+        }
+        if ms > self.target_ms {
+            self.over.push((label, ms));
+        }
+    }
+}
+
+/// What the matrix found, summaries and pages apart.
 pub struct Tally {
-    pub summaries: usize,
-    pub summaries_over: Vec<(String, f64)>,
-    pub pages: usize,
-    pub pages_over: Vec<(String, f64)>,
-    pub slowest_summary: (String, f64),
-    pub slowest_page: (String, f64),
+    pub summaries: Cells,
+    pub pages: Cells,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            summaries: Cells::new(SUMMARY_TARGET_MS),
+            pages: Cells::new(PAGE_TARGET_MS),
+        }
+    }
 }
 
 impl Tally {
     fn summary(&mut self, label: String, ms: f64) {
-        self.summaries += 1;
-        if ms > self.slowest_summary.1 {
-            self.slowest_summary = (label.clone(), ms);
-        }
-        if ms > SUMMARY_TARGET_MS {
-            self.summaries_over.push((label, ms));
-        }
+        self.summaries.add(label, ms);
     }
 
     fn page(&mut self, label: String, ms: f64) {
-        self.pages += 1;
-        if ms > self.slowest_page.1 {
-            self.slowest_page = (label.clone(), ms);
-        }
-        if ms > PAGE_TARGET_MS {
-            self.pages_over.push((label, ms));
-        }
+        self.pages.add(label, ms);
     }
 
     pub fn print(&self, backend: &str) {
+        let (s, p) = (&self.summaries, &self.pages);
         println!(
             "\n== {backend}: {} of {} summaries over {SUMMARY_TARGET_MS} ms (slowest {:.1} ms: {}); \
              {} of {} pages over {PAGE_TARGET_MS} ms (slowest {:.2} ms: {})",
-            self.summaries_over.len(),
-            self.summaries,
-            self.slowest_summary.1,
-            self.slowest_summary.0,
-            self.pages_over.len(),
-            self.pages,
-            self.slowest_page.1,
-            self.slowest_page.0
+            s.over.len(),
+            s.measured,
+            s.slowest.1,
+            s.slowest.0,
+            p.over.len(),
+            p.measured,
+            p.slowest.1,
+            p.slowest.0
         );
-        for (label, ms) in self.summaries_over.iter().chain(&self.pages_over) {
+        for (label, ms) in s.over.iter().chain(&p.over) {
             println!("  over: {ms:>8.2} ms  {label}");
         }
     }

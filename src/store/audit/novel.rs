@@ -85,27 +85,23 @@ fn novel_sql(f: &AuditFilter, since: i64, column: NovelColumn, limit: i64, seal:
          CAST(SUM(c.n) OVER () AS BIGINT) AS total_events, \
          CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM c WHERE"
     ));
-    // An anonymous caller has no id: its own branch, so each keeps a plain index lookup
-    // (a null-safe comparison would not use the index on PostgreSQL).
-    for (i, actor) in ["e.actor_id IS NULL", "e.actor_id = c.a"]
-        .iter()
-        .enumerate()
-    {
-        q.push(if i == 0 {
-            " CASE WHEN c.a IS NULL THEN"
-        } else {
-            " ELSE"
-        });
-        // The latest earlier sighting, newest first and one row: both databases then walk an
-        // index backward from the window's start and stop at once for a value seen before
-        // (an EXISTS would let PostgreSQL collect every earlier match first).
+    // The latest earlier sighting, newest first and one row: both databases then walk an index
+    // backward from the window's start and stop at once for a value seen before (an EXISTS
+    // would let PostgreSQL collect every earlier match first). An anonymous caller has no id:
+    // its own branch, so each keeps a plain index lookup (a null-safe comparison would not use
+    // the index on PostgreSQL).
+    let unseen_before = |q: &mut Sql, actor: &str| {
         q.push(" (SELECT e.at FROM audit_events e");
-        push_where(&mut q, &before, seal);
+        push_where(q, &before, seal);
         q.push(&format!(
             " AND {actor} AND e.actor_kind = c.k AND {col} = c.v \
              ORDER BY e.at DESC LIMIT 1) IS NULL"
         ));
-    }
+    };
+    q.push(" CASE WHEN c.a IS NULL THEN");
+    unseen_before(&mut q, "e.actor_id IS NULL");
+    q.push(" ELSE");
+    unseen_before(&mut q, "e.actor_id = c.a");
     q.push(" END ORDER BY n DESC, last_at DESC LIMIT ")
         .int(limit);
     q

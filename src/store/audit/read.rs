@@ -1,6 +1,7 @@
 //! Reading the audit trail: filtered pages, one event, grouped counts.
 
 use crate::domain::at_rest::Place;
+use crate::domain::audit::Status;
 use crate::domain::tenant::{ALL_TENANTS, TenantScope, validate_tenant};
 use crate::store::sql::{Sql, bind_args};
 use crate::store::{Seal, StoreError, db, on_pool};
@@ -156,8 +157,9 @@ pub(super) fn push_where(q: &mut Sql, f: &AuditFilter, seal: &Seal) {
         .collect();
     // Denials, failures and errors are indexed apart from the successes that make up most of
     // the trail; saying so lets both databases use that partial index.
-    if !f.statuses.is_empty() && f.statuses.iter().all(|s| s != SUCCESS) {
-        q.push(" AND e.status <> ").text(SUCCESS);
+    let success = Status::Success.as_str();
+    if !f.statuses.is_empty() && f.statuses.iter().all(|s| s != success) {
+        q.push(" AND e.status <> ").text(success);
     }
     for (column, values) in [
         ("e.role", &f.roles),
@@ -184,9 +186,6 @@ pub(super) fn push_where(q: &mut Sql, f: &AuditFilter, seal: &Seal) {
         q.push(")");
     }
 }
-
-/// The status most events have, left out of the status index.
-const SUCCESS: &str = "success";
 
 /// Callers with at most this many tenants match events by their exact tenants text (at most
 /// 2^4 - 1 = 15 texts).
