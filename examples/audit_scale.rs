@@ -1350,6 +1350,26 @@ async fn run(a: &Args, url: &str) -> anyhow::Result<()> {
         "busiest actor {} ({}) has {busy_day} events in the last 24h; median actor {}",
         busy.id, busy.preview, median.id
     );
+    // What the server's folder does in the background: fold the events into the hourly and
+    // daily roll-ups and compact the hours that are past.
+    let t = Instant::now();
+    let folded = keyward::ops::audit::fold::fold(&app).await?;
+    let hour_rows = count(
+        &app.store,
+        "SELECT COUNT(*) FROM audit_rollup WHERE span = 3600000000",
+    )
+    .await?;
+    let day_rows = count(
+        &app.store,
+        "SELECT COUNT(*) FROM audit_rollup WHERE span = 86400000000",
+    )
+    .await?;
+    println!(
+        "folded {} events into {hour_rows} hour rows and {day_rows} day rows in {:.1} s ({} hours compacted)",
+        folded.events,
+        t.elapsed().as_secs_f64(),
+        folded.hours_compacted
+    );
     if a.analyze {
         let t = Instant::now();
         execute(&app.store, "ANALYZE").await?;

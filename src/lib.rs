@@ -201,7 +201,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Source::Http
             };
             ops::audit_log::check_at_start(&app, source).await;
-            Some(ops::audit_log::start(app.clone()))
+            Some((
+                ops::audit_log::start(app.clone()),
+                ops::audit::fold::start(app.clone()),
+            ))
         }
         _ => None,
     };
@@ -222,7 +225,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let _ = writer.await;
     // Then the last checkpoint covers everything written: the signer's at clean shutdown, or
     // one for what a command wrote.
-    if let Some(signer) = signer {
+    if let Some((signer, folder)) = signer {
+        folder.stop().await;
         signer.stop().await;
     } else if writes && let Err(e) = ops::audit_log::sign(&app, ops::audit_log::Why::Commit).await {
         tracing::error!(error = %e, "audit checkpoint not signed");

@@ -227,6 +227,8 @@ pub async fn rekey(store: &Store, to: &Seal) -> Result<Rekeyed, StoreError> {
             .map(|_| ())
             .map_err(db))?;
     }
+    // The roll-ups hold client addresses sealed under the old key: they are refolded.
+    super::audit::rollup::reset(&mut tx).await?;
     tx.commit().await?;
     Ok(done)
 }
@@ -251,7 +253,7 @@ pub async fn reclaim(store: &Store) -> Result<(), StoreError> {
         }
         Db::Postgres(p) => {
             sqlx::query(
-                "VACUUM (FULL, ANALYZE) audit_events, api_keys, roles, auth_failures, signin_known, settings",
+                "VACUUM (FULL, ANALYZE) audit_events, audit_rollup, api_keys, roles, auth_failures, signin_known, settings",
             )
             .execute(p)
             .await

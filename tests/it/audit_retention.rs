@@ -1,11 +1,12 @@
 //! Retention keeps the trail provable: old bodies go in whole chunks, their hashes stay, the
-//! per-quarter counts are recounted in the same transaction (summaries still equal counting
-//! the events), each removal is an audited event, and verification reports the pruned range as
+//! per-quarter counts are recounted and the roll-ups refolded in the same transaction
+//! (summaries still equal counting the events), each removal is an audited event, and verification reports the pruned range as
 //! pruned, not missing. Removing old rows any other way still reads as tampering.
 
 use chrono::{Duration, TimeZone, Utc};
 use keyward::domain::audit::{Action, Source, Status};
 use keyward::ops::CallMeta;
+use keyward::ops::audit::{Counting, Filters, GroupBy, fold, summary_counted};
 use keyward::ops::audit_log::{self, Why, retention};
 use serde_json::{Value, json};
 
@@ -67,6 +68,8 @@ async fn old_bodies_go_their_hashes_stay_and_everything_still_verifies() {
     let admin = s.admin().await;
     admin.ok("whoami", json!({})).await;
     s.app().audit.sync().await.unwrap();
+    // Rolled up (hours and the day) before the prune cuts into them.
+    fold::fold(s.app()).await.unwrap();
     let removed = retention::prune_due(s.app()).await.unwrap();
     // Whole chunks only, never past the checkpoint (which covered 700): 512.
     assert_eq!(removed, 512);
@@ -98,6 +101,25 @@ async fn old_bodies_go_their_hashes_stay_and_everything_still_verifies() {
         )
         .await;
     assert!(recent["window"]["pruned_through"].is_null(), "{recent:#}");
+
+    // So do summaries answered from the roll-ups: the hours and the day the prune cut into
+    // were refolded from what remains.
+    let p = keyward::ops::auth::authenticate_key(s.app(), &s.admin_key().await)
+        .await
+        .unwrap();
+    for since in [None, Some("400d".to_owned())] {
+        let f = Filters {
+            since,
+            ..Filters::default()
+        };
+        for g in [&["actor"][..], &["status", "actor"], &["client_ip"]] {
+            let g: Vec<GroupBy> = serde_json::from_value(json!(g)).unwrap();
+            let ask = |c| summary_counted(s.app(), &p, &f, &g, Some(100), c);
+            let fast = serde_json::to_value(ask(Counting::Fastest).await.unwrap()).unwrap();
+            let counted = serde_json::to_value(ask(Counting::EventsOnly).await.unwrap()).unwrap();
+            assert_eq!(fast, counted, "{g:?} {f:?}");
+        }
+    }
 
     // The log still verifies, quick and full, and names the pruned range.
     audit_log::sign(s.app(), Why::Commit).await.unwrap();

@@ -24,6 +24,7 @@ mod audit_names;
 mod audit_proof;
 mod audit_replicas;
 mod audit_retention;
+mod audit_rollup;
 mod auth;
 mod bootstrap;
 mod bounds;

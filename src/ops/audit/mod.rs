@@ -1,11 +1,12 @@
 //! Audit use cases: filtered pages sized for a model's context, one full event, and grouped
 //! counts. Callers see only events whose tenants all lie within their own.
 
+pub mod fold;
 mod novel;
 mod summary;
 
 pub use novel::{Novel, novel};
-pub use summary::{GroupBy, summary};
+pub use summary::{Counting, GroupBy, summary, summary_counted};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

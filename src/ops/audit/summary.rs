@@ -1,6 +1,7 @@
 //! Grouped counts of audit events: validation of the grouping, the count itself (from the
-//! per-quarter counts where the question allows, else from the events), and the merge of
-//! 15-minute buckets into local hours and days.
+//! per-quarter counts where the question allows, else from the hourly and daily roll-ups where
+//! it allows, else from the events), and the merge of 15-minute buckets into local hours and
+//! days.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -17,7 +18,9 @@ use crate::domain::timespec;
 use crate::ops::OpsError;
 use crate::ops::app::App;
 use crate::ops::views::{AuditGroup, AuditSummary};
-use crate::store::audit::{AuditFilter, CountDim, CountQuery, Dim, Group, QUARTER, Summary};
+use crate::store::audit::{
+    AuditFilter, CountDim, CountQuery, Dim, Group, QUARTER, Summary, rollup,
+};
 use crate::store::{self, from_micros};
 
 /// Most 15-minute buckets (times the other dimension's values) a time grouping may read.
@@ -79,6 +82,15 @@ impl GroupBy {
     }
 }
 
+/// Where a summary's counts come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// The cheapest source the question allows: per-quarter counts, roll-ups, or the events.
+    Fastest,
+    /// The events alone (what the other sources are held to).
+    EventsOnly,
+}
+
 /// Counts grouped by one or two dimensions, largest first, with first and last seen.
 pub async fn summary(
     app: &App,
@@ -86,6 +98,18 @@ pub async fn summary(
     filters: &Filters,
     group_by: &[GroupBy],
     top: Option<i64>,
+) -> Result<AuditSummary, OpsError> {
+    summary_counted(app, p, filters, group_by, top, Counting::Fastest).await
+}
+
+/// `summary`, counted from `counting`.
+pub async fn summary_counted(
+    app: &App,
+    p: &Principal,
+    filters: &Filters,
+    group_by: &[GroupBy],
+    top: Option<i64>,
+    counting: Counting,
 ) -> Result<AuditSummary, OpsError> {
     policy::require(p, Permission::AuditRead)?;
     if group_by.is_empty() || group_by.len() > 2 {
@@ -108,7 +132,13 @@ pub async fn summary(
     // Time buckets are 15-minute UTC slots merged here into local hours or days (so DST and
     // half-hour offsets come out right); other groupings are ranked and cut in SQL.
     let sql_limit = if has_time { MAX_TIME_BUCKETS + 1 } else { top };
-    let summary = count(app, &resolved.filter(p), group_by, &dims, sql_limit).await?;
+    let filter = resolved.filter(p);
+    let summary = match counting {
+        Counting::Fastest => count(app, &filter, group_by, &dims, sql_limit, tz).await?,
+        Counting::EventsOnly => {
+            store::audit::summarise(&app.store, &filter, &dims, Some(sql_limit)).await?
+        }
+    };
     if has_time && summary.groups.len() as i64 > MAX_TIME_BUCKETS {
         return Err(OpsError::invalid(
             "too many hour/day groups to count at once: narrow the window (since/until) or add filters",
@@ -209,6 +239,7 @@ async fn count(
     group_by: &[GroupBy],
     dims: &[Dim],
     limit: i64,
+    tz: Tz,
 ) -> Result<Summary, OpsError> {
     let whole = (
         f.since
@@ -220,6 +251,16 @@ async fn count(
         _ => true,
     });
     let Some(mut q) = plan else {
+        if rollup::answers(f, dims) {
+            let until = f.until.unwrap_or_else(|| app.now().timestamp_micros());
+            let state = rollup::state(&app.store).await?;
+            let timed = group_by.iter().any(|g| g.is_time());
+            let plan = rollup::Plan::new(f.since, until, state, !timed)
+                .filter(|p| !timed || whole_local_hours(tz, p.from, p.to));
+            if let Some(plan) = plan {
+                return Ok(rollup::summarise(&app.store, f, dims, Some(limit), &plan).await?);
+            }
+        }
         return Ok(store::audit::summarise(&app.store, f, dims, Some(limit)).await?);
     };
     (q.from, q.to) = whole;
@@ -278,6 +319,22 @@ async fn count(
         total_events,
         total_groups,
     })
+}
+
+/// Whether every UTC hour in `[from, to)` (micros) is one local hour in `tz`: its offset is a
+/// whole number of hours throughout. Offsets hold for months between changes, so looking once a
+/// day (and at both ends) finds any other; windows over ten years are not looked through.
+fn whole_local_hours(tz: Tz, from: i64, to: i64) -> bool {
+    use chrono::Offset;
+    const DAY: i64 = 86_400_000_000;
+    if to - from > 3653 * DAY {
+        return false;
+    }
+    let whole = |t: i64| {
+        chrono::DateTime::from_timestamp_micros(t)
+            .is_some_and(|t| t.with_timezone(&tz).offset().fix().local_minus_utc() % 3600 == 0)
+    };
+    (from..to).step_by(DAY as usize).all(whole) && whole(to - 1)
 }
 
 /// Whether the per-quarter counts can answer: over all tenants, grouped (and filtered) by at

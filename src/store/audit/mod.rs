@@ -8,6 +8,7 @@ pub mod log;
 mod novel;
 pub mod prune;
 mod read;
+pub mod rollup;
 pub mod tree;
 mod write;
 

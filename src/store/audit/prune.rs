@@ -1,7 +1,7 @@
 //! Retention: removing old event bodies while the log stays provable. Only whole chunks go,
 //! so their stored chunk hashes keep every root and proof computable; the per-quarter counts
-//! of the quarters touched are recounted from what remains, in the same transaction, so
-//! summaries still equal counting the events.
+//! of the quarters touched are recounted, and the roll-ups of the hours touched refolded, from
+//! what remains, in the same transaction, so summaries still equal counting the events.
 
 use crate::domain::audit::AuditEvent;
 use crate::store::audit::counts::QUARTER;
@@ -29,7 +29,8 @@ pub async fn first_kept(store: &Store, from: u64, cutoff: i64) -> Result<Option<
     Ok(seq.map(|s| s.max(0) as u64))
 }
 
-async fn exec(tx: &mut Tx, sql: &str, binds: &[i64]) -> Result<u64, StoreError> {
+/// Runs `sql` with integer `binds` inside `tx`; the rows it changed.
+pub(super) async fn exec(tx: &mut Tx, sql: &str, binds: &[i64]) -> Result<u64, StoreError> {
     on_tx!(tx, c => {
         let mut q = sqlx::query(sql);
         for b in binds {
@@ -119,9 +120,15 @@ pub async fn prune(
         &range,
     )
     .await?;
+    let mut hours: Vec<i64> = Vec::new();
     for q in quarters {
         recount(&mut tx, q).await?;
+        let h = super::rollup::floor(q * QUARTER, super::rollup::HOUR);
+        if !hours.contains(&h) {
+            hours.push(h);
+        }
     }
+    super::rollup::refold_hours(&mut tx, &hours).await?;
     tx.commit().await?;
     Ok(Some(done))
 }

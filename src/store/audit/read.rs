@@ -101,13 +101,37 @@ impl AuditFilter {
     }
 }
 
+/// The rows a WHERE clause is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rows {
+    /// `audit_events`: its time, and its tenant rows for a tenant-scoped caller.
+    Events,
+    /// `audit_rollup` (or rows shaped like it): no time of its own, and tenants by their
+    /// stored text alone, so only for callers with at most `MAX_SUBSET_TENANTS` tenants.
+    Rollup,
+}
+
 pub(super) fn push_where(q: &mut Sql, f: &AuditFilter, seal: &Seal) {
-    q.push(" WHERE 1 = 1");
-    if let Some(s) = f.since {
-        q.push(" AND e.at >= ").int(s);
+    push_where_in(q, f, seal, Rows::Events)
+}
+
+/// Whether `push_where_in` can express `f`'s tenant scope on roll-up rows.
+pub(super) fn rollup_scope(f: &AuditFilter) -> bool {
+    match &f.visible_to {
+        TenantScope::All => true,
+        TenantScope::Only(mine) => mine.len() <= MAX_SUBSET_TENANTS,
     }
-    if let Some(u) = f.until {
-        q.push(" AND e.at < ").int(u);
+}
+
+pub(super) fn push_where_in(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Rows) {
+    q.push(" WHERE 1 = 1");
+    if rows == Rows::Events {
+        if let Some(s) = f.since {
+            q.push(" AND e.at >= ").int(s);
+        }
+        if let Some(u) = f.until {
+            q.push(" AND e.at < ").int(u);
+        }
     }
     if let TenantScope::Only(mine) = &f.visible_to {
         // Visible when every tenant of the event is the caller's: never an all-tenant event.
@@ -116,12 +140,17 @@ pub(super) fn push_where(q: &mut Sql, f: &AuditFilter, seal: &Seal) {
         // Stored tenants are sorted and space-joined, so for a caller with few tenants the
         // events it may see carry one of a few exact texts: the tenants index then yields them
         // in time order, instead of every event in the window being tested one by one. The
-        // test below stays, so a row stored otherwise is hidden, never shown.
+        // test below stays for events, so a row stored otherwise is hidden, never shown; a
+        // roll-up row carries the text alone, and a caller with more tenants never reads them.
         if mine.len() <= MAX_SUBSET_TENANTS {
             q.push(" AND e.tenants").is_in(&subsets(&mine));
+        } else if rows == Rows::Rollup {
+            q.push(" AND 1 = 0");
         }
-        q.push(" AND NOT EXISTS (SELECT 1 FROM audit_tenants vt WHERE vt.event_id = e.id AND vt.tenant NOT IN ");
-        q.text_list(&mine).push(")");
+        if rows == Rows::Events {
+            q.push(" AND NOT EXISTS (SELECT 1 FROM audit_tenants vt WHERE vt.event_id = e.id AND vt.tenant NOT IN ");
+            q.text_list(&mine).push(")");
+        }
     }
     if !f.actors.is_empty() {
         // A value is tested only against the column it can match: ids (key_…, op_…) never
@@ -316,7 +345,7 @@ pub enum Dim {
 }
 
 impl Dim {
-    fn exprs(self) -> &'static [&'static str] {
+    pub(super) fn exprs(self) -> &'static [&'static str] {
         match self {
             Dim::Actor => &["e.actor_kind", "e.actor_id"],
             Dim::Action => &["e.action"],
@@ -359,6 +388,15 @@ pub async fn summarise(
     limit: Option<i64>,
 ) -> Result<Summary, StoreError> {
     let q = summarise_sql(f, dims, limit, &store.seal);
+    run_summary(store, &q, dims).await
+}
+
+/// Runs a statement `grouped` built, and opens the grouped client IPs.
+pub(super) async fn run_summary(
+    store: &crate::store::Store,
+    q: &Sql,
+    dims: &[Dim],
+) -> Result<Summary, StoreError> {
     let width = dims.iter().map(|d| d.exprs().len()).sum();
     let rows: Vec<(Group, i64, i64)> = on_pool!(store, p => {
         let rows = bind_args!(sqlx::query(&q.text), q).fetch_all(p).await.map_err(db)?;
@@ -388,6 +426,22 @@ pub async fn summarise(
 }
 
 fn summarise_sql(f: &AuditFilter, dims: &[Dim], limit: Option<i64>, seal: &Seal) -> Sql {
+    grouped(dims, Rows::Events, limit, |q| {
+        q.push("audit_events e");
+        push_where(q, f, seal);
+    })
+}
+
+/// `SELECT … FROM <from> GROUP BY … ORDER BY … LIMIT`: groups by `dims`, largest first, with
+/// first and last time, names, and totals over every group. `rows` says what is counted:
+/// events (one each) or roll-up rows (`n`, `first_at`, `last_at` each); `from` writes the
+/// FROM clause's rows, named `e`, and their WHERE.
+pub(super) fn grouped(
+    dims: &[Dim],
+    rows: Rows,
+    limit: Option<i64>,
+    from: impl FnOnce(&mut Sql),
+) -> Sql {
     let exprs: Vec<&str> = dims
         .iter()
         .flat_map(|d| d.exprs().iter().copied())
@@ -410,14 +464,19 @@ fn summarise_sql(f: &AuditFilter, dims: &[Dim], limit: Option<i64>, seal: &Seal)
         named(Dim::Actor, "e.actor_name"),
         named(Dim::Target, "e.target_name"),
     );
+    let (n, first, last) = match rows {
+        Rows::Events => ("COUNT(*)", "MIN(e.at)", "MAX(e.at)"),
+        Rows::Rollup => ("SUM(e.n)", "MIN(e.first_at)", "MAX(e.last_at)"),
+    };
     // Window functions run before LIMIT, so the totals cover every group.
     let mut q = Sql::new(&format!(
-        "SELECT {}, COUNT(*) AS n, MIN(e.at) AS first_at, MAX(e.at) AS last_at, \
-         {preview} AS preview, {actor_name} AS actor_name, {target_name} AS target_name, CAST(SUM(COUNT(*)) OVER () AS BIGINT) AS total_events, \
-         CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM audit_events e",
+        "SELECT {}, CAST({n} AS BIGINT) AS n, {first} AS first_at, {last} AS last_at, \
+         {preview} AS preview, {actor_name} AS actor_name, {target_name} AS target_name, \
+         CAST(SUM({n}) OVER () AS BIGINT) AS total_events, \
+         CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM ",
         select.join(", ")
     ));
-    push_where(&mut q, f, seal);
+    from(&mut q);
     // By the text values selected, not the bare columns: SQLite would otherwise walk a whole
     // index in the grouped column's order (to skip a sort) rather than the window's range.
     let keys: Vec<String> = (0..exprs.len()).map(|i| format!("g{i}")).collect();

@@ -1,0 +1,84 @@
+//! The folder beside the server: every little while it folds the events the log has placed
+//! into the hourly and daily roll-ups, and compacts the hours that are past (by the injected
+//! clock). Every replica runs one; they take turns on the roll-ups' state row, so a second
+//! finds nothing left to do. A failure is logged and retried: summaries stay exact without
+//! it, only slower (they read the events not folded yet).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::ops::OpsError;
+use crate::ops::app::App;
+use crate::store::audit::rollup;
+
+/// How often the folder looks (wall time).
+const LOOK_EVERY: Duration = Duration::from_secs(30);
+
+/// How long after an hour ends its rows are merged: events for it still arriving (a journal
+/// moved late, a slow replica) fold in as rows of their own, which readers add up as well.
+const SETTLE: chrono::Duration = chrono::Duration::minutes(10);
+
+/// What `fold` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Folded {
+    pub events: i64,
+    pub hours_compacted: i64,
+}
+
+/// Folds until nothing is due, one bounded transaction at a time.
+pub async fn fold(app: &App) -> Result<Folded, OpsError> {
+    let mut done = Folded::default();
+    loop {
+        let settled = (app.now() - SETTLE).timestamp_micros();
+        let step = rollup::fold_step(&app.store, settled).await?;
+        done.events += step.folded;
+        done.hours_compacted += step.compacted_hours;
+        if !step.more {
+            return Ok(done);
+        }
+        // Let writers and readers in between transactions.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The running folder; `stop` ends it.
+pub struct Folder {
+    stop: Arc<Notify>,
+    handle: JoinHandle<()>,
+}
+
+impl Folder {
+    pub async fn stop(self) {
+        self.stop.notify_one();
+        let _ = self.handle.await;
+    }
+}
+
+pub fn start(app: App) -> Folder {
+    let stop = Arc::new(Notify::new());
+    let handle = tokio::spawn(run(app, stop.clone()));
+    Folder { stop, handle }
+}
+
+async fn run(app: App, stop: Arc<Notify>) {
+    loop {
+        match fold(&app).await {
+            Ok(f) if f.events > 0 || f.hours_compacted > 0 => {
+                tracing::debug!(
+                    events = f.events,
+                    hours = f.hours_compacted,
+                    "audit roll-ups folded"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "audit roll-ups not folded; retrying"),
+        }
+        tokio::select! {
+            () = stop.notified() => return,
+            () = tokio::time::sleep(LOOK_EVERY) => {}
+        }
+    }
+}

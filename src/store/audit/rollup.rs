@@ -1,0 +1,405 @@
+//! Roll-ups: counts of events per hour and per day (UTC) for each combination of actor, role,
+//! tenants, action, status, source and client address. A fold adds the events the log has
+//! placed since the last fold (by seq, so an event that arrives late for its hour is simply
+//! folded later, into that hour); compaction merges an hour's partial rows once it is past,
+//! and makes each finished day's rows. Neither touches the write path nor takes the sequencer
+//! lock: folds are serialised among themselves (and with retention and rekey) by claiming the
+//! state row first.
+//!
+//! A summary reads the buckets wholly inside its window from here, and from the events the
+//! rest: the partial hours at either end, the events not folded yet (seq at or above
+//! `folded_seq`, read in the same statement, so no event is counted twice or missed), and the
+//! events from before the log (no seq), which are never folded.
+
+use super::prune::exec;
+use super::read::{AuditFilter, Dim, Rows, Summary, grouped, push_where_in, run_summary};
+use crate::store::sql::Sql;
+use crate::store::{Store, StoreError, Tx, db, on_tx};
+
+/// An hour and a day, in micros: the two bucket widths.
+pub const HOUR: i64 = 3_600_000_000;
+pub const DAY: i64 = 86_400_000_000;
+
+/// Events folded per transaction at most: bounds how long one fold holds its claim.
+pub const FOLD_CHUNK: i64 = 20_000;
+/// Hours compacted per transaction at most.
+const COMPACT_HOURS: i64 = 48;
+
+/// The combination a row counts.
+const KEY: &str =
+    "actor_kind, actor_id, actor_preview, role, tenants, action, status, source, client_ip";
+const INSERT: &str = "INSERT INTO audit_rollup (span, bucket, actor_kind, actor_id, \
+    actor_preview, role, tenants, action, status, source, client_ip, n, first_at, last_at, actor_name) ";
+
+/// Where folding and compaction stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct State {
+    /// Every event with seq below this is in the hour rows.
+    pub folded_seq: i64,
+    /// Hours below this are compacted; days ending at or before its day have day rows.
+    pub compacted_until: i64,
+}
+
+impl State {
+    /// Days before this have day rows.
+    pub fn days_until(&self) -> i64 {
+        floor(self.compacted_until, DAY)
+    }
+}
+
+pub fn floor(t: i64, span: i64) -> i64 {
+    t.div_euclid(span) * span
+}
+
+pub fn ceil(t: i64, span: i64) -> i64 {
+    -floor(-t, span)
+}
+
+async fn one(tx: &mut Tx, sql: &str) -> Result<i64, StoreError> {
+    on_tx!(tx, c => sqlx::query_scalar::<_, i64>(sql).fetch_one(c).await.map_err(db))
+}
+
+/// Claims the state row for this transaction (a concurrent fold, prune or rekey waits until it
+/// ends) and reads it.
+pub(crate) async fn claim(tx: &mut Tx) -> Result<State, StoreError> {
+    exec(
+        tx,
+        "UPDATE audit_rollup_state SET folded_seq = folded_seq WHERE id = 1",
+        &[],
+    )
+    .await?;
+    let (folded_seq, compacted_until): (i64, i64) = on_tx!(tx, c => sqlx::query_as(
+        "SELECT folded_seq, compacted_until FROM audit_rollup_state WHERE id = 1")
+        .fetch_one(c)
+        .await
+        .map_err(db))?;
+    Ok(State {
+        folded_seq,
+        compacted_until,
+    })
+}
+
+async fn save(tx: &mut Tx, s: State) -> Result<(), StoreError> {
+    exec(
+        tx,
+        "UPDATE audit_rollup_state SET folded_seq = $1, compacted_until = $2 WHERE id = 1",
+        &[s.folded_seq, s.compacted_until],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Adds the events with seq in `[from, to)` (and, when given, `at` below `before`) to `span`
+/// rows.
+async fn fold_events(
+    tx: &mut Tx,
+    span: i64,
+    from: i64,
+    to: i64,
+    before: Option<i64>,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "{INSERT}SELECT {span}, at / {span} * {span}, {KEY}, COUNT(*), MIN(at), MAX(at), \
+         MAX(actor_name) FROM audit_events WHERE seq >= $1 AND seq < $2 AND at < $3 \
+         GROUP BY at / {span} * {span}, {KEY}"
+    );
+    exec(tx, &sql, &[from, to, before.unwrap_or(i64::MAX)]).await?;
+    Ok(())
+}
+
+/// Rebuilds `span` rows with buckets in `[from, to)`: hour rows from the events folded (seq
+/// below `folded`), day rows from the hour rows.
+async fn refold(tx: &mut Tx, span: i64, from: i64, to: i64, folded: i64) -> Result<(), StoreError> {
+    exec(
+        tx,
+        "DELETE FROM audit_rollup WHERE span = $1 AND bucket >= $2 AND bucket < $3",
+        &[span, from, to],
+    )
+    .await?;
+    if span == HOUR {
+        let sql = format!(
+            "{INSERT}SELECT {HOUR}, at / {HOUR} * {HOUR}, {KEY}, COUNT(*), MIN(at), MAX(at), \
+             MAX(actor_name) FROM audit_events WHERE at >= $1 AND at < $2 AND seq < $3 \
+             GROUP BY at / {HOUR} * {HOUR}, {KEY}"
+        );
+        exec(tx, &sql, &[from, to, folded]).await?;
+    } else {
+        let sql = format!(
+            "{INSERT}SELECT {DAY}, bucket / {DAY} * {DAY}, {KEY}, SUM(n), MIN(first_at), \
+             MAX(last_at), MAX(actor_name) FROM audit_rollup WHERE span = {HOUR} \
+             AND bucket >= $1 AND bucket < $2 GROUP BY bucket / {DAY} * {DAY}, {KEY}"
+        );
+        exec(tx, &sql, &[from, to]).await?;
+    }
+    Ok(())
+}
+
+/// Merges each hour's partial rows in `[from, to)` into one row per combination.
+async fn compact_hours(tx: &mut Tx, from: i64, to: i64) -> Result<(), StoreError> {
+    let last = one(tx, "SELECT COALESCE(MAX(id), 0) FROM audit_rollup").await?;
+    let merge = format!(
+        "{INSERT}SELECT {HOUR}, bucket, {KEY}, SUM(n), MIN(first_at), MAX(last_at), \
+         MAX(actor_name) FROM audit_rollup WHERE span = {HOUR} AND bucket >= $1 AND bucket < $2 \
+         AND id <= $3 GROUP BY bucket, {KEY}"
+    );
+    exec(tx, &merge, &[from, to, last]).await?;
+    exec(
+        tx,
+        "DELETE FROM audit_rollup WHERE span = $1 AND bucket >= $2 AND bucket < $3 AND id <= $4",
+        &[HOUR, from, to, last],
+    )
+    .await?;
+    Ok(())
+}
+
+/// What one `fold_step` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Step {
+    pub folded: i64,
+    pub compacted_hours: i64,
+    /// More is due now: call again.
+    pub more: bool,
+}
+
+/// One transaction of folding: the next events the log placed (at most `FOLD_CHUNK`), then,
+/// once every placed event is folded, compaction of the hours that ended before `settled`
+/// (micros; later events for them are rare and fold in as small rows of their own).
+pub async fn fold_step(store: &Store, settled: i64) -> Result<Step, StoreError> {
+    let mut tx = store.begin().await?;
+    let mut state = claim(&mut tx).await?;
+    let head = one(&mut tx, "SELECT size FROM audit_head WHERE id = 1").await?;
+    let to = head.min(state.folded_seq + FOLD_CHUNK);
+    let mut step = Step::default();
+    if to > state.folded_seq {
+        fold_events(&mut tx, HOUR, state.folded_seq, to, None).await?;
+        // Late events of days that already have day rows go there too.
+        if state.days_until() > 0 {
+            fold_events(&mut tx, DAY, state.folded_seq, to, Some(state.days_until())).await?;
+        }
+        step.folded = to - state.folded_seq;
+        state.folded_seq = to;
+    }
+    let target = floor(settled, HOUR);
+    if to == head && target > state.compacted_until {
+        // The first compaction starts at the oldest hour folded, not at 1970.
+        let start = if state.compacted_until == 0 {
+            let oldest = one(
+                &mut tx,
+                "SELECT COALESCE(MIN(bucket), 0) FROM audit_rollup WHERE span = 3600000000",
+            )
+            .await?;
+            if oldest == 0 { target } else { oldest }
+        } else {
+            state.compacted_until
+        };
+        let end = target.min(start + COMPACT_HOURS * HOUR);
+        if end > start {
+            compact_hours(&mut tx, start, end).await?;
+            // Days that end in (start, end] get their rows, from their (merged) hours.
+            let (d0, d1) = (floor(start, DAY), floor(end, DAY));
+            if d1 > d0 {
+                refold(&mut tx, DAY, d0, d1, state.folded_seq).await?;
+            }
+            step.compacted_hours = (end - start) / HOUR;
+        }
+        state.compacted_until = end.max(state.compacted_until);
+    }
+    step.more = to < head || (to == head && target > state.compacted_until);
+    save(&mut tx, state).await?;
+    tx.commit().await?;
+    Ok(step)
+}
+
+/// Refolds the hours (and their days) that `hours` names, inside a transaction that has just
+/// removed events from them (retention): roll-ups then count only what remains.
+pub(crate) async fn refold_hours(tx: &mut Tx, hours: &[i64]) -> Result<(), StoreError> {
+    let state = claim(tx).await?;
+    let mut days: Vec<i64> = Vec::new();
+    for h in hours {
+        refold(tx, HOUR, *h, *h + HOUR, state.folded_seq).await?;
+        let d = floor(*h, DAY);
+        if d < state.days_until() && !days.contains(&d) {
+            days.push(d);
+        }
+    }
+    for d in days {
+        refold(tx, DAY, d, d + DAY, state.folded_seq).await?;
+    }
+    Ok(())
+}
+
+/// Drops every roll-up (a rekey changed the sealed client addresses they hold): folding starts
+/// over, and until it catches up summaries read the events.
+pub(crate) async fn reset(tx: &mut Tx) -> Result<(), StoreError> {
+    claim(tx).await?;
+    exec(tx, "DELETE FROM audit_rollup", &[]).await?;
+    save(tx, State::default()).await
+}
+
+pub async fn state(store: &Store) -> Result<State, StoreError> {
+    let (folded_seq, compacted_until): (i64, i64) = crate::store::on_pool!(store, p => sqlx::query_as(
+        "SELECT folded_seq, compacted_until FROM audit_rollup_state WHERE id = 1")
+        .fetch_one(p)
+        .await
+        .map_err(db))?;
+    Ok(State {
+        folded_seq,
+        compacted_until,
+    })
+}
+
+/// Which rows a summary over `[since, until)` reads: the whole buckets inside `[from, to)`
+/// from roll-ups (days for `days`, hours for the rest), everything else from the events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub from: i64,
+    pub to: i64,
+    pub days: Option<(i64, i64)>,
+}
+
+impl Plan {
+    /// The plan for `[since, until)` (`until` given: the caller's now when open-ended) with
+    /// roll-ups as `state` says, day rows only when `days` (a UTC day is no local day);
+    /// `None` when no whole hour lies inside the window.
+    pub fn new(since: Option<i64>, until: i64, state: State, days: bool) -> Option<Plan> {
+        let from = since.map_or(0, |s| ceil(s, HOUR));
+        let to = floor(until, HOUR);
+        if to <= from {
+            return None;
+        }
+        let d0 = ceil(from, DAY);
+        let d1 = floor(to, DAY).min(state.days_until());
+        Some(Plan {
+            from,
+            to,
+            days: (days && d1 > d0).then_some((d0, d1)),
+        })
+    }
+
+    /// The bucket ranges to read: `(span, from, to)`.
+    fn ranges(&self) -> Vec<(i64, i64, i64)> {
+        match self.days {
+            Some((d0, d1)) => vec![(HOUR, self.from, d0), (DAY, d0, d1), (HOUR, d1, self.to)],
+            None => vec![(HOUR, self.from, self.to)],
+        }
+        .into_iter()
+        .filter(|(_, a, b)| a < b)
+        .collect()
+    }
+}
+
+/// The columns every branch yields, in one order (then its time, count, first, last, name).
+const BRANCH: &str = "e.actor_kind, e.actor_id, e.actor_preview, e.role, e.action, e.status, \
+    e.source, e.client_ip";
+
+/// Whether `summarise` should answer for `f` grouped by `dims`: the roll-ups hold the
+/// combination, and no filter picks out few enough events for an index on the events to find
+/// them faster than reading the window's roll-up rows (one actor, action or address, or
+/// statuses other than success). Time (`Dim::Quarter`) comes from hour rows, each counted in
+/// its first quarter: right only for hours that start local hours, which the caller checks.
+pub fn answers(f: &AuditFilter, dims: &[Dim]) -> bool {
+    let success = crate::domain::audit::Status::Success.as_str();
+    f.targets.is_empty()
+        && f.actors.is_empty()
+        && f.actions.is_empty()
+        && f.client_ips.is_empty()
+        && (f.statuses.is_empty() || f.statuses.iter().any(|s| s == success))
+        && super::read::rollup_scope(f)
+        && dims.iter().all(|d| {
+            matches!(
+                d,
+                Dim::Actor
+                    | Dim::Action
+                    | Dim::Status
+                    | Dim::Source
+                    | Dim::Role
+                    | Dim::ClientIp
+                    | Dim::Quarter
+            )
+        })
+}
+
+/// `summarise` for `f` (with `until` set) by `plan`: one statement, so the roll-ups and the
+/// events not folded yet are read in one snapshot.
+pub async fn summarise(
+    store: &Store,
+    f: &AuditFilter,
+    dims: &[Dim],
+    limit: Option<i64>,
+    plan: &Plan,
+) -> Result<Summary, StoreError> {
+    let q = summarise_sql(store, f, dims, limit, plan);
+    run_summary(store, &q, dims).await
+}
+
+fn summarise_sql(
+    store: &Store,
+    f: &AuditFilter,
+    dims: &[Dim],
+    limit: Option<i64>,
+    plan: &Plan,
+) -> Sql {
+    let seal = &store.seal;
+    let events = |q: &mut Sql, since: Option<i64>, until: Option<i64>| {
+        q.push("SELECT ")
+            .push(BRANCH)
+            .push(", e.at, 1, e.at, e.at, e.actor_name FROM audit_events e");
+        let edge = AuditFilter {
+            since,
+            until,
+            ..f.clone()
+        };
+        push_where_in(q, &edge, seal, Rows::Events);
+    };
+    let columns = "id, at, actor_kind, actor_id, actor_preview, actor_name, role, tenants, \
+        action, status, source, client_ip";
+    grouped(dims, Rows::Rollup, limit, |q| {
+        // Not folded yet, found by seq (few: the folder keeps up), and events from before the
+        // log: their time is tested on the row. Materialised, so that neither database pushes
+        // the caller's filters into it and reads a whole actor's or action's history through
+        // their indexes instead.
+        q.push("(WITH fresh AS MATERIALIZED (SELECT ")
+            .push(columns)
+            .push(" FROM audit_events WHERE seq >= (SELECT folded_seq FROM audit_rollup_state WHERE id = 1) AND at + 0 >= ")
+            .int(plan.from)
+            .push(" AND at + 0 < ")
+            .int(plan.to)
+            .push(" UNION ALL SELECT ")
+            .push(columns)
+            .push(" FROM audit_events WHERE seq IS NULL AND at + 0 >= ")
+            .int(plan.from)
+            .push(" AND at + 0 < ")
+            .int(plan.to)
+            .push(") ");
+        for (span, a, b) in plan.ranges() {
+            q.push("SELECT ").push(BRANCH).push(
+                ", e.bucket AS at, e.n, e.first_at, e.last_at, e.actor_name FROM audit_rollup e",
+            );
+            push_where_in(q, f, seal, Rows::Rollup);
+            q.push(" AND e.span = ")
+                .int(span)
+                .push(" AND e.bucket >= ")
+                .int(a)
+                .push(" AND e.bucket < ")
+                .int(b);
+            q.push(" UNION ALL ");
+        }
+        q.push("SELECT ")
+            .push(BRANCH)
+            .push(", e.at, 1, e.at, e.at, e.actor_name FROM fresh e");
+        let unbounded = AuditFilter {
+            since: None,
+            until: None,
+            ..f.clone()
+        };
+        push_where_in(q, &unbounded, seal, Rows::Events);
+        // The partial hours at either end.
+        if let Some(since) = f.since.filter(|s| *s < plan.from) {
+            q.push(" UNION ALL ");
+            events(q, Some(since), Some(plan.from));
+        }
+        q.push(" UNION ALL ");
+        events(q, Some(plan.to), f.until);
+        q.push(") e");
+    })
+}

@@ -1,0 +1,329 @@
+//! The hourly and daily roll-ups answer summaries exactly as counting the events would: with
+//! events folded and compacted, events that arrived late for hours and days already rolled up,
+//! events not folded yet, windows that start and end mid-hour, and callers scoped to tenants.
+//! (Asked of the use case directly, so that asking leaves no records of its own.)
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use keyward::domain::audit::{Action, Source, Status};
+use keyward::domain::principal::Principal;
+use keyward::ops::CallMeta;
+use keyward::ops::audit::{Counting, Filters, GroupBy, fold, summary_counted};
+use serde_json::json;
+
+use crate::server::TestServer;
+
+const HOUR: i64 = 3_600_000_000;
+const DAY: i64 = 86_400_000_000;
+
+/// An actor's kind, id, preview and name.
+type Actor = (
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+const ACTORS: [Actor; 5] = [
+    (
+        "key",
+        Some("key_rollupalpha00001"),
+        Some("kw_alpha1"),
+        Some("alpha"),
+    ),
+    (
+        "key",
+        Some("key_rollupalpha00001"),
+        Some("kw_alpha1"),
+        Some("alpha-renamed"),
+    ),
+    (
+        "key",
+        Some("key_rollupbeta000002"),
+        Some("kw_beta22"),
+        Some("beta"),
+    ),
+    ("operator", Some("op_rollupalice00003"), Some("alice"), None),
+    ("anonymous", None, Some("kw_stray1"), None),
+];
+const TENANTS: [&[&str]; 5] = [
+    &["*"],
+    &["acme"],
+    &["globex"],
+    &["acme", "globex"],
+    &["initech"],
+];
+const ACTIONS: [Action; 4] = [
+    Action::Whoami,
+    Action::KeyList,
+    Action::KeyGet,
+    Action::AuthFailed,
+];
+const STATUSES: [Status; 4] = [
+    Status::Success,
+    Status::Denied,
+    Status::Failed,
+    Status::Error,
+];
+const SOURCES: [Source; 3] = [Source::Http, Source::Stdio, Source::Cli];
+const IPS: [Option<&str>; 4] = [
+    Some("10.0.0.1"),
+    Some("10.0.0.2"),
+    None,
+    Some("203.0.113.9"),
+];
+const ROLES: [Option<&str>; 3] = [Some("reader"), Some("auditor"), None];
+
+/// Records event `i` at `at`, its columns picked from the lists above by different strides so
+/// that many combinations occur.
+async fn record(s: &TestServer, i: usize, at: DateTime<Utc>) {
+    let (kind, id, preview, name) = ACTORS[i % ACTORS.len()];
+    let mut e = CallMeta::new(SOURCES[i / 3 % SOURCES.len()]).event(
+        at,
+        ACTIONS[i / 2 % ACTIONS.len()],
+        STATUSES[(i * 7 / 5) % STATUSES.len()],
+        kind,
+    );
+    e.actor_id = id.map(str::to_owned);
+    e.actor_preview = preview.map(str::to_owned);
+    e.actor_name = name.map(str::to_owned);
+    e.role = ROLES[i / 4 % ROLES.len()].map(str::to_owned);
+    e.tenants = TENANTS[i / 5 % TENANTS.len()]
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect();
+    e.client_ip = IPS[i / 7 % IPS.len()].map(str::to_owned);
+    s.app().audit.record(e).await.unwrap();
+}
+
+async fn caller(s: &TestServer, admin_key: &str, name: &str, tenants: &[&str]) -> Principal {
+    let admin = s.client(admin_key).await;
+    let (secret, _) = admin.mint(name, "auditor", tenants).await;
+    admin.close().await;
+    keyward::ops::auth::authenticate_key(s.app(), &secret)
+        .await
+        .unwrap()
+}
+
+async fn rollup_rows(s: &TestServer, span: i64) -> i64 {
+    let q = format!("SELECT COUNT(*) FROM audit_rollup WHERE span = {span}");
+    match &s.app().store.db {
+        keyward::store::Db::Sqlite(p) => sqlx::query_scalar(&q).fetch_one(p).await.unwrap(),
+        keyward::store::Db::Postgres(p) => sqlx::query_scalar(&q).fetch_one(p).await.unwrap(),
+    }
+}
+
+async fn execute(s: &TestServer, q: &str) {
+    match &s.app().store.db {
+        keyward::store::Db::Sqlite(p) => sqlx::query(q).execute(p).await.map(|_| ()),
+        keyward::store::Db::Postgres(p) => sqlx::query(q).execute(p).await.map(|_| ()),
+    }
+    .unwrap();
+}
+
+#[tokio::test]
+async fn summaries_from_rollups_match_counting_the_events() {
+    let start = Utc.with_ymd_and_hms(2026, 3, 20, 9, 41, 7).unwrap() + Duration::milliseconds(250);
+    let s = TestServer::in_process(start).await;
+    let admin_key = s.admin_key().await;
+    let admin = keyward::ops::auth::authenticate_key(s.app(), &admin_key)
+        .await
+        .unwrap();
+    let acme = caller(&s, &admin_key, "acme-auditor", &["acme"]).await;
+    let duo = caller(&s, &admin_key, "duo-auditor", &["acme", "globex"]).await;
+    let many = ["acme", "globex", "initech", "hooli", "stark", "wayne"];
+    let wide = caller(&s, &admin_key, "wide-auditor", &many).await;
+    let step = Duration::minutes(7) + Duration::seconds(13);
+
+    // A day and a half of events, folded and compacted (the days that ended get day rows).
+    for i in 0..300 {
+        record(&s, i, start + step * i as i32).await;
+    }
+    s.app().audit.sync().await.unwrap();
+    s.clock().set(start + Duration::hours(40));
+    let first = fold::fold(s.app()).await.unwrap();
+    assert!(first.events >= 300, "{first:?}");
+    assert!(first.hours_compacted > 24, "{first:?}");
+    assert!(rollup_rows(&s, DAY).await > 0, "day rows");
+
+    // Another day and a half, every tenth event late: its time falls in hours and days
+    // rolled up already. Folded, then a few more that are not.
+    for i in 300..600 {
+        let at = if i % 10 == 0 {
+            start + Duration::minutes((i as i64 * 37) % 2000)
+        } else {
+            start + step * i as i32
+        };
+        record(&s, i, at).await;
+    }
+    s.app().audit.sync().await.unwrap();
+    s.clock().set(start + Duration::hours(74));
+    fold::fold(s.app()).await.unwrap();
+    for i in 600..640 {
+        let at = if i % 4 == 0 {
+            start + Duration::minutes(i as i64 * 3)
+        } else {
+            start + step * i as i32
+        };
+        record(&s, i, at).await;
+    }
+    s.app().audit.sync().await.unwrap();
+    s.clock()
+        .set(start + Duration::hours(74) + Duration::minutes(31));
+    let state = keyward::store::audit::rollup::state(&s.app().store)
+        .await
+        .unwrap();
+    assert!(state.folded_seq > 600, "{state:?}");
+
+    let by = |dims: &[&str]| -> Vec<GroupBy> { serde_json::from_value(json!(dims)).unwrap() };
+    let groupings = [
+        by(&["actor"]),
+        by(&["action"]),
+        by(&["status"]),
+        by(&["source"]),
+        by(&["role"]),
+        by(&["client_ip"]),
+        by(&["actor", "status"]),
+        by(&["client_ip", "action"]),
+        by(&["hour"]),
+        by(&["day", "source"]),
+    ];
+    let window = |since: Option<&str>, until: Option<&str>| Filters {
+        since: since.map(str::to_owned),
+        until: until.map(str::to_owned),
+        ..Filters::default()
+    };
+    // Hours and days in a zone whose hours are UTC's (Paris) come from hour rows; in one
+    // whose are not (Kolkata, +05:30), from the events.
+    let zoned = |since: &str, tz: &str| Filters {
+        since: Some(since.to_owned()),
+        time_zone: Some(tz.to_owned()),
+        ..Filters::default()
+    };
+    let windows = [
+        window(Some("7d"), None),
+        window(Some("2026-03-20T12:34:56Z"), Some("2026-03-22T18:00:30.5Z")),
+        zoned("2026-03-21", "Europe/Paris"),
+        window(None, None),
+        window(Some("30h"), None),
+        window(Some("2026-03-21T00:00:00Z"), Some("2026-03-23T00:00:00Z")),
+        zoned("60h", "Asia/Kolkata"),
+    ];
+    let narrowed = |w: &Filters| -> Vec<Filters> {
+        vec![
+            w.clone(),
+            Filters {
+                statuses: vec![Status::Denied],
+                ..w.clone()
+            },
+            Filters {
+                statuses: vec![Status::Success, Status::Failed],
+                ..w.clone()
+            },
+            Filters {
+                tenants: vec!["acme".into()],
+                ..w.clone()
+            },
+            Filters {
+                actors: vec!["key_rollupalpha00001".into()],
+                ..w.clone()
+            },
+            Filters {
+                actors: vec!["kw_stray1".into()],
+                ..w.clone()
+            },
+            Filters {
+                roles: vec!["reader".into()],
+                ..w.clone()
+            },
+            Filters {
+                sources: vec![Source::Stdio],
+                ..w.clone()
+            },
+            Filters {
+                client_ips: vec!["10.0.0.2".into()],
+                ..w.clone()
+            },
+            Filters {
+                actions: vec![Action::KeyGet],
+                ..w.clone()
+            },
+        ]
+    };
+    let mut asked = 0;
+    for (who, p, how_many_windows) in [
+        ("admin", &admin, windows.len()),
+        ("acme", &acme, 3),
+        ("duo", &duo, 3),
+        ("wide", &wide, 2),
+    ] {
+        for w in &windows[..how_many_windows] {
+            for f in narrowed(w) {
+                for g in &groupings {
+                    same(&s, who, p, &f, g).await;
+                    asked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(asked, 10 * 10 * (7 + 3 + 3 + 2));
+
+    // The roll-ups were what answered: inflating them changes the fast answer only.
+    let week = window(Some("7d"), None);
+    let counted = summary_counted(
+        s.app(),
+        &admin,
+        &week,
+        &by(&["actor"]),
+        None,
+        Counting::EventsOnly,
+    )
+    .await
+    .unwrap();
+    execute(&s, "UPDATE audit_rollup SET n = n + 1000").await;
+    let inflated = summary_counted(
+        s.app(),
+        &admin,
+        &week,
+        &by(&["actor"]),
+        None,
+        Counting::Fastest,
+    )
+    .await
+    .unwrap();
+    assert!(
+        inflated.total_events > counted.total_events + 1000,
+        "{} vs {}",
+        inflated.total_events,
+        counted.total_events
+    );
+    execute(&s, "UPDATE audit_rollup SET n = n - 1000").await;
+
+    // A rekey drops the roll-ups (they hold client addresses sealed under the old key): the
+    // events answer until the folder has folded them again, and the roll-ups after.
+    keyward::store::rekey::rekey(&s.app().store, &keyward::store::Seal::new(None))
+        .await
+        .unwrap();
+    assert_eq!(rollup_rows(&s, HOUR).await + rollup_rows(&s, DAY).await, 0);
+    for g in &groupings {
+        same(&s, "admin after rekey", &admin, &week, g).await;
+    }
+    let again = fold::fold(s.app()).await.unwrap();
+    assert!(again.events > 600, "{again:?}");
+    assert!(rollup_rows(&s, DAY).await > 0);
+    for g in &groupings {
+        same(&s, "admin refolded", &admin, &week, g).await;
+        same(&s, "acme refolded", &acme, &week, g).await;
+    }
+}
+
+/// Asks `f` grouped by `g` both ways and holds them equal.
+async fn same(s: &TestServer, who: &str, p: &Principal, f: &Filters, g: &[GroupBy]) {
+    let fast = summary_counted(s.app(), p, f, g, Some(100), Counting::Fastest)
+        .await
+        .unwrap();
+    let counted = summary_counted(s.app(), p, f, g, Some(100), Counting::EventsOnly)
+        .await
+        .unwrap();
+    let json = |v: &keyward::ops::AuditSummary| serde_json::to_value(v).unwrap();
+    assert_eq!(json(&fast), json(&counted), "{who} {g:?} {f:?}");
+}
