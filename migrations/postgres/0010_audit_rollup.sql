@@ -27,12 +27,14 @@ CREATE TABLE audit_rollup (
 );
 CREATE INDEX audit_rollup_bucket ON audit_rollup(span, bucket);
 
--- folded_seq: every event with seq below it is in the hour rows (events from before the log,
--- without seq, never are). compacted_until: hours below it are merged, and every day that ends
--- at or before its day has day rows.
+-- folded_seq: every event with seq below it (and a time from 1970 on) is in the hour rows
+-- (events from before the log, without seq, never are). compacted_until: hours below it are
+-- merged, and every day that ends at or before its day has day rows. generation: how many times
+-- the roll-ups were dropped (a rekey), so a reader can tell its plan went stale.
 CREATE TABLE audit_rollup_state (
     id              INTEGER PRIMARY KEY CHECK (id = 1),
     folded_seq      BIGINT NOT NULL,
-    compacted_until BIGINT NOT NULL
+    compacted_until BIGINT NOT NULL,
+    generation      BIGINT NOT NULL
 );
-INSERT INTO audit_rollup_state (id, folded_seq, compacted_until) VALUES (1, 0, 0);
+INSERT INTO audit_rollup_state (id, folded_seq, compacted_until, generation) VALUES (1, 0, 0, 0);

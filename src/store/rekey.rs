@@ -105,6 +105,8 @@ fn reseal(to: &Seal, place: Place, eq: bool, plain: &str) -> String {
 pub async fn rekey(store: &Store, to: &Seal) -> Result<Rekeyed, StoreError> {
     let from = &store.seal;
     let mut tx = store.begin().await?;
+    // The roll-ups' state first (dropped below), in the order folds and retention take it.
+    super::audit::rollup::claim(&mut tx).await?;
     // Audit batches in flight finish first; later ones wait, then find the new key recorded
     // and refuse to write under the old one (SQLite: the write lock does both).
     if let super::TxConn::Postgres(t) = &mut tx.conn {

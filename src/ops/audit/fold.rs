@@ -5,6 +5,7 @@
 //! it, only slower (they read the events not folded yet).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -30,8 +31,13 @@ pub struct Folded {
 
 /// Folds until nothing is due, one bounded transaction at a time.
 pub async fn fold(app: &App) -> Result<Folded, OpsError> {
+    fold_until(app, &AtomicBool::new(false)).await
+}
+
+/// `fold`, ending early once `stopping` is set (between transactions).
+async fn fold_until(app: &App, stopping: &AtomicBool) -> Result<Folded, OpsError> {
     let mut done = Folded::default();
-    loop {
+    while !stopping.load(Ordering::Relaxed) {
         let settled = (app.now() - SETTLE).timestamp_micros();
         let step = rollup::fold_step(&app.store, settled).await?;
         done.events += step.folded;
@@ -42,16 +48,20 @@ pub async fn fold(app: &App) -> Result<Folded, OpsError> {
         // Let writers and readers in between transactions.
         tokio::task::yield_now().await;
     }
+    Ok(done)
 }
 
-/// The running folder; `stop` ends it.
+/// The running folder; `stop` ends it after the transaction in progress, if any (a catch-up
+/// of millions of events does not hold up shutdown).
 pub struct Folder {
     stop: Arc<Notify>,
+    stopping: Arc<AtomicBool>,
     handle: JoinHandle<()>,
 }
 
 impl Folder {
     pub async fn stop(self) {
+        self.stopping.store(true, Ordering::Relaxed);
         self.stop.notify_one();
         let _ = self.handle.await;
     }
@@ -59,13 +69,18 @@ impl Folder {
 
 pub fn start(app: App) -> Folder {
     let stop = Arc::new(Notify::new());
-    let handle = tokio::spawn(run(app, stop.clone()));
-    Folder { stop, handle }
+    let stopping = Arc::new(AtomicBool::new(false));
+    let handle = tokio::spawn(run(app, stop.clone(), stopping.clone()));
+    Folder {
+        stop,
+        stopping,
+        handle,
+    }
 }
 
-async fn run(app: App, stop: Arc<Notify>) {
+async fn run(app: App, stop: Arc<Notify>, stopping: Arc<AtomicBool>) {
     loop {
-        match fold(&app).await {
+        match fold_until(&app, &stopping).await {
             Ok(f) if f.events > 0 || f.hours_compacted > 0 => {
                 tracing::debug!(
                     events = f.events,

@@ -251,15 +251,8 @@ async fn count(
         _ => true,
     });
     let Some(mut q) = plan else {
-        if rollup::answers(f, dims) {
-            let until = f.until.unwrap_or_else(|| app.now().timestamp_micros());
-            let state = rollup::state(&app.store).await?;
-            let timed = group_by.iter().any(|g| g.is_time());
-            let plan = rollup::Plan::new(f.since, until, state, !timed)
-                .filter(|p| !timed || whole_local_hours(tz, p.from, p.to));
-            if let Some(plan) = plan {
-                return Ok(rollup::summarise(&app.store, f, dims, Some(limit), &plan).await?);
-            }
+        if let Some(s) = from_rollups(app, f, group_by, dims, limit, tz).await? {
+            return Ok(s);
         }
         return Ok(store::audit::summarise(&app.store, f, dims, Some(limit)).await?);
     };
@@ -321,20 +314,75 @@ async fn count(
     })
 }
 
-/// Whether every UTC hour in `[from, to)` (micros) is one local hour in `tz`: its offset is a
-/// whole number of hours throughout. Offsets hold for months between changes, so looking once a
-/// day (and at both ends) finds any other; windows over ten years are not looked through.
-fn whole_local_hours(tz: Tz, from: i64, to: i64) -> bool {
+/// Events not folded yet above which the roll-ups are not read: the statement finds those by
+/// their place in the log, not their time, so a folder far behind (just after an upgrade or a
+/// rekey) would make it read more than the window.
+const MAX_UNFOLDED: i64 = 2 * rollup::FOLD_CHUNK;
+
+/// The groups from the roll-ups, when they can answer (`rollup::answers`) and are current
+/// enough; `None` to count the events instead.
+async fn from_rollups(
+    app: &App,
+    f: &AuditFilter,
+    group_by: &[GroupBy],
+    dims: &[Dim],
+    limit: i64,
+    tz: Tz,
+) -> Result<Option<Summary>, OpsError> {
+    let timed = group_by.iter().any(|g| g.is_time());
+    // Time alone: hour rows make fewer groups than quarters, so beside another dimension the
+    // groups' cap could refuse one way and not the other.
+    if !rollup::answers(f, dims) || (timed && group_by.len() > 1) {
+        return Ok(None);
+    }
+    let seen = rollup::snapshot(&app.store).await?;
+    if seen.unfolded() > MAX_UNFOLDED {
+        return Ok(None);
+    }
+    let until = f.until.unwrap_or_else(|| app.now().timestamp_micros());
+    // Hours come from hour rows where they are local hours; days from day rows only where
+    // local days are UTC's. Windows that could hold more quarters than a time grouping may
+    // count go to the events, which refuse them the same way as ever.
+    let days = !timed
+        || (group_by.contains(&GroupBy::Day)
+            && f.since.is_some_and(|s| local_offsets(tz, s, until, 0)));
+    let Some(plan) = rollup::Plan::new(f.since, until, seen, days).filter(|p| {
+        !timed
+            || (local_offsets(tz, p.from, p.to, 3600)
+                && f.since
+                    .is_some_and(|s| (until - s) / QUARTER < MAX_TIME_BUCKETS))
+    }) else {
+        return Ok(None);
+    };
+    let summary = rollup::summarise(&app.store, f, dims, Some(limit), &plan).await?;
+    // Roll-ups dropped (a rekey) between the plan and the statement: the plan named day rows
+    // that may be gone.
+    if rollup::state(&app.store).await?.generation != seen.state.generation {
+        return Ok(None);
+    }
+    Ok(Some(summary))
+}
+
+/// Whether `tz`'s offset from UTC is a multiple of `unit` seconds (3600: every UTC hour is a
+/// local hour; 0: the offset is zero, so UTC days are local days) throughout `[from, to)`
+/// (micros). Offsets hold for months between changes, so looking once a day (and at the end)
+/// finds any other; windows over ten years are not looked through.
+fn local_offsets(tz: Tz, from: i64, to: i64, unit: i32) -> bool {
     use chrono::Offset;
     const DAY: i64 = 86_400_000_000;
-    if to - from > 3653 * DAY {
+    if to <= from || to - from > 3653 * DAY {
         return false;
     }
-    let whole = |t: i64| {
-        chrono::DateTime::from_timestamp_micros(t)
-            .is_some_and(|t| t.with_timezone(&tz).offset().fix().local_minus_utc() % 3600 == 0)
+    let fits = |t: i64| {
+        chrono::DateTime::from_timestamp_micros(t).is_some_and(|t| {
+            let offset = t.with_timezone(&tz).offset().fix().local_minus_utc();
+            match unit {
+                0 => offset == 0,
+                u => offset % u == 0,
+            }
+        })
     };
-    (from..to).step_by(DAY as usize).all(whole) && whole(to - 1)
+    (from..to).step_by(DAY as usize).all(fits) && fits(to - 1)
 }
 
 /// Whether the per-quarter counts can answer: over all tenants, grouped (and filtered) by at

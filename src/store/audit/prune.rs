@@ -80,6 +80,8 @@ pub async fn prune(
     record: impl FnOnce(&Pruned) -> AuditEvent,
 ) -> Result<Option<Pruned>, StoreError> {
     let mut tx = store.begin().await?;
+    // The roll-ups' state before the log's lock, as folds take it: writers never wait on a fold.
+    super::rollup::claim(&mut tx).await?;
     let range = [from as i64, to as i64];
     let (events, until): (i64, Option<i64>) = on_tx!(&mut tx, c => sqlx::query_as(
         "SELECT COUNT(*), MAX(at) FROM audit_events WHERE seq >= $1 AND seq < $2")

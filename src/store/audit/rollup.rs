@@ -2,9 +2,10 @@
 //! tenants, action, status, source and client address. A fold adds the events the log has
 //! placed since the last fold (by seq, so an event that arrives late for its hour is simply
 //! folded later, into that hour); compaction merges an hour's partial rows once it is past,
-//! and makes each finished day's rows. Neither touches the write path nor takes the sequencer
-//! lock: folds are serialised among themselves (and with retention and rekey) by claiming the
-//! state row first.
+//! and makes each finished day's rows. Neither is on a call's path. Folds are serialised among
+//! themselves (and with retention and rekey, which claim first, then take the log's lock) by
+//! claiming the state row; on PostgreSQL they never take the sequencer lock, on SQLite they
+//! hold the database's write lock like every write (the journal keeps calls from waiting).
 //!
 //! A summary reads the buckets wholly inside its window from here, and from the events the
 //! rest: the partial hours at either end, the events not folded yet (seq at or above
@@ -38,6 +39,8 @@ pub struct State {
     pub folded_seq: i64,
     /// Hours below this are compacted; days ending at or before its day have day rows.
     pub compacted_until: i64,
+    /// Counts the times the roll-ups were dropped.
+    pub generation: i64,
 }
 
 impl State {
@@ -68,29 +71,32 @@ pub(crate) async fn claim(tx: &mut Tx) -> Result<State, StoreError> {
         &[],
     )
     .await?;
-    let (folded_seq, compacted_until): (i64, i64) = on_tx!(tx, c => sqlx::query_as(
-        "SELECT folded_seq, compacted_until FROM audit_rollup_state WHERE id = 1")
+    let (folded_seq, compacted_until, generation): (i64, i64, i64) = on_tx!(tx, c => sqlx::query_as(
+        "SELECT folded_seq, compacted_until, generation FROM audit_rollup_state WHERE id = 1")
         .fetch_one(c)
         .await
         .map_err(db))?;
     Ok(State {
         folded_seq,
         compacted_until,
+        generation,
     })
 }
 
 async fn save(tx: &mut Tx, s: State) -> Result<(), StoreError> {
     exec(
         tx,
-        "UPDATE audit_rollup_state SET folded_seq = $1, compacted_until = $2 WHERE id = 1",
-        &[s.folded_seq, s.compacted_until],
+        "UPDATE audit_rollup_state SET folded_seq = $1, compacted_until = $2, generation = $3 \
+         WHERE id = 1",
+        &[s.folded_seq, s.compacted_until, s.generation],
     )
     .await
     .map(|_| ())
 }
 
 /// Adds the events with seq in `[from, to)` (and, when given, `at` below `before`) to `span`
-/// rows.
+/// rows. Events dated before 1970 (a clock that was wrong) are never folded: readers count them
+/// from the events, and buckets never need negative division.
 async fn fold_events(
     tx: &mut Tx,
     span: i64,
@@ -100,7 +106,7 @@ async fn fold_events(
 ) -> Result<(), StoreError> {
     let sql = format!(
         "{INSERT}SELECT {span}, at / {span} * {span}, {KEY}, COUNT(*), MIN(at), MAX(at), \
-         MAX(actor_name) FROM audit_events WHERE seq >= $1 AND seq < $2 AND at < $3 \
+         MAX(actor_name) FROM audit_events WHERE seq >= $1 AND seq < $2 AND at >= 0 AND at < $3 \
          GROUP BY at / {span} * {span}, {KEY}"
     );
     exec(tx, &sql, &[from, to, before.unwrap_or(i64::MAX)]).await?;
@@ -165,6 +171,11 @@ pub struct Step {
 /// once every placed event is folded, compaction of the hours that ended before `settled`
 /// (micros; later events for them are rare and fold in as small rows of their own).
 pub async fn fold_step(store: &Store, settled: i64) -> Result<Step, StoreError> {
+    // Nothing due: no write transaction (on SQLite, no write lock) at all.
+    let seen = snapshot(store).await?;
+    if seen.head == seen.state.folded_seq && floor(settled, HOUR) <= seen.state.compacted_until {
+        return Ok(Step::default());
+    }
     let mut tx = store.begin().await?;
     let mut state = claim(&mut tx).await?;
     let head = one(&mut tx, "SELECT size FROM audit_head WHERE id = 1").await?;
@@ -183,12 +194,12 @@ pub async fn fold_step(store: &Store, settled: i64) -> Result<Step, StoreError> 
     if to == head && target > state.compacted_until {
         // The first compaction starts at the oldest hour folded, not at 1970.
         let start = if state.compacted_until == 0 {
-            let oldest = one(
-                &mut tx,
-                "SELECT COALESCE(MIN(bucket), 0) FROM audit_rollup WHERE span = 3600000000",
-            )
-            .await?;
-            if oldest == 0 { target } else { oldest }
+            let oldest: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
+                "SELECT MIN(bucket) FROM audit_rollup WHERE span = 3600000000")
+                .fetch_one(c)
+                .await
+                .map_err(db))?;
+            oldest.unwrap_or(target)
         } else {
             state.compacted_until
         };
@@ -211,7 +222,8 @@ pub async fn fold_step(store: &Store, settled: i64) -> Result<Step, StoreError> 
 }
 
 /// Refolds the hours (and their days) that `hours` names, inside a transaction that has just
-/// removed events from them (retention): roll-ups then count only what remains.
+/// removed events from them (retention) and claimed the state before taking the log's lock:
+/// roll-ups then count only what remains.
 pub(crate) async fn refold_hours(tx: &mut Tx, hours: &[i64]) -> Result<(), StoreError> {
     let state = claim(tx).await?;
     let mut days: Vec<i64> = Vec::new();
@@ -231,21 +243,53 @@ pub(crate) async fn refold_hours(tx: &mut Tx, hours: &[i64]) -> Result<(), Store
 /// Drops every roll-up (a rekey changed the sealed client addresses they hold): folding starts
 /// over, and until it catches up summaries read the events.
 pub(crate) async fn reset(tx: &mut Tx) -> Result<(), StoreError> {
-    claim(tx).await?;
+    let was = claim(tx).await?;
     exec(tx, "DELETE FROM audit_rollup", &[]).await?;
-    save(tx, State::default()).await
+    save(
+        tx,
+        State {
+            generation: was.generation + 1,
+            ..State::default()
+        },
+    )
+    .await
+}
+
+/// The state, with the log's size and its count of events from before the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    pub state: State,
+    pub head: i64,
+    pub unproven: i64,
+}
+
+impl Snapshot {
+    /// Events the log placed that are not folded yet.
+    pub fn unfolded(&self) -> i64 {
+        self.head - self.state.folded_seq
+    }
+}
+
+pub async fn snapshot(store: &Store) -> Result<Snapshot, StoreError> {
+    let (folded_seq, compacted_until, generation, head, unproven): (i64, i64, i64, i64, i64) = crate::store::on_pool!(store, p => sqlx::query_as(
+            "SELECT s.folded_seq, s.compacted_until, s.generation, h.size, h.unproven \
+             FROM audit_rollup_state s, audit_head h WHERE s.id = 1 AND h.id = 1")
+            .fetch_one(p)
+            .await
+            .map_err(db))?;
+    Ok(Snapshot {
+        state: State {
+            folded_seq,
+            compacted_until,
+            generation,
+        },
+        head,
+        unproven,
+    })
 }
 
 pub async fn state(store: &Store) -> Result<State, StoreError> {
-    let (folded_seq, compacted_until): (i64, i64) = crate::store::on_pool!(store, p => sqlx::query_as(
-        "SELECT folded_seq, compacted_until FROM audit_rollup_state WHERE id = 1")
-        .fetch_one(p)
-        .await
-        .map_err(db))?;
-    Ok(State {
-        folded_seq,
-        compacted_until,
-    })
+    Ok(snapshot(store).await?.state)
 }
 
 /// Which rows a summary over `[since, until)` reads: the whole buckets inside `[from, to)`
@@ -255,14 +299,19 @@ pub struct Plan {
     pub from: i64,
     pub to: i64,
     pub days: Option<(i64, i64)>,
+    /// `folded_seq` when planned (the statement also reads it, in its own snapshot).
+    pub folded_seq: i64,
+    /// Whether events from before the log may exist.
+    pub unproven: bool,
 }
 
 impl Plan {
     /// The plan for `[since, until)` (`until` given: the caller's now when open-ended) with
     /// roll-ups as `state` says, day rows only when `days` (a UTC day is no local day);
     /// `None` when no whole hour lies inside the window.
-    pub fn new(since: Option<i64>, until: i64, state: State, days: bool) -> Option<Plan> {
-        let from = since.map_or(0, |s| ceil(s, HOUR));
+    pub fn new(since: Option<i64>, until: i64, seen: Snapshot, days: bool) -> Option<Plan> {
+        let state = seen.state;
+        let from = since.map_or(0, |s| ceil(s, HOUR)).max(0);
         let to = floor(until, HOUR);
         if to <= from {
             return None;
@@ -273,6 +322,8 @@ impl Plan {
             from,
             to,
             days: (days && d1 > d0).then_some((d0, d1)),
+            folded_seq: state.folded_seq,
+            unproven: seen.unproven > 0,
         })
     }
 
@@ -288,9 +339,39 @@ impl Plan {
     }
 }
 
-/// The columns every branch yields, in one order (then its time, count, first, last, name).
-const BRANCH: &str = "e.actor_kind, e.actor_id, e.actor_preview, e.role, e.action, e.status, \
-    e.source, e.client_ip";
+/// What each branch of the statement yields for `dims`, events first and roll-up rows second:
+/// the grouped columns (an actor with its preview and name), its time when grouped by time,
+/// then count, first and last. Only those, so no row carries columns nobody reads.
+fn branch_columns(dims: &[Dim]) -> (String, String) {
+    let mut events: Vec<&str> = Vec::new();
+    let mut rollup: Vec<&str> = Vec::new();
+    for d in dims {
+        let columns: &[&str] = match d {
+            Dim::Actor => &[
+                "e.actor_kind AS actor_kind",
+                "e.actor_id AS actor_id",
+                "e.actor_preview AS actor_preview",
+                "e.actor_name AS actor_name",
+            ],
+            Dim::Action => &["e.action AS action"],
+            Dim::Status => &["e.status AS status"],
+            Dim::Source => &["e.source AS source"],
+            Dim::Role => &["e.role AS role"],
+            Dim::ClientIp => &["e.client_ip AS client_ip"],
+            Dim::Target => &["e.target_type AS target_type", "e.target_id AS target_id"],
+            Dim::Quarter => {
+                events.push("e.at AS at");
+                rollup.push("e.bucket AS at");
+                continue;
+            }
+        };
+        events.extend(columns);
+        rollup.extend(columns);
+    }
+    events.extend(["1 AS n", "e.at AS first_at", "e.at AS last_at"]);
+    rollup.extend(["e.n AS n", "e.first_at AS first_at", "e.last_at AS last_at"]);
+    (events.join(", "), rollup.join(", "))
+}
 
 /// Whether `summarise` should answer for `f` grouped by `dims`: the roll-ups hold the
 /// combination, and no filter picks out few enough events for an index on the events to find
@@ -340,10 +421,11 @@ fn summarise_sql(
     plan: &Plan,
 ) -> Sql {
     let seal = &store.seal;
+    let (event_columns, rollup_columns) = branch_columns(dims);
     let events = |q: &mut Sql, since: Option<i64>, until: Option<i64>| {
         q.push("SELECT ")
-            .push(BRANCH)
-            .push(", e.at, 1, e.at, e.at, e.actor_name FROM audit_events e");
+            .push(&event_columns)
+            .push(" FROM audit_events e");
         let edge = AuditFilter {
             since,
             until,
@@ -354,27 +436,33 @@ fn summarise_sql(
     let columns = "id, at, actor_kind, actor_id, actor_preview, actor_name, role, tenants, \
         action, status, source, client_ip";
     grouped(dims, Rows::Rollup, limit, |q| {
-        // Not folded yet, found by seq (few: the folder keeps up), and events from before the
-        // log: their time is tested on the row. Materialised, so that neither database pushes
-        // the caller's filters into it and reads a whole actor's or action's history through
-        // their indexes instead.
+        // Not folded yet, found by seq (few: the caller checked the folder keeps up; the
+        // planned value gives the index its range, the state row read here keeps the count
+        // exact if a fold commits meanwhile), and events from before the log if there are any:
+        // their time is tested on the row. Materialised, so that neither database pushes the
+        // caller's filters into it and reads a whole actor's or action's history through their
+        // indexes instead.
         q.push("(WITH fresh AS MATERIALIZED (SELECT ")
             .push(columns)
-            .push(" FROM audit_events WHERE seq >= (SELECT folded_seq FROM audit_rollup_state WHERE id = 1) AND at + 0 >= ")
+            .push(" FROM audit_events WHERE seq >= ")
+            .int(plan.folded_seq)
+            .push(" AND seq >= (SELECT folded_seq FROM audit_rollup_state WHERE id = 1) AND at + 0 >= ")
             .int(plan.from)
             .push(" AND at + 0 < ")
-            .int(plan.to)
-            .push(" UNION ALL SELECT ")
-            .push(columns)
-            .push(" FROM audit_events WHERE seq IS NULL AND at + 0 >= ")
-            .int(plan.from)
-            .push(" AND at + 0 < ")
-            .int(plan.to)
-            .push(") ");
+            .int(plan.to);
+        if plan.unproven {
+            q.push(" UNION ALL SELECT ")
+                .push(columns)
+                .push(" FROM audit_events WHERE seq IS NULL AND at + 0 >= ")
+                .int(plan.from)
+                .push(" AND at + 0 < ")
+                .int(plan.to);
+        }
+        q.push(") ");
         for (span, a, b) in plan.ranges() {
-            q.push("SELECT ").push(BRANCH).push(
-                ", e.bucket AS at, e.n, e.first_at, e.last_at, e.actor_name FROM audit_rollup e",
-            );
+            q.push("SELECT ")
+                .push(&rollup_columns)
+                .push(" FROM audit_rollup e");
             push_where_in(q, f, seal, Rows::Rollup);
             q.push(" AND e.span = ")
                 .int(span)
@@ -384,9 +472,7 @@ fn summarise_sql(
                 .int(b);
             q.push(" UNION ALL ");
         }
-        q.push("SELECT ")
-            .push(BRANCH)
-            .push(", e.at, 1, e.at, e.at, e.actor_name FROM fresh e");
+        q.push("SELECT ").push(&event_columns).push(" FROM fresh e");
         let unbounded = AuditFilter {
             since: None,
             until: None,
@@ -394,9 +480,15 @@ fn summarise_sql(
         };
         push_where_in(q, &unbounded, seal, Rows::Events);
         // The partial hours at either end.
-        if let Some(since) = f.since.filter(|s| *s < plan.from) {
+        // (With no `since`, whatever is dated before 1970, never folded.)
+        let before = match f.since {
+            Some(s) if s < plan.from => Some(Some(s)),
+            Some(_) => None,
+            None => Some(None),
+        };
+        if let Some(since) = before {
             q.push(" UNION ALL ");
-            events(q, Some(since), Some(plan.from));
+            events(q, since, Some(plan.from));
         }
         q.push(" UNION ALL ");
         events(q, Some(plan.to), f.until);
