@@ -140,21 +140,22 @@ async fn refold(tx: &mut Tx, span: i64, from: i64, to: i64, folded: i64) -> Resu
     Ok(())
 }
 
-/// Merges each hour's partial rows in `[from, to)` into one row per combination.
+/// Merges each hour's partial rows in `[from, to)` into one row per combination. A row alone
+/// in its combination stays as it is, so hours folded in one piece (a catch-up) are only read.
 async fn compact_hours(tx: &mut Tx, from: i64, to: i64) -> Result<(), StoreError> {
     let last = one(tx, "SELECT COALESCE(MAX(id), 0) FROM audit_rollup").await?;
+    let range = "span = 3600000000 AND bucket >= $1 AND bucket < $2 AND id <= $3";
     let merge = format!(
         "{INSERT}SELECT {HOUR}, bucket, {KEY}, SUM(n), MIN(first_at), MAX(last_at), \
-         MAX(actor_name) FROM audit_rollup WHERE span = {HOUR} AND bucket >= $1 AND bucket < $2 \
-         AND id <= $3 GROUP BY bucket, {KEY}"
+         MAX(actor_name) FROM audit_rollup WHERE {range} GROUP BY bucket, {KEY} HAVING COUNT(*) > 1"
     );
     exec(tx, &merge, &[from, to, last]).await?;
-    exec(
-        tx,
-        "DELETE FROM audit_rollup WHERE span = $1 AND bucket >= $2 AND bucket < $3 AND id <= $4",
-        &[HOUR, from, to, last],
-    )
-    .await?;
+    let merged = format!(
+        "DELETE FROM audit_rollup WHERE {range} AND id NOT IN (SELECT MIN(id) FROM audit_rollup \
+         WHERE span = 3600000000 AND bucket >= $4 AND bucket < $5 AND id <= $6 \
+         GROUP BY bucket, {KEY} HAVING COUNT(*) = 1)"
+    );
+    exec(tx, &merged, &[from, to, last, from, to, last]).await?;
     Ok(())
 }
 
