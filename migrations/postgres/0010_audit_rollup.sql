@@ -26,6 +26,10 @@ CREATE TABLE audit_rollup (
     actor_name    TEXT               -- the greatest of the folded events' names
 );
 CREATE INDEX audit_rollup_bucket ON audit_rollup(span, bucket);
+-- One action, and statuses other than success ("which keys keep getting denied?"), read their
+-- rows alone.
+CREATE INDEX audit_rollup_action ON audit_rollup(span, action, bucket);
+CREATE INDEX audit_rollup_status ON audit_rollup(span, status, bucket) WHERE status <> 'success';
 
 -- folded_seq: every event with seq below it (and a time from 1970 on) is in the hour rows
 -- (events from before the log, without seq, never are). compacted_until: hours below it are
