@@ -179,7 +179,14 @@ pub async fn fold_step(store: &Store, settled: i64) -> Result<Step, StoreError> 
     }
     let mut tx = store.begin().await?;
     let mut state = claim(&mut tx).await?;
-    let head = one(&mut tx, "SELECT size FROM audit_head WHERE id = 1").await?;
+    // A process that missed a rekey writes nothing more, roll-ups included.
+    let (head, key_id): (i64, Option<String>) = on_tx!(&mut tx, c => sqlx::query_as(
+        "SELECT size, (SELECT value FROM settings WHERE name = 'encryption_key_id') \
+         FROM audit_head WHERE id = 1")
+        .fetch_one(c)
+        .await
+        .map_err(db))?;
+    crate::store::seal::still_current(&tx.seal, key_id.as_deref())?;
     let to = head.min(state.folded_seq + FOLD_CHUNK);
     let mut step = Step::default();
     if to > state.folded_seq {
