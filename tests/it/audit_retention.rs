@@ -61,7 +61,16 @@ async fn old_bodies_go_their_hashes_stay_and_everything_still_verifies() {
         o.audit_log.retention = Some(Duration::days(365));
     })
     .await;
+    // An event dated 1969 (a clock that was wrong) among those the prune removes, and another
+    // in the same hour that stays: neither is ever in the roll-ups, whatever retention refolds.
+    let wrong_clock = |minute| {
+        let at = Utc.with_ymd_and_hms(1969, 12, 31, 23, minute, 0).unwrap();
+        CallMeta::new(Source::Http).event(at, Action::Whoami, Status::Success, "key")
+    };
+    s.app().audit.record(wrong_clock(30)).await.unwrap();
     history(&s, 700).await;
+    s.app().audit.record(wrong_clock(40)).await.unwrap();
+    s.app().audit.sync().await.unwrap();
     audit_log::sign(s.app(), Why::Commit).await.unwrap();
     // A year and a day later, the first 700 minutes are due.
     s.clock().advance(Duration::days(366));

@@ -346,7 +346,7 @@ async fn from_rollups(
     let days = !timed
         || (group_by.contains(&GroupBy::Day)
             && f.since.is_some_and(|s| local_offsets(tz, s, until, 0)));
-    let Some(plan) = rollup::Plan::new(f.since, until, seen, days).filter(|p| {
+    let Some(plan) = rollup::Plan::new(f.since, until, &seen, days).filter(|p| {
         !timed
             || (local_offsets(tz, p.from, p.to, 3600)
                 && f.since

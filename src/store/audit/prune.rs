@@ -57,12 +57,14 @@ async fn recount(tx: &mut Tx, quarter: i64) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO audit_counts (quarter, dim, value, n, first_at, last_at) \
              SELECT $1, '{dim}', {expr}, COUNT(*), MIN(at), MAX(at) FROM audit_events \
-             WHERE at >= $2 AND at < $3 GROUP BY {expr}"
+             WHERE at > $2 AND at < $3 AND at / 900000000 = $1 GROUP BY {expr}"
         );
+        // The quarter as the writer computed it (division toward zero, which differs from
+        // the range [q, q + 1) quarters only before 1970), found through the time index.
         exec(
             tx,
             &sql,
-            &[quarter, quarter * QUARTER, (quarter + 1) * QUARTER],
+            &[quarter, (quarter - 1) * QUARTER, (quarter + 1) * QUARTER],
         )
         .await?;
     }

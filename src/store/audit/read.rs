@@ -481,7 +481,9 @@ pub(super) fn grouped(
     // index in the grouped column's order (to skip a sort) rather than the window's range.
     let keys: Vec<String> = (0..exprs.len()).map(|i| format!("g{i}")).collect();
     q.push(" GROUP BY ").push(&keys.join(", "));
-    q.push(" ORDER BY n DESC, last_at DESC");
+    // Ties broken by the key, so every plan cuts the same groups at `limit`.
+    q.push(" ORDER BY n DESC, last_at DESC, ")
+        .push(&keys.join(", "));
     if let Some(l) = limit {
         q.push(" LIMIT ").int(l);
     }

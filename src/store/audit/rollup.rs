@@ -125,7 +125,7 @@ async fn refold(tx: &mut Tx, span: i64, from: i64, to: i64, folded: i64) -> Resu
     if span == HOUR {
         let sql = format!(
             "{INSERT}SELECT {HOUR}, at / {HOUR} * {HOUR}, {KEY}, COUNT(*), MIN(at), MAX(at), \
-             MAX(actor_name) FROM audit_events WHERE at >= $1 AND at < $2 AND seq < $3 \
+             MAX(actor_name) FROM audit_events WHERE at >= $1 AND at < $2 AND at >= 0 AND seq < $3 \
              GROUP BY at / {HOUR} * {HOUR}, {KEY}"
         );
         exec(tx, &sql, &[from, to, folded]).await?;
@@ -150,12 +150,14 @@ async fn compact_hours(tx: &mut Tx, from: i64, to: i64) -> Result<(), StoreError
          MAX(actor_name) FROM audit_rollup WHERE {range} GROUP BY bucket, {KEY} HAVING COUNT(*) > 1"
     );
     exec(tx, &merge, &[from, to, last]).await?;
+    // The rows of combinations that had more than one (merged above): a semi-join on a
+    // count over each combination, where NULLs group together on both databases.
     let merged = format!(
-        "DELETE FROM audit_rollup WHERE {range} AND id NOT IN (SELECT MIN(id) FROM audit_rollup \
-         WHERE span = 3600000000 AND bucket >= $4 AND bucket < $5 AND id <= $6 \
-         GROUP BY bucket, {KEY} HAVING COUNT(*) = 1)"
+        "DELETE FROM audit_rollup WHERE id IN (SELECT id FROM (SELECT id, COUNT(*) OVER \
+         (PARTITION BY bucket, {KEY}) AS rows_in FROM audit_rollup WHERE {range}) r \
+         WHERE r.rows_in > 1)"
     );
-    exec(tx, &merged, &[from, to, last, from, to, last]).await?;
+    exec(tx, &merged, &[from, to, last]).await?;
     Ok(())
 }
 
@@ -172,8 +174,10 @@ pub struct Step {
 /// once every placed event is folded, compaction of the hours that ended before `settled`
 /// (micros; later events for them are rare and fold in as small rows of their own).
 pub async fn fold_step(store: &Store, settled: i64) -> Result<Step, StoreError> {
-    // Nothing due: no write transaction (on SQLite, no write lock) at all.
+    // Nothing due: no write transaction (on SQLite, no write lock) at all; nor for a process
+    // that missed a rekey.
     let seen = snapshot(store).await?;
+    crate::store::seal::still_current(&store.seal, seen.key_id.as_deref())?;
     if seen.head == seen.state.folded_seq && floor(settled, HOUR) <= seen.state.compacted_until {
         return Ok(Step::default());
     }
@@ -200,28 +204,30 @@ pub async fn fold_step(store: &Store, settled: i64) -> Result<Step, StoreError> 
     }
     let target = floor(settled, HOUR);
     if to == head && target > state.compacted_until {
-        // The first compaction starts at the oldest hour folded, not at 1970.
-        let start = if state.compacted_until == 0 {
-            let oldest: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
-                "SELECT MIN(bucket) FROM audit_rollup WHERE span = 3600000000")
-                .fetch_one(c)
-                .await
-                .map_err(db))?;
-            oldest.unwrap_or(target)
-        } else {
-            state.compacted_until
-        };
+        let was = state.compacted_until;
+        // Compaction resumes where it stopped, at the next hour that has rows: an hour left
+        // long ago by a clock that was wrong is not followed by decades walked 48 hours at a
+        // time.
+        let next: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
+            "SELECT MIN(bucket) FROM audit_rollup WHERE span = 3600000000 AND bucket >= $1")
+            .bind(was)
+            .fetch_one(c)
+            .await
+            .map_err(db))?;
+        let start = next.unwrap_or(target).clamp(was, target);
         let end = target.min(start + COMPACT_HOURS * HOUR);
         if end > start {
             compact_hours(&mut tx, start, end).await?;
-            // Days that end in (start, end] get their rows, from their (merged) hours.
-            let (d0, d1) = (floor(start, DAY), floor(end, DAY));
-            if d1 > d0 {
-                refold(&mut tx, DAY, d0, d1, state.folded_seq).await?;
-            }
             step.compacted_hours = (end - start) / HOUR;
         }
-        state.compacted_until = end.max(state.compacted_until);
+        // Days that end in (was, end] get their rows, from their (merged) hours; before the
+        // first compaction's first hour there are none to get.
+        let d0 = floor(if was == 0 { start } else { was }, DAY);
+        let d1 = floor(end, DAY);
+        if d1 > d0 {
+            refold(&mut tx, DAY, d0, d1, state.folded_seq).await?;
+        }
+        state.compacted_until = end.max(was);
     }
     step.more = to < head || (to == head && target > state.compacted_until);
     save(&mut tx, state).await?;
@@ -235,7 +241,8 @@ pub async fn fold_step(store: &Store, settled: i64) -> Result<Step, StoreError> 
 pub(crate) async fn refold_hours(tx: &mut Tx, hours: &[i64]) -> Result<(), StoreError> {
     let state = claim(tx).await?;
     let mut days: Vec<i64> = Vec::new();
-    for h in hours {
+    // Hours before 1970 hold no roll-ups (their events are never folded).
+    for h in hours.iter().filter(|h| **h >= 0) {
         refold(tx, HOUR, *h, *h + HOUR, state.folded_seq).await?;
         let d = floor(*h, DAY);
         if d < state.days_until() && !days.contains(&d) {
@@ -263,12 +270,14 @@ pub(crate) async fn reset(tx: &mut Tx) -> Result<(), StoreError> {
     .await
 }
 
-/// The state, with the log's size and its count of events from before the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The state, with the log's size, its count of events from before the log, and the key the
+/// database is sealed with now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Snapshot {
     pub state: State,
     pub head: i64,
     pub unproven: i64,
+    pub key_id: Option<String>,
 }
 
 impl Snapshot {
@@ -279,8 +288,10 @@ impl Snapshot {
 }
 
 pub async fn snapshot(store: &Store) -> Result<Snapshot, StoreError> {
-    let (folded_seq, compacted_until, generation, head, unproven): (i64, i64, i64, i64, i64) = crate::store::on_pool!(store, p => sqlx::query_as(
-            "SELECT s.folded_seq, s.compacted_until, s.generation, h.size, h.unproven \
+    type Row = (i64, i64, i64, i64, i64, Option<String>);
+    let (folded_seq, compacted_until, generation, head, unproven, key_id): Row = crate::store::on_pool!(store, p => sqlx::query_as(
+            "SELECT s.folded_seq, s.compacted_until, s.generation, h.size, h.unproven, \
+             (SELECT value FROM settings WHERE name = 'encryption_key_id') \
              FROM audit_rollup_state s, audit_head h WHERE s.id = 1 AND h.id = 1")
             .fetch_one(p)
             .await
@@ -293,6 +304,7 @@ pub async fn snapshot(store: &Store) -> Result<Snapshot, StoreError> {
         },
         head,
         unproven,
+        key_id,
     })
 }
 
@@ -317,7 +329,7 @@ impl Plan {
     /// The plan for `[since, until)` (`until` given: the caller's now when open-ended) with
     /// roll-ups as `state` says, day rows only when `days` (a UTC day is no local day);
     /// `None` when no whole hour lies inside the window.
-    pub fn new(since: Option<i64>, until: i64, seen: Snapshot, days: bool) -> Option<Plan> {
+    pub fn new(since: Option<i64>, until: i64, seen: &Snapshot, days: bool) -> Option<Plan> {
         let state = seen.state;
         let from = since.map_or(0, |s| ceil(s, HOUR)).max(0);
         let to = floor(until, HOUR);
