@@ -3,6 +3,7 @@
 
 pub mod checkpoints;
 pub(crate) mod counts;
+mod exec;
 pub mod export;
 pub mod log;
 mod novel;

@@ -3,6 +3,7 @@
 //! of the quarters touched are recounted, and the roll-ups of the hours touched refolded, from
 //! what remains, in the same transaction, so summaries still equal counting the events.
 
+use super::exec::exec;
 use crate::domain::audit::AuditEvent;
 use crate::store::audit::counts::QUARTER;
 use crate::store::{Store, StoreError, Tx, db, on_pool, on_tx};
@@ -27,17 +28,6 @@ pub async fn first_kept(store: &Store, from: u64, cutoff: i64) -> Result<Option<
         .await
         .map_err(db))?;
     Ok(seq.map(|s| s.max(0) as u64))
-}
-
-/// Runs `sql` with integer `binds` inside `tx`; the rows it changed.
-pub(super) async fn exec(tx: &mut Tx, sql: &str, binds: &[i64]) -> Result<u64, StoreError> {
-    on_tx!(tx, c => {
-        let mut q = sqlx::query(sql);
-        for b in binds {
-            q = q.bind(*b);
-        }
-        q.execute(c).await.map(|r| r.rows_affected()).map_err(db)
-    })
 }
 
 /// Recounts one quarter's rows from the events left in it.

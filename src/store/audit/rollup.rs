@@ -5,14 +5,15 @@
 //! and makes each finished day's rows. Neither is on a call's path. Folds are serialised among
 //! themselves (and with retention and rekey, which claim first, then take the log's lock) by
 //! claiming the state row; on PostgreSQL they never take the sequencer lock, on SQLite they
-//! hold the database's write lock like every write (the journal keeps calls from waiting).
+//! hold the database's write lock like every write (audit records wait in the journal; other
+//! writes wait out one fold transaction).
 //!
 //! A summary reads the buckets wholly inside its window from here, and from the events the
 //! rest: the partial hours at either end, the events not folded yet (seq at or above
 //! `folded_seq`, read in the same statement, so no event is counted twice or missed), and the
 //! events from before the log (no seq), which are never folded.
 
-use super::prune::exec;
+use super::exec::exec;
 use super::read::{AuditFilter, Dim, Rows, Summary, grouped, push_where_in, run_summary};
 use crate::store::sql::Sql;
 use crate::store::{Store, StoreError, Tx, db, on_tx};
