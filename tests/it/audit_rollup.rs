@@ -108,19 +108,10 @@ async fn caller(s: &TestServer, admin_key: &str, name: &str, tenants: &[&str]) -
 }
 
 async fn rollup_rows(s: &TestServer, span: i64) -> i64 {
-    let q = format!("SELECT COUNT(*) FROM audit_rollup WHERE span = {span}");
-    match &s.app().store.db {
-        keyward::store::Db::Sqlite(p) => sqlx::query_scalar(&q).fetch_one(p).await.unwrap(),
-        keyward::store::Db::Postgres(p) => sqlx::query_scalar(&q).fetch_one(p).await.unwrap(),
-    }
-}
-
-async fn execute(s: &TestServer, q: &str) {
-    match &s.app().store.db {
-        keyward::store::Db::Sqlite(p) => sqlx::query(q).execute(p).await.map(|_| ()),
-        keyward::store::Db::Postgres(p) => sqlx::query(q).execute(p).await.map(|_| ()),
-    }
-    .unwrap();
+    s.scalar(&format!(
+        "SELECT COUNT(*) FROM audit_rollup WHERE span = {span}"
+    ))
+    .await
 }
 
 fn start() -> DateTime<Utc> {
@@ -206,13 +197,12 @@ async fn rollups_answer_as_the_events_do(s: TestServer) {
     s.app().audit.sync().await.unwrap();
     // (Three not folded yet lose their place, as if written before the log: the per-quarter
     // counts still hold them, as migrations filled those counts from such events.)
-    execute(
-        &s,
+    s.sql(
         "UPDATE audit_events SET seq = NULL WHERE id IN (SELECT id FROM audit_events \
          WHERE seq >= (SELECT folded_seq FROM audit_rollup_state) AND at > 0 ORDER BY id LIMIT 3)",
     )
     .await;
-    execute(&s, "UPDATE audit_head SET unproven = unproven + 3").await;
+    s.sql("UPDATE audit_head SET unproven = unproven + 3").await;
     s.clock()
         .set(start + Duration::hours(74) + Duration::minutes(31));
     let state = keyward::store::audit::rollup::state(&s.app().store)
@@ -325,7 +315,7 @@ async fn rollups_answer_as_the_events_do(s: TestServer) {
     )
     .await
     .unwrap();
-    execute(&s, "UPDATE audit_rollup SET n = n + 1000").await;
+    s.sql("UPDATE audit_rollup SET n = n + 1000").await;
     let inflated = summary_counted(
         s.app(),
         &admin,
@@ -342,7 +332,7 @@ async fn rollups_answer_as_the_events_do(s: TestServer) {
         inflated.total_events,
         counted.total_events
     );
-    execute(&s, "UPDATE audit_rollup SET n = n - 1000").await;
+    s.sql("UPDATE audit_rollup SET n = n - 1000").await;
 
     // A rekey drops the roll-ups (they hold client addresses sealed under the old key): the
     // events answer until the folder has folded them again, and the roll-ups after.
