@@ -1354,22 +1354,18 @@ async fn run(a: &Args, url: &str) -> anyhow::Result<()> {
     // daily roll-ups and compact the hours that are past.
     let t = Instant::now();
     let folded = keyward::ops::audit::fold::fold(&app).await?;
-    let hour_rows = count(
-        &app.store,
-        "SELECT COUNT(*) FROM audit_rollup WHERE span = 3600000000",
-    )
-    .await?;
-    let day_rows = count(
-        &app.store,
-        "SELECT COUNT(*) FROM audit_rollup WHERE span = 86400000000",
-    )
-    .await?;
     println!(
-        "folded {} events into {hour_rows} hour rows and {day_rows} day rows in {:.1} s ({} hours compacted)",
+        "folded {} events in {:.1} s ({} hours compacted)",
         folded.events,
         t.elapsed().as_secs_f64(),
         folded.hours_compacted
     );
+    for table in ["audit_rollup", "audit_rollup_core", "audit_rollup_target"] {
+        let rows = |span: i64| format!("SELECT COUNT(*) FROM {table} WHERE span = {span}");
+        let hour_rows = count(&app.store, &rows(3_600_000_000)).await?;
+        let day_rows = count(&app.store, &rows(86_400_000_000)).await?;
+        println!("  {table}: {hour_rows} hour rows and {day_rows} day rows");
+    }
     if a.analyze {
         let t = Instant::now();
         execute(&app.store, "ANALYZE").await?;

@@ -75,6 +75,15 @@ const IPS: [Option<&str>; 4] = [
     Some("203.0.113.9"),
 ];
 const ROLES: [Option<&str>; 3] = [Some("reader"), Some("auditor"), None];
+/// A target's type, id and name (a key renamed between events keeps its id).
+type Target = Option<(&'static str, &'static str, Option<&'static str>)>;
+const TARGETS: [Target; 5] = [
+    None,
+    Some(("key", "key_rolluptarget0001", Some("deploy"))),
+    Some(("key", "key_rolluptarget0001", Some("deploy-renamed"))),
+    Some(("role", "auditor", None)),
+    None,
+];
 
 /// Records event `i` at `at`, its columns picked from the lists above by different strides so
 /// that many combinations occur.
@@ -95,6 +104,11 @@ async fn record(s: &TestServer, i: usize, at: DateTime<Utc>) {
         .map(|t| (*t).to_owned())
         .collect();
     e.client_ip = IPS[i / 7 % IPS.len()].map(str::to_owned);
+    if let Some((kind, id, name)) = TARGETS[i / 3 % TARGETS.len()] {
+        e.target_type = Some(kind.to_owned());
+        e.target_id = Some(id.to_owned());
+        e.target_name = name.map(str::to_owned);
+    }
     s.app().audit.record(e).await.unwrap();
 }
 
@@ -107,11 +121,24 @@ async fn caller(s: &TestServer, admin_key: &str, name: &str, tenants: &[&str]) -
         .unwrap()
 }
 
+/// The three roll-up tables: the wide one, the core and the targets'.
+const TABLES: [&str; 3] = ["audit_rollup", "audit_rollup_core", "audit_rollup_target"];
+
+/// Rows of `span` in all three tables; each must have some whenever one does (they are folded
+/// together).
 async fn rollup_rows(s: &TestServer, span: i64) -> i64 {
-    s.scalar(&format!(
-        "SELECT COUNT(*) FROM audit_rollup WHERE span = {span}"
-    ))
-    .await
+    let mut counts = Vec::new();
+    for t in TABLES {
+        counts.push(
+            s.scalar(&format!("SELECT COUNT(*) FROM {t} WHERE span = {span}"))
+                .await,
+        );
+    }
+    assert!(
+        counts.iter().all(|n| *n > 0) || counts.iter().all(|n| *n == 0),
+        "{counts:?}"
+    );
+    counts.iter().sum()
 }
 
 fn start() -> DateTime<Utc> {
@@ -222,6 +249,8 @@ async fn rollups_answer_as_the_events_do(s: TestServer) {
         by(&["client_ip", "action"]),
         by(&["hour"]),
         by(&["day", "source"]),
+        by(&["target"]),
+        by(&["target", "status"]),
     ];
     let window = |since: Option<&str>, until: Option<&str>| Filters {
         since: since.map(str::to_owned),
@@ -301,38 +330,44 @@ async fn rollups_answer_as_the_events_do(s: TestServer) {
             }
         }
     }
-    assert_eq!(asked, 10 * 10 * (7 + 3 + 3 + 2));
+    assert_eq!(asked, 12 * 10 * (7 + 3 + 3 + 2));
 
-    // The roll-ups were what answered: inflating them changes the fast answer only.
+    // Each table answered what it is meant to: inflating one changes those fast answers
+    // only. (Actors and addresses: the wide table; targets: theirs; the rest: the core.)
     let week = window(Some("7d"), None);
-    let counted = summary_counted(
-        s.app(),
-        &admin,
-        &week,
-        &by(&["actor"]),
-        None,
-        Counting::EventsOnly,
-    )
-    .await
-    .unwrap();
-    s.sql("UPDATE audit_rollup SET n = n + 1000").await;
-    let inflated = summary_counted(
-        s.app(),
-        &admin,
-        &week,
-        &by(&["actor"]),
-        None,
-        Counting::Fastest,
-    )
-    .await
-    .unwrap();
-    assert!(
-        inflated.total_events > counted.total_events + 1000,
-        "{} vs {}",
-        inflated.total_events,
-        counted.total_events
-    );
-    s.sql("UPDATE audit_rollup SET n = n - 1000").await;
+    let acme_week = Filters {
+        tenants: vec!["acme".into()],
+        ..week.clone()
+    };
+    for (table, grouping, f) in [
+        ("audit_rollup", by(&["actor"]), &week),
+        ("audit_rollup", by(&["client_ip"]), &week),
+        ("audit_rollup_target", by(&["target"]), &week),
+        ("audit_rollup_core", by(&["action"]), &acme_week),
+        ("audit_rollup_core", by(&["hour"]), &acme_week),
+        ("audit_rollup_core", by(&["status"]), &acme_week),
+    ] {
+        let ask = |how| summary_counted(s.app(), &admin, f, &grouping, None, how);
+        let counted = ask(Counting::EventsOnly).await.unwrap();
+        s.sql(&format!("UPDATE {table} SET n = n + 1000")).await;
+        let inflated = ask(Counting::Fastest).await.unwrap();
+        s.sql(&format!("UPDATE {table} SET n = n - 1000")).await;
+        assert!(
+            inflated.total_events > counted.total_events + 1000,
+            "{table} {grouping:?}: {} vs {}",
+            inflated.total_events,
+            counted.total_events
+        );
+        for other in TABLES.iter().filter(|t| **t != table) {
+            s.sql(&format!("UPDATE {other} SET n = n + 1000")).await;
+            let untouched = ask(Counting::Fastest).await.unwrap();
+            s.sql(&format!("UPDATE {other} SET n = n - 1000")).await;
+            assert_eq!(
+                untouched.total_events, counted.total_events,
+                "{other} does not answer {grouping:?}"
+            );
+        }
+    }
 
     // A rekey drops the roll-ups (they hold client addresses sealed under the old key): the
     // events answer until the folder has folded them again, and the roll-ups after.
@@ -363,4 +398,76 @@ async fn same(s: &TestServer, who: &str, p: &Principal, f: &Filters, g: &[GroupB
         .unwrap();
     let json = |v: &keyward::ops::AuditSummary| serde_json::to_value(v).unwrap();
     assert_eq!(json(&fast), json(&counted), "{who} {g:?} {f:?}");
+}
+
+/// Two folders at once (as on two replicas, or two passes of one): they take turns on the
+/// state row, so every event is folded exactly once into every table, hour and day rows alike,
+/// and the answers stay those of counting the events.
+#[tokio::test]
+async fn two_folders_at_once_fold_each_event_once() {
+    let s = TestServer::in_process(start()).await;
+    let admin_key = s.admin_key().await;
+    let admin = keyward::ops::auth::authenticate_key(s.app(), &admin_key)
+        .await
+        .unwrap();
+    let step = Duration::minutes(11) + Duration::seconds(17);
+    let mut folded_before = 0;
+    for round in 0..3 {
+        for i in 0..120 {
+            let n = round * 120 + i;
+            record(&s, n, start() + step * n as i32).await;
+        }
+        s.app().audit.sync().await.unwrap();
+        s.clock()
+            .set(start() + step * (round as i32 + 1) * 120 + Duration::hours(12));
+        let (a, b) = tokio::join!(fold::fold(s.app()), fold::fold(s.app()));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let placed: i64 = s
+            .scalar("SELECT COUNT(*) FROM audit_events WHERE seq IS NOT NULL AND at >= 0")
+            .await;
+        let state = keyward::store::audit::rollup::state(&s.app().store)
+            .await
+            .unwrap();
+        assert_eq!(
+            state.folded_seq,
+            s.scalar("SELECT size FROM audit_head").await
+        );
+        // Between them they folded each newly placed event once.
+        assert_eq!(
+            a.events + b.events,
+            state.folded_seq - folded_before,
+            "{a:?} {b:?}"
+        );
+        assert!(a.hours_compacted + b.hours_compacted > 0, "{a:?} {b:?}");
+        folded_before = state.folded_seq;
+        for t in TABLES {
+            let hours: i64 = s
+                .scalar(&format!(
+                    "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM {t} WHERE span = {HOUR}"
+                ))
+                .await;
+            assert_eq!(hours, placed, "{t}: every placed event once in the hours");
+            let days: i64 = s
+                .scalar(&format!(
+                    "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM {t} WHERE span = {DAY}"
+                ))
+                .await;
+            let in_days: i64 = s
+                .scalar(&format!(
+                    "SELECT COUNT(*) FROM audit_events WHERE seq IS NOT NULL AND at >= 0 \
+                     AND at < {}",
+                    state.days_until()
+                ))
+                .await;
+            assert_eq!(days, in_days, "{t}: the finished days once each");
+        }
+    }
+    let week = Filters {
+        since: Some("7d".into()),
+        ..Filters::default()
+    };
+    let by = |d: &str| -> Vec<GroupBy> { serde_json::from_value(json!([d])).unwrap() };
+    for g in ["actor", "target", "hour", "status"] {
+        same(&s, "after two folders", &admin, &week, &by(g)).await;
+    }
 }

@@ -15,8 +15,20 @@ use crate::ops::OpsError;
 use crate::ops::app::App;
 use crate::store::audit::rollup;
 
-/// How often the folder looks (wall time).
-const LOOK_EVERY: Duration = Duration::from_secs(30);
+/// How often the folder folds at the least (wall time), and how often it looks in between at
+/// how many events wait (one small read).
+const FOLD_EVERY: Duration = Duration::from_secs(30);
+const LOOK_EVERY: Duration = Duration::from_secs(2);
+
+/// Events waiting that make the folder fold before `FOLD_EVERY` is up: a busy trail (over
+/// ~300 audited calls a second) stays within what summaries read roll-ups for
+/// (`summary::MAX_UNFOLDED`), while a quiet one is folded in few, larger transactions.
+const FOLD_AT: i64 = rollup::FOLD_CHUNK / 2;
+
+/// Whether the folder should fold now: enough events wait, or it is time.
+fn due(unfolded: i64, since_fold: Duration) -> bool {
+    unfolded >= FOLD_AT || since_fold >= FOLD_EVERY
+}
 
 /// How long after an hour ends its rows are merged: events for it still arriving (a journal
 /// moved late, a slow replica) fold in as rows of their own, which readers add up as well.
@@ -79,21 +91,52 @@ pub fn start(app: App) -> Folder {
 }
 
 async fn run(app: App, stop: Arc<Notify>, stopping: Arc<AtomicBool>) {
+    let mut last = None::<tokio::time::Instant>;
     loop {
-        match fold_until(&app, &stopping).await {
-            Ok(f) if f.events > 0 || f.hours_compacted > 0 => {
-                tracing::debug!(
-                    events = f.events,
-                    hours = f.hours_compacted,
-                    "audit roll-ups folded"
-                );
+        let since = last.map_or(FOLD_EVERY, |t| t.elapsed());
+        // (A failed look folds anyway: the fold reports the error.)
+        let unfolded = match rollup::snapshot(&app.store).await {
+            Ok(seen) => seen.unfolded(),
+            Err(_) => FOLD_AT,
+        };
+        if due(unfolded, since) {
+            last = Some(tokio::time::Instant::now());
+            match fold_until(&app, &stopping).await {
+                Ok(f) if f.events > 0 || f.hours_compacted > 0 => {
+                    tracing::debug!(
+                        events = f.events,
+                        hours = f.hours_compacted,
+                        "audit roll-ups folded"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "audit roll-ups not folded; retrying"),
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "audit roll-ups not folded; retrying"),
         }
         tokio::select! {
             () = stop.notified() => return,
             () = tokio::time::sleep(LOOK_EVERY) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_when_enough_events_wait_or_when_it_is_time() {
+        let soon = Duration::from_secs(3);
+        assert!(!due(0, soon));
+        assert!(!due(FOLD_AT - 1, soon));
+        assert!(due(FOLD_AT, soon));
+        assert!(due(1, FOLD_EVERY));
+        assert!(
+            due(0, FOLD_EVERY + soon),
+            "compaction is due by the clock too"
+        );
+        // Summaries read roll-ups up to MAX_UNFOLDED events behind: a trail that grows by
+        // another FOLD_AT while a fold runs stays within it.
+        const { assert!(2 * FOLD_AT <= super::super::summary::MAX_UNFOLDED) };
     }
 }

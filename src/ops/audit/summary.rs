@@ -317,7 +317,7 @@ async fn count(
 /// Events not folded yet above which the roll-ups are not read: the statement finds those by
 /// their place in the log, not their time, so a folder far behind (just after an upgrade or a
 /// rekey) would make it read more than the window.
-const MAX_UNFOLDED: i64 = 2 * rollup::FOLD_CHUNK;
+pub(super) const MAX_UNFOLDED: i64 = 2 * rollup::FOLD_CHUNK;
 
 /// The groups from the roll-ups, when they can answer (`rollup::answers`) and are current
 /// enough; `None` to count the events instead.
@@ -332,9 +332,9 @@ async fn from_rollups(
     let timed = group_by.iter().any(|g| g.is_time());
     // Time alone: hour rows make fewer groups than quarters, so beside another dimension the
     // groups' cap could refuse one way and not the other.
-    if !rollup::answers(f, dims) || (timed && group_by.len() > 1) {
+    let Some(shape) = rollup::answers(f, dims).filter(|_| !(timed && group_by.len() > 1)) else {
         return Ok(None);
-    }
+    };
     let seen = rollup::snapshot(&app.store).await?;
     if seen.unfolded() > MAX_UNFOLDED {
         return Ok(None);
@@ -354,7 +354,7 @@ async fn from_rollups(
     }) else {
         return Ok(None);
     };
-    let summary = rollup::summarise(&app.store, f, dims, Some(limit), &plan).await?;
+    let summary = rollup::summarise(&app.store, f, dims, Some(limit), &plan, shape).await?;
     // Roll-ups dropped (a rekey) between the plan and the statement: the plan named day rows
     // that may be gone.
     if rollup::state(&app.store).await?.generation != seen.state.generation {

@@ -27,11 +27,77 @@ pub const FOLD_CHUNK: i64 = 20_000;
 /// Hours compacted per transaction at most.
 const COMPACT_HOURS: i64 = 48;
 
-/// The combination a row counts.
-const KEY: &str =
-    "actor_kind, actor_id, actor_preview, role, tenants, action, status, source, client_ip";
-const INSERT: &str = "INSERT INTO audit_rollup (span, bucket, actor_kind, actor_id, \
-    actor_preview, role, tenants, action, status, source, client_ip, n, first_at, last_at, actor_name) ";
+/// A roll-up table: which combination its rows count. Every fold, compaction, refold and reset
+/// does all three in one transaction, so they always cover the same events; a summary reads
+/// the narrowest that holds what it groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Role, tenants, action, status, source: a few rows per hour.
+    Core,
+    /// The core and the target (with the greatest target name).
+    Targets,
+    /// The core, the actor (with the greatest name) and the client address.
+    Wide,
+}
+
+impl Shape {
+    /// Narrowest first: the order a summary looks for one that holds its dimensions.
+    pub const ALL: [Shape; 3] = [Shape::Core, Shape::Targets, Shape::Wide];
+
+    fn table(self) -> &'static str {
+        match self {
+            Shape::Core => "audit_rollup_core",
+            Shape::Targets => "audit_rollup_target",
+            Shape::Wide => "audit_rollup",
+        }
+    }
+
+    /// The combination a row counts.
+    fn key(self) -> &'static str {
+        match self {
+            Shape::Core => "role, tenants, action, status, source",
+            Shape::Targets => "target_type, target_id, role, tenants, action, status, source",
+            Shape::Wide => {
+                "actor_kind, actor_id, actor_preview, role, tenants, action, status, source, client_ip"
+            }
+        }
+    }
+
+    /// The name kept beside the key (its greatest value), if any.
+    fn name(self) -> Option<&'static str> {
+        match self {
+            Shape::Core => None,
+            Shape::Targets => Some("target_name"),
+            Shape::Wide => Some("actor_name"),
+        }
+    }
+
+    /// Whether rows of this shape can be grouped by `d`.
+    fn holds(self, d: Dim) -> bool {
+        match d {
+            Dim::Action | Dim::Status | Dim::Source | Dim::Role | Dim::Quarter => true,
+            Dim::Target => self == Shape::Targets,
+            Dim::Actor | Dim::ClientIp => self == Shape::Wide,
+        }
+    }
+
+    /// `INSERT INTO table (span, bucket, key, n, first_at, last_at[, name]) `.
+    fn insert(self) -> String {
+        let name = self.name().map(|n| format!(", {n}")).unwrap_or_default();
+        format!(
+            "INSERT INTO {} (span, bucket, {}, n, first_at, last_at{name}) ",
+            self.table(),
+            self.key()
+        )
+    }
+
+    /// `, MAX(name)` when the shape keeps a name.
+    fn max_name(self) -> String {
+        self.name()
+            .map(|n| format!(", MAX({n})"))
+            .unwrap_or_default()
+    }
+}
 
 /// Where folding and compaction stand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,8 +162,8 @@ async fn save(tx: &mut Tx, s: State) -> Result<(), StoreError> {
 }
 
 /// Adds the events with seq in `[from, to)` (and, when given, `at` below `before`) to `span`
-/// rows. Events dated before 1970 (a clock that was wrong) are never folded: readers count them
-/// from the events, and buckets never need negative division.
+/// rows of every shape. Events dated before 1970 (a clock that was wrong) are never folded:
+/// readers count them from the events, and buckets never need negative division.
 async fn fold_events(
     tx: &mut Tx,
     span: i64,
@@ -105,60 +171,72 @@ async fn fold_events(
     to: i64,
     before: Option<i64>,
 ) -> Result<(), StoreError> {
-    let sql = format!(
-        "{INSERT}SELECT {span}, at / {span} * {span}, {KEY}, COUNT(*), MIN(at), MAX(at), \
-         MAX(actor_name) FROM audit_events WHERE seq >= $1 AND seq < $2 AND at >= 0 AND at < $3 \
-         GROUP BY at / {span} * {span}, {KEY}"
-    );
-    exec(tx, &sql, &[from, to, before.unwrap_or(i64::MAX)]).await?;
-    Ok(())
-}
-
-/// Rebuilds `span` rows with buckets in `[from, to)`: hour rows from the events folded (seq
-/// below `folded`), day rows from the hour rows.
-async fn refold(tx: &mut Tx, span: i64, from: i64, to: i64, folded: i64) -> Result<(), StoreError> {
-    exec(
-        tx,
-        "DELETE FROM audit_rollup WHERE span = $1 AND bucket >= $2 AND bucket < $3",
-        &[span, from, to],
-    )
-    .await?;
-    if span == HOUR {
+    for shape in Shape::ALL {
+        let (insert, key, name) = (shape.insert(), shape.key(), shape.max_name());
         let sql = format!(
-            "{INSERT}SELECT {HOUR}, at / {HOUR} * {HOUR}, {KEY}, COUNT(*), MIN(at), MAX(at), \
-             MAX(actor_name) FROM audit_events WHERE at >= $1 AND at < $2 AND at >= 0 AND seq < $3 \
-             GROUP BY at / {HOUR} * {HOUR}, {KEY}"
+            "{insert}SELECT {span}, at / {span} * {span}, {key}, COUNT(*), MIN(at), MAX(at){name} \
+             FROM audit_events WHERE seq >= $1 AND seq < $2 AND at >= 0 AND at < $3 \
+             GROUP BY at / {span} * {span}, {key}"
         );
-        exec(tx, &sql, &[from, to, folded]).await?;
-    } else {
-        let sql = format!(
-            "{INSERT}SELECT {DAY}, bucket / {DAY} * {DAY}, {KEY}, SUM(n), MIN(first_at), \
-             MAX(last_at), MAX(actor_name) FROM audit_rollup WHERE span = {HOUR} \
-             AND bucket >= $1 AND bucket < $2 GROUP BY bucket / {DAY} * {DAY}, {KEY}"
-        );
-        exec(tx, &sql, &[from, to]).await?;
+        exec(tx, &sql, &[from, to, before.unwrap_or(i64::MAX)]).await?;
     }
     Ok(())
 }
 
-/// Merges each hour's partial rows in `[from, to)` into one row per combination. A row alone
-/// in its combination stays as it is, so hours folded in one piece (a catch-up) are only read.
+/// Rebuilds `span` rows of every shape with buckets in `[from, to)`: hour rows from the events
+/// folded (seq below `folded`), day rows from the hour rows.
+async fn refold(tx: &mut Tx, span: i64, from: i64, to: i64, folded: i64) -> Result<(), StoreError> {
+    for shape in Shape::ALL {
+        let (table, insert, key, name) =
+            (shape.table(), shape.insert(), shape.key(), shape.max_name());
+        exec(
+            tx,
+            &format!("DELETE FROM {table} WHERE span = $1 AND bucket >= $2 AND bucket < $3"),
+            &[span, from, to],
+        )
+        .await?;
+        if span == HOUR {
+            let sql = format!(
+                "{insert}SELECT {HOUR}, at / {HOUR} * {HOUR}, {key}, COUNT(*), MIN(at), MAX(at)\
+                 {name} FROM audit_events WHERE at >= $1 AND at < $2 AND at >= 0 AND seq < $3 \
+                 GROUP BY at / {HOUR} * {HOUR}, {key}"
+            );
+            exec(tx, &sql, &[from, to, folded]).await?;
+        } else {
+            let sql = format!(
+                "{insert}SELECT {DAY}, bucket / {DAY} * {DAY}, {key}, SUM(n), MIN(first_at), \
+                 MAX(last_at){name} FROM {table} WHERE span = {HOUR} \
+                 AND bucket >= $1 AND bucket < $2 GROUP BY bucket / {DAY} * {DAY}, {key}"
+            );
+            exec(tx, &sql, &[from, to]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Merges each hour's partial rows in `[from, to)` into one row per combination, in every
+/// shape. A row alone in its combination stays as it is, so hours folded in one piece (a
+/// catch-up) are only read.
 async fn compact_hours(tx: &mut Tx, from: i64, to: i64) -> Result<(), StoreError> {
-    let last = one(tx, "SELECT COALESCE(MAX(id), 0) FROM audit_rollup").await?;
-    let range = "span = 3600000000 AND bucket >= $1 AND bucket < $2 AND id <= $3";
-    let merge = format!(
-        "{INSERT}SELECT {HOUR}, bucket, {KEY}, SUM(n), MIN(first_at), MAX(last_at), \
-         MAX(actor_name) FROM audit_rollup WHERE {range} GROUP BY bucket, {KEY} HAVING COUNT(*) > 1"
-    );
-    exec(tx, &merge, &[from, to, last]).await?;
-    // The rows of combinations that had more than one (merged above): a semi-join on a
-    // count over each combination, where NULLs group together on both databases.
-    let merged = format!(
-        "DELETE FROM audit_rollup WHERE id IN (SELECT id FROM (SELECT id, COUNT(*) OVER \
-         (PARTITION BY bucket, {KEY}) AS rows_in FROM audit_rollup WHERE {range}) r \
-         WHERE r.rows_in > 1)"
-    );
-    exec(tx, &merged, &[from, to, last]).await?;
+    for shape in Shape::ALL {
+        let (table, insert, key, name) =
+            (shape.table(), shape.insert(), shape.key(), shape.max_name());
+        let last = one(tx, &format!("SELECT COALESCE(MAX(id), 0) FROM {table}")).await?;
+        let range = "span = 3600000000 AND bucket >= $1 AND bucket < $2 AND id <= $3";
+        let merge = format!(
+            "{insert}SELECT {HOUR}, bucket, {key}, SUM(n), MIN(first_at), MAX(last_at){name} \
+             FROM {table} WHERE {range} GROUP BY bucket, {key} HAVING COUNT(*) > 1"
+        );
+        exec(tx, &merge, &[from, to, last]).await?;
+        // The rows of combinations that had more than one (merged above): a semi-join on a
+        // count over each combination, where NULLs group together on both databases.
+        let merged = format!(
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM (SELECT id, COUNT(*) OVER \
+             (PARTITION BY bucket, {key}) AS rows_in FROM {table} WHERE {range}) r \
+             WHERE r.rows_in > 1)"
+        );
+        exec(tx, &merged, &[from, to, last]).await?;
+    }
     Ok(())
 }
 
@@ -210,6 +288,7 @@ pub async fn fold_step(store: &Store, settled: i64) -> Result<Step, StoreError> 
         // long ago by a clock that was wrong is not followed by decades walked 48 hours at a
         // time.
         let next: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
+            // (Every shape has rows in the same hours.)
             "SELECT MIN(bucket) FROM audit_rollup WHERE span = 3600000000 AND bucket >= $1")
             .bind(was)
             .fetch_one(c)
@@ -260,7 +339,9 @@ pub(crate) async fn refold_hours(tx: &mut Tx, hours: &[i64]) -> Result<(), Store
 /// over, and until it catches up summaries read the events.
 pub(crate) async fn reset(tx: &mut Tx) -> Result<(), StoreError> {
     let was = claim(tx).await?;
-    exec(tx, "DELETE FROM audit_rollup", &[]).await?;
+    for shape in Shape::ALL {
+        exec(tx, &format!("DELETE FROM {}", shape.table()), &[]).await?;
+    }
     save(
         tx,
         State {
@@ -379,7 +460,11 @@ fn branch_columns(dims: &[Dim]) -> (String, String) {
             Dim::Source => &["e.source AS source"],
             Dim::Role => &["e.role AS role"],
             Dim::ClientIp => &["e.client_ip AS client_ip"],
-            Dim::Target => &["e.target_type AS target_type", "e.target_id AS target_id"],
+            Dim::Target => &[
+                "e.target_type AS target_type",
+                "e.target_id AS target_id",
+                "e.target_name AS target_name",
+            ],
             Dim::Quarter => {
                 events.push("e.at AS at");
                 rollup.push("e.bucket AS at");
@@ -394,28 +479,23 @@ fn branch_columns(dims: &[Dim]) -> (String, String) {
     (events.join(", "), rollup.join(", "))
 }
 
-/// Whether `summarise` should answer for `f` grouped by `dims`: the roll-ups hold the
-/// combination, and no filter names an actor or an address (a few events, which the events'
-/// own indexes find faster than the window's roll-up rows could be read; actions and statuses
-/// have roll-up indexes of their own). Time (`Dim::Quarter`) comes from hour rows, each counted
-/// in its first quarter: right only for hours that start local hours, which the caller checks.
-pub fn answers(f: &AuditFilter, dims: &[Dim]) -> bool {
-    f.targets.is_empty()
+/// The shape `summarise` should answer `f` grouped by `dims` from, if any: the narrowest
+/// that holds the grouping, when no filter names an actor, a target or an address (a few
+/// events, which the events' own indexes find faster than the window's roll-up rows could be
+/// read; actions and statuses have roll-up indexes of their own). Time (`Dim::Quarter`) comes
+/// from hour rows, each counted in its first quarter: right only for hours that start local
+/// hours, which the caller checks.
+pub fn answers(f: &AuditFilter, dims: &[Dim]) -> Option<Shape> {
+    if !(f.targets.is_empty()
         && f.actors.is_empty()
         && f.client_ips.is_empty()
-        && super::read::rollup_scope(f)
-        && dims.iter().all(|d| {
-            matches!(
-                d,
-                Dim::Actor
-                    | Dim::Action
-                    | Dim::Status
-                    | Dim::Source
-                    | Dim::Role
-                    | Dim::ClientIp
-                    | Dim::Quarter
-            )
-        })
+        && super::read::rollup_scope(f))
+    {
+        return None;
+    }
+    Shape::ALL
+        .into_iter()
+        .find(|shape| dims.iter().all(|d| shape.holds(*d)))
 }
 
 /// `summarise` for `f` (with `until` set) by `plan`: one statement, so the roll-ups and the
@@ -426,8 +506,9 @@ pub async fn summarise(
     dims: &[Dim],
     limit: Option<i64>,
     plan: &Plan,
+    shape: Shape,
 ) -> Result<Summary, StoreError> {
-    let q = summarise_sql(store, f, dims, limit, plan);
+    let q = summarise_sql(store, f, dims, limit, plan, shape);
     run_summary(store, &q, dims).await
 }
 
@@ -437,6 +518,7 @@ fn summarise_sql(
     dims: &[Dim],
     limit: Option<i64>,
     plan: &Plan,
+    shape: Shape,
 ) -> Sql {
     let seal = &store.seal;
     let (event_columns, rollup_columns) = branch_columns(dims);
@@ -452,7 +534,7 @@ fn summarise_sql(
         push_where_in(q, &edge, seal, Rows::Events);
     };
     let columns = "id, at, actor_kind, actor_id, actor_preview, actor_name, role, tenants, \
-        action, status, source, client_ip";
+        action, status, source, client_ip, target_type, target_id, target_name";
     grouped(dims, Rows::Rollup, limit, |q| {
         // Not folded yet, found by seq (few: the caller checked the folder keeps up; the
         // planned value gives the index its range, the state row read here keeps the count
@@ -480,7 +562,9 @@ fn summarise_sql(
         for (span, a, b) in plan.ranges() {
             q.push("SELECT ")
                 .push(&rollup_columns)
-                .push(" FROM audit_rollup e");
+                .push(" FROM ")
+                .push(shape.table())
+                .push(" e");
             push_where_in(q, f, seal, Rows::Rollup);
             q.push(" AND e.span = ")
                 .int(span)
