@@ -1,7 +1,7 @@
 //! Reading the audit trail: filtered pages, one event, grouped counts.
 
 use crate::domain::at_rest::Place;
-use crate::domain::audit::Status;
+use crate::domain::audit::{Source, Status};
 use crate::domain::tenant::{ALL_TENANTS, TenantScope, validate_tenant};
 use crate::store::sql::{Sql, bind_args};
 use crate::store::{Seal, StoreError, db, on_pool};
@@ -189,6 +189,11 @@ pub(super) fn push_where_in(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Row
     let success = Status::Success.as_str();
     if !f.statuses.is_empty() && f.statuses.iter().all(|s| s != success) {
         q.push(" AND e.status <> ").text(success);
+    }
+    // Likewise calls from the command line and over stdio, apart from the HTTP calls.
+    let http = Source::Http.as_str();
+    if !f.sources.is_empty() && f.sources.iter().all(|s| s != http) {
+        q.push(" AND e.source <> ").text(http);
     }
     for (column, values) in [
         ("e.role", &f.roles),
