@@ -1383,7 +1383,11 @@ async fn run(a: &Args, url: &str) -> anyhow::Result<()> {
         longest_fold.as_secs_f64() * 1e3,
         longest_compaction.as_secs_f64() * 1e3
     );
-    for table in ["audit_rollup", "audit_rollup_core", "audit_rollup_target"] {
+    for table in [
+        "audit_rollup_wide",
+        "audit_rollup_core",
+        "audit_rollup_target",
+    ] {
         let rows = |span: i64| format!("SELECT COUNT(*) FROM {table} WHERE span = {span}");
         let hour_rows = count(&app.store, &rows(3_600_000_000)).await?;
         let day_rows = count(&app.store, &rows(86_400_000_000)).await?;

@@ -94,11 +94,11 @@ async fn run(app: App, stop: Arc<Notify>, stopping: Arc<AtomicBool>) {
     let mut last = None::<tokio::time::Instant>;
     loop {
         let since = last.map_or(FOLD_EVERY, |t| t.elapsed());
-        // (A failed look folds anyway: the fold reports the error.)
-        let unfolded = match rollup::snapshot(&app.store).await {
-            Ok(seen) => seen.unfolded(),
-            Err(_) => FOLD_AT,
-        };
+        // A failed look waits for the clock: the fold then reports the error, every
+        // FOLD_EVERY, not every look.
+        let unfolded = rollup::snapshot(&app.store)
+            .await
+            .map_or(0, |seen| seen.unfolded());
         if due(unfolded, since) {
             last = Some(tokio::time::Instant::now());
             match fold_until(&app, &stopping).await {

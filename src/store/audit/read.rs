@@ -106,8 +106,8 @@ impl AuditFilter {
 pub(super) enum Rows {
     /// `audit_events`: its time, and its tenant rows for a tenant-scoped caller.
     Events,
-    /// `audit_rollup` (or rows shaped like it): no time of its own, and tenants by their
-    /// stored text alone, so only for callers with at most `MAX_SUBSET_TENANTS` tenants.
+    /// The roll-up tables: no time of their own, and tenants by their stored text alone, so
+    /// only for callers with at most `MAX_SUBSET_TENANTS` tenants.
     Rollup,
 }
 

@@ -48,7 +48,7 @@ impl Shape {
         match self {
             Shape::Core => "audit_rollup_core",
             Shape::Targets => "audit_rollup_target",
-            Shape::Wide => "audit_rollup",
+            Shape::Wide => "audit_rollup_wide",
         }
     }
 
@@ -134,12 +134,12 @@ async fn one(tx: &mut Tx, sql: &str) -> Result<i64, StoreError> {
 pub(crate) async fn claim(tx: &mut Tx) -> Result<State, StoreError> {
     exec(
         tx,
-        "UPDATE audit_rollup_state SET folded_seq = folded_seq WHERE id = 1",
+        "UPDATE audit_rollup_progress SET folded_seq = folded_seq WHERE id = 1",
         &[],
     )
     .await?;
     let (folded_seq, compacted_until, generation): (i64, i64, i64) = on_tx!(tx, c => sqlx::query_as(
-        "SELECT folded_seq, compacted_until, generation FROM audit_rollup_state WHERE id = 1")
+        "SELECT folded_seq, compacted_until, generation FROM audit_rollup_progress WHERE id = 1")
         .fetch_one(c)
         .await
         .map_err(db))?;
@@ -153,7 +153,7 @@ pub(crate) async fn claim(tx: &mut Tx) -> Result<State, StoreError> {
 async fn save(tx: &mut Tx, s: State) -> Result<(), StoreError> {
     exec(
         tx,
-        "UPDATE audit_rollup_state SET folded_seq = $1, compacted_until = $2, generation = $3 \
+        "UPDATE audit_rollup_progress SET folded_seq = $1, compacted_until = $2, generation = $3 \
          WHERE id = 1",
         &[s.folded_seq, s.compacted_until, s.generation],
     )
@@ -289,7 +289,7 @@ pub async fn fold_step(store: &Store, settled: i64) -> Result<Step, StoreError> 
         // time.
         let next: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
             // (Every shape has rows in the same hours.)
-            "SELECT MIN(bucket) FROM audit_rollup WHERE span = 3600000000 AND bucket >= $1")
+            "SELECT MIN(bucket) FROM audit_rollup_wide WHERE span = 3600000000 AND bucket >= $1")
             .bind(was)
             .fetch_one(c)
             .await
@@ -374,7 +374,7 @@ pub async fn snapshot(store: &Store) -> Result<Snapshot, StoreError> {
     let (folded_seq, compacted_until, generation, head, unproven, key_id): Row = crate::store::on_pool!(store, p => sqlx::query_as(
             "SELECT s.folded_seq, s.compacted_until, s.generation, h.size, h.unproven, \
              (SELECT value FROM settings WHERE name = 'encryption_key_id') \
-             FROM audit_rollup_state s, audit_head h WHERE s.id = 1 AND h.id = 1")
+             FROM audit_rollup_progress s, audit_head h WHERE s.id = 1 AND h.id = 1")
             .fetch_one(p)
             .await
             .map_err(db))?;
@@ -482,7 +482,8 @@ fn branch_columns(dims: &[Dim]) -> (String, String) {
 /// The shape `summarise` should answer `f` grouped by `dims` from, if any: the narrowest
 /// that holds the grouping, when no filter names an actor, a target or an address (a few
 /// events, which the events' own indexes find faster than the window's roll-up rows could be
-/// read; actions and statuses have roll-up indexes of their own). Time (`Dim::Quarter`) comes
+/// read; in the wide table, actions and statuses have indexes of their own, and the narrower
+/// tables hold few rows per hour). Time (`Dim::Quarter`) comes
 /// from hour rows, each counted in its first quarter: right only for hours that start local
 /// hours, which the caller checks.
 pub fn answers(f: &AuditFilter, dims: &[Dim]) -> Option<Shape> {
@@ -546,7 +547,7 @@ fn summarise_sql(
             .push(columns)
             .push(" FROM audit_events WHERE seq >= ")
             .int(plan.folded_seq)
-            .push(" AND seq >= (SELECT folded_seq FROM audit_rollup_state WHERE id = 1) AND at + 0 >= ")
+            .push(" AND seq >= (SELECT folded_seq FROM audit_rollup_progress WHERE id = 1) AND at + 0 >= ")
             .int(plan.from)
             .push(" AND at + 0 < ")
             .int(plan.to);
