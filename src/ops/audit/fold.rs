@@ -20,9 +20,10 @@ use crate::store::audit::rollup;
 const FOLD_EVERY: Duration = Duration::from_secs(30);
 const LOOK_EVERY: Duration = Duration::from_secs(2);
 
-/// Events waiting that make the folder fold before `FOLD_EVERY` is up: a busy trail (over
-/// ~300 audited calls a second) stays within what summaries read roll-ups for
-/// (`summary::MAX_UNFOLDED`), while a quiet one is folded in few, larger transactions.
+/// Events waiting that make the folder fold before `FOLD_EVERY` is up: a busy trail (past
+/// ~330 audited calls a second, which fill it within 30 s) stays within what summaries read
+/// roll-ups for (`summary::MAX_UNFOLDED`), while a quiet one is folded in few, larger
+/// transactions.
 const FOLD_AT: i64 = rollup::FOLD_CHUNK / 2;
 
 /// Whether the folder should fold now: enough events wait, or it is time.

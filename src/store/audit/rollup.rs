@@ -1,10 +1,11 @@
-//! Roll-ups: counts of events per hour and per day (UTC) for each combination of actor, role,
-//! tenants, action, status, source and client address. A fold adds the events the log has
+//! Roll-ups: counts of events per hour and per day (UTC) for each combination of role,
+//! tenants, action, status and source, in three tables (`Shape`): that core alone, with the
+//! target, and with the actor and client address. A fold adds the events the log has
 //! placed since the last fold (by seq, so an event that arrives late for its hour is simply
 //! folded later, into that hour); compaction merges an hour's partial rows once it is past,
 //! and makes each finished day's rows. Neither is on a call's path. Folds are serialised among
 //! themselves (and with retention and rekey, which claim first, then take the log's lock) by
-//! claiming the state row; on PostgreSQL they never take the sequencer lock, on SQLite they
+//! claiming the progress row; on PostgreSQL they never take the sequencer lock, on SQLite they
 //! hold the database's write lock like every write (audit records wait in the journal; other
 //! writes wait out one fold transaction).
 //!
@@ -32,7 +33,7 @@ const COMPACT_HOURS: i64 = 48;
 /// the narrowest that holds what it groups by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
-    /// Role, tenants, action, status, source: a few rows per hour.
+    /// Role, tenants, action, status, source: the fewest rows.
     Core,
     /// The core and the target (with the greatest target name).
     Targets,
@@ -483,9 +484,8 @@ fn branch_columns(dims: &[Dim]) -> (String, String) {
 /// that holds the grouping, when no filter names an actor, a target or an address (a few
 /// events, which the events' own indexes find faster than the window's roll-up rows could be
 /// read; in the wide table, actions and statuses have indexes of their own, and the narrower
-/// tables hold few rows per hour). Time (`Dim::Quarter`) comes
-/// from hour rows, each counted in its first quarter: right only for hours that start local
-/// hours, which the caller checks.
+/// tables hold fewer rows). Time (`Dim::Quarter`) comes from hour rows, each counted in its
+/// first quarter: right only for hours that start local hours, which the caller checks.
 pub fn answers(f: &AuditFilter, dims: &[Dim]) -> Option<Shape> {
     if !(f.targets.is_empty()
         && f.actors.is_empty()
