@@ -15,6 +15,8 @@ pub enum StoreError {
     UnsupportedUrl,
     #[error("cannot create the database file: {0}")]
     Create(#[source] std::io::Error),
+    #[error("cannot start the audit writer: {0}")]
+    Writer(#[source] std::io::Error),
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is invalid: {0}")]

@@ -214,6 +214,28 @@ impl Store {
         )
     }
 
+    /// The same PostgreSQL database and seal on a small pool of its own (none on SQLite), for
+    /// a task on a runtime of its own: the pool's connections are made and driven on the
+    /// runtime this is called on. Connections are not tested when taken: a dead one fails its
+    /// first statement, and the user must then retry on a fresh one where that is safe.
+    pub(crate) fn own_pool(&self, max_connections: u32) -> Option<Store> {
+        let Db::Postgres(pool) = &self.db else {
+            return None;
+        };
+        let pool = PgPoolOptions::new()
+            .after_connect(|conn, _| Box::pin(jit_off(conn)))
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            // No ping per acquire: its user retries on a fresh connection instead.
+            .test_before_acquire(false)
+            .connect_lazy_with((*pool.connect_options()).clone());
+        Some(Store {
+            db: Db::Postgres(pool),
+            seal: self.seal.clone(),
+            in_use: Arc::default(),
+        })
+    }
+
     /// The SQLite database's file (none for PostgreSQL or an in-memory database).
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
         match &self.db {

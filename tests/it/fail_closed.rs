@@ -226,3 +226,50 @@ async fn a_record_the_database_refuses_is_never_skipped() {
         "the refused record is on the trail once the database takes it (SQLite), or its call failed (PostgreSQL)"
     );
 }
+
+/// PostgreSQL: the audit writer keeps a connection of its own and does not test it before each
+/// batch. When the database drops it (a restart, an operator ending backends), the next batch
+/// fails on its first round trip, before anything is written, and is tried once more on a
+/// fresh connection: no call fails, none is recorded twice, and the log stays whole.
+#[tokio::test]
+async fn a_writer_connection_the_database_dropped_fails_no_call() {
+    let h = TestServer::in_process(
+        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap(),
+    )
+    .await;
+    if journaled(&h) {
+        return; // SQLite's journal has no connection to lose.
+    }
+    let admin = h.admin().await;
+    admin.ok("whoami", json!({})).await;
+    for round in 0..3 {
+        // Every backend on this test's database but the one asking: the writer's among them.
+        let ended = h
+            .scalar(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t",
+            )
+            .await;
+        assert!(
+            ended >= 1,
+            "round {round}: the writer's connection was open"
+        );
+        let calls = (0..8).map(|_| admin.call("whoami", json!({})));
+        for r in futures::future::join_all(calls).await {
+            assert_ne!(text(&r), UNAVAILABLE, "round {round}");
+            assert_ne!(r.is_error, Some(true), "round {round}: {}", text(&r));
+        }
+    }
+    assert_eq!(
+        h.scalar("SELECT count(*) FROM audit_events WHERE action = 'whoami'")
+            .await,
+        1 + 3 * 8,
+        "each answered call recorded once"
+    );
+    // Every body rehashed into the one tree (this server signs no checkpoints of its own).
+    let size = h.scalar("SELECT count(*) FROM audit_events").await;
+    let v = admin.ok("audit_verify", json!({"full": true})).await;
+    assert_eq!(v["tree"]["size"], size, "{v:#}");
+    assert_eq!(v["checked"]["bodies_rehashed"], size, "{v:#}");
+    assert_eq!(v["first_problem"]["kind"], "no_recent_checkpoint", "{v:#}");
+}

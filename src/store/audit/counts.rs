@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::domain::audit::AuditEvent;
-use crate::store::sql::{Sql, bind_args};
+use crate::store::sql::{Sql, bind_args, nul_free};
 use crate::store::{StoreError, Tx, TxConn, db, micros, on_pool, on_tx};
 
 /// Microseconds in a quarter hour: the bucket.
@@ -70,7 +70,7 @@ fn aggregate<'a>(events: &[&'a AuditEvent]) -> BTreeMap<Key<'a>, (i64, i64, i64)
 }
 
 /// Rows already there grow: more events, the earliest first and the latest last.
-const ON_CONFLICT: &str = " ON CONFLICT (dim, quarter, value) DO UPDATE SET \
+pub(super) const ON_CONFLICT: &str = " ON CONFLICT (dim, quarter, value) DO UPDATE SET \
     n = audit_counts.n + excluded.n, \
     first_at = CASE WHEN excluded.first_at < audit_counts.first_at \
         THEN excluded.first_at ELSE audit_counts.first_at END, \
@@ -94,6 +94,30 @@ pub fn add_sqlite(conn: &rusqlite::Connection, events: &[&AuditEvent]) -> Result
         ])?;
     }
     Ok(())
+}
+
+/// The count rows `events` add, as columns (quarter, dim, value, n, first, last): bound as
+/// arrays, so the PostgreSQL writer's one statement keeps one text whatever the batch holds.
+pub(super) type Columns = (
+    Vec<i64>,
+    Vec<&'static str>,
+    Vec<String>,
+    Vec<i64>,
+    Vec<i64>,
+    Vec<i64>,
+);
+
+pub(super) fn columns(events: &[&AuditEvent]) -> Columns {
+    let mut c = Columns::default();
+    for ((dim, quarter, value), (n, first, last)) in aggregate(events) {
+        c.0.push(quarter);
+        c.1.push(dim.name());
+        c.2.push(nul_free(value).into_owned());
+        c.3.push(n);
+        c.4.push(first);
+        c.5.push(last);
+    }
+    c
 }
 
 /// Adds `events` to the counts inside `tx`: one statement (a round trip on PostgreSQL).

@@ -98,6 +98,34 @@ pub async fn sequence<'a>(
     place(size, &frontier, events, tx.seal.is_on())
 }
 
+/// The PostgreSQL writer's first round trip: `BEGIN`, the sequencer lock and the head in one
+/// message of the simple protocol, which runs them in order, each statement with a snapshot
+/// of its own: the head is read once the lock is held. Then places `events` after it. The
+/// transaction stays open on `conn`; the caller ends it.
+pub async fn begin_sequenced_pg<'a>(
+    conn: &mut sqlx::PgConnection,
+    seal: &crate::store::Seal,
+    events: &[&'a AuditEvent],
+) -> Result<Sequenced<'a>, StoreError> {
+    use sqlx::{Executor, Row};
+    // Read committed whatever the database's default: a snapshot taken before the lock was
+    // held (repeatable read) could miss another replica's batch.
+    let begin = format!(
+        "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({SEQUENCER_LOCK}); {READ_HEAD}"
+    );
+    // A statement text without arguments goes as a simple query.
+    let rows = conn.fetch_all(begin.as_str()).await.map_err(db)?;
+    let head = rows
+        .last()
+        .filter(|r| r.len() == 3)
+        .ok_or_else(|| corrupt("no head row"))?;
+    let size: i64 = head.try_get(0).map_err(db)?;
+    let frontier: Vec<u8> = head.try_get(1).map_err(db)?;
+    let key_id: Option<String> = head.try_get(2).map_err(db)?;
+    crate::store::seal::still_current(seal, key_id.as_deref())?;
+    place(size, &frontier, events, seal.is_on())
+}
+
 /// Records the new head and the completed chunks, inside `tx`.
 pub async fn advance(tx: &mut Tx, s: &Sequenced<'_>) -> Result<(), StoreError> {
     let size = s.frontier.size() as i64;
