@@ -62,6 +62,24 @@ fn quiet<O: sqlx::ConnectOptions>(opts: O) -> O {
     opts.log_slow_statements(log::LevelFilter::Off, Duration::from_secs(1))
 }
 
+/// A connection of the audit writer's own (`Store::writer_options`), set up as the pool's are.
+/// A transaction it leaves idle (a process hung mid-batch) is ended by the database after a
+/// minute, so the sequencer lock it holds cannot stop every replica's writer for longer.
+pub(crate) async fn connect_writer(
+    options: &PgConnectOptions,
+) -> Result<sqlx::PgConnection, StoreError> {
+    use sqlx::ConnectOptions;
+    let mut conn = options.connect().await.map_err(db)?;
+    jit_off(&mut conn).await.map_err(db)?;
+    if let Err(e) = sqlx::query("SET idle_in_transaction_session_timeout = '60s'")
+        .execute(&mut conn)
+        .await
+    {
+        tracing::debug!(error = %e, "PostgreSQL idle-in-transaction timeout left as configured");
+    }
+    Ok(conn)
+}
+
 /// No JIT on keyward's sessions: its statements are short, and PostgreSQL compiles one whose
 /// estimate looks large (an audit summary over a week) in hundreds of ms, more than running it
 /// takes. A `SET` after connecting rather than a startup option, which connection poolers
@@ -214,26 +232,17 @@ impl Store {
         )
     }
 
-    /// The same PostgreSQL database and seal on a small pool of its own (none on SQLite), for
-    /// a task on a runtime of its own: the pool's connections are made and driven on the
-    /// runtime this is called on. Connections are not tested when taken: a dead one fails its
-    /// first statement, and the user must then retry on a fresh one where that is safe.
-    pub(crate) fn own_pool(&self, max_connections: u32) -> Option<Store> {
+    /// How the PostgreSQL audit writer connects (none on SQLite): as the pool does, under a
+    /// name of its own, so an operator can tell its session apart.
+    pub(crate) fn writer_options(&self) -> Option<PgConnectOptions> {
         let Db::Postgres(pool) = &self.db else {
             return None;
         };
-        let pool = PgPoolOptions::new()
-            .after_connect(|conn, _| Box::pin(jit_off(conn)))
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            // No ping per acquire: its user retries on a fresh connection instead.
-            .test_before_acquire(false)
-            .connect_lazy_with((*pool.connect_options()).clone());
-        Some(Store {
-            db: Db::Postgres(pool),
-            seal: self.seal.clone(),
-            in_use: Arc::default(),
-        })
+        Some(
+            (*pool.connect_options())
+                .clone()
+                .application_name("keyward-audit-writer"),
+        )
     }
 
     /// The SQLite database's file (none for PostgreSQL or an in-memory database).

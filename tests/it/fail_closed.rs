@@ -228,9 +228,9 @@ async fn a_record_the_database_refuses_is_never_skipped() {
 }
 
 /// PostgreSQL: the audit writer keeps a connection of its own and does not test it before each
-/// batch. When the database drops it (a restart, an operator ending backends), the next batch
-/// fails on its first round trip, before anything is written, and is tried once more on a
-/// fresh connection: no call fails, none is recorded twice, and the log stays whole.
+/// batch. When the database drops it (a restart, an operator ending its backend), the next
+/// batch fails on its first round trip, before anything is written, and is tried once more on
+/// a fresh connection: no call fails, none is recorded twice, and the log stays whole.
 #[tokio::test]
 async fn a_writer_connection_the_database_dropped_fails_no_call() {
     let h = TestServer::in_process(
@@ -243,16 +243,18 @@ async fn a_writer_connection_the_database_dropped_fails_no_call() {
     let admin = h.admin().await;
     admin.ok("whoami", json!({})).await;
     for round in 0..3 {
-        // Every backend on this test's database but the one asking: the writer's among them.
+        // The writer's session, by the name it connects under; the call waits until it has
+        // ended.
         let ended = h
             .scalar(
-                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t",
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM \
+                 (SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                  AND application_name = 'keyward-audit-writer' OFFSET 0) AS w",
             )
             .await;
-        assert!(
-            ended >= 1,
-            "round {round}: the writer's connection was open"
+        assert_eq!(
+            ended, 1,
+            "round {round}: the writer's one connection was open"
         );
         let calls = (0..8).map(|_| admin.call("whoami", json!({})));
         for r in futures::future::join_all(calls).await {

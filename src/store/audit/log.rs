@@ -109,9 +109,11 @@ pub async fn begin_sequenced_pg<'a>(
 ) -> Result<Sequenced<'a>, StoreError> {
     use sqlx::{Executor, Row};
     // Read committed whatever the database's default: a snapshot taken before the lock was
-    // held (repeatable read) could miss another replica's batch.
+    // held (repeatable read) could miss another replica's batch. The simple protocol returns
+    // text, and the driver reads bytea only in hex, whatever `bytea_output` the database sets.
     let begin = format!(
-        "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({SEQUENCER_LOCK}); {READ_HEAD}"
+        "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL bytea_output = 'hex'; \
+         SELECT pg_advisory_xact_lock({SEQUENCER_LOCK}); {READ_HEAD}"
     );
     // A statement text without arguments goes as a simple query.
     let rows = conn.fetch_all(begin.as_str()).await.map_err(db)?;

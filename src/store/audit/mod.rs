@@ -20,4 +20,7 @@ pub use read::{
     page, summarise,
 };
 pub(crate) use write::SEALED;
-pub use write::{MAX_ROWS_PER_STATEMENT, append, insert_sqlite, write_batch, write_batch_sqlite};
+pub use write::{
+    BatchError, MAX_ROWS_PER_STATEMENT, PgWriter, append, insert_sqlite, write_batch,
+    write_batch_sqlite,
+};

@@ -296,43 +296,129 @@ pub fn insert_sqlite<'a>(
     Ok(ids)
 }
 
-/// Writes a batch in a transaction of its own (the PostgreSQL writer's path).
+/// Writes a batch in a transaction of its own, through `append` (the PostgreSQL writer uses
+/// `PgWriter`).
 pub async fn write_batch(
     store: &crate::store::Store,
     events: &[AuditEvent],
 ) -> Result<Vec<i64>, StoreError> {
-    if let crate::store::Db::Postgres(pool) = &store.db
-        && events.len() <= MAX_ROWS_PER_STATEMENT
-    {
-        // The writer's connections are not pinged when taken: one the database dropped (a
-        // restart, a terminated backend) fails on the first round trip, before anything is
-        // written. A failure there, and only there, is tried once more on a fresh connection.
-        let mut retried = false;
-        loop {
-            let mut conn = pool.acquire().await.map_err(db)?;
-            let written = batch_pg(&mut conn, &store.seal, events).await;
-            match written {
-                Ok(ids) => return Ok(ids),
-                Err(e) => {
-                    // The transaction may still be open, aborted, or (a failed COMMIT) of
-                    // unknown outcome: the connection never goes back to the pool in it.
-                    conn.close_on_drop();
-                    if retried || !matches!(e, BatchError::Begin(_)) {
-                        return Err(e.into());
-                    }
-                    retried = true;
-                }
-            }
-        }
-    }
     let mut tx = store.begin().await?;
     let ids = append(&mut tx, events).await?;
     tx.commit().await?;
     Ok(ids)
 }
 
+/// Longest a PostgreSQL batch may take before its connection is dropped: no caller waits
+/// longer for its record (`WriterConfig::timeout`), and a connection hung on a dead peer would
+/// otherwise hold up every batch after it.
+const BATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The PostgreSQL audit writer's connection, its own and kept between batches: a pooled one
+/// would be pinged on every return to the pool, a round trip per batch for nothing.
+pub struct PgWriter {
+    options: sqlx::postgres::PgConnectOptions,
+    seal: Seal,
+    conn: Option<sqlx::PgConnection>,
+}
+
+/// Where a PostgreSQL batch failed, which says what may be done next.
+#[derive(Debug)]
+pub enum BatchError {
+    /// In its first round trip: nothing can have been written.
+    Begin(StoreError),
+    /// The database refused the write: nothing was committed, and the batch's events may be
+    /// tried one by one.
+    Refused(StoreError),
+    /// The connection failed, or timed out, while writing or committing: the batch may or may
+    /// not be committed, so it is never written again.
+    Unknown(StoreError),
+}
+
+impl From<BatchError> for StoreError {
+    fn from(e: BatchError) -> Self {
+        match e {
+            BatchError::Begin(e) | BatchError::Refused(e) | BatchError::Unknown(e) => e,
+        }
+    }
+}
+
+impl PgWriter {
+    /// Connects at once, so a server whose writer cannot reach the database does not start.
+    pub async fn connect(store: &crate::store::Store) -> Result<PgWriter, StoreError> {
+        let options = store
+            .writer_options()
+            .ok_or_else(|| StoreError::Corrupt("the audit writer needs PostgreSQL".into()))?;
+        let mut w = PgWriter {
+            options,
+            seal: store.seal.clone(),
+            conn: None,
+        };
+        w.connection().await?;
+        Ok(w)
+    }
+
+    async fn connection(&mut self) -> Result<&mut sqlx::PgConnection, StoreError> {
+        if self.conn.is_none() {
+            let connect = crate::store::connect_writer(&self.options);
+            let conn = tokio::time::timeout(BATCH_TIMEOUT, connect)
+                .await
+                .map_err(|_| timed_out())??;
+            self.conn = Some(conn);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Corrupt("audit writer connection".into()))
+    }
+
+    /// Writes `events` in a transaction of their own and returns their ids, in order. A
+    /// connection the database dropped (a restart, an ended backend) fails on the first round
+    /// trip, before anything is written: that failure, and only that, is tried once more on a
+    /// fresh connection.
+    pub async fn write(&mut self, events: &[AuditEvent]) -> Result<Vec<i64>, BatchError> {
+        let mut retried = false;
+        loop {
+            let seal = self.seal.clone();
+            let conn = self.connection().await.map_err(BatchError::Begin)?;
+            let written = tokio::time::timeout(BATCH_TIMEOUT, batch_pg(conn, &seal, events))
+                .await
+                .unwrap_or_else(|_| Err(BatchError::Unknown(timed_out())));
+            let Err(e) = written else {
+                return written;
+            };
+            // A refused write aborted the transaction, and the connection is fine once it is
+            // rolled back; otherwise the transaction may still be open or of unknown outcome,
+            // and the connection is not used again.
+            let rolled_back = match (&e, self.conn.as_mut()) {
+                (BatchError::Refused(_), Some(c)) => {
+                    sqlx::Executor::execute(&mut *c, "ROLLBACK").await.is_ok()
+                }
+                _ => false,
+            };
+            if !rolled_back {
+                self.conn = None;
+            }
+            let lost = matches!(
+                &e,
+                BatchError::Begin(StoreError::Unavailable(_) | StoreError::Database(_))
+            );
+            if retried || !lost {
+                return Err(e);
+            }
+            tracing::warn!(error = %StoreError::from(e), "audit writer's connection lost; reconnecting");
+            retried = true;
+        }
+    }
+}
+
+fn timed_out() -> StoreError {
+    StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "audit batch timed out",
+    )))
+}
+
 /// The PostgreSQL writer's batch in three round trips, where `append` in a transaction of its
-/// own takes eight: on a busy machine each round trip waits for the database's process to be
+/// own takes eight (with the pool's pings): on a busy machine each round trip waits for the database's process to be
 /// scheduled, and those waits, not the rows, bound how fast the writer goes. `BEGIN` with the
 /// sequencer lock and the head (`log::begin_sequenced_pg`); then one statement of fixed text
 /// (the rows bound as arrays, so it is prepared once per connection) writing what `append`
@@ -396,31 +482,19 @@ async fn batch_pg(
         .bind(chunk_hash)
         .fetch_all(&mut *conn)
         .await
-        .map_err(|e| BatchError::Write(db(e)))?;
+        .map_err(|e| match db(e) {
+            e @ StoreError::Unavailable(_) => BatchError::Unknown(e),
+            e => BatchError::Refused(e),
+        })?;
     if ids.len() != n {
-        return Err(BatchError::Write(StoreError::Corrupt(
+        return Err(BatchError::Unknown(StoreError::Corrupt(
             "audit insert returned the wrong number of ids".into(),
         )));
     }
     sqlx::Executor::execute(&mut *conn, "COMMIT")
         .await
-        .map_err(|e| BatchError::Write(db(e)))?;
+        .map_err(|e| BatchError::Unknown(db(e)))?;
     Ok(ids)
-}
-
-/// Where a PostgreSQL batch failed: in its first round trip, when nothing can have been
-/// written, or after.
-enum BatchError {
-    Begin(StoreError),
-    Write(StoreError),
-}
-
-impl From<BatchError> for StoreError {
-    fn from(e: BatchError) -> Self {
-        match e {
-            BatchError::Begin(e) | BatchError::Write(e) => e,
-        }
-    }
 }
 
 /// The PostgreSQL writer's one statement (see `batch_pg`): `$1` the times, `$2`–`$24` the text
