@@ -270,7 +270,9 @@ async fn spawn_own_thread(
                 }
             };
             runtime.block_on(async move {
-                let writer = match audit::PgWriter::connect(&store).await {
+                let connected = audit::PgWriter::connect(&store).await;
+                drop(store);
+                let writer = match connected {
                     Ok(w) => w,
                     Err(e) => {
                         let _ = ready.send(Err(e));

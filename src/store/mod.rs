@@ -71,9 +71,14 @@ pub(crate) async fn connect_writer(
     use sqlx::ConnectOptions;
     let mut conn = options.connect().await.map_err(db)?;
     jit_off(&mut conn).await.map_err(db)?;
-    if let Err(e) = sqlx::query("SET idle_in_transaction_session_timeout = '60s'")
-        .execute(&mut conn)
-        .await
+    // Lowered to 60 s, never raised past a stricter setting of the operator's.
+    if let Err(e) = sqlx::query(
+        "SELECT set_config('idle_in_transaction_session_timeout', '60s', false) \
+         WHERE current_setting('idle_in_transaction_session_timeout')::interval \
+         NOT BETWEEN '1 ms' AND '60 s'",
+    )
+    .execute(&mut conn)
+    .await
     {
         tracing::debug!(error = %e, "PostgreSQL idle-in-transaction timeout left as configured");
     }

@@ -227,21 +227,30 @@ async fn a_record_the_database_refuses_is_never_skipped() {
     );
 }
 
+/// A PostgreSQL server and its admin, one call recorded (so the writer's connection is open);
+/// none on SQLite, whose journal has no database session to lose.
+async fn writing_on_postgres() -> Option<(TestServer, crate::server::Persona)> {
+    let h = TestServer::in_process(
+        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap(),
+    )
+    .await;
+    if journaled(&h) {
+        return None;
+    }
+    let admin = h.admin().await;
+    admin.ok("whoami", json!({})).await;
+    Some((h, admin))
+}
+
 /// PostgreSQL: the audit writer keeps a connection of its own and does not test it before each
 /// batch. When the database drops it (a restart, an operator ending its backend), the next
 /// batch fails on its first round trip, before anything is written, and is tried once more on
 /// a fresh connection: no call fails, none is recorded twice, and the log stays whole.
 #[tokio::test]
 async fn a_writer_connection_the_database_dropped_fails_no_call() {
-    let h = TestServer::in_process(
-        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 6, 1, 0, 0, 0).unwrap(),
-    )
-    .await;
-    if journaled(&h) {
-        return; // SQLite's journal has no connection to lose.
-    }
-    let admin = h.admin().await;
-    admin.ok("whoami", json!({})).await;
+    let Some((h, admin)) = writing_on_postgres().await else {
+        return;
+    };
     for round in 0..3 {
         // The writer's session, by the name it connects under; the call waits until it has
         // ended.
@@ -274,4 +283,43 @@ async fn a_writer_connection_the_database_dropped_fails_no_call() {
     assert_eq!(v["tree"]["size"], size, "{v:#}");
     assert_eq!(v["checked"]["bodies_rehashed"], size, "{v:#}");
     assert_eq!(v["first_problem"]["kind"], "no_recent_checkpoint", "{v:#}");
+}
+
+/// PostgreSQL: a session that ends in the middle of a batch's write, before its `COMMIT` is
+/// sent (here the database ends it from a trigger, once), has written nothing: the batch is
+/// tried once more on a new connection, and every call is answered and recorded once.
+#[tokio::test]
+async fn a_session_ended_in_the_middle_of_a_batch_is_retried_and_records_each_call_once() {
+    let Some((h, admin)) = writing_on_postgres().await else {
+        return;
+    };
+    // A sequence, unlike a table, keeps its count through the aborted transaction.
+    for s in [
+        "CREATE SEQUENCE end_once",
+        "CREATE FUNCTION end_once() RETURNS trigger AS $$ BEGIN \
+           IF nextval('end_once') = 1 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; \
+           RETURN NULL; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER end_once AFTER INSERT ON audit_events \
+           FOR EACH STATEMENT EXECUTE FUNCTION end_once()",
+    ] {
+        h.sql(s).await;
+    }
+    let calls = (0..8).map(|_| admin.call("whoami", json!({})));
+    for r in futures::future::join_all(calls).await {
+        assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    }
+    assert!(
+        h.scalar("SELECT last_value FROM end_once").await >= 2,
+        "the first batch's session was ended, and the batch written again"
+    );
+    h.sql("DROP TRIGGER end_once ON audit_events").await;
+    assert_eq!(
+        h.scalar("SELECT count(*) FROM audit_events WHERE action = 'whoami'")
+            .await,
+        1 + 8,
+        "each answered call recorded once"
+    );
+    let size = h.scalar("SELECT count(*) FROM audit_events").await;
+    let v = admin.ok("audit_verify", json!({"full": true})).await;
+    assert_eq!(v["checked"]["bodies_rehashed"], size, "{v:#}");
 }

@@ -111,9 +111,12 @@ pub async fn begin_sequenced_pg<'a>(
     // Read committed whatever the database's default: a snapshot taken before the lock was
     // held (repeatable read) could miss another replica's batch. The simple protocol returns
     // text, and the driver reads bytea only in hex, whatever `bytea_output` the database sets.
+    // The lock is waited for less long than the writer waits for a batch: a batch given up on
+    // leaves no backend queued on the lock behind it.
     let begin = format!(
         "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL bytea_output = 'hex'; \
-         SELECT pg_advisory_xact_lock({SEQUENCER_LOCK}); {READ_HEAD}"
+         SET LOCAL lock_timeout = '9s'; SELECT pg_advisory_xact_lock({SEQUENCER_LOCK}); \
+         {READ_HEAD}"
     );
     // A statement text without arguments goes as a simple query.
     let rows = conn.fetch_all(begin.as_str()).await.map_err(db)?;

@@ -1,6 +1,7 @@
 //! Writing the audit trail: events (and their tenant rows, and the per-quarter counts) inside
-//! a caller's transaction, through sqlx (changes, the PostgreSQL writer) or on a native
-//! SQLite connection (the journal's mover).
+//! a caller's transaction through sqlx (changes), in transactions of their own on the
+//! PostgreSQL writer's connection (`PgWriter`), or on a native SQLite connection (the
+//! journal's mover).
 
 use std::borrow::Cow;
 
@@ -313,32 +314,62 @@ pub async fn write_batch(
 /// otherwise hold up every batch after it.
 const BATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The PostgreSQL audit writer's connection, its own and kept between batches: a pooled one
-/// would be pinged on every return to the pool, a round trip per batch for nothing.
+/// A kept connection unused this long is pinged before its next batch: a connection a
+/// firewall or a vanished server dropped without a word would otherwise hang that batch until
+/// `BATCH_TIMEOUT` and fail its calls.
+const IDLE_PING: std::time::Duration = std::time::Duration::from_secs(30);
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The PostgreSQL audit writer's connection, its own and kept between batches (a pooled one
+/// would be pinged on every return to the pool, a round trip per batch for nothing), with
+/// when it was last used.
 pub struct PgWriter {
     options: sqlx::postgres::PgConnectOptions,
     seal: Seal,
-    conn: Option<sqlx::PgConnection>,
+    conn: Option<(sqlx::PgConnection, std::time::Instant)>,
 }
 
 /// Where a PostgreSQL batch failed, which says what may be done next.
 #[derive(Debug)]
 pub enum BatchError {
-    /// In its first round trip: nothing can have been written.
-    Begin(StoreError),
-    /// The database refused the write: nothing was committed, and the batch's events may be
-    /// tried one by one.
+    /// The session ended (the connection failed, or the server closed it) before `COMMIT`
+    /// was sent: nothing was written, and the batch may be tried on a fresh connection.
+    Lost(StoreError),
+    /// The database refused the write (an error, before `COMMIT`): nothing was written, and
+    /// the batch's events may be tried one by one.
     Refused(StoreError),
-    /// The connection failed, or timed out, while writing or committing: the batch may or may
-    /// not be committed, so it is never written again.
+    /// Anything else before `COMMIT` (no connection, the lock or the head refused, a key
+    /// that no longer seals the database): nothing was written.
+    Failed(StoreError),
+    /// `COMMIT` failed, or the batch timed out: it may or may not be committed, so it is
+    /// never written again.
     Unknown(StoreError),
 }
 
 impl From<BatchError> for StoreError {
     fn from(e: BatchError) -> Self {
         match e {
-            BatchError::Begin(e) | BatchError::Refused(e) | BatchError::Unknown(e) => e,
+            BatchError::Lost(e)
+            | BatchError::Refused(e)
+            | BatchError::Failed(e)
+            | BatchError::Unknown(e) => e,
         }
+    }
+}
+
+/// Whether `e` ended the session: the connection failed, or the server closed it (a FATAL
+/// or PANIC, as when a backend is ended or the server shuts down).
+fn ended(e: &StoreError) -> bool {
+    use sqlx::postgres::{PgDatabaseError, PgSeverity};
+    match e {
+        StoreError::Unavailable(_) => true,
+        StoreError::Database(sqlx::Error::Database(d)) => d
+            .try_downcast_ref::<PgDatabaseError>()
+            .is_some_and(|p| matches!(p.severity(), PgSeverity::Fatal | PgSeverity::Panic)),
+        StoreError::Database(
+            sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed,
+        ) => true,
+        _ => false,
     }
 }
 
@@ -357,55 +388,61 @@ impl PgWriter {
         Ok(w)
     }
 
+    /// The kept connection (pinged first if it sat unused), or a new one.
     async fn connection(&mut self) -> Result<&mut sqlx::PgConnection, StoreError> {
+        let stale = match &mut self.conn {
+            Some((c, used)) if used.elapsed() >= IDLE_PING => {
+                let ping = tokio::time::timeout(PING_TIMEOUT, sqlx::Connection::ping(c)).await;
+                !matches!(ping, Ok(Ok(())))
+            }
+            _ => false,
+        };
+        if stale {
+            self.conn = None;
+        }
         if self.conn.is_none() {
             let connect = crate::store::connect_writer(&self.options);
             let conn = tokio::time::timeout(BATCH_TIMEOUT, connect)
                 .await
                 .map_err(|_| timed_out())??;
-            self.conn = Some(conn);
+            self.conn = Some((conn, std::time::Instant::now()));
         }
-        self.conn
+        let (conn, used) = self
+            .conn
             .as_mut()
-            .ok_or_else(|| StoreError::Corrupt("audit writer connection".into()))
+            .ok_or_else(|| StoreError::Corrupt("audit writer connection".into()))?;
+        *used = std::time::Instant::now();
+        Ok(conn)
     }
 
-    /// Writes `events` in a transaction of their own and returns their ids, in order. A
-    /// connection the database dropped (a restart, an ended backend) fails on the first round
-    /// trip, before anything is written: that failure, and only that, is tried once more on a
-    /// fresh connection.
+    /// Writes `events` in a transaction of their own and returns their ids, in order. When
+    /// the session ends before `COMMIT` is sent (a restart, an ended backend), nothing was
+    /// written, and the batch is tried once more on a fresh connection.
     pub async fn write(&mut self, events: &[AuditEvent]) -> Result<Vec<i64>, BatchError> {
         let mut retried = false;
         loop {
             let seal = self.seal.clone();
-            let conn = self.connection().await.map_err(BatchError::Begin)?;
+            let conn = self.connection().await.map_err(BatchError::Failed)?;
             let written = tokio::time::timeout(BATCH_TIMEOUT, batch_pg(conn, &seal, events))
                 .await
                 .unwrap_or_else(|_| Err(BatchError::Unknown(timed_out())));
             let Err(e) = written else {
                 return written;
             };
-            // A refused write aborted the transaction, and the connection is fine once it is
-            // rolled back; otherwise the transaction may still be open or of unknown outcome,
-            // and the connection is not used again.
-            let rolled_back = match (&e, self.conn.as_mut()) {
-                (BatchError::Refused(_), Some(c)) => {
-                    sqlx::Executor::execute(&mut *c, "ROLLBACK").await.is_ok()
+            // The transaction may be open, aborted or of unknown outcome: the connection is
+            // not used again (failures are rare, and a new connection takes milliseconds).
+            self.conn = None;
+            match e {
+                BatchError::Lost(e) if !retried => {
+                    tracing::warn!(
+                        error = %e,
+                        source = ?std::error::Error::source(&e),
+                        "audit writer's session ended before its batch was written; trying it on a new connection"
+                    );
+                    retried = true;
                 }
-                _ => false,
-            };
-            if !rolled_back {
-                self.conn = None;
+                e => return Err(e),
             }
-            let lost = matches!(
-                &e,
-                BatchError::Begin(StoreError::Unavailable(_) | StoreError::Database(_))
-            );
-            if retried || !lost {
-                return Err(e);
-            }
-            tracing::warn!(error = %StoreError::from(e), "audit writer's connection lost; reconnecting");
-            retried = true;
         }
     }
 }
@@ -432,7 +469,10 @@ async fn batch_pg(
     let refs: Vec<&AuditEvent> = events.iter().collect();
     let placed = log::begin_sequenced_pg(conn, seal, &refs)
         .await
-        .map_err(BatchError::Begin)?;
+        .map_err(|e| match ended(&e) {
+            true => BatchError::Lost(e),
+            false => BatchError::Failed(e),
+        })?;
     let n = placed.rows.len();
     let mut at = Vec::with_capacity(n);
     let mut seq = Vec::with_capacity(n);
@@ -483,11 +523,11 @@ async fn batch_pg(
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| match db(e) {
-            e @ StoreError::Unavailable(_) => BatchError::Unknown(e),
+            e if ended(&e) => BatchError::Lost(e),
             e => BatchError::Refused(e),
         })?;
     if ids.len() != n {
-        return Err(BatchError::Unknown(StoreError::Corrupt(
+        return Err(BatchError::Failed(StoreError::Corrupt(
             "audit insert returned the wrong number of ids".into(),
         )));
     }
