@@ -257,7 +257,7 @@ async fn spawn_own_thread(
     std::thread::Builder::new()
         .name("keyward-audit-writer".into())
         .spawn(move || {
-            // However the writer ends (a panic included), callers are refused up front.
+            // However the writer ends (a panic included), it reports itself unhealthy.
             let _unhealthy = Unhealthy(healthy.clone());
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()

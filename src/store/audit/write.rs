@@ -72,8 +72,8 @@ impl<'a> SealedColumns<'a> {
     }
 }
 
-/// The text columns of `e`'s row, from `actor_kind` to `after_state`, in `INSERT_EVENTS`'s
-/// order (sealed where `SealedColumns` says).
+/// The text columns of `e`'s row, from `actor_kind` to `after_state`, in
+/// `INSERT_EVENTS_COLUMNS`'s order (sealed where `SealedColumns` says).
 fn texts<'r>(e: &'r StoredEvent<'_>, sealed: &'r SealedColumns<'_>) -> [Option<&'r str>; TEXTS] {
     [
         Some(&*e.actor_kind),
@@ -454,13 +454,13 @@ fn timed_out() -> StoreError {
     )))
 }
 
-/// The PostgreSQL writer's batch in three round trips, where `append` in a transaction of its
-/// own takes eight (with the pool's pings): on a busy machine each round trip waits for the database's process to be
-/// scheduled, and those waits, not the rows, bound how fast the writer goes. `BEGIN` with the
-/// sequencer lock and the head (`log::begin_sequenced_pg`); then one statement of fixed text
-/// (the rows bound as arrays, so it is prepared once per connection) writing what `append`
-/// does: the events, their tenant rows, the counts, the head and the completed chunks; then
-/// `COMMIT`. Returns the events' ids in order.
+/// The PostgreSQL writer's batch in three round trips, where `append` in a pooled transaction
+/// of its own takes eight, with the pool's pings: on a busy machine every round trip waits to
+/// be scheduled on both sides, and those waits, more than the rows, bound the writer.
+/// `BEGIN` with the sequencer lock and the head (`log::begin_sequenced_pg`); then one
+/// statement of fixed text (the rows bound as arrays, so it is prepared once per connection)
+/// writing what `append` does: the events, their tenant rows, the counts, the head and the
+/// completed chunks; then `COMMIT`. Returns the events' ids in order.
 async fn batch_pg(
     conn: &mut sqlx::PgConnection,
     seal: &Seal,
