@@ -98,6 +98,19 @@ pub async fn sequence<'a>(
     place(size, &frontier, events, tx.seal.is_on())
 }
 
+/// `begin_sequenced_pg`'s message, built once. Read committed whatever the database's
+/// default: a snapshot taken before the lock was held (repeatable read) could miss another
+/// replica's batch. The simple protocol returns text, and the driver reads bytea only in hex,
+/// whatever `bytea_output` the database sets. The lock is waited for less long than the writer
+/// waits for a batch: a batch given up on leaves no backend queued on the lock behind it.
+static BEGIN_SEQUENCED_PG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL bytea_output = 'hex'; \
+         SET LOCAL lock_timeout = '9s'; SELECT pg_advisory_xact_lock({SEQUENCER_LOCK}); \
+         {READ_HEAD}"
+    )
+});
+
 /// The PostgreSQL writer's first round trip: `BEGIN`, the sequencer lock and the head in one
 /// message of the simple protocol, which runs them in order, each statement with a snapshot
 /// of its own: the head is read once the lock is held. Then places `events` after it. The
@@ -108,18 +121,11 @@ pub async fn begin_sequenced_pg<'a>(
     events: &[&'a AuditEvent],
 ) -> Result<Sequenced<'a>, StoreError> {
     use sqlx::{Executor, Row};
-    // Read committed whatever the database's default: a snapshot taken before the lock was
-    // held (repeatable read) could miss another replica's batch. The simple protocol returns
-    // text, and the driver reads bytea only in hex, whatever `bytea_output` the database sets.
-    // The lock is waited for less long than the writer waits for a batch: a batch given up on
-    // leaves no backend queued on the lock behind it.
-    let begin = format!(
-        "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL bytea_output = 'hex'; \
-         SET LOCAL lock_timeout = '9s'; SELECT pg_advisory_xact_lock({SEQUENCER_LOCK}); \
-         {READ_HEAD}"
-    );
     // A statement text without arguments goes as a simple query.
-    let rows = conn.fetch_all(begin.as_str()).await.map_err(db)?;
+    let rows = conn
+        .fetch_all(BEGIN_SEQUENCED_PG.as_str())
+        .await
+        .map_err(db)?;
     let head = rows
         .last()
         .filter(|r| r.len() == 3)
