@@ -390,8 +390,10 @@ async fn a_tenant_callers_view_equals_filtering_every_event_by_its_tenants() {
         &["abc"],
         &["*"],
     ];
+    let mut bots = Vec::new();
     for (i, tenants) in scopes.iter().enumerate() {
-        let (secret, _) = admin.mint(&format!("bot-{i}"), "reader", tenants).await;
+        let (secret, id) = admin.mint(&format!("bot-{i}"), "reader", tenants).await;
+        bots.push(id);
         let bot = s.client(&secret).await;
         bot.ok("whoami", json!({})).await;
         bot.close().await;
@@ -440,6 +442,21 @@ async fn a_tenant_callers_view_equals_filtering_every_event_by_its_tenants() {
         let caller = s.client(key).await;
         let seen = sorted_ids_up_to(&caller.audit(json!({"limit": 100})).await, last);
         assert_eq!(seen, expected, "{tenants:?}");
+        // With an actor as well (read by the actor's index, the tenants tested on each event),
+        // by id and by name.
+        for (i, bot) in bots.iter().enumerate() {
+            let mut mine: Vec<i64> = everything
+                .iter()
+                .filter(|e| e["established"]["actor_id"] == bot.as_str())
+                .filter_map(|e| e["id"].as_i64())
+                .filter(|id| expected.contains(id))
+                .collect();
+            mine.sort_unstable();
+            for actor in [bot.clone(), format!("bot-{i}")] {
+                let page = caller.audit(json!({"limit": 100, "actor": [actor]})).await;
+                assert_eq!(sorted_ids_up_to(&page, last), mine, "{tenants:?} {actor}");
+            }
+        }
         caller.close().await;
     }
     // Filtering by a tenant: the events scoped to all tenants and those naming it, by its

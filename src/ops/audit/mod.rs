@@ -191,6 +191,7 @@ impl Resolved {
             client_ips: self.client_ips.clone(),
             since: self.since,
             until: self.until,
+            named_keys: None,
         }
     }
 

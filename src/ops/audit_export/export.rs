@@ -61,7 +61,10 @@ pub async fn bundle(
         .map_err(|e| internal(format!("the newest checkpoint does not verify: {e}")))?;
     let (size, root) = (opened.checkpoint.size, opened.checkpoint.root);
 
-    let filter = resolved.filter(scope.clone());
+    // The keys named looked up once, so every page of the export reads the same actors.
+    let filter = crate::store::audit::with_named_keys(&app.store, &resolved.filter(scope.clone()))
+        .await?
+        .into_owned();
     let (mut events, mut used, mut truncated, mut from) = (Vec::new(), 0u64, false, 0u64);
     let per_proof = 64 + 46 * u64::from(64 - size.leading_zeros());
     'pages: loop {

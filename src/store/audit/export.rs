@@ -14,8 +14,9 @@ pub async fn seqs(
     below: u64,
     limit: i64,
 ) -> Result<Vec<i64>, StoreError> {
+    let f = super::read::with_named_keys(store, f).await?;
     let mut q = Sql::new("SELECT e.seq FROM audit_events e");
-    super::read::push_where(&mut q, f, &store.seal);
+    super::read::push_where(&mut q, &f, &store.seal);
     q.push(" AND e.seq >= ")
         .int(from as i64)
         .push(" AND e.seq < ")

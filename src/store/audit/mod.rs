@@ -17,7 +17,7 @@ pub use counts::{CountDim, CountGroup, CountQuery, QUARTER, count_groups};
 pub use novel::{NovelColumn, novel};
 pub use read::{
     AuditFilter, AuditRow, BriefRow, Dim, Group, PageEnd, Statement, Summary, briefs, explain, get,
-    page, summarise,
+    page, summarise, with_named_keys,
 };
 pub(crate) use write::SEALED;
 pub use write::{

@@ -1,7 +1,7 @@
 //! Novelty: per actor, the values of something the caller reports about itself (client IP,
 //! client name, User-Agent) seen for the first time inside a window.
 
-use super::read::{AuditFilter, Summary, push_where, read_group};
+use super::read::{AuditFilter, Summary, push_where, read_group, with_named_keys};
 use crate::domain::at_rest::Place;
 use crate::store::sql::{Sql, bind_args};
 use crate::store::{Seal, StoreError, db, on_pool};
@@ -35,7 +35,8 @@ pub async fn novel(
     column: NovelColumn,
     limit: i64,
 ) -> Result<Summary, StoreError> {
-    let q = novel_sql(f, since, column, limit, &store.seal);
+    let f = with_named_keys(store, f).await?;
+    let q = novel_sql(&f, since, column, limit, &store.seal);
     let rows = on_pool!(store, p => {
         let rows = bind_args!(sqlx::query(&q.text), q).fetch_all(p).await.map_err(db)?;
         rows.iter().map(|r| read_group(r, 3)).collect::<Result<Vec<_>, _>>().map_err(db)?

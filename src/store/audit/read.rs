@@ -80,6 +80,9 @@ pub struct AuditFilter {
     /// Inclusive lower and exclusive upper bound, in microseconds.
     pub since: Option<i64>,
     pub until: Option<i64>,
+    /// The ids of the keys named by `actors`, once looked up (`with_named_keys`). `None`
+    /// leaves the lookup to the query itself, which costs the query its actor index.
+    pub named_keys: Option<Vec<String>>,
 }
 
 impl AuditFilter {
@@ -97,8 +100,44 @@ impl AuditFilter {
             client_ips: vec![],
             since: None,
             until: None,
+            named_keys: None,
         }
     }
+}
+
+/// Most key ids a filter's names are replaced by; past it the names are matched in the query.
+const MAX_NAMED_KEYS: usize = 1000;
+
+/// `f` with the keys its actors name looked up (when it names actors and they are not looked
+/// up yet). Each query looks them up afresh, just before it runs: names never change and keys
+/// are never deleted, so the only difference from matching in the query is a key created
+/// between the two, whose events (all newer than the lookup) the query then leaves out.
+///
+/// Why: the actor filter then reads one index range in time order, `actor_id IN (…)`. Matched
+/// in the query instead, an `OR` across the literal ids and the names' subquery led SQLite to
+/// walk the whole window's time index and test each event (a page for an actor with a hundred
+/// events a day read every event of the day: 24 ms against 2.1 ms for the page on a million
+/// events).
+pub async fn with_named_keys<'a>(
+    store: &crate::store::Store,
+    f: &'a AuditFilter,
+) -> Result<std::borrow::Cow<'a, AuditFilter>, StoreError> {
+    let names: Vec<&String> = f.actors.iter().filter(|a| !a.starts_with("kw_")).collect();
+    if names.is_empty() || f.named_keys.is_some() {
+        return Ok(std::borrow::Cow::Borrowed(f));
+    }
+    let mut q = Sql::new("SELECT id FROM api_keys WHERE name IN ");
+    q.text_list(&names);
+    q.push(" LIMIT ").int(MAX_NAMED_KEYS as i64 + 1);
+    let ids: Vec<String> = on_pool!(store, p => bind_args!(sqlx::query_scalar(&q.text), q).fetch_all(p).await.map_err(db))?;
+    if ids.len() > MAX_NAMED_KEYS {
+        // A name given to more keys than a statement should bind: matched in the query.
+        return Ok(std::borrow::Cow::Borrowed(f));
+    }
+    Ok(std::borrow::Cow::Owned(AuditFilter {
+        named_keys: Some(ids),
+        ..f.clone()
+    }))
 }
 
 /// The rows a WHERE clause is for.
@@ -133,6 +172,24 @@ pub(super) fn push_where_in(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Row
             q.push(" AND e.at < ").int(u);
         }
     }
+    // A value is tested only against the column it can match: ids (key_…, op_…) never
+    // start with "kw_"; previews are "kw_…" for keys and the lowercase username for
+    // operators. A key id then needs one index range, already in page order. Key names
+    // (never "kw_…" either) are read as the ids of the keys so named: names do not change,
+    // so that is the name at the time of the event, through the same index.
+    let ids: Vec<&String> = f.actors.iter().filter(|a| !a.starts_with("kw_")).collect();
+    let previews: Vec<&String> = f
+        .actors
+        .iter()
+        .filter(|a| a.starts_with("kw_") || !a.bytes().any(|b| b.is_ascii_uppercase()))
+        .collect();
+    // The actor filter is one index range (ids with their names looked up, or previews alone).
+    let actor_range = !f.actors.is_empty()
+        && if ids.is_empty() {
+            true
+        } else {
+            previews.is_empty() && f.named_keys.is_some()
+        };
     if let TenantScope::Only(mine) = &f.visible_to {
         // Visible when every tenant of the event is the caller's: never an all-tenant event.
         let mine: Vec<&String> = mine.iter().collect();
@@ -142,8 +199,22 @@ pub(super) fn push_where_in(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Row
         // in time order, instead of every event in the window being tested one by one. The
         // test below stays for events, so a row stored otherwise is hidden, never shown; a
         // roll-up row carries the text alone, and a caller with more tenants never reads them.
+        //
+        // Given an actor's range as well, the events are read by that, and `|| ''` keeps the
+        // tenants index out of the choice (the test stays the same). A tenant-scoped key's
+        // events are its tenants', so the actor's window is mostly what the caller may see,
+        // where the tenant's window holds every actor's: SQLite chose the latter, 10 ms for a
+        // key with 6 such events in a week on a million, 0.3 ms by the actor. The cost: an
+        // actor whose events the caller mostly may not see (an all-tenant key) has its window
+        // read to find none, bounded by that actor's events as the other way is by the
+        // tenant's.
         if mine.len() <= MAX_SUBSET_TENANTS {
-            q.push(" AND e.tenants").is_in(&subsets(&mine));
+            let column = if actor_range && rows == Rows::Events {
+                " AND (e.tenants || '')"
+            } else {
+                " AND e.tenants"
+            };
+            q.push(column).is_in(&subsets(&mine));
         } else if rows == Rows::Rollup {
             q.push(" AND 1 = 0");
         }
@@ -153,22 +224,21 @@ pub(super) fn push_where_in(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Row
         }
     }
     if !f.actors.is_empty() {
-        // A value is tested only against the column it can match: ids (key_…, op_…) never
-        // start with "kw_"; previews are "kw_…" for keys and the lowercase username for
-        // operators. A key id then needs one index range, already in page order. Key names
-        // (never "kw_…" either) are read as the ids of the keys so named: names do not change,
-        // so that is the name at the time of the event, through the same index.
-        let ids: Vec<&String> = f.actors.iter().filter(|a| !a.starts_with("kw_")).collect();
-        let previews: Vec<&String> = f
-            .actors
-            .iter()
-            .filter(|a| a.starts_with("kw_") || !a.bytes().any(|b| b.is_ascii_uppercase()))
-            .collect();
         q.push(" AND (");
         if !ids.is_empty() {
-            q.push("e.actor_id").is_in(&ids);
-            q.push(" OR e.actor_id IN (SELECT nk.id FROM api_keys nk WHERE nk.name IN ");
-            q.text_list(&ids).push(")");
+            match &f.named_keys {
+                // One list, so one index range per value (see `with_named_keys`).
+                Some(named) => {
+                    let mut all: Vec<&String> = ids.clone();
+                    all.extend(named.iter().filter(|n| !ids.contains(n)));
+                    q.push("e.actor_id").is_in(&all);
+                }
+                None => {
+                    q.push("e.actor_id").is_in(&ids);
+                    q.push(" OR e.actor_id IN (SELECT nk.id FROM api_keys nk WHERE nk.name IN ");
+                    q.text_list(&ids).push(")");
+                }
+            }
         }
         if !ids.is_empty() && !previews.is_empty() {
             q.push(" OR ");
@@ -269,7 +339,8 @@ pub async fn page(
     after: Option<PageEnd>,
     limit: i64,
 ) -> Result<Vec<AuditRow>, StoreError> {
-    let q = page_sql(COLUMNS, f, after, limit, &store.seal);
+    let f = with_named_keys(store, f).await?;
+    let q = page_sql(COLUMNS, &f, after, limit, &store.seal);
     let rows: Vec<AuditRow> = on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))?;
     rows.into_iter().map(|r| r.opened(&store.seal)).collect()
 }
@@ -281,7 +352,8 @@ pub async fn briefs(
     after: Option<PageEnd>,
     limit: i64,
 ) -> Result<Vec<BriefRow>, StoreError> {
-    let q = page_sql(BRIEF_COLUMNS, f, after, limit, &store.seal);
+    let f = with_named_keys(store, f).await?;
+    let q = page_sql(BRIEF_COLUMNS, &f, after, limit, &store.seal);
     on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))
 }
 
@@ -392,7 +464,8 @@ pub async fn summarise(
     dims: &[Dim],
     limit: Option<i64>,
 ) -> Result<Summary, StoreError> {
-    let q = summarise_sql(f, dims, limit, &store.seal);
+    let f = with_named_keys(store, f).await?;
+    let q = summarise_sql(&f, dims, limit, &store.seal);
     run_summary(store, &q, dims).await
 }
 
@@ -518,13 +591,17 @@ pub async fn explain(
 ) -> Result<Vec<String>, StoreError> {
     let q = match statement {
         Statement::Page { filter, limit } => {
-            page_sql(BRIEF_COLUMNS, filter, None, *limit, &store.seal)
+            let filter = with_named_keys(store, filter).await?;
+            page_sql(BRIEF_COLUMNS, &filter, None, *limit, &store.seal)
         }
         Statement::Summary {
             filter,
             dims,
             limit,
-        } => summarise_sql(filter, dims, *limit, &store.seal),
+        } => {
+            let filter = with_named_keys(store, filter).await?;
+            summarise_sql(&filter, dims, *limit, &store.seal)
+        }
     };
     let mut out = vec![q.text.clone()];
     match &store.db {

@@ -509,7 +509,8 @@ pub async fn summarise(
     plan: &Plan,
     shape: Shape,
 ) -> Result<Summary, StoreError> {
-    let q = summarise_sql(store, f, dims, limit, plan, shape);
+    let f = super::read::with_named_keys(store, f).await?;
+    let q = summarise_sql(store, &f, dims, limit, plan, shape);
     run_summary(store, &q, dims).await
 }
 
