@@ -150,6 +150,20 @@ async fn a_key_name_reads_every_key_so_named_through_the_actor_index() {
         (whoamis(&by_name, &first_id), whoamis(&by_name, &second_id)),
         (1, 2)
     );
+    // Page by page (a lowercase name may also be a username, so each page is the newest of
+    // the id's and the preview's matches), the same events in the same order.
+    let mut walked = Vec::new();
+    let mut page = admin
+        .ok("audit_query", json!({"actor": ["deploy-bot"], "limit": 1}))
+        .await;
+    loop {
+        walked.extend(page["events"].as_array().unwrap().iter().cloned());
+        let Some(cursor) = page["next_cursor"].as_str() else {
+            break;
+        };
+        page = admin.ok("audit_query", json!({"cursor": cursor})).await;
+    }
+    assert_eq!(walked, by_ids);
     // A name beside an id; a name no key has matches nothing.
     let mixed = admin
         .audit(json!({"actor": ["deploy-bot", other_id], "limit": 100}))

@@ -162,7 +162,32 @@ pub(super) fn rollup_scope(f: &AuditFilter) -> bool {
     }
 }
 
+/// The columns an actor filter's values are tested against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ActorColumns {
+    Both,
+    Ids,
+    Previews,
+}
+
+/// A value is tested only against the column it can match: ids (key_…, op_…) never start
+/// with "kw_"; previews are "kw_…" for keys and the lowercase username for operators, so a
+/// lowercase value that is not "kw_…" (a key name, a username) is tried as both.
+fn actor_values(f: &AuditFilter) -> (Vec<&String>, Vec<&String>) {
+    let ids = f.actors.iter().filter(|a| !a.starts_with("kw_")).collect();
+    let previews = f
+        .actors
+        .iter()
+        .filter(|a| a.starts_with("kw_") || !a.bytes().any(|b| b.is_ascii_uppercase()))
+        .collect();
+    (ids, previews)
+}
+
 pub(super) fn push_where_in(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Rows) {
+    push_where_actors(q, f, seal, rows, ActorColumns::Both)
+}
+
+fn push_where_actors(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Rows, only: ActorColumns) {
     q.push(" WHERE 1 = 1");
     if rows == Rows::Events {
         if let Some(s) = f.since {
@@ -172,19 +197,17 @@ pub(super) fn push_where_in(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Row
             q.push(" AND e.at < ").int(u);
         }
     }
-    // A value is tested only against the column it can match: ids (key_…, op_…) never
-    // start with "kw_"; previews are "kw_…" for keys and the lowercase username for
-    // operators. A key id then needs one index range, already in page order. Key names
-    // (never "kw_…" either) are read as the ids of the keys so named: names do not change,
-    // so that is the name at the time of the event, through the same index.
-    let ids: Vec<&String> = f.actors.iter().filter(|a| !a.starts_with("kw_")).collect();
-    let previews: Vec<&String> = f
-        .actors
-        .iter()
-        .filter(|a| a.starts_with("kw_") || !a.bytes().any(|b| b.is_ascii_uppercase()))
-        .collect();
+    // A key id needs one index range, already in page order. Key names (never "kw_…") are
+    // read as the ids of the keys so named: names do not change, so that is the name at the
+    // time of the event, through the same index.
+    let (mut ids, mut previews) = actor_values(f);
+    match only {
+        ActorColumns::Both => {}
+        ActorColumns::Ids => previews.clear(),
+        ActorColumns::Previews => ids.clear(),
+    }
     // The actor filter is one index range (ids with their names looked up, or previews alone).
-    let actor_range = !f.actors.is_empty()
+    let actor_range = !(ids.is_empty() && previews.is_empty())
         && if ids.is_empty() {
             true
         } else {
@@ -367,17 +390,34 @@ fn page_sql(
     // The page's ids first, then their rows: the filter and the ordering then run on index
     // entries alone (every index ends in (at, id)), and only `limit` rows are read.
     let mut q = Sql::new(&format!(
-        "SELECT {columns} FROM audit_events e WHERE e.id IN (SELECT e.id FROM audit_events e"
+        "SELECT {columns} FROM audit_events e WHERE e.id IN ("
     ));
-    push_where(&mut q, f, seal);
-    if let Some(end) = after {
-        q.push(" AND e.at <= ").int(end.at);
-        q.push(" AND (e.at < ").int(end.at);
-        q.push(" OR e.id < ").int(end.id).push(")");
+    let ids = |q: &mut Sql, only: ActorColumns| {
+        q.push("SELECT e.id FROM audit_events e");
+        push_where_actors(q, f, seal, Rows::Events, only);
+        if let Some(end) = after {
+            q.push(" AND e.at <= ").int(end.at);
+            q.push(" AND (e.at < ").int(end.at);
+            q.push(" OR e.id < ").int(end.id).push(")");
+        }
+        q.push(" ORDER BY e.at DESC, e.id DESC LIMIT ").int(limit);
+    };
+    let (by_id, by_preview) = actor_values(f);
+    if by_id.is_empty() || by_preview.is_empty() {
+        ids(&mut q, ActorColumns::Both);
+        q.push(") ORDER BY e.at DESC, e.id DESC");
+    } else {
+        // A value that may be an id or a preview (a lowercase key name, a username): the
+        // page of each column's matches, by that column's index, then the newest of both.
+        // As one `OR`, SQLite walked the window's time index instead (29 ms for a day's page
+        // of an actor with a hundred events a day, on a million; 0.5 ms this way).
+        q.push("SELECT id FROM (");
+        ids(&mut q, ActorColumns::Ids);
+        q.push(") by_id UNION ALL SELECT id FROM (");
+        ids(&mut q, ActorColumns::Previews);
+        q.push(") by_preview) ORDER BY e.at DESC, e.id DESC LIMIT ")
+            .int(limit);
     }
-    q.push(" ORDER BY e.at DESC, e.id DESC LIMIT ")
-        .int(limit)
-        .push(") ORDER BY e.at DESC, e.id DESC");
     q
 }
 
