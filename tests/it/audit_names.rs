@@ -152,18 +152,7 @@ async fn a_key_name_reads_every_key_so_named_through_the_actor_index() {
     );
     // Page by page (a lowercase name may also be a username, so each page is the newest of
     // the id's and the preview's matches), the same events in the same order.
-    let mut walked = Vec::new();
-    let mut page = admin
-        .ok("audit_query", json!({"actor": ["deploy-bot"], "limit": 1}))
-        .await;
-    loop {
-        walked.extend(page["events"].as_array().unwrap().iter().cloned());
-        let Some(cursor) = page["next_cursor"].as_str() else {
-            break;
-        };
-        page = admin.ok("audit_query", json!({"cursor": cursor})).await;
-    }
-    assert_eq!(walked, by_ids);
+    assert_eq!(walk(&admin, json!(["deploy-bot"]), 1).await, by_ids);
     // A name beside an id; a name no key has matches nothing.
     let mixed = admin
         .audit(json!({"actor": ["deploy-bot", other_id], "limit": 100}))
@@ -193,6 +182,29 @@ async fn a_key_name_reads_every_key_so_named_through_the_actor_index() {
         assert_eq!(by_name["total_events"], by_ids["total_events"], "{args}");
     }
 
+    // Ids and previews together, interleaved in time and one actor matched by both: each
+    // page is the newest of both columns' pages, each event once.
+    for _ in 0..2 {
+        second.ok("whoami", json!({})).await;
+        other.ok("whoami", json!({})).await;
+    }
+    let all = admin.audit(json!({"limit": 100})).await;
+    let other_preview = all
+        .iter()
+        .find(|e| e["actor"] == other_id.as_str())
+        .and_then(|e| e["actor_preview"].as_str())
+        .unwrap()
+        .to_owned();
+    let expected: Vec<Value> = all
+        .into_iter()
+        .filter(|e| e["actor"] == second_id.as_str() || e["actor"] == other_id.as_str())
+        .collect();
+    assert_eq!(expected.len(), 7, "{expected:?}");
+    for limit in [1, 2, 3, 100] {
+        let actors = json!([second_id, other_preview, other_id]);
+        assert_eq!(walk(&admin, actors, limit).await, expected, "limit {limit}");
+    }
+
     if matches!(s.app().store.db, keyward::store::Db::Sqlite(_)) {
         // SQLite's plan for a page of one actor, all time, for a caller within `scope`.
         let plan = |actor: String, scope: TenantScope| {
@@ -213,6 +225,10 @@ async fn a_key_name_reads_every_key_so_named_through_the_actor_index() {
         let by_name = plan("deploy-bot".into(), TenantScope::All).await;
         assert!(by_name.contains("INDEX audit_events_actor"), "{by_name}");
         assert!(!by_name.contains("api_keys"), "{by_name}");
+        // A lowercase name may be a username too: each column's page by its own index, and
+        // never the time index.
+        assert!(by_name.contains("INDEX audit_events_preview"), "{by_name}");
+        assert!(!by_name.contains("audit_events_at ("), "{by_name}");
         // A tenant-scoped caller's page for a key id reads the key's events, not the
         // tenant's window. (An id in lowercase alone, about one in 6,000, could also be an
         // operator's username, so its filter is two ranges and the planner chooses.)
@@ -226,6 +242,23 @@ async fn a_key_name_reads_every_key_so_named_through_the_actor_index() {
     second.close().await;
     other.close().await;
     admin.close().await;
+}
+
+/// Every event `audit_query` gives for `actors`, following its cursor `limit` at a time (at
+/// most 100 pages, so a cursor that never ends fails the test rather than hanging it).
+async fn walk(c: &Client, actors: Value, limit: i64) -> Vec<Value> {
+    let mut walked = Vec::new();
+    let mut page = c
+        .ok("audit_query", json!({"actor": actors, "limit": limit}))
+        .await;
+    for _ in 0..100 {
+        walked.extend(page["events"].as_array().unwrap().iter().cloned());
+        let Some(cursor) = page["next_cursor"].as_str() else {
+            return walked;
+        };
+        page = c.ok("audit_query", json!({"cursor": cursor})).await;
+    }
+    panic!("more than 100 pages: {walked:?}");
 }
 
 /// A client whose HTTP requests come through the (trusted) proxy from `ip`, sending `ua`.
