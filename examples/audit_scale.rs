@@ -1384,9 +1384,10 @@ async fn run(a: &Args, url: &str) -> anyhow::Result<()> {
         longest_compaction.as_secs_f64() * 1e3
     );
     for table in [
-        "audit_rollup_wide",
-        "audit_rollup_core",
-        "audit_rollup_target",
+        "audit_buckets_wide",
+        "audit_buckets_core",
+        "audit_buckets_target",
+        "audit_buckets_actor",
     ] {
         let rows = |span: i64| format!("SELECT COUNT(*) FROM {table} WHERE span = {span}");
         let hour_rows = count(&app.store, &rows(3_600_000_000)).await?;

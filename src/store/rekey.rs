@@ -255,7 +255,7 @@ pub async fn reclaim(store: &Store) -> Result<(), StoreError> {
         }
         Db::Postgres(p) => {
             sqlx::query(
-                "VACUUM (FULL, ANALYZE) audit_events, audit_rollup_wide, audit_rollup_core, audit_rollup_target, api_keys, roles, auth_failures, signin_known, settings",
+                "VACUUM (FULL, ANALYZE) audit_events, audit_buckets_wide, audit_buckets_core, audit_buckets_target, audit_buckets_actor, api_keys, roles, auth_failures, signin_known, settings",
             )
             .execute(p)
             .await

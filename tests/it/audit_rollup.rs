@@ -10,7 +10,9 @@ use keyward::domain::at_rest::AtRestKey;
 use keyward::domain::audit::{Action, Source, Status};
 use keyward::domain::principal::Principal;
 use keyward::ops::CallMeta;
-use keyward::ops::audit::{Counting, Filters, GroupBy, fold, summary_counted};
+use keyward::ops::audit::{
+    Counting, Filters, GroupBy, Novel, fold, novel_counted, summary_counted,
+};
 use serde_json::json;
 
 use crate::server::TestServer;
@@ -26,7 +28,7 @@ type Actor = (
     Option<&'static str>,
 );
 
-const ACTORS: [Actor; 5] = [
+const ACTORS: [Actor; 6] = [
     (
         "key",
         Some("key_rollupalpha00001"),
@@ -47,6 +49,8 @@ const ACTORS: [Actor; 5] = [
     ),
     ("operator", Some("op_rollupalice00003"), Some("alice"), None),
     ("anonymous", None, Some("kw_stray1"), None),
+    // Two strays are one anonymous actor: its groups show the greatest preview.
+    ("anonymous", None, Some("kw_stray2"), None),
 ];
 const TENANTS: [&[&str]; 5] = [
     &["*"],
@@ -103,7 +107,12 @@ async fn record(s: &TestServer, i: usize, at: DateTime<Utc>) {
         .iter()
         .map(|t| (*t).to_owned())
         .collect();
-    e.client_ip = IPS[i / 7 % IPS.len()].map(str::to_owned);
+    // Every eleventh from an address of its own sixty-event stretch: pairs of actor and
+    // address first seen late, for novelty.
+    e.client_ip = match i % 11 {
+        0 => Some(format!("198.51.100.{}", i / 60)),
+        _ => IPS[i / 7 % IPS.len()].map(str::to_owned),
+    };
     if let Some((kind, id, name)) = TARGETS[i / 3 % TARGETS.len()] {
         e.target_type = Some(kind.to_owned());
         e.target_id = Some(id.to_owned());
@@ -121,14 +130,15 @@ async fn caller(s: &TestServer, admin_key: &str, name: &str, tenants: &[&str]) -
         .unwrap()
 }
 
-/// The three roll-up tables: the wide one, the core and the targets'.
-const TABLES: [&str; 3] = [
-    "audit_rollup_wide",
-    "audit_rollup_core",
-    "audit_rollup_target",
+/// The four roll-up tables: the wide one, the core, the targets' and the actors'.
+const TABLES: [&str; 4] = [
+    "audit_buckets_wide",
+    "audit_buckets_core",
+    "audit_buckets_target",
+    "audit_buckets_actor",
 ];
 
-/// Rows of `span` in all three tables; each must have some whenever one does (they are folded
+/// Rows of `span` in all four tables; each must have some whenever one does (they are folded
 /// together).
 async fn rollup_rows(s: &TestServer, span: i64) -> i64 {
     let mut counts = Vec::new();
@@ -230,7 +240,7 @@ async fn rollups_answer_as_the_events_do(s: TestServer) {
     // counts still hold them, as migrations filled those counts from such events.)
     s.sql(
         "UPDATE audit_events SET seq = NULL WHERE id IN (SELECT id FROM audit_events \
-         WHERE seq >= (SELECT folded_seq FROM audit_rollup_progress) AND at > 0 ORDER BY id LIMIT 3)",
+         WHERE seq >= (SELECT folded_seq FROM audit_buckets_progress) AND at > 0 ORDER BY id LIMIT 3)",
     )
     .await;
     s.sql("UPDATE audit_head SET unproven = unproven + 3").await;
@@ -336,20 +346,53 @@ async fn rollups_answer_as_the_events_do(s: TestServer) {
     }
     assert_eq!(asked, 12 * 10 * (7 + 3 + 3 + 2));
 
+    // Novelty of client addresses reads the window's pairs of actor and address from the
+    // roll-ups where they hold them: the same answers as from the events, for every caller,
+    // window (with a start) and filter. (User-Agents and client names are never rolled up.)
+    let (mut novel_asked, mut novel_found) = (0, 0);
+    for (who, p, how_many_windows) in [
+        ("admin", &admin, windows.len()),
+        ("acme", &acme, 3),
+        ("duo", &duo, 3),
+    ] {
+        for w in windows[..how_many_windows]
+            .iter()
+            .filter(|w| w.since.is_some())
+        {
+            for f in narrowed(w) {
+                novel_found += same_novelty(&s, who, p, &f).await;
+                novel_asked += 1;
+            }
+        }
+    }
+    assert_eq!(novel_asked, 10 * (6 + 3 + 3));
+    assert!(
+        novel_found > novel_asked / 2,
+        "{novel_found} of {novel_asked}"
+    );
+
     // Each table answered what it is meant to: inflating one changes those fast answers
-    // only. (Actors and addresses: the wide table; targets: theirs; the rest: the core.)
+    // only. (Actors and addresses: the actors' table, or the wide one beside an action;
+    // targets: theirs; the rest: the core.)
     let week = window(Some("7d"), None);
     let acme_week = Filters {
         tenants: vec!["acme".into()],
         ..week.clone()
     };
+    let key_get_week = Filters {
+        actions: vec![Action::KeyGet],
+        ..week.clone()
+    };
     for (table, grouping, f) in [
-        ("audit_rollup_wide", by(&["actor"]), &week),
-        ("audit_rollup_wide", by(&["client_ip"]), &week),
-        ("audit_rollup_target", by(&["target"]), &week),
-        ("audit_rollup_core", by(&["action"]), &acme_week),
-        ("audit_rollup_core", by(&["hour"]), &acme_week),
-        ("audit_rollup_core", by(&["status"]), &acme_week),
+        ("audit_buckets_actor", by(&["actor"]), &week),
+        ("audit_buckets_actor", by(&["client_ip"]), &week),
+        ("audit_buckets_actor", by(&["actor", "status"]), &acme_week),
+        ("audit_buckets_wide", by(&["actor"]), &key_get_week),
+        ("audit_buckets_wide", by(&["client_ip", "action"]), &week),
+        ("audit_buckets_target", by(&["target"]), &week),
+        ("audit_buckets_core", by(&["action"]), &acme_week),
+        ("audit_buckets_core", by(&["hour"]), &acme_week),
+        ("audit_buckets_core", by(&["status"]), &acme_week),
     ] {
         let ask = |how| summary_counted(s.app(), &admin, f, &grouping, None, how);
         let counted = ask(Counting::EventsOnly).await.unwrap();
@@ -373,6 +416,40 @@ async fn rollups_answer_as_the_events_do(s: TestServer) {
         }
     }
 
+    // And novelty's pairs came from the actors' table alone.
+    let novel_week = Filters {
+        since: Some("2026-03-21T00:00:00Z".into()),
+        ..Filters::default()
+    };
+    let by_actor = by(&["actor"]);
+    let novelty = |how| {
+        novel_counted(
+            s.app(),
+            &admin,
+            &novel_week,
+            &by_actor,
+            Novel::ClientIp,
+            Some(100),
+            how,
+        )
+    };
+    let counted = novelty(Counting::EventsOnly).await.unwrap();
+    for table in TABLES {
+        s.sql(&format!("UPDATE {table} SET n = n + 1000")).await;
+        let fast = novelty(Counting::Fastest).await.unwrap();
+        s.sql(&format!("UPDATE {table} SET n = n - 1000")).await;
+        if table == "audit_buckets_actor" {
+            assert!(
+                fast.total_events > counted.total_events + 1000,
+                "{} vs {}",
+                fast.total_events,
+                counted.total_events
+            );
+        } else {
+            assert_eq!(fast.total_events, counted.total_events, "{table}");
+        }
+    }
+
     // A rekey drops the roll-ups (they hold client addresses sealed under the old key): the
     // events answer until the folder has folded them again, and the roll-ups after.
     let seal = s.app().store.seal.clone();
@@ -390,6 +467,7 @@ async fn rollups_answer_as_the_events_do(s: TestServer) {
         same(&s, "admin refolded", &admin, &week, g).await;
         same(&s, "acme refolded", &acme, &week, g).await;
     }
+    same_novelty(&s, "admin refolded", &admin, &novel_week).await;
 }
 
 /// Asks `f` grouped by `g` both ways and holds them equal.
@@ -402,6 +480,19 @@ async fn same(s: &TestServer, who: &str, p: &Principal, f: &Filters, g: &[GroupB
         .unwrap();
     let json = |v: &keyward::ops::AuditSummary| serde_json::to_value(v).unwrap();
     assert_eq!(json(&fast), json(&counted), "{who} {g:?} {f:?}");
+}
+
+/// Asks novelty of client addresses in `f` (which has a start) both ways and holds them
+/// equal; 1 when they found any (the caller checks most do: equal must not mean two empty
+/// answers).
+async fn same_novelty(s: &TestServer, who: &str, p: &Principal, f: &Filters) -> usize {
+    let by_actor: Vec<GroupBy> = serde_json::from_value(json!(["actor"])).unwrap();
+    let ask = |how| novel_counted(s.app(), p, f, &by_actor, Novel::ClientIp, Some(100), how);
+    let fast = ask(Counting::Fastest).await.unwrap();
+    let counted = ask(Counting::EventsOnly).await.unwrap();
+    let json = |v: &keyward::ops::AuditSummary| serde_json::to_value(v).unwrap();
+    assert_eq!(json(&fast), json(&counted), "novelty: {who} {f:?}");
+    usize::from(!fast.groups.is_empty())
 }
 
 /// Two folders at once (as on two replicas, or two passes of one): they take turns on the
@@ -478,11 +569,12 @@ async fn two_folders_at_once_fold_each_event_once() {
     }
 }
 
-/// During an upgrade a process of the build before the three shapes may still run (or a
-/// replica not upgraded yet). It reads and folds `audit_rollup` and `audit_rollup_state`: those
-/// stay empty and at "nothing folded", so its summaries count the events, and its folder,
-/// retention and rekey (each of which claims that state first) are refused, so it cannot move
-/// folding past events the new tables never received.
+/// During an upgrade a process of an earlier build may still run (or a replica not upgraded
+/// yet). The build before the three shapes reads and folds `audit_rollup` and
+/// `audit_rollup_state`; the build before the fourth, `audit_rollup_{wide,core,target}` and
+/// `audit_rollup_progress`. Those stay empty and at "nothing folded", so its summaries count
+/// the events, and its folder, retention and rekey (each of which claims that state first) are
+/// refused, so it cannot move folding past events the new tables never received.
 #[tokio::test]
 async fn an_earlier_build_can_neither_fold_nor_mislead_beside_this_one() {
     let s = TestServer::in_process(start()).await;
@@ -509,4 +601,30 @@ async fn an_earlier_build_can_neither_fold_nor_mislead_beside_this_one() {
     let refused = refused.expect("the earlier build's claim is refused");
     assert!(refused.to_string().contains("newer keyward"), "{refused}");
     assert_eq!(s.scalar("SELECT COUNT(*) FROM audit_rollup").await, 0);
+
+    // The same for the build before the fourth shape.
+    for t in [
+        "audit_rollup_wide",
+        "audit_rollup_core",
+        "audit_rollup_target",
+    ] {
+        assert_eq!(
+            s.scalar(&format!("SELECT COUNT(*) FROM {t}")).await,
+            0,
+            "{t}"
+        );
+    }
+    assert!(rollup_rows(&s, HOUR).await > 0);
+    assert_eq!(
+        s.scalar("SELECT folded_seq + compacted_until FROM audit_rollup_progress")
+            .await,
+        0
+    );
+    let claim = "UPDATE audit_rollup_progress SET folded_seq = folded_seq WHERE id = 1";
+    let refused = match &s.app().store.db {
+        keyward::store::Db::Sqlite(p) => sqlx::query(claim).execute(p).await.err(),
+        keyward::store::Db::Postgres(p) => sqlx::query(claim).execute(p).await.err(),
+    };
+    let refused = refused.expect("the earlier build's claim is refused");
+    assert!(refused.to_string().contains("newer keyward"), "{refused}");
 }

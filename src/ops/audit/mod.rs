@@ -5,7 +5,7 @@ pub mod fold;
 mod novel;
 mod summary;
 
-pub use novel::{Novel, novel};
+pub use novel::{Novel, novel, novel_counted};
 pub use summary::{Counting, GroupBy, summary, summary_counted};
 
 use base64::Engine;

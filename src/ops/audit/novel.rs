@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::summary::GroupBy;
+use super::summary::{Counting, GroupBy, MAX_UNFOLDED};
 use super::{DEFAULT_TOP, Filters, MAX_TOP, Resolved, bounded, resolve, visible};
 use crate::domain::permission::Permission;
 use crate::domain::policy;
@@ -12,8 +12,9 @@ use crate::domain::timespec;
 use crate::ops::OpsError;
 use crate::ops::app::App;
 use crate::ops::views::{AuditGroup, AuditSummary};
-use crate::store::audit::NovelColumn;
-use crate::store::{self, from_micros};
+use crate::store::audit::rollup::{self, Plan, Shape};
+use crate::store::audit::{AuditFilter, NovelColumn, Summary, novel as store_novel};
+use crate::store::from_micros;
 
 /// What to look for first sightings of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -56,6 +57,19 @@ pub async fn novel(
     what: Novel,
     top: Option<i64>,
 ) -> Result<AuditSummary, OpsError> {
+    novel_counted(app, p, filters, group_by, what, top, Counting::Fastest).await
+}
+
+/// `novel`, with the window's pairs counted from `counting`.
+pub async fn novel_counted(
+    app: &App,
+    p: &Principal,
+    filters: &Filters,
+    group_by: &[GroupBy],
+    what: Novel,
+    top: Option<i64>,
+    counting: Counting,
+) -> Result<AuditSummary, OpsError> {
     policy::require(p, Permission::AuditRead)?;
     if group_by != [GroupBy::Actor] {
         return Err(OpsError::invalid(
@@ -71,8 +85,15 @@ pub async fn novel(
     };
     app.audit.sync().await?;
     let tz = resolved.tz();
-    let summary =
-        store::audit::novel(&app.store, &resolved.filter(p), since, what.column(), top).await?;
+    let f = resolved.filter(p);
+    let summary = match counting {
+        Counting::Fastest => from_rollups(app, &f, since, what, top).await?,
+        Counting::EventsOnly => None,
+    };
+    let summary = match summary {
+        Some(s) => s,
+        None => store_novel(&app.store, &f, since, what.column(), top, None).await?,
+    };
     let groups = summary
         .groups
         .iter()
@@ -106,4 +127,37 @@ pub async fn novel(
         total_events: summary.total_events,
         groups,
     })
+}
+
+/// Novelty with the window's pairs read from roll-ups, when they hold them and are current
+/// enough (as for a summary by actor and client address); `None` to count the events.
+async fn from_rollups(
+    app: &App,
+    f: &AuditFilter,
+    since: i64,
+    what: Novel,
+    top: i64,
+) -> Result<Option<Summary>, OpsError> {
+    let column = what.column();
+    let Some(shape): Option<Shape> = crate::store::audit::novel::from_rollups(
+        column,
+        rollup::answers(f, &crate::store::audit::novel::PAIRS),
+    ) else {
+        return Ok(None);
+    };
+    let seen = rollup::snapshot(&app.store).await?;
+    if seen.unfolded() > MAX_UNFOLDED {
+        return Ok(None);
+    }
+    let until = f.until.unwrap_or_else(|| app.now().timestamp_micros());
+    let Some(plan) = Plan::new(Some(since), until, &seen, true) else {
+        return Ok(None);
+    };
+    let summary = store_novel(&app.store, f, since, column, top, Some((&plan, shape))).await?;
+    // Roll-ups dropped (a rekey) between the plan and the statement: the plan named day rows
+    // that may be gone.
+    if rollup::state(&app.store).await?.generation != seen.state.generation {
+        return Ok(None);
+    }
+    Ok(Some(summary))
 }

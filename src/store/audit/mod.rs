@@ -6,7 +6,7 @@ pub(crate) mod counts;
 mod exec;
 pub mod export;
 pub mod log;
-mod novel;
+pub mod novel;
 pub mod prune;
 mod read;
 pub mod rollup;

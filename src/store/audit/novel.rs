@@ -1,10 +1,11 @@
 //! Novelty: per actor, the values of something the caller reports about itself (client IP,
 //! client name, User-Agent) seen for the first time inside a window.
 
-use super::read::{AuditFilter, Summary, push_where, read_group, with_named_keys};
+use super::read::{AuditFilter, Dim, Summary, push_where, read_group, with_named_keys};
+use super::rollup::{Plan, Shape, push_rows};
 use crate::domain::at_rest::Place;
 use crate::store::sql::{Sql, bind_args};
-use crate::store::{Seal, StoreError, db, on_pool};
+use crate::store::{Db, Seal, StoreError, db};
 
 /// What a caller reports about itself that novelty can track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,23 +25,65 @@ impl NovelColumn {
     }
 }
 
+/// Whether `shape`'s roll-ups (as `rollup::answers` chose it for a summary of `f` by actor and
+/// client address) can give novelty the window's pairs for `column`: only client addresses
+/// are kept in roll-ups.
+pub fn from_rollups(column: NovelColumn, shape: Option<Shape>) -> Option<Shape> {
+    shape.filter(|_| column == NovelColumn::ClientIp)
+}
+
+/// The dimensions novelty's pairs are, for `rollup::answers`.
+pub const PAIRS: [Dim; 2] = [Dim::Actor, Dim::ClientIp];
+
 /// Per (actor, value): events matching `f` whose value was never seen for that actor, under
 /// the same filter, before `since`. Every event of such a pair lies inside the window, so the
 /// count, first and last times are over the window. Groups are `[actor_kind, actor_id, value]`,
-/// largest first, at most `limit`.
+/// largest first, at most `limit`. With `rollups` (a plan for `f`'s window, `f.until` set, and
+/// a shape `from_rollups` allowed), the window's pairs are read from roll-ups where they hold
+/// them, as a summary's groups are; what came before is always read from the events.
 pub async fn novel(
     store: &crate::store::Store,
     f: &AuditFilter,
     since: i64,
     column: NovelColumn,
     limit: i64,
+    rollups: Option<(&Plan, Shape)>,
 ) -> Result<Summary, StoreError> {
     let f = with_named_keys(store, f).await?;
-    let q = novel_sql(&f, since, column, limit, &store.seal);
-    let rows = on_pool!(store, p => {
-        let rows = bind_args!(sqlx::query(&q.text), q).fetch_all(p).await.map_err(db)?;
-        rows.iter().map(|r| read_group(r, 3)).collect::<Result<Vec<_>, _>>().map_err(db)?
-    });
+    let q = novel_sql(store, &f, since, column, limit, rollups);
+    let rows = match &store.db {
+        Db::Sqlite(p) => {
+            let rows = bind_args!(sqlx::query(&q.text), q)
+                .fetch_all(p)
+                .await
+                .map_err(db)?;
+            rows.iter()
+                .map(|r| read_group(r, 3))
+                .collect::<Result<Vec<_>, _>>()
+        }
+        // Without bitmap scans, for this statement only. Each pair's "seen before" reads the
+        // latest earlier sighting; PostgreSQL, estimating that one earlier event at most
+        // matches (it multiplies the actor's, address's and tenants' selectivities, which an
+        // actor's events share), collected the actor's (or address's) whole earlier history
+        // by bitmap and sorted it, rather than walking its index back to the first match: 25
+        // ms a pair for a tenant-scoped caller on a million events, 0.1 ms walking.
+        Db::Postgres(p) => {
+            let mut tx = p.begin().await.map_err(db)?;
+            sqlx::query("SET LOCAL enable_bitmapscan = off")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            let rows = bind_args!(sqlx::query(&q.text), q)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            rows.iter()
+                .map(|r| read_group(r, 3))
+                .collect::<Result<Vec<_>, _>>()
+        }
+    }
+    .map_err(db)?;
     let mut out = Summary::default();
     let place = match column {
         NovelColumn::ClientIp => Some(Place::AuditClientIp),
@@ -61,7 +104,15 @@ pub async fn novel(
     Ok(out)
 }
 
-fn novel_sql(f: &AuditFilter, since: i64, column: NovelColumn, limit: i64, seal: &Seal) -> Sql {
+fn novel_sql(
+    store: &crate::store::Store,
+    f: &AuditFilter,
+    since: i64,
+    column: NovelColumn,
+    limit: i64,
+    rollups: Option<(&Plan, Shape)>,
+) -> Sql {
+    let seal: &Seal = &store.seal;
     let col = column.column();
     // The pairs seen inside the window first (as many as the window's events, at most), then,
     // per pair, whether it was seen before the window under the same filter: that check stops
@@ -72,12 +123,29 @@ fn novel_sql(f: &AuditFilter, since: i64, column: NovelColumn, limit: i64, seal:
         until: Some(f.until.map_or(since, |u| u.min(since))),
         ..f.clone()
     };
-    let mut q = Sql::new(&format!(
-        "WITH c AS (SELECT e.actor_kind AS k, e.actor_id AS a, {col} AS v, COUNT(*) AS n, \
-         MIN(e.at) AS first_at, MAX(e.at) AS last_at, MAX(e.actor_preview) AS preview, \
-         MAX(e.actor_name) AS actor_name FROM audit_events e"
-    ));
-    push_where(&mut q, f, seal);
+    let mut q = match rollups {
+        Some((plan, shape)) => {
+            let mut q = Sql::new(&format!(
+                "WITH c AS (SELECT e.actor_kind AS k, e.actor_id AS a, {col} AS v, \
+                 CAST(SUM(e.n) AS BIGINT) AS n, MIN(e.first_at) AS first_at, \
+                 MAX(e.last_at) AS last_at, \
+                 MAX(e.actor_preview) AS preview, MAX(e.actor_name) AS actor_name FROM "
+            ));
+            push_rows(&mut q, store, f, &PAIRS, plan, shape);
+            q.push(" WHERE 1 = 1");
+            q
+        }
+        None => {
+            let mut q = Sql::new(&format!(
+                "WITH c AS (SELECT e.actor_kind AS k, e.actor_id AS a, {col} AS v, \
+                 COUNT(*) AS n, MIN(e.at) AS first_at, MAX(e.at) AS last_at, \
+                 MAX(e.actor_preview) AS preview, MAX(e.actor_name) AS actor_name \
+                 FROM audit_events e"
+            ));
+            push_where(&mut q, f, seal);
+            q
+        }
+    };
     q.push(&format!(
         " AND {col} IS NOT NULL GROUP BY e.actor_kind, e.actor_id, {col}) \
          SELECT CAST(c.k AS TEXT) AS g0, CAST(c.a AS TEXT) AS g1, CAST(c.v AS TEXT) AS g2, \

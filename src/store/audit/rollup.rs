@@ -1,6 +1,6 @@
 //! Roll-ups: counts of events per hour and per day (UTC) for each combination of role,
-//! tenants, action, status and source, in three tables (`Shape`): that core alone, with the
-//! target, and with the actor and client address. A fold adds the events the log has
+//! tenants, action, status and source, in four tables (`Shape`): that core alone, with the
+//! target, with the actor and client address, and the last without the action. A fold adds the events the log has
 //! placed since the last fold (by seq, so an event that arrives late for its hour is simply
 //! folded later, into that hour); compaction merges an hour's partial rows once it is past,
 //! and makes each finished day's rows. Neither is on a call's path. Folds are serialised among
@@ -29,7 +29,7 @@ pub const FOLD_CHUNK: i64 = 20_000;
 const COMPACT_HOURS: i64 = 48;
 
 /// A roll-up table: which combination its rows count. Every fold, compaction, refold and reset
-/// does all three in one transaction, so they always cover the same events; a summary reads
+/// does all four in one transaction, so they always cover the same events; a summary reads
 /// the narrowest that holds what it groups by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -37,19 +37,23 @@ pub enum Shape {
     Core,
     /// The core and the target (with the greatest target name).
     Targets,
+    /// The actor and the client address with role, tenants, status and source, but not the
+    /// action (with the greatest preview and name): a row per actor and address an hour.
+    Actors,
     /// The core, the actor (with the greatest name) and the client address.
     Wide,
 }
 
 impl Shape {
     /// Narrowest first: the order a summary looks for one that holds its dimensions.
-    pub const ALL: [Shape; 3] = [Shape::Core, Shape::Targets, Shape::Wide];
+    pub const ALL: [Shape; 4] = [Shape::Core, Shape::Targets, Shape::Actors, Shape::Wide];
 
     fn table(self) -> &'static str {
         match self {
-            Shape::Core => "audit_rollup_core",
-            Shape::Targets => "audit_rollup_target",
-            Shape::Wide => "audit_rollup_wide",
+            Shape::Core => "audit_buckets_core",
+            Shape::Targets => "audit_buckets_target",
+            Shape::Actors => "audit_buckets_actor",
+            Shape::Wide => "audit_buckets_wide",
         }
     }
 
@@ -58,45 +62,46 @@ impl Shape {
         match self {
             Shape::Core => "role, tenants, action, status, source",
             Shape::Targets => "target_type, target_id, role, tenants, action, status, source",
+            Shape::Actors => "actor_kind, actor_id, role, tenants, status, source, client_ip",
             Shape::Wide => {
                 "actor_kind, actor_id, actor_preview, role, tenants, action, status, source, client_ip"
             }
         }
     }
 
-    /// The name kept beside the key (its greatest value), if any.
-    fn name(self) -> Option<&'static str> {
+    /// The columns kept beside the key (each its greatest value): what a group shows.
+    fn sides(self) -> &'static [&'static str] {
         match self {
-            Shape::Core => None,
-            Shape::Targets => Some("target_name"),
-            Shape::Wide => Some("actor_name"),
+            Shape::Core => &[],
+            Shape::Targets => &["target_name"],
+            Shape::Actors => &["actor_preview", "actor_name"],
+            Shape::Wide => &["actor_name"],
         }
     }
 
-    /// Whether rows of this shape can be grouped by `d`.
+    /// Whether rows of this shape can be grouped (or filtered) by `d`.
     fn holds(self, d: Dim) -> bool {
         match d {
-            Dim::Action | Dim::Status | Dim::Source | Dim::Role | Dim::Quarter => true,
+            Dim::Status | Dim::Source | Dim::Role | Dim::Quarter => true,
+            Dim::Action => self != Shape::Actors,
             Dim::Target => self == Shape::Targets,
-            Dim::Actor | Dim::ClientIp => self == Shape::Wide,
+            Dim::Actor | Dim::ClientIp => matches!(self, Shape::Actors | Shape::Wide),
         }
     }
 
-    /// `INSERT INTO table (span, bucket, key, n, first_at, last_at[, name]) `.
+    /// `INSERT INTO table (span, bucket, key, n, first_at, last_at[, sides]) `.
     fn insert(self) -> String {
-        let name = self.name().map(|n| format!(", {n}")).unwrap_or_default();
+        let sides: String = self.sides().iter().map(|c| format!(", {c}")).collect();
         format!(
-            "INSERT INTO {} (span, bucket, {}, n, first_at, last_at{name}) ",
+            "INSERT INTO {} (span, bucket, {}, n, first_at, last_at{sides}) ",
             self.table(),
             self.key()
         )
     }
 
-    /// `, MAX(name)` when the shape keeps a name.
+    /// `, MAX(side)` for each side column.
     fn max_name(self) -> String {
-        self.name()
-            .map(|n| format!(", MAX({n})"))
-            .unwrap_or_default()
+        self.sides().iter().map(|c| format!(", MAX({c})")).collect()
     }
 }
 
@@ -135,12 +140,12 @@ async fn one(tx: &mut Tx, sql: &str) -> Result<i64, StoreError> {
 pub(crate) async fn claim(tx: &mut Tx) -> Result<State, StoreError> {
     exec(
         tx,
-        "UPDATE audit_rollup_progress SET folded_seq = folded_seq WHERE id = 1",
+        "UPDATE audit_buckets_progress SET folded_seq = folded_seq WHERE id = 1",
         &[],
     )
     .await?;
     let (folded_seq, compacted_until, generation): (i64, i64, i64) = on_tx!(tx, c => sqlx::query_as(
-        "SELECT folded_seq, compacted_until, generation FROM audit_rollup_progress WHERE id = 1")
+        "SELECT folded_seq, compacted_until, generation FROM audit_buckets_progress WHERE id = 1")
         .fetch_one(c)
         .await
         .map_err(db))?;
@@ -154,7 +159,7 @@ pub(crate) async fn claim(tx: &mut Tx) -> Result<State, StoreError> {
 async fn save(tx: &mut Tx, s: State) -> Result<(), StoreError> {
     exec(
         tx,
-        "UPDATE audit_rollup_progress SET folded_seq = $1, compacted_until = $2, generation = $3 \
+        "UPDATE audit_buckets_progress SET folded_seq = $1, compacted_until = $2, generation = $3 \
          WHERE id = 1",
         &[s.folded_seq, s.compacted_until, s.generation],
     )
@@ -290,7 +295,7 @@ pub async fn fold_step(store: &Store, settled: i64) -> Result<Step, StoreError> 
         // time.
         let next: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
             // (Every shape has rows in the same hours.)
-            "SELECT MIN(bucket) FROM audit_rollup_wide WHERE span = 3600000000 AND bucket >= $1")
+            "SELECT MIN(bucket) FROM audit_buckets_wide WHERE span = 3600000000 AND bucket >= $1")
             .bind(was)
             .fetch_one(c)
             .await
@@ -375,7 +380,7 @@ pub async fn snapshot(store: &Store) -> Result<Snapshot, StoreError> {
     let (folded_seq, compacted_until, generation, head, unproven, key_id): Row = crate::store::on_pool!(store, p => sqlx::query_as(
             "SELECT s.folded_seq, s.compacted_until, s.generation, h.size, h.unproven, \
              (SELECT value FROM settings WHERE name = 'encryption_key_id') \
-             FROM audit_rollup_progress s, audit_head h WHERE s.id = 1 AND h.id = 1")
+             FROM audit_buckets_progress s, audit_head h WHERE s.id = 1 AND h.id = 1")
             .fetch_one(p)
             .await
             .map_err(db))?;
@@ -481,10 +486,10 @@ fn branch_columns(dims: &[Dim]) -> (String, String) {
 }
 
 /// The shape `summarise` should answer `f` grouped by `dims` from, if any: the narrowest
-/// that holds the grouping, when no filter names an actor, a target or an address (a few
-/// events, which the events' own indexes find faster than the window's roll-up rows could be
-/// read; in the wide table, actions and statuses have indexes of their own, and the narrower
-/// tables hold fewer rows). Time (`Dim::Quarter`) comes from hour rows, each counted in its
+/// that holds the grouping and the filters, when no filter names an actor, a target or an
+/// address (a few events, which the events' own indexes find faster than the window's
+/// roll-up rows could be read; in the wide table, actions and statuses have indexes of their
+/// own, statuses in the actors' too, and the narrower tables hold fewer rows). Time (`Dim::Quarter`) comes from hour rows, each counted in its
 /// first quarter: right only for hours that start local hours, which the caller checks.
 pub fn answers(f: &AuditFilter, dims: &[Dim]) -> Option<Shape> {
     if !(f.targets.is_empty()
@@ -494,9 +499,11 @@ pub fn answers(f: &AuditFilter, dims: &[Dim]) -> Option<Shape> {
     {
         return None;
     }
+    // Role, tenants, status and source are in every shape; the action is not.
+    let filtered = (!f.actions.is_empty()).then_some(Dim::Action);
     Shape::ALL
         .into_iter()
-        .find(|shape| dims.iter().all(|d| shape.holds(*d)))
+        .find(|shape| dims.iter().chain(filtered.iter()).all(|d| shape.holds(*d)))
 }
 
 /// `summarise` for `f` (with `until` set) by `plan`: one statement, so the roll-ups and the
@@ -522,6 +529,22 @@ fn summarise_sql(
     plan: &Plan,
     shape: Shape,
 ) -> Sql {
+    grouped(dims, Rows::Rollup, limit, |q| {
+        push_rows(q, store, f, dims, plan, shape)
+    })
+}
+
+/// `(…) e`: the rows `f` selects in `plan`'s window, from `shape`'s roll-ups and the events
+/// they do not hold, with the columns `dims` need beside `n`, `first_at` and `last_at` (an
+/// event is a row of `n` 1).
+pub(super) fn push_rows(
+    q: &mut Sql,
+    store: &Store,
+    f: &AuditFilter,
+    dims: &[Dim],
+    plan: &Plan,
+    shape: Shape,
+) {
     let seal = &store.seal;
     let (event_columns, rollup_columns) = branch_columns(dims);
     let events = |q: &mut Sql, since: Option<i64>, until: Option<i64>| {
@@ -537,65 +560,66 @@ fn summarise_sql(
     };
     let columns = "id, at, actor_kind, actor_id, actor_preview, actor_name, role, tenants, \
         action, status, source, client_ip, target_type, target_id, target_name";
-    grouped(dims, Rows::Rollup, limit, |q| {
-        // Not folded yet, found by seq (few: the caller checked the folder keeps up; the
-        // planned value gives the index its range, the state row read here keeps the count
-        // exact if a fold commits meanwhile), and events from before the log if there are any:
-        // their time is tested on the row. Materialised, so that neither database pushes the
-        // caller's filters into it and reads a whole actor's or action's history through their
-        // indexes instead.
-        q.push("(WITH fresh AS MATERIALIZED (SELECT ")
+    // Not folded yet, found by seq (few: the caller checked the folder keeps up; the planned
+    // value gives the index its range, the state row read here keeps the count exact if a
+    // fold commits meanwhile), and events from before the log if there are any: their time
+    // is tested on the row. Materialised, so that neither database pushes the caller's
+    // filters into it and reads a whole actor's or action's history through their indexes
+    // instead.
+    q.push("(WITH fresh AS MATERIALIZED (SELECT ")
+        .push(columns)
+        .push(" FROM audit_events WHERE seq >= ")
+        .int(plan.folded_seq)
+        .push(
+            " AND seq >= (SELECT folded_seq FROM audit_buckets_progress WHERE id = 1) \
+             AND at + 0 >= ",
+        )
+        .int(plan.from)
+        .push(" AND at + 0 < ")
+        .int(plan.to);
+    if plan.unproven {
+        q.push(" UNION ALL SELECT ")
             .push(columns)
-            .push(" FROM audit_events WHERE seq >= ")
-            .int(plan.folded_seq)
-            .push(" AND seq >= (SELECT folded_seq FROM audit_rollup_progress WHERE id = 1) AND at + 0 >= ")
+            .push(" FROM audit_events WHERE seq IS NULL AND at + 0 >= ")
             .int(plan.from)
             .push(" AND at + 0 < ")
             .int(plan.to);
-        if plan.unproven {
-            q.push(" UNION ALL SELECT ")
-                .push(columns)
-                .push(" FROM audit_events WHERE seq IS NULL AND at + 0 >= ")
-                .int(plan.from)
-                .push(" AND at + 0 < ")
-                .int(plan.to);
-        }
-        q.push(") ");
-        for (span, a, b) in plan.ranges() {
-            q.push("SELECT ")
-                .push(&rollup_columns)
-                .push(" FROM ")
-                .push(shape.table())
-                .push(" e");
-            push_where_in(q, f, seal, Rows::Rollup);
-            q.push(" AND e.span = ")
-                .int(span)
-                .push(" AND e.bucket >= ")
-                .int(a)
-                .push(" AND e.bucket < ")
-                .int(b);
-            q.push(" UNION ALL ");
-        }
-        q.push("SELECT ").push(&event_columns).push(" FROM fresh e");
-        let unbounded = AuditFilter {
-            since: None,
-            until: None,
-            ..f.clone()
-        };
-        push_where_in(q, &unbounded, seal, Rows::Events);
-        // The partial hours at either end.
-        // (With no `since`, whatever is dated before 1970, never folded.)
-        let before = match f.since {
-            Some(s) if s < plan.from => Some(Some(s)),
-            Some(_) => None,
-            None => Some(None),
-        };
-        if let Some(since) = before {
-            q.push(" UNION ALL ");
-            events(q, since, Some(plan.from));
-        }
+    }
+    q.push(") ");
+    for (span, a, b) in plan.ranges() {
+        q.push("SELECT ")
+            .push(&rollup_columns)
+            .push(" FROM ")
+            .push(shape.table())
+            .push(" e");
+        push_where_in(q, f, seal, Rows::Rollup);
+        q.push(" AND e.span = ")
+            .int(span)
+            .push(" AND e.bucket >= ")
+            .int(a)
+            .push(" AND e.bucket < ")
+            .int(b);
         q.push(" UNION ALL ");
-        events(q, Some(plan.to), f.until);
-        q.push(") e");
-    })
+    }
+    q.push("SELECT ").push(&event_columns).push(" FROM fresh e");
+    let unbounded = AuditFilter {
+        since: None,
+        until: None,
+        ..f.clone()
+    };
+    push_where_in(q, &unbounded, seal, Rows::Events);
+    // The partial hours at either end.
+    // (With no `since`, whatever is dated before 1970, never folded.)
+    let before = match f.since {
+        Some(s) if s < plan.from => Some(Some(s)),
+        Some(_) => None,
+        None => Some(None),
+    };
+    if let Some(since) = before {
+        q.push(" UNION ALL ");
+        events(q, since, Some(plan.from));
+    }
+    q.push(" UNION ALL ");
+    events(q, Some(plan.to), f.until);
+    q.push(") e");
 }
