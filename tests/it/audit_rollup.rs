@@ -482,6 +482,67 @@ async fn same(s: &TestServer, who: &str, p: &Principal, f: &Filters, g: &[GroupB
     assert_eq!(json(&fast), json(&counted), "{who} {g:?} {f:?}");
 }
 
+/// By hour or by day with no start, the window reaches back to the earliest event: the
+/// roll-ups answer it (as counting the events does) while it holds few enough quarters, and
+/// the events do once an event dated before 1970 (a clock that was wrong, never folded) makes
+/// it too wide to check.
+#[tokio::test]
+async fn a_window_without_a_start_reaches_back_to_the_earliest_event() {
+    let s = TestServer::in_process(start()).await;
+    let admin_key = s.admin_key().await;
+    let admin = keyward::ops::auth::authenticate_key(s.app(), &admin_key)
+        .await
+        .unwrap();
+    let acme = caller(&s, &admin_key, "acme-auditor", &["acme"]).await;
+    let step = Duration::minutes(13) + Duration::seconds(7);
+    for i in 0..240 {
+        record(&s, i, start() + step * i as i32).await;
+    }
+    s.app().audit.sync().await.unwrap();
+    s.clock().set(start() + Duration::hours(60));
+    fold::fold(s.app()).await.unwrap();
+    let by = |d: &str| -> Vec<GroupBy> { serde_json::from_value(json!([d])).unwrap() };
+    let ever = Filters::default();
+    let acme_ever = Filters {
+        tenants: vec!["acme".into()],
+        ..Filters::default()
+    };
+    // (The all-tenant caller with no filter reads the per-quarter counts instead.)
+    let asked = [
+        (&admin, &acme_ever, by("day")),
+        (&admin, &acme_ever, by("hour")),
+        (&acme, &ever, by("day")),
+        (&acme, &ever, by("hour")),
+    ];
+    for (wider, expect_rollups) in [(false, true), (true, false)] {
+        if wider {
+            record(
+                &s,
+                240,
+                Utc.with_ymd_and_hms(1969, 12, 31, 23, 30, 0).unwrap(),
+            )
+            .await;
+            s.app().audit.sync().await.unwrap();
+        }
+        for (p, f, g) in &asked {
+            same(&s, "no start", p, f, g).await;
+            let counted = summary_counted(s.app(), p, f, g, None, Counting::EventsOnly)
+                .await
+                .unwrap();
+            s.sql("UPDATE audit_buckets_core SET n = n + 1000").await;
+            let fast = summary_counted(s.app(), p, f, g, None, Counting::Fastest)
+                .await
+                .unwrap();
+            s.sql("UPDATE audit_buckets_core SET n = n - 1000").await;
+            assert_eq!(
+                fast.total_events > counted.total_events,
+                expect_rollups,
+                "{g:?} {f:?}, an event before 1970: {wider}"
+            );
+        }
+    }
+}
+
 /// Asks novelty of client addresses in `f` (which has a start) both ways and holds them
 /// equal; 1 when they found any (the caller checks most do: equal must not mean two empty
 /// answers).

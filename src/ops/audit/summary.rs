@@ -340,17 +340,23 @@ async fn from_rollups(
         return Ok(None);
     }
     let until = f.until.unwrap_or_else(|| app.now().timestamp_micros());
+    // A window with no start reaches back to the earliest event, which then bounds the hours
+    // to check and the quarters the window may hold. (An event dated earlier still, recorded
+    // after the snapshot, is counted by the statement all the same; only its hour's offset
+    // goes unchecked.)
+    let start = f.since.or(seen.earliest);
     // Hours come from hour rows where they are local hours; days from day rows only where
     // local days are UTC's. Windows that could hold more quarters than a time grouping may
     // count go to the events, which refuse them the same way as ever.
     let days = !timed
         || (group_by.contains(&GroupBy::Day)
-            && f.since.is_some_and(|s| local_offsets(tz, s, until, 0)));
+            && start.is_some_and(|s| local_offsets(tz, s, until, 0)));
     let Some(plan) = rollup::Plan::new(f.since, until, &seen, days).filter(|p| {
         !timed
-            || (local_offsets(tz, p.from, p.to, 3600)
-                && f.since
-                    .is_some_and(|s| (until - s) / QUARTER < MAX_TIME_BUCKETS))
+            || start.is_some_and(|s| {
+                local_offsets(tz, p.from.max(rollup::floor(s, rollup::HOUR)), p.to, 3600)
+                    && (until - s) / QUARTER < MAX_TIME_BUCKETS
+            })
     }) else {
         return Ok(None);
     };

@@ -358,14 +358,15 @@ pub(crate) async fn reset(tx: &mut Tx) -> Result<(), StoreError> {
     .await
 }
 
-/// The state, with the log's size, its count of events from before the log, and the key the
-/// database is sealed with now.
+/// The state, with the log's size, its count of events from before the log, the key the
+/// database is sealed with now, and the time of the earliest event (if any).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Snapshot {
     pub state: State,
     pub head: i64,
     pub unproven: i64,
     pub key_id: Option<String>,
+    pub earliest: Option<i64>,
 }
 
 impl Snapshot {
@@ -376,10 +377,11 @@ impl Snapshot {
 }
 
 pub async fn snapshot(store: &Store) -> Result<Snapshot, StoreError> {
-    type Row = (i64, i64, i64, i64, i64, Option<String>);
-    let (folded_seq, compacted_until, generation, head, unproven, key_id): Row = crate::store::on_pool!(store, p => sqlx::query_as(
+    type Row = (i64, i64, i64, i64, i64, Option<String>, Option<i64>);
+    let (folded_seq, compacted_until, generation, head, unproven, key_id, earliest): Row = crate::store::on_pool!(store, p => sqlx::query_as(
             "SELECT s.folded_seq, s.compacted_until, s.generation, h.size, h.unproven, \
-             (SELECT value FROM settings WHERE name = 'encryption_key_id') \
+             (SELECT value FROM settings WHERE name = 'encryption_key_id'), \
+             (SELECT MIN(at) FROM audit_events) \
              FROM audit_buckets_progress s, audit_head h WHERE s.id = 1 AND h.id = 1")
             .fetch_one(p)
             .await
@@ -393,6 +395,7 @@ pub async fn snapshot(store: &Store) -> Result<Snapshot, StoreError> {
         head,
         unproven,
         key_id,
+        earliest,
     })
 }
 
