@@ -12,9 +12,16 @@
 -- The moved tables keep their rows (and their indexes, under their old names); the new shape
 -- is their wide rows without the action, so nothing needs folding again.
 
+-- First the earlier build's progress row, which its folder, retention and rekey claim before
+-- the tables: one of them under way finishes first, and any later waits here and is then
+-- refused, rather than the two deadlocking over the tables.
+LOCK TABLE audit_rollup_progress IN EXCLUSIVE MODE;
 ALTER TABLE audit_rollup_wide RENAME TO audit_buckets_wide;
 ALTER TABLE audit_rollup_core RENAME TO audit_buckets_core;
 ALTER TABLE audit_rollup_target RENAME TO audit_buckets_target;
+-- A caller scoped to a few tenants reads its tenants' rows of the core alone: its summaries by
+-- hour or by day over a long window (the whole trail, with no start) read every row otherwise.
+CREATE INDEX audit_buckets_core_tenants ON audit_buckets_core(span, tenants, bucket);
 
 CREATE TABLE audit_buckets_actor (
     id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -15,6 +15,9 @@
 ALTER TABLE audit_rollup_wide RENAME TO audit_buckets_wide;
 ALTER TABLE audit_rollup_core RENAME TO audit_buckets_core;
 ALTER TABLE audit_rollup_target RENAME TO audit_buckets_target;
+-- A caller scoped to a few tenants reads its tenants' rows of the core alone: its summaries by
+-- hour or by day over a long window (the whole trail, with no start) read every row otherwise.
+CREATE INDEX audit_buckets_core_tenants ON audit_buckets_core(span, tenants, bucket);
 
 CREATE TABLE audit_buckets_actor (
     id            INTEGER PRIMARY KEY,

@@ -350,7 +350,10 @@ async fn from_rollups(
     // count go to the events, which refuse them the same way as ever.
     let days = !timed
         || (group_by.contains(&GroupBy::Day)
-            && start.is_some_and(|s| local_offsets(tz, s, until, 0)));
+            && start.is_some_and(|s| {
+                // From the start of its UTC day: with no `since`, that day's row is read.
+                local_offsets(tz, rollup::floor(s, rollup::DAY), until, 0)
+            }));
     let Some(plan) = rollup::Plan::new(f.since, until, &seen, days).filter(|p| {
         !timed
             || start.is_some_and(|s| {

@@ -38,8 +38,8 @@ pub const PAIRS: [Dim; 2] = [Dim::Actor, Dim::ClientIp];
 /// Per (actor, value): events matching `f` whose value was never seen for that actor, under
 /// the same filter, before `since`. Every event of such a pair lies inside the window, so the
 /// count, first and last times are over the window. Groups are `[actor_kind, actor_id, value]`,
-/// largest first, at most `limit`. With `rollups` (a plan for `f`'s window, `f.until` set, and
-/// a shape `from_rollups` allowed), the window's pairs are read from roll-ups where they hold
+/// largest first, at most `limit`. With `rollups` (a plan for `f`'s window and a shape
+/// `from_rollups` allowed), the window's pairs are read from roll-ups where they hold
 /// them, as a summary's groups are; what came before is always read from the events.
 pub async fn novel(
     store: &crate::store::Store,
@@ -171,7 +171,8 @@ fn novel_sql(
     unseen_before(&mut q, "e.actor_id IS NULL");
     q.push(" ELSE");
     unseen_before(&mut q, "e.actor_id = c.a");
-    q.push(" END ORDER BY n DESC, last_at DESC LIMIT ")
+    // Ties broken by the pair, so every plan (roll-ups or events) cuts the same pairs at `limit`.
+    q.push(" END ORDER BY n DESC, last_at DESC, g0, g1, g2 LIMIT ")
         .int(limit);
     q
 }

@@ -509,7 +509,8 @@ pub fn answers(f: &AuditFilter, dims: &[Dim]) -> Option<Shape> {
         .find(|shape| dims.iter().chain(filtered.iter()).all(|d| shape.holds(*d)))
 }
 
-/// `summarise` for `f` (with `until` set) by `plan`: one statement, so the roll-ups and the
+/// `summarise` for `f` by `plan` (made for `f`'s window; with no `until`, the events after
+/// the plan's last hour are all counted, as from the events alone): one statement, so the roll-ups and the
 /// events not folded yet are read in one snapshot.
 pub async fn summarise(
     store: &Store,
