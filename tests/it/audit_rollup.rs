@@ -752,68 +752,87 @@ async fn migration_0014_fills_the_actors_table_from_the_wide_rows() {
         Option<String>,
         Option<String>,
     );
-    let expected: Vec<Row> = vec![
+    let o = |v: Option<&str>| v.map(str::to_owned);
+    let expected: Vec<Row> = [
         (
             3600,
             7200,
-            "anonymous".into(),
+            "anonymous",
             None,
-            Some("ip2".into()),
+            Some("ip2"),
             5,
             7900,
             9000,
-            Some("kw_s2".into()),
+            Some("kw_s2"),
             None,
         ),
         (
             3600,
             7200,
-            "key".into(),
-            Some("key_a".into()),
-            Some("ip1".into()),
+            "key",
+            Some("key_a"),
+            Some("ip1"),
             5,
             7210,
             7500,
-            Some("kw_a".into()),
-            Some("alpha-renamed".into()),
+            Some("kw_a"),
+            Some("alpha-renamed"),
         ),
         (
             3600,
             7200,
-            "key".into(),
-            Some("key_a".into()),
-            Some("ip1".into()),
+            "key",
+            Some("key_a"),
+            Some("ip1"),
             1,
             7600,
             7600,
-            Some("kw_a".into()),
-            Some("alpha".into()),
+            Some("kw_a"),
+            Some("alpha"),
         ),
         (
             3600,
             10800,
-            "key".into(),
-            Some("key_a".into()),
+            "key",
+            Some("key_a"),
             None,
             5,
             10900,
             11000,
-            Some("kw_a".into()),
-            Some("alpha".into()),
+            Some("kw_a"),
+            Some("alpha"),
         ),
         (
             86400,
             0,
-            "key".into(),
-            Some("key_a".into()),
-            Some("ip1".into()),
+            "key",
+            Some("key_a"),
+            Some("ip1"),
             7,
             100,
             9000,
-            Some("kw_a".into()),
-            Some("alpha".into()),
+            Some("kw_a"),
+            Some("alpha"),
         ),
-    ];
+    ]
+    .into_iter()
+    .map(
+        |(span, bucket, kind, id, ip, n, first, last, preview, name)| {
+            (
+                span,
+                bucket,
+                kind.to_owned(),
+                o(id),
+                o(ip),
+                n,
+                first,
+                last,
+                o(preview),
+                o(name),
+            )
+        },
+    )
+    .collect();
     let actors = "SELECT span, bucket, actor_kind, actor_id, client_ip, n, first_at, last_at, \
         actor_preview, actor_name FROM audit_buckets_actor \
         ORDER BY span, bucket, actor_kind, n DESC";
