@@ -12,7 +12,8 @@ use crate::domain::timespec;
 use crate::ops::OpsError;
 use crate::ops::app::App;
 use crate::ops::views::{AuditGroup, AuditSummary};
-use crate::store::audit::rollup::{self, Plan, Shape};
+use crate::store::audit::novel::{PAIRS, rolled_up};
+use crate::store::audit::rollup::{self, Plan};
 use crate::store::audit::{AuditFilter, NovelColumn, Summary, novel as store_novel};
 use crate::store::from_micros;
 
@@ -139,10 +140,10 @@ async fn from_rollups(
     top: i64,
 ) -> Result<Option<Summary>, OpsError> {
     let column = what.column();
-    let Some(shape): Option<Shape> = crate::store::audit::novel::from_rollups(
-        column,
-        rollup::answers(f, &crate::store::audit::novel::PAIRS),
-    ) else {
+    if !rolled_up(column) {
+        return Ok(None);
+    }
+    let Some(shape) = rollup::answers(f, &PAIRS) else {
         return Ok(None);
     };
     let seen = rollup::snapshot(&app.store).await?;

@@ -25,11 +25,10 @@ impl NovelColumn {
     }
 }
 
-/// Whether `shape`'s roll-ups (as `rollup::answers` chose it for a summary of `f` by actor and
-/// client address) can give novelty the window's pairs for `column`: only client addresses
-/// are kept in roll-ups.
-pub fn from_rollups(column: NovelColumn, shape: Option<Shape>) -> Option<Shape> {
-    shape.filter(|_| column == NovelColumn::ClientIp)
+/// Whether roll-ups keep `column`: client addresses only (with the actor, so they hold
+/// novelty's pairs in the shape `rollup::answers` picks for `PAIRS`).
+pub fn rolled_up(column: NovelColumn) -> bool {
+    column == NovelColumn::ClientIp
 }
 
 /// The dimensions novelty's pairs are, for `rollup::answers`.
@@ -38,8 +37,8 @@ pub const PAIRS: [Dim; 2] = [Dim::Actor, Dim::ClientIp];
 /// Per (actor, value): events matching `f` whose value was never seen for that actor, under
 /// the same filter, before `since`. Every event of such a pair lies inside the window, so the
 /// count, first and last times are over the window. Groups are `[actor_kind, actor_id, value]`,
-/// largest first, at most `limit`. With `rollups` (a plan for `f`'s window and a shape
-/// `from_rollups` allowed), the window's pairs are read from roll-ups where they hold
+/// largest first, at most `limit`. With `rollups` (a plan for `f`'s window and the shape
+/// `rollup::answers` picked for `PAIRS`, for a column `rolled_up`), the window's pairs are read from roll-ups where they hold
 /// them, as a summary's groups are; what came before is always read from the events.
 pub async fn novel(
     store: &crate::store::Store,

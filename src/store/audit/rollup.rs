@@ -1,8 +1,8 @@
 //! Roll-ups: counts of events per hour and per day (UTC) for each combination of role,
 //! tenants, action, status and source, in four tables (`Shape`): that core alone, with the
-//! target, with the actor and client address, and the last without the action. A fold adds the events the log has
-//! placed since the last fold (by seq, so an event that arrives late for its hour is simply
-//! folded later, into that hour); compaction merges an hour's partial rows once it is past,
+//! target, with the actor and client address, and the last without the action. A fold adds
+//! the events the log has placed since the last fold (by seq, so an event that arrives late
+//! for its hour is simply folded later, into that hour); compaction merges an hour's partial rows once it is past,
 //! and makes each finished day's rows. Neither is on a call's path. Folds are serialised among
 //! themselves (and with retention and rekey, which claim first, then take the log's lock) by
 //! claiming the progress row; on PostgreSQL they never take the sequencer lock, on SQLite they
@@ -100,7 +100,7 @@ impl Shape {
     }
 
     /// `, MAX(side)` for each side column.
-    fn max_name(self) -> String {
+    fn max_sides(self) -> String {
         self.sides().iter().map(|c| format!(", MAX({c})")).collect()
     }
 }
@@ -178,7 +178,7 @@ async fn fold_events(
     before: Option<i64>,
 ) -> Result<(), StoreError> {
     for shape in Shape::ALL {
-        let (insert, key, name) = (shape.insert(), shape.key(), shape.max_name());
+        let (insert, key, name) = (shape.insert(), shape.key(), shape.max_sides());
         let sql = format!(
             "{insert}SELECT {span}, at / {span} * {span}, {key}, COUNT(*), MIN(at), MAX(at){name} \
              FROM audit_events WHERE seq >= $1 AND seq < $2 AND at >= 0 AND at < $3 \
@@ -193,8 +193,12 @@ async fn fold_events(
 /// folded (seq below `folded`), day rows from the hour rows.
 async fn refold(tx: &mut Tx, span: i64, from: i64, to: i64, folded: i64) -> Result<(), StoreError> {
     for shape in Shape::ALL {
-        let (table, insert, key, name) =
-            (shape.table(), shape.insert(), shape.key(), shape.max_name());
+        let (table, insert, key, name) = (
+            shape.table(),
+            shape.insert(),
+            shape.key(),
+            shape.max_sides(),
+        );
         exec(
             tx,
             &format!("DELETE FROM {table} WHERE span = $1 AND bucket >= $2 AND bucket < $3"),
@@ -225,8 +229,12 @@ async fn refold(tx: &mut Tx, span: i64, from: i64, to: i64, folded: i64) -> Resu
 /// catch-up) are only read.
 async fn compact_hours(tx: &mut Tx, from: i64, to: i64) -> Result<(), StoreError> {
     for shape in Shape::ALL {
-        let (table, insert, key, name) =
-            (shape.table(), shape.insert(), shape.key(), shape.max_name());
+        let (table, insert, key, name) = (
+            shape.table(),
+            shape.insert(),
+            shape.key(),
+            shape.max_sides(),
+        );
         let last = one(tx, &format!("SELECT COALESCE(MAX(id), 0) FROM {table}")).await?;
         let range = "span = 3600000000 AND bucket >= $1 AND bucket < $2 AND id <= $3";
         let merge = format!(
