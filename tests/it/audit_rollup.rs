@@ -677,48 +677,48 @@ async fn an_earlier_build_can_neither_fold_nor_mislead_beside_this_one() {
     s.clock().set(start() + Duration::hours(30));
     let folded = fold::fold(s.app()).await.unwrap();
     assert!(folded.events >= 50, "{folded:?}");
-    // What the earlier build's readers see: nothing folded, no rows.
-    assert_eq!(s.scalar("SELECT COUNT(*) FROM audit_rollup").await, 0);
-    assert_eq!(
-        s.scalar("SELECT folded_seq + compacted_until FROM audit_rollup_state")
-            .await,
-        0
-    );
-    // The earlier build's claim, the first statement of its fold, prune and rekey.
-    let claim = "UPDATE audit_rollup_state SET folded_seq = folded_seq WHERE id = 1";
-    let refused = match &s.app().store.db {
-        keyward::store::Db::Sqlite(p) => sqlx::query(claim).execute(p).await.err(),
-        keyward::store::Db::Postgres(p) => sqlx::query(claim).execute(p).await.err(),
-    };
-    let refused = refused.expect("the earlier build's claim is refused");
-    assert!(refused.to_string().contains("newer keyward"), "{refused}");
-    assert_eq!(s.scalar("SELECT COUNT(*) FROM audit_rollup").await, 0);
-
-    // The same for the build before the fourth shape.
-    for t in [
-        "audit_rollup_wide",
-        "audit_rollup_core",
-        "audit_rollup_target",
-    ] {
-        assert_eq!(
-            s.scalar(&format!("SELECT COUNT(*) FROM {t}")).await,
-            0,
-            "{t}"
-        );
-    }
     assert!(rollup_rows(&s, HOUR).await > 0);
-    assert_eq!(
-        s.scalar("SELECT folded_seq + compacted_until FROM audit_rollup_progress")
-            .await,
-        0
-    );
-    let claim = "UPDATE audit_rollup_progress SET folded_seq = folded_seq WHERE id = 1";
-    let refused = match &s.app().store.db {
-        keyward::store::Db::Sqlite(p) => sqlx::query(claim).execute(p).await.err(),
-        keyward::store::Db::Postgres(p) => sqlx::query(claim).execute(p).await.err(),
-    };
-    let refused = refused.expect("the earlier build's claim is refused");
-    assert!(refused.to_string().contains("newer keyward"), "{refused}");
+    // What each earlier build's readers see: nothing folded, no rows; and its claim, the first
+    // statement of its fold, prune and rekey, refused. (The build before the three shapes, and
+    // the build before the fourth.)
+    for (tables, state) in [
+        (&["audit_rollup"][..], "audit_rollup_state"),
+        (
+            &[
+                "audit_rollup_wide",
+                "audit_rollup_core",
+                "audit_rollup_target",
+            ][..],
+            "audit_rollup_progress",
+        ),
+    ] {
+        for t in tables {
+            assert_eq!(
+                s.scalar(&format!("SELECT COUNT(*) FROM {t}")).await,
+                0,
+                "{t}"
+            );
+        }
+        assert_eq!(
+            s.scalar(&format!("SELECT folded_seq + compacted_until FROM {state}"))
+                .await,
+            0
+        );
+        let claim = format!("UPDATE {state} SET folded_seq = folded_seq WHERE id = 1");
+        let refused = match &s.app().store.db {
+            keyward::store::Db::Sqlite(p) => sqlx::query(&claim).execute(p).await.err(),
+            keyward::store::Db::Postgres(p) => sqlx::query(&claim).execute(p).await.err(),
+        };
+        let refused = refused.expect("the earlier build's claim is refused");
+        assert!(refused.to_string().contains("newer keyward"), "{refused}");
+        for t in tables {
+            assert_eq!(
+                s.scalar(&format!("SELECT COUNT(*) FROM {t}")).await,
+                0,
+                "{t}"
+            );
+        }
+    }
 }
 
 /// Migration 0014 on a trail rolled up by the build before it: the actors' table is the wide
@@ -848,38 +848,37 @@ async fn migration_0014_fills_the_actors_table_from_the_wide_rows() {
     // The new progress row, the old one (folded + compacted, generation), the old tables' rows
     // and the wide ones.
     type States = (i64, i64, i64, i64, i64, i64, i64);
+    // Migrates to 0013, writes the rows, migrates the rest, reads: the same on either pool.
+    macro_rules! migrate_and_read {
+        ($pool:expr, $dir:literal) => {{
+            let pool = $pool;
+            let mut migrator = sqlx::migrate!($dir);
+            let all = migrator.migrations.clone();
+            migrator.migrations = all.iter().filter(|m| m.version <= 13).cloned().collect();
+            migrator.run(&pool).await.unwrap();
+            sqlx::query(wide).execute(&pool).await.unwrap();
+            sqlx::query(set_progress).execute(&pool).await.unwrap();
+            migrator.migrations = all;
+            migrator.run(&pool).await.unwrap();
+            let filled = sqlx::query_as(actors).fetch_all(&pool).await.unwrap();
+            (
+                filled,
+                sqlx::query_as(progress).fetch_one(&pool).await.unwrap(),
+            )
+        }};
+    }
     let (filled, states): (Vec<Row>, States) = if env.is_postgres() {
-        let pool = sqlx::PgPool::connect(&env.url()).await.unwrap();
-        let mut migrator = sqlx::migrate!("migrations/postgres");
-        let all = migrator.migrations.clone();
-        migrator.migrations = all.iter().filter(|m| m.version <= 13).cloned().collect();
-        migrator.run(&pool).await.unwrap();
-        sqlx::query(wide).execute(&pool).await.unwrap();
-        sqlx::query(set_progress).execute(&pool).await.unwrap();
-        migrator.migrations = all;
-        migrator.run(&pool).await.unwrap();
-        let filled = sqlx::query_as(actors).fetch_all(&pool).await.unwrap();
-        (
-            filled,
-            sqlx::query_as(progress).fetch_one(&pool).await.unwrap(),
+        migrate_and_read!(
+            sqlx::PgPool::connect(&env.url()).await.unwrap(),
+            "migrations/postgres"
         )
     } else {
         let options = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(env.db_path())
             .create_if_missing(true);
-        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        let mut migrator = sqlx::migrate!("migrations/sqlite");
-        let all = migrator.migrations.clone();
-        migrator.migrations = all.iter().filter(|m| m.version <= 13).cloned().collect();
-        migrator.run(&pool).await.unwrap();
-        sqlx::query(wide).execute(&pool).await.unwrap();
-        sqlx::query(set_progress).execute(&pool).await.unwrap();
-        migrator.migrations = all;
-        migrator.run(&pool).await.unwrap();
-        let filled = sqlx::query_as(actors).fetch_all(&pool).await.unwrap();
-        (
-            filled,
-            sqlx::query_as(progress).fetch_one(&pool).await.unwrap(),
+        migrate_and_read!(
+            sqlx::SqlitePool::connect_with(options).await.unwrap(),
+            "migrations/sqlite"
         )
     };
     assert_eq!(filled, expected);

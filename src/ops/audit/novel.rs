@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::summary::{Counting, GroupBy, MAX_UNFOLDED};
+use super::summary::{Counting, GroupBy, with_rollups};
 use super::{DEFAULT_TOP, Filters, MAX_TOP, Resolved, bounded, resolve, visible};
 use crate::domain::permission::Permission;
 use crate::domain::policy;
@@ -146,19 +146,11 @@ async fn from_rollups(
     let Some(shape) = rollup::answers(f, &PAIRS) else {
         return Ok(None);
     };
-    let seen = rollup::snapshot(&app.store).await?;
-    if seen.unfolded() > MAX_UNFOLDED {
-        return Ok(None);
-    }
     let until = f.until.unwrap_or_else(|| app.now().timestamp_micros());
-    let Some(plan) = Plan::new(Some(since), until, &seen, true) else {
-        return Ok(None);
-    };
-    let summary = store_novel(&app.store, f, since, column, top, Some((&plan, shape))).await?;
-    // Roll-ups dropped (a rekey) between the plan and the statement: the plan named day rows
-    // that may be gone.
-    if rollup::state(&app.store).await?.generation != seen.state.generation {
-        return Ok(None);
-    }
-    Ok(Some(summary))
+    with_rollups(
+        app,
+        |seen| Plan::new(Some(since), until, seen, true),
+        |plan| async move { store_novel(&app.store, f, since, column, top, Some((&plan, shape))).await },
+    )
+    .await
 }

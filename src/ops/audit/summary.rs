@@ -335,11 +335,25 @@ async fn from_rollups(
     let Some(shape) = rollup::answers(f, dims).filter(|_| !(timed && group_by.len() > 1)) else {
         return Ok(None);
     };
-    let seen = rollup::snapshot(&app.store).await?;
-    if seen.unfolded() > MAX_UNFOLDED {
-        return Ok(None);
-    }
     let until = f.until.unwrap_or_else(|| app.now().timestamp_micros());
+    with_rollups(
+        app,
+        |seen| plan(f, group_by, tz, until, seen),
+        |plan| async move { rollup::summarise(&app.store, f, dims, Some(limit), &plan, shape).await },
+    )
+    .await
+}
+
+/// Which roll-up rows a summary of `f` by `group_by` up to `until` reads, by `seen`; `None` to
+/// count the events.
+fn plan(
+    f: &AuditFilter,
+    group_by: &[GroupBy],
+    tz: Tz,
+    until: i64,
+    seen: &rollup::Snapshot,
+) -> Option<rollup::Plan> {
+    let timed = group_by.iter().any(|g| g.is_time());
     // A window with no start reaches back to the earliest event, which then bounds the hours
     // to check and the quarters the window may hold. (An event dated earlier still, recorded
     // after the snapshot, is counted by the statement all the same; only its hour's offset
@@ -354,22 +368,39 @@ async fn from_rollups(
                 // From the start of its UTC day: with no `since`, that day's row is read.
                 local_offsets(tz, rollup::floor(s, rollup::DAY), until, 0)
             }));
-    let Some(plan) = rollup::Plan::new(f.since, until, &seen, days).filter(|p| {
+    rollup::Plan::new(f.since, until, seen, days).filter(|p| {
         !timed
             || start.is_some_and(|s| {
                 local_offsets(tz, p.from.max(rollup::floor(s, rollup::HOUR)), p.to, 3600)
                     && (until - s) / QUARTER < MAX_TIME_BUCKETS
             })
-    }) else {
+    })
+}
+
+/// `read` by the plan `plan` makes from the roll-ups' snapshot, when they are current enough:
+/// `None` (count the events instead) when the folder is far behind, when `plan` declines, or
+/// when the roll-ups were dropped (a rekey) between the plan and the statement, since the plan
+/// may name day rows that are gone. What summaries and novelty share.
+pub(super) async fn with_rollups<T, Fut>(
+    app: &App,
+    plan: impl FnOnce(&rollup::Snapshot) -> Option<rollup::Plan>,
+    read: impl FnOnce(rollup::Plan) -> Fut,
+) -> Result<Option<T>, OpsError>
+where
+    Fut: std::future::Future<Output = Result<T, store::StoreError>>,
+{
+    let seen = rollup::snapshot(&app.store).await?;
+    if seen.unfolded() > MAX_UNFOLDED {
+        return Ok(None);
+    }
+    let Some(plan) = plan(&seen) else {
         return Ok(None);
     };
-    let summary = rollup::summarise(&app.store, f, dims, Some(limit), &plan, shape).await?;
-    // Roll-ups dropped (a rekey) between the plan and the statement: the plan named day rows
-    // that may be gone.
+    let out = read(plan).await?;
     if rollup::state(&app.store).await?.generation != seen.state.generation {
         return Ok(None);
     }
-    Ok(Some(summary))
+    Ok(Some(out))
 }
 
 /// Whether `tz`'s offset from UTC is a multiple of `unit` seconds (3600: every UTC hour is a

@@ -528,8 +528,8 @@ pub async fn summarise(
     plan: &Plan,
     shape: Shape,
 ) -> Result<Summary, StoreError> {
-    let f = super::read::with_named_keys(store, f).await?;
-    let q = summarise_sql(store, &f, dims, limit, plan, shape);
+    // (No actor names to look up: `answers` sends actor filters to the events.)
+    let q = summarise_sql(store, f, dims, limit, plan, shape);
     run_summary(store, &q, dims).await
 }
 
