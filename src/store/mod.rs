@@ -20,6 +20,7 @@ pub mod seal;
 pub mod sessions;
 pub mod settings;
 mod sql;
+mod sqlite_reads;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -111,6 +112,8 @@ pub struct Store {
     pub seal: Seal,
     /// This process's share of the in-use lock (PostgreSQL), released by `close`.
     in_use: Arc<std::sync::Mutex<Option<seal::InUse>>>,
+    /// A SQLite file's read connections for many-row statements (see `sqlite_reads`).
+    reads: Option<Arc<sqlite_reads::Reads>>,
 }
 
 /// A write transaction's connection on either backend.
@@ -171,11 +174,13 @@ impl Store {
             Db::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await?,
             Db::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await?,
         }
-        let store = Store {
+        let mut store = Store {
             db,
             seal: Seal::new(key),
             in_use: Arc::default(),
+            reads: None,
         };
+        store.reads = store.sqlite_file().map(|f| sqlite_reads::Reads::new(&f));
         seal::record(&store).await?;
         roles::sync_builtins(&store, now_for_setup()).await?;
         Ok(store)
@@ -263,6 +268,11 @@ impl Store {
         }
     }
 
+    /// The read connections, on a SQLite file.
+    pub(crate) fn sqlite_reads(&self) -> Option<&Arc<sqlite_reads::Reads>> {
+        self.reads.as_ref()
+    }
+
     pub fn backend(&self) -> &'static str {
         match &self.db {
             Db::Sqlite(_) => "sqlite",
@@ -298,6 +308,9 @@ impl Store {
         let share = self.in_use.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(share) = share {
             share.release().await;
+        }
+        if let Some(reads) = &self.reads {
+            reads.close();
         }
         on_pool!(self, p => p.close().await)
     }

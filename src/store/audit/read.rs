@@ -6,34 +6,51 @@ use crate::domain::tenant::{ALL_TENANTS, TenantScope, validate_tenant};
 use crate::store::sql::{Sql, bind_args};
 use crate::store::{Seal, StoreError, db, on_pool};
 
-/// A full stored event.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct AuditRow {
-    pub id: i64,
-    pub at: i64,
-    pub actor_kind: String,
-    pub actor_id: Option<String>,
-    pub actor_name: Option<String>,
-    pub actor_preview: Option<String>,
-    pub role: Option<String>,
-    pub tenants: String,
-    pub action: String,
-    pub target_type: Option<String>,
-    pub target_id: Option<String>,
-    pub target_name: Option<String>,
-    pub status: String,
-    pub reason: Option<String>,
-    pub source: String,
-    pub request_source: Option<String>,
-    pub client_name: Option<String>,
-    pub client_version: Option<String>,
-    pub request_id: Option<String>,
-    pub client_ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub channel: Option<String>,
-    pub args: Option<String>,
-    pub before_state: Option<String>,
-    pub after_state: Option<String>,
+/// A row struct that both drivers read: sqlx's `FromRow`, and `from_sqlite` for rusqlite's rows
+/// (each field from the column of its name, as `FromRow` reads it).
+macro_rules! row_struct {
+    ($(#[$meta:meta])* pub struct $row:ident { $(pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, sqlx::FromRow)]
+        pub struct $row { $(pub $field: $ty,)* }
+
+        impl $row {
+            fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<$row> {
+                Ok($row { $($field: r.get(stringify!($field))?,)* })
+            }
+        }
+    };
+}
+
+row_struct! {
+    /// A full stored event.
+    pub struct AuditRow {
+        pub id: i64,
+        pub at: i64,
+        pub actor_kind: String,
+        pub actor_id: Option<String>,
+        pub actor_name: Option<String>,
+        pub actor_preview: Option<String>,
+        pub role: Option<String>,
+        pub tenants: String,
+        pub action: String,
+        pub target_type: Option<String>,
+        pub target_id: Option<String>,
+        pub target_name: Option<String>,
+        pub status: String,
+        pub reason: Option<String>,
+        pub source: String,
+        pub request_source: Option<String>,
+        pub client_name: Option<String>,
+        pub client_version: Option<String>,
+        pub request_id: Option<String>,
+        pub client_ip: Option<String>,
+        pub user_agent: Option<String>,
+        pub channel: Option<String>,
+        pub args: Option<String>,
+        pub before_state: Option<String>,
+        pub after_state: Option<String>,
+    }
 }
 
 const COLUMNS: &str = "e.id, e.at, e.actor_kind, e.actor_id, e.actor_name, e.actor_preview, \
@@ -41,22 +58,23 @@ const COLUMNS: &str = "e.id, e.at, e.actor_kind, e.actor_id, e.actor_name, e.act
     e.request_source, e.client_name, e.client_version, e.request_id, e.client_ip, \
     e.user_agent, e.channel, e.args, e.before_state, e.after_state";
 
-/// What a page of the trail shows of each event (the full event is one `get` away).
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct BriefRow {
-    pub id: i64,
-    pub at: i64,
-    pub actor_kind: String,
-    pub actor_id: Option<String>,
-    pub actor_name: Option<String>,
-    pub actor_preview: Option<String>,
-    pub role: Option<String>,
-    pub action: String,
-    pub target_type: Option<String>,
-    pub target_id: Option<String>,
-    pub target_name: Option<String>,
-    pub status: String,
-    pub source: String,
+row_struct! {
+    /// What a page of the trail shows of each event (the full event is one `get` away).
+    pub struct BriefRow {
+        pub id: i64,
+        pub at: i64,
+        pub actor_kind: String,
+        pub actor_id: Option<String>,
+        pub actor_name: Option<String>,
+        pub actor_preview: Option<String>,
+        pub role: Option<String>,
+        pub action: String,
+        pub target_type: Option<String>,
+        pub target_id: Option<String>,
+        pub target_name: Option<String>,
+        pub status: String,
+        pub source: String,
+    }
 }
 
 const BRIEF_COLUMNS: &str = "e.id, e.at, e.actor_kind, e.actor_id, e.actor_name, \
@@ -363,7 +381,12 @@ pub async fn page(
 ) -> Result<Vec<AuditRow>, StoreError> {
     let f = with_named_keys(store, f).await?;
     let q = page_sql(COLUMNS, &f, after, limit, &store.seal);
-    let rows: Vec<AuditRow> = on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))?;
+    let rows: Vec<AuditRow> = match store.sqlite_reads() {
+        Some(reads) => reads.all(q, AuditRow::from_sqlite).await?,
+        None => {
+            on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))?
+        }
+    };
     rows.into_iter().map(|r| r.opened(&store.seal)).collect()
 }
 
@@ -376,7 +399,12 @@ pub async fn briefs(
 ) -> Result<Vec<BriefRow>, StoreError> {
     let f = with_named_keys(store, f).await?;
     let q = page_sql(BRIEF_COLUMNS, &f, after, limit, &store.seal);
-    on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))
+    match store.sqlite_reads() {
+        Some(reads) => reads.all(q, BriefRow::from_sqlite).await,
+        None => {
+            on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))
+        }
+    }
 }
 
 fn page_sql(
