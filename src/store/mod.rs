@@ -180,7 +180,11 @@ impl Store {
             in_use: Arc::default(),
             reads: None,
         };
-        store.reads = store.sqlite_file().map(|f| sqlite_reads::Reads::new(&f));
+        // (A file that is not there after migrating is no file: an in-memory database.)
+        store.reads = store
+            .sqlite_file()
+            .filter(|f| f.is_file())
+            .map(|f| sqlite_reads::Reads::new(&f, sqlite_pool_size() as usize));
         seal::record(&store).await?;
         roles::sync_builtins(&store, now_for_setup()).await?;
         Ok(store)

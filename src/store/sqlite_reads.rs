@@ -15,8 +15,8 @@ use tokio::sync::Semaphore;
 use super::StoreError;
 use super::sql::Sql;
 
-/// At most this many statements run at once; as many connections stay open between them.
-const MAX_READERS: usize = 4;
+/// As long as the sqlx pool waits for a connection before it gives up.
+const WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) struct Reads {
     file: PathBuf,
@@ -31,11 +31,13 @@ impl std::fmt::Debug for Reads {
 }
 
 impl Reads {
-    pub(crate) fn new(file: &Path) -> Arc<Reads> {
+    /// At most `readers` statements run at once, and as many connections stay open between
+    /// them (the sqlx pool's size).
+    pub(crate) fn new(file: &Path, readers: usize) -> Arc<Reads> {
         Arc::new(Reads {
             file: file.to_path_buf(),
             idle: Mutex::new(Vec::new()),
-            permits: Arc::new(Semaphore::new(MAX_READERS)),
+            permits: Arc::new(Semaphore::new(readers)),
         })
     }
 
@@ -50,12 +52,11 @@ impl Reads {
         F: Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static,
     {
         // Closed (the store is closing): no new reads, as the sqlx pool refuses them too.
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolClosed))?;
+        let permit = match tokio::time::timeout(WAIT, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(StoreError::Unavailable(sqlx::Error::PoolClosed)),
+            Err(_) => return Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)),
+        };
         q.anonymous();
         let reads = self.clone();
         // The permit goes with the work, so a caller that stops waiting frees no slot early.
@@ -67,14 +68,15 @@ impl Reads {
             rows
         })
         .await
-        .map_err(|_| StoreError::Unavailable(sqlx::Error::WorkerCrashed))?;
+        .map_err(|_| StoreError::from_sqlx(sqlx::Error::WorkerCrashed))?;
         Ok(rows?)
     }
 
     /// Refuses new reads and closes the idle connections; one in use closes when it ends.
     pub(crate) fn close(&self) {
+        let mut idle = lock(&self.idle);
         self.permits.close();
-        lock(&self.idle).clear();
+        idle.clear();
     }
 
     fn take(&self) -> Result<rusqlite::Connection, rusqlite::Error> {
@@ -85,8 +87,10 @@ impl Reads {
     }
 
     fn give_back(&self, conn: rusqlite::Connection) {
+        // Checked under the lock `close` clears under, so none is kept after it.
+        let mut idle = lock(&self.idle);
         if !self.permits.is_closed() {
-            lock(&self.idle).push(conn);
+            idle.push(conn);
         }
     }
 }
@@ -102,7 +106,11 @@ fn run<T>(
 }
 
 fn open(file: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
-    let conn = rusqlite::Connection::open(file)?;
+    // Never created here: the file exists (the store made it, owner-only, and migrated it).
+    let conn = rusqlite::Connection::open_with_flags(
+        file,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     conn.busy_timeout(Duration::from_secs(10))?;
     // These connections only read: SQLite refuses any change through them.
     conn.pragma_update(None, "query_only", "ON")?;
@@ -129,7 +137,7 @@ mod tests {
              INSERT INTO t (v) VALUES ('a'), ('b'), (NULL);",
         )
         .expect("schema");
-        (dir, Reads::new(&file))
+        (dir, Reads::new(&file, 2))
     }
 
     fn text(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<String>> {
