@@ -415,7 +415,8 @@ fn page_sql(
     seal: &Seal,
 ) -> Sql {
     // The page's ids first, then their rows: the filter and the ordering then run on index
-    // entries alone (every index ends in (at, id)), and only `limit` rows are read.
+    // entries alone (every index carries the id, most right after the time), and only `limit`
+    // rows are read.
     let mut q = Sql::new(&format!(
         "SELECT {columns} FROM audit_events e WHERE e.id IN ("
     ));
