@@ -172,6 +172,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_missing_file_is_an_error_and_stays_missing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("gone.db");
+        let reads = Reads::new(&file, 1);
+        assert!(matches!(
+            reads.all(Sql::new("SELECT 1 AS v"), text).await,
+            Err(StoreError::Native(_))
+        ));
+        assert!(!file.exists());
+    }
+
+    #[tokio::test]
     async fn a_closed_store_reads_nothing() {
         let (_dir, reads) = trail();
         reads
