@@ -14,12 +14,36 @@ macro_rules! row_struct {
         #[derive(Debug, Clone, sqlx::FromRow)]
         pub struct $row { $(pub $field: $ty,)* }
 
-        impl $row {
+        impl FromSqlite for $row {
             fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<$row> {
                 Ok($row { $($field: r.get(stringify!($field))?,)* })
             }
         }
     };
+}
+
+/// A row rusqlite's connections read (see `sqlite_reads`).
+trait FromSqlite: Sized {
+    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+}
+
+/// Every row of `q`: on a SQLite file from its read connections (no per-row hand-over between
+/// threads), otherwise from the pool.
+async fn all_rows<T>(store: &crate::store::Store, q: Sql) -> Result<Vec<T>, StoreError>
+where
+    T: FromSqlite
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin
+        + 'static,
+{
+    match store.sqlite_reads() {
+        Some(reads) => reads.all(q, T::from_sqlite).await,
+        None => {
+            on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))
+        }
+    }
 }
 
 row_struct! {
@@ -381,12 +405,7 @@ pub async fn page(
 ) -> Result<Vec<AuditRow>, StoreError> {
     let f = with_named_keys(store, f).await?;
     let q = page_sql(COLUMNS, &f, after, limit, &store.seal);
-    let rows: Vec<AuditRow> = match store.sqlite_reads() {
-        Some(reads) => reads.all(q, AuditRow::from_sqlite).await?,
-        None => {
-            on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))?
-        }
-    };
+    let rows: Vec<AuditRow> = all_rows(store, q).await?;
     rows.into_iter().map(|r| r.opened(&store.seal)).collect()
 }
 
@@ -399,12 +418,7 @@ pub async fn briefs(
 ) -> Result<Vec<BriefRow>, StoreError> {
     let f = with_named_keys(store, f).await?;
     let q = page_sql(BRIEF_COLUMNS, &f, after, limit, &store.seal);
-    match store.sqlite_reads() {
-        Some(reads) => reads.all(q, BriefRow::from_sqlite).await,
-        None => {
-            on_pool!(store, p => bind_args!(sqlx::query_as(&q.text), q).fetch_all(p).await.map_err(db))
-        }
-    }
+    all_rows(store, q).await
 }
 
 fn page_sql(
