@@ -1,6 +1,7 @@
 //! A small builder for statements whose WHERE clause depends on the caller's filters.
 //! Values are always bound, never spliced: filter text cannot change the statement.
 
+#[derive(Clone)]
 pub(crate) enum Arg {
     Int(i64),
     Text(String),
@@ -28,7 +29,7 @@ pub(crate) fn nul_free(v: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Sql {
     pub text: String,
     pub args: Vec<Arg>,

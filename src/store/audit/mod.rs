@@ -5,6 +5,7 @@ pub mod checkpoints;
 pub(crate) mod counts;
 mod exec;
 pub mod export;
+mod grouping;
 pub mod log;
 pub mod novel;
 pub mod prune;

@@ -1,5 +1,7 @@
 //! Reading the audit trail: filtered pages, one event, grouped counts.
 
+use super::grouping::Grouper;
+pub use super::grouping::{Group, Summary};
 use crate::domain::at_rest::Place;
 use crate::domain::audit::{Source, Status};
 use crate::domain::tenant::{ALL_TENANTS, TenantScope, validate_tenant};
@@ -519,27 +521,6 @@ impl Dim {
     }
 }
 
-/// One group: its key values (as text, in dimension order), count, first and last time, and
-/// for actor groups a preview and the actor's name, for target groups the target's name.
-#[derive(Debug, Clone, Default)]
-pub struct Group {
-    pub values: Vec<Option<String>>,
-    pub count: i64,
-    pub first: i64,
-    pub last: i64,
-    pub preview: Option<String>,
-    pub actor_name: Option<String>,
-    pub target_name: Option<String>,
-}
-
-/// Grouped counts, plus totals over every group (not only those returned).
-#[derive(Debug, Clone, Default)]
-pub struct Summary {
-    pub groups: Vec<Group>,
-    pub total_events: i64,
-    pub total_groups: i64,
-}
-
 /// Counts grouped by `dims`, largest first, at most `limit` groups when given.
 pub async fn summarise(
     store: &crate::store::Store,
@@ -549,20 +530,42 @@ pub async fn summarise(
 ) -> Result<Summary, StoreError> {
     let f = with_named_keys(store, f).await?;
     let q = summarise_sql(&f, dims, limit, &store.seal);
-    run_summary(store, &q, dims).await
+    run_summary(store, q, dims).await
 }
 
-/// Runs a statement `grouped` built, and opens the grouped client IPs.
+/// Runs a summary `grouped` built, and opens the grouped client IPs. On a SQLite file its rows
+/// are grouped as they are read (`grouping`), unless they hold too many groups; otherwise, and
+/// then, the database groups them.
 pub(super) async fn run_summary(
     store: &crate::store::Store,
-    q: &Sql,
+    q: GroupedSql,
     dims: &[Dim],
 ) -> Result<Summary, StoreError> {
     let width = dims.iter().map(|d| d.exprs().len()).sum();
-    let rows: Vec<(Group, i64, i64)> = on_pool!(store, p => {
-        let rows = bind_args!(sqlx::query(&q.text), q).fetch_all(p).await.map_err(db)?;
-        rows.iter().map(|r| read_group(r, width)).collect::<Result<Vec<_>, _>>().map_err(db)?
-    });
+    let here = match store.sqlite_reads() {
+        Some(reads) => reads
+            .fold(q.rows, Grouper::new(width), |g, r| g.add(r))
+            .await?
+            .finish(q.limit),
+        None => None,
+    };
+    let mut out = match here {
+        Some(summary) => summary,
+        None => {
+            let q = q.grouped;
+            let rows: Vec<(Group, i64, i64)> = on_pool!(store, p => {
+                let rows = bind_args!(sqlx::query(&q.text), q).fetch_all(p).await.map_err(db)?;
+                rows.iter().map(|r| read_group(r, width)).collect::<Result<Vec<_>, _>>().map_err(db)?
+            });
+            let mut out = Summary::default();
+            for (group, total_events, total_groups) in rows {
+                out.total_events = total_events;
+                out.total_groups = total_groups;
+                out.groups.push(group);
+            }
+            out
+        }
+    };
     // Grouped client IPs are sealed values: open them where they sit in the key.
     let mut at = 0;
     let mut ip_at = None;
@@ -572,37 +575,42 @@ pub(super) async fn run_summary(
         }
         at += d.exprs().len();
     }
-    let mut out = Summary::default();
-    for (mut group, total_events, total_groups) in rows {
-        if let Some(i) = ip_at
-            && let Some(v) = group.values.get_mut(i)
-        {
-            store.seal.open_in(Place::AuditClientIp, v)?;
+    if let Some(i) = ip_at {
+        for group in &mut out.groups {
+            if let Some(v) = group.values.get_mut(i) {
+                store.seal.open_in(Place::AuditClientIp, v)?;
+            }
         }
-        out.total_events = total_events;
-        out.total_groups = total_groups;
-        out.groups.push(group);
     }
     Ok(out)
 }
 
-fn summarise_sql(f: &AuditFilter, dims: &[Dim], limit: Option<i64>, seal: &Seal) -> Sql {
+fn summarise_sql(f: &AuditFilter, dims: &[Dim], limit: Option<i64>, seal: &Seal) -> GroupedSql {
     grouped(dims, Rows::Events, limit, |q| {
         q.push("audit_events e");
         push_where(q, f, seal);
     })
 }
 
+/// One summary as two statements over the same rows: `grouped`, grouped by the database, and
+/// `rows`, the rows themselves for `grouping::Grouper` (the key values as text, `n`, `first_at`,
+/// `last_at`, `preview`, `actor_name`, `target_name`), with the `limit` it applies.
+pub(super) struct GroupedSql {
+    pub grouped: Sql,
+    pub rows: Sql,
+    pub limit: Option<i64>,
+}
+
 /// `SELECT … FROM <from> GROUP BY … ORDER BY … LIMIT`: groups by `dims`, largest first, with
 /// first and last time, names, and totals over every group. `rows` says what is counted:
 /// events (one each) or roll-up rows (`n`, `first_at`, `last_at` each); `from` writes the
-/// FROM clause's rows, named `e`, and their WHERE.
+/// FROM clause's rows, named `e`, and their WHERE. With the same rows ungrouped.
 pub(super) fn grouped(
     dims: &[Dim],
     rows: Rows,
     limit: Option<i64>,
     from: impl FnOnce(&mut Sql),
-) -> Sql {
+) -> GroupedSql {
     let exprs: Vec<&str> = dims
         .iter()
         .flat_map(|d| d.exprs().iter().copied())
@@ -616,28 +624,53 @@ pub(super) fn grouped(
     // Only actor groups show a preview and a name, only target groups a name; reading them
     // otherwise would cost a table lookup per event where the time index alone answers (e.g.
     // counts by action).
-    let named = |dim, column| match dims.contains(&dim) {
-        true => format!("MAX({column})"),
-        false => "CAST(NULL AS TEXT)".to_owned(),
+    let named = |dim, column: &str| match dims.contains(&dim) {
+        true => (format!("MAX({column})"), column.to_owned()),
+        false => ("CAST(NULL AS TEXT)".to_owned(), "NULL".to_owned()),
     };
     let (preview, actor_name, target_name) = (
         named(Dim::Actor, "e.actor_preview"),
         named(Dim::Actor, "e.actor_name"),
         named(Dim::Target, "e.target_name"),
     );
-    let (n, first, last) = match rows {
-        Rows::Events => ("COUNT(*)", "MIN(e.at)", "MAX(e.at)"),
-        Rows::Rollup => ("SUM(e.n)", "MIN(e.first_at)", "MAX(e.last_at)"),
+    let ((n, first, last), (row_n, row_first, row_last)) = match rows {
+        Rows::Events => (
+            ("COUNT(*)", "MIN(e.at)", "MAX(e.at)"),
+            ("1", "e.at", "e.at"),
+        ),
+        Rows::Rollup => (
+            ("SUM(e.n)", "MIN(e.first_at)", "MAX(e.last_at)"),
+            ("e.n", "e.first_at", "e.last_at"),
+        ),
     };
+    let mut body = Sql::default();
+    from(&mut body);
     // Window functions run before LIMIT, so the totals cover every group.
     let mut q = Sql::new(&format!(
         "SELECT {}, CAST({n} AS BIGINT) AS n, {first} AS first_at, {last} AS last_at, \
-         {preview} AS preview, {actor_name} AS actor_name, {target_name} AS target_name, \
+         {} AS preview, {} AS actor_name, {} AS target_name, \
          CAST(SUM({n}) OVER () AS BIGINT) AS total_events, \
-         CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM ",
-        select.join(", ")
+         CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM {}",
+        select.join(", "),
+        preview.0,
+        actor_name.0,
+        target_name.0,
+        body.text
     ));
-    from(&mut q);
+    let ungrouped = Sql {
+        text: format!(
+            "SELECT {}, {row_n} AS n, {row_first} AS first_at, {row_last} AS last_at, \
+             {} AS preview, {} AS actor_name, {} AS target_name FROM {}",
+            select.join(", "),
+            preview.1,
+            actor_name.1,
+            target_name.1,
+            body.text
+        ),
+        args: body.args.clone(),
+    };
+    // The body's values come first in both, numbered as the body numbered them.
+    q.args = body.args;
     // By the text values selected, not the bare columns: SQLite would otherwise walk a whole
     // index in the grouped column's order (to skip a sort) rather than the window's range.
     let keys: Vec<String> = (0..exprs.len()).map(|i| format!("g{i}")).collect();
@@ -648,7 +681,11 @@ pub(super) fn grouped(
     if let Some(l) = limit {
         q.push(" LIMIT ").int(l);
     }
-    q
+    GroupedSql {
+        grouped: q,
+        rows: ungrouped,
+        limit,
+    }
 }
 
 /// The statements behind `page` and `summarise`, for `explain`.
@@ -683,7 +720,7 @@ pub async fn explain(
             limit,
         } => {
             let filter = with_named_keys(store, filter).await?;
-            summarise_sql(&filter, dims, *limit, &store.seal)
+            summarise_sql(&filter, dims, *limit, &store.seal).grouped
         }
     };
     let mut out = vec![q.text.clone()];
@@ -771,5 +808,150 @@ mod tests {
     fn like_patterns_match_only_the_literal_text() {
         assert_eq!(like_escaped("a_b%c!d\\"), "a!_b!%c!!d\\");
         assert_eq!(like_escaped("acme"), "acme");
+    }
+}
+
+/// The grouping in memory against SQLite's GROUP BY, on the same rows.
+#[cfg(test)]
+mod grouping_tests {
+    use super::*;
+    use crate::store::audit::grouping::MAX_GROUPS;
+
+    /// Rows with few distinct values, so that groups tie on count and last seen, keys hold NULL,
+    /// empty and non-ASCII text, and two-value keys could run together ("a"+"b" / "ab"+"").
+    fn table() -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        conn.execute_batch(
+            "CREATE TABLE t (at INTEGER, actor_kind TEXT, actor_id TEXT, actor_preview TEXT,
+             actor_name TEXT, action TEXT, target_type TEXT, target_id TEXT, target_name TEXT,
+             n INTEGER, first_at INTEGER, last_at INTEGER)",
+        )
+        .expect("schema");
+        let texts = [
+            None,
+            Some(""),
+            Some("a"),
+            Some("ab"),
+            Some("b"),
+            Some("é"),
+            Some("B"),
+        ];
+        let mut seed: u64 = 0x5EED;
+        let mut next = |m: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 33) as usize) % m
+        };
+        for _ in 0..600 {
+            let mut t = || texts[next(texts.len())];
+            let (kind, id, preview, name, action, ttype, tid, tname) =
+                (t(), t(), t(), t(), t(), t(), t(), t());
+            let at = next(4) as i64 * 900_000_000 + next(3) as i64;
+            let n = 1 + next(3) as i64;
+            let first = at + next(5) as i64;
+            let last = first + next(5) as i64;
+            conn.execute(
+                "INSERT INTO t VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                rusqlite::params![
+                    at, kind, id, preview, name, action, ttype, tid, tname, n, first, last
+                ],
+            )
+            .expect("row");
+        }
+        conn
+    }
+
+    fn run_grouped(conn: &rusqlite::Connection, mut q: Sql, width: usize) -> Summary {
+        q.anonymous();
+        let mut st = conn.prepare(&q.text).expect("prepare");
+        let mut rows = st
+            .query(rusqlite::params_from_iter(q.args.iter()))
+            .expect("query");
+        let mut out = Summary::default();
+        while let Some(r) = rows.next().expect("row") {
+            out.groups.push(Group {
+                values: (0..width).map(|i| r.get(i).expect("value")).collect(),
+                count: r.get("n").expect("n"),
+                first: r.get("first_at").expect("first"),
+                last: r.get("last_at").expect("last"),
+                preview: r.get("preview").expect("preview"),
+                actor_name: r.get("actor_name").expect("actor_name"),
+                target_name: r.get("target_name").expect("target_name"),
+            });
+            out.total_events = r.get("total_events").expect("total_events");
+            out.total_groups = r.get("total_groups").expect("total_groups");
+        }
+        out
+    }
+
+    fn run_here(conn: &rusqlite::Connection, mut q: Sql, width: usize, max: usize) -> Grouper {
+        q.anonymous();
+        let mut st = conn.prepare(&q.text).expect("prepare");
+        let mut rows = st
+            .query(rusqlite::params_from_iter(q.args.iter()))
+            .expect("query");
+        let mut g = Grouper::with_max(width, max);
+        while let Some(r) = rows.next().expect("row") {
+            if !g.add(r).expect("add") {
+                break;
+            }
+        }
+        g
+    }
+
+    #[test]
+    fn groups_as_the_database_groups_them() {
+        let conn = table();
+        let shapes: &[&[Dim]] = &[
+            &[Dim::Target],
+            &[Dim::Actor],
+            &[Dim::Action],
+            &[Dim::Actor, Dim::Target],
+            &[Dim::Quarter, Dim::Action],
+            &[Dim::Target, Dim::Quarter],
+        ];
+        let mut compared = 0;
+        for dims in shapes {
+            let width: usize = dims.iter().map(|d| d.exprs().len()).sum();
+            for rows in [Rows::Events, Rows::Rollup] {
+                for limit in [None, Some(1), Some(3), Some(50), Some(100_000)] {
+                    let q = grouped(dims, rows, limit, |q| {
+                        q.push("t e WHERE e.at >= ").int(0);
+                    });
+                    let want = run_grouped(&conn, q.grouped, width);
+                    let got = run_here(&conn, q.rows, width, MAX_GROUPS)
+                        .finish(q.limit)
+                        .expect("within the bound");
+                    assert_eq!(got, want, "{dims:?} {rows:?} {limit:?}");
+                    assert!(!want.groups.is_empty());
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(compared, 60);
+    }
+
+    #[test]
+    fn too_many_groups_are_left_to_the_database() {
+        let conn = table();
+        let q = grouped(&[Dim::Target], Rows::Rollup, Some(5), |q| {
+            q.push("t e WHERE 1 = 1");
+        });
+        let all = run_here(&conn, q.rows.clone(), 2, MAX_GROUPS)
+            .finish(None)
+            .expect("within the bound");
+        let groups = all.total_groups as usize;
+        assert!(groups > 3);
+        assert!(
+            run_here(&conn, q.rows.clone(), 2, groups)
+                .finish(q.limit)
+                .is_some()
+        );
+        assert!(
+            run_here(&conn, q.rows, 2, groups - 1)
+                .finish(q.limit)
+                .is_none()
+        );
     }
 }

@@ -15,7 +15,9 @@
 //! events from before the log (no seq), which are never folded.
 
 use super::exec::exec;
-use super::read::{AuditFilter, Dim, Rows, Summary, grouped, push_where_in, run_summary};
+use super::read::{
+    AuditFilter, Dim, GroupedSql, Rows, Summary, grouped, push_where_in, run_summary,
+};
 use crate::store::sql::Sql;
 use crate::store::{Store, StoreError, Tx, db, on_tx};
 
@@ -530,7 +532,7 @@ pub async fn summarise(
 ) -> Result<Summary, StoreError> {
     // (No actor names to look up: `answers` sends actor filters to the events.)
     let q = summarise_sql(store, f, dims, limit, plan, shape);
-    run_summary(store, &q, dims).await
+    run_summary(store, q, dims).await
 }
 
 fn summarise_sql(
@@ -540,7 +542,7 @@ fn summarise_sql(
     limit: Option<i64>,
     plan: &Plan,
     shape: Shape,
-) -> Sql {
+) -> GroupedSql {
     grouped(dims, Rows::Rollup, limit, |q| {
         push_rows(q, store, f, dims, plan, shape)
     })
