@@ -533,39 +533,75 @@ pub async fn summarise(
     run_summary(store, q, dims).await
 }
 
-/// Runs a summary `grouped` built, and opens the grouped client IPs. On a SQLite file its rows
-/// are grouped as they are read (`grouping`), unless they hold too many groups; otherwise, and
-/// then, the database groups them.
+/// Runs a summary `grouped` built, and opens the grouped client IPs. On a SQLite file, through
+/// its read connections (as pages are), and the rows of a summary not by time grouped as they
+/// are read (`grouping`) unless they hold too many groups; otherwise, and then, the database
+/// groups them.
 pub(super) async fn run_summary(
     store: &crate::store::Store,
     q: GroupedSql,
     dims: &[Dim],
 ) -> Result<Summary, StoreError> {
     let width = dims.iter().map(|d| d.exprs().len()).sum();
-    let here = match store.sqlite_reads() {
+    // Time buckets are few, with short keys, and SQLite sorts those faster than it hands each
+    // row over (a week by hour under a role filter: about 2.5 ms grouped by SQLite, 5–9 ms
+    // grouped here).
+    let timed = dims.contains(&Dim::Quarter);
+    let here = match store.sqlite_reads().filter(|_| !timed) {
         Some(reads) => reads
             .fold(q.rows, Grouper::new(width), |g, r| g.add(r))
             .await?
-            .finish(q.limit),
+            .finish(q.limit)
+            .transpose()
+            .map_err(StoreError::from)?,
         None => None,
     };
-    let mut out = match here {
-        Some(summary) => summary,
-        None => {
+    let rows: Vec<(Group, i64, i64)> = match (here, store.sqlite_reads()) {
+        (Some(summary), _) => {
+            return open_addresses(store, summary, dims);
+        }
+        (None, Some(reads)) => {
+            reads
+                .all(q.grouped, move |r| group_from_sqlite(r, width))
+                .await?
+        }
+        (None, None) => {
             let q = q.grouped;
-            let rows: Vec<(Group, i64, i64)> = on_pool!(store, p => {
+            on_pool!(store, p => {
                 let rows = bind_args!(sqlx::query(&q.text), q).fetch_all(p).await.map_err(db)?;
                 rows.iter().map(|r| read_group(r, width)).collect::<Result<Vec<_>, _>>().map_err(db)?
-            });
-            let mut out = Summary::default();
-            for (group, total_events, total_groups) in rows {
-                out.total_events = total_events;
-                out.total_groups = total_groups;
-                out.groups.push(group);
-            }
-            out
+            })
         }
     };
+    let mut out = Summary::default();
+    for (group, total_events, total_groups) in rows {
+        out.total_events = total_events;
+        out.total_groups = total_groups;
+        out.groups.push(group);
+    }
+    open_addresses(store, out, dims)
+}
+
+/// `read_group` for rusqlite's rows.
+fn group_from_sqlite(r: &rusqlite::Row<'_>, width: usize) -> rusqlite::Result<(Group, i64, i64)> {
+    let group = Group {
+        values: (0..width).map(|i| r.get(i)).collect::<Result<_, _>>()?,
+        count: r.get("n")?,
+        first: r.get("first_at")?,
+        last: r.get("last_at")?,
+        preview: r.get("preview")?,
+        actor_name: r.get("actor_name")?,
+        target_name: r.get("target_name")?,
+    };
+    Ok((group, r.get("total_events")?, r.get("total_groups")?))
+}
+
+/// `out` with its grouped client IPs opened.
+fn open_addresses(
+    store: &crate::store::Store,
+    mut out: Summary,
+    dims: &[Dim],
+) -> Result<Summary, StoreError> {
     // Grouped client IPs are sealed values: open them where they sit in the key.
     let mut at = 0;
     let mut ip_at = None;
@@ -720,7 +756,12 @@ pub async fn explain(
             limit,
         } => {
             let filter = with_named_keys(store, filter).await?;
-            summarise_sql(&filter, dims, *limit, &store.seal).grouped
+            let q = summarise_sql(&filter, dims, *limit, &store.seal);
+            // The statement that runs: the rows alone where keyward groups them.
+            match store.sqlite_reads() {
+                Some(_) if !dims.contains(&Dim::Quarter) => q.rows,
+                _ => q.grouped,
+            }
         }
     };
     let mut out = vec![q.text.clone()];
@@ -870,17 +911,10 @@ mod grouping_tests {
             .expect("query");
         let mut out = Summary::default();
         while let Some(r) = rows.next().expect("row") {
-            out.groups.push(Group {
-                values: (0..width).map(|i| r.get(i).expect("value")).collect(),
-                count: r.get("n").expect("n"),
-                first: r.get("first_at").expect("first"),
-                last: r.get("last_at").expect("last"),
-                preview: r.get("preview").expect("preview"),
-                actor_name: r.get("actor_name").expect("actor_name"),
-                target_name: r.get("target_name").expect("target_name"),
-            });
-            out.total_events = r.get("total_events").expect("total_events");
-            out.total_groups = r.get("total_groups").expect("total_groups");
+            let (group, total_events, total_groups) = group_from_sqlite(r, width).expect("group");
+            out.groups.push(group);
+            out.total_events = total_events;
+            out.total_groups = total_groups;
         }
         out
     }
@@ -915,21 +949,47 @@ mod grouping_tests {
         for dims in shapes {
             let width: usize = dims.iter().map(|d| d.exprs().len()).sum();
             for rows in [Rows::Events, Rows::Rollup] {
-                for limit in [None, Some(1), Some(3), Some(50), Some(100_000)] {
+                for limit in [None, Some(0), Some(1), Some(3), Some(50), Some(100_000)] {
                     let q = grouped(dims, rows, limit, |q| {
                         q.push("t e WHERE e.at >= ").int(0);
                     });
                     let want = run_grouped(&conn, q.grouped, width);
                     let got = run_here(&conn, q.rows, width, MAX_GROUPS)
                         .finish(q.limit)
-                        .expect("within the bound");
+                        .expect("within the bound")
+                        .expect("text");
                     assert_eq!(got, want, "{dims:?} {rows:?} {limit:?}");
-                    assert!(!want.groups.is_empty());
+                    assert_eq!(want.groups.is_empty(), limit == Some(0));
                     compared += 1;
                 }
             }
         }
-        assert_eq!(compared, 60);
+        assert_eq!(compared, 72);
+    }
+
+    #[test]
+    fn text_is_decoded_only_in_the_groups_returned() {
+        let conn = table();
+        conn.execute_batch(
+            "DELETE FROM t;
+             INSERT INTO t (at, target_type, target_id, n, first_at, last_at)
+             VALUES (0, 't', CAST(X'61FF' AS TEXT), 1, 0, 0), (0, 't', 'b', 5, 0, 0);",
+        )
+        .expect("rows");
+        let q = grouped(&[Dim::Target], Rows::Rollup, Some(1), |q| {
+            q.push("t e WHERE 1 = 1");
+        });
+        let kept = run_here(&conn, q.rows.clone(), 2, MAX_GROUPS)
+            .finish(q.limit)
+            .expect("within the bound")
+            .expect("the invalid text is not returned");
+        assert_eq!(kept, run_grouped(&conn, q.grouped, 2));
+        assert!(
+            run_here(&conn, q.rows, 2, MAX_GROUPS)
+                .finish(None)
+                .expect("within the bound")
+                .is_err()
+        );
     }
 
     #[test]
@@ -940,7 +1000,8 @@ mod grouping_tests {
         });
         let all = run_here(&conn, q.rows.clone(), 2, MAX_GROUPS)
             .finish(None)
-            .expect("within the bound");
+            .expect("within the bound")
+            .expect("text");
         let groups = all.total_groups as usize;
         assert!(groups > 3);
         assert!(
