@@ -555,16 +555,16 @@ pub(super) async fn run_summary(
             .map_err(StoreError::from)?,
         None => None,
     };
-    let rows: Vec<(Group, i64, i64)> = match (here, store.sqlite_reads()) {
-        (Some(summary), _) => {
-            return open_addresses(store, summary, dims);
-        }
-        (None, Some(reads)) => {
+    if let Some(summary) = here {
+        return open_addresses(store, summary, dims);
+    }
+    let rows: Vec<(Group, i64, i64)> = match store.sqlite_reads() {
+        Some(reads) => {
             reads
                 .all(q.grouped, move |r| group_from_sqlite(r, width))
                 .await?
         }
-        (None, None) => {
+        None => {
             let q = q.grouped;
             on_pool!(store, p => {
                 let rows = bind_args!(sqlx::query(&q.text), q).fetch_all(p).await.map_err(db)?;
