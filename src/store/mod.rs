@@ -273,6 +273,13 @@ impl Store {
     }
 
     /// The read connections, on a SQLite file.
+    pub(crate) fn dialect(&self) -> sql::Dialect {
+        match &self.db {
+            Db::Sqlite(_) => sql::Dialect::Sqlite,
+            Db::Postgres(_) => sql::Dialect::Postgres,
+        }
+    }
+
     pub(crate) fn sqlite_reads(&self) -> Option<&Arc<sqlite_reads::Reads>> {
         self.reads.as_ref()
     }
@@ -334,6 +341,13 @@ pub enum Hold {
 }
 
 impl Tx {
+    pub(crate) fn dialect(&self) -> sql::Dialect {
+        match &self.conn {
+            TxConn::Sqlite(_) => sql::Dialect::Sqlite,
+            TxConn::Postgres(_) => sql::Dialect::Postgres,
+        }
+    }
+
     /// The clause to append to a single-table `SELECT` to hold its rows.
     pub fn hold(&self, hold: Hold) -> &'static str {
         match (&self.conn, hold) {

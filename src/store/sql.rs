@@ -29,6 +29,34 @@ pub(crate) fn nul_free(v: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The database a statement is written for, where SQLite and PostgreSQL order text apart.
+/// SQLite compares text by its bytes and puts NULL first; PostgreSQL uses the database's
+/// collation (case and accents before bytes, in most locales) and puts NULL last. Summaries
+/// that cut groups at a tie, or name a group by its greatest name, must agree on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// After a text expression: compared by its bytes.
+    pub fn bytewise(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " COLLATE \"C\"",
+        }
+    }
+
+    /// After an ascending ORDER BY term: NULL first.
+    pub fn nulls_first(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " NULLS FIRST",
+        }
+    }
+}
+
 #[derive(Clone, Default)]
 pub(crate) struct Sql {
     pub text: String,

@@ -87,7 +87,15 @@ impl Env {
             "kw_test_{}",
             keyward::domain::encoding::random_base62(12).to_lowercase()
         );
-        if let Err(e) = postgres_admin(format!("CREATE DATABASE {name}")) {
+        // Collated as many installs are (en-US, where case and accents come before bytes),
+        // where the server has ICU, so that nothing may rest on text ordered by its bytes.
+        let icu = format!(
+            "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' \
+             LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        );
+        let created =
+            postgres_admin(icu).or_else(|_| postgres_admin(format!("CREATE DATABASE {name}")));
+        if let Err(e) = created {
             panic!(
                 "PostgreSQL is needed but not reachable at {} (set KEYWARD_TEST_POSTGRES_URL): {e}",
                 postgres_admin_url()

@@ -113,6 +113,8 @@ fn novel_sql(
 ) -> Sql {
     let seal: &Seal = &store.seal;
     let col = column.column();
+    // Pairs ordered, and named, as SQLite orders text (`Dialect`).
+    let (b, n) = (store.dialect().bytewise(), store.dialect().nulls_first());
     // The pairs seen inside the window first (as many as the window's events, at most), then,
     // per pair, whether it was seen before the window under the same filter: that check stops
     // at the latest earlier sighting, so a pair seen before costs one index probe, where
@@ -128,7 +130,7 @@ fn novel_sql(
                 "WITH c AS (SELECT e.actor_kind AS k, e.actor_id AS a, {col} AS v, \
                  CAST(SUM(e.n) AS BIGINT) AS n, MIN(e.first_at) AS first_at, \
                  MAX(e.last_at) AS last_at, \
-                 MAX(e.actor_preview) AS preview, MAX(e.actor_name) AS actor_name FROM "
+                 MAX(e.actor_preview{b}) AS preview, MAX(e.actor_name{b}) AS actor_name FROM "
             ));
             push_rows(&mut q, store, f, &PAIRS, plan, shape);
             q.push(" WHERE 1 = 1");
@@ -138,7 +140,7 @@ fn novel_sql(
             let mut q = Sql::new(&format!(
                 "WITH c AS (SELECT e.actor_kind AS k, e.actor_id AS a, {col} AS v, \
                  COUNT(*) AS n, MIN(e.at) AS first_at, MAX(e.at) AS last_at, \
-                 MAX(e.actor_preview) AS preview, MAX(e.actor_name) AS actor_name \
+                 MAX(e.actor_preview{b}) AS preview, MAX(e.actor_name{b}) AS actor_name \
                  FROM audit_events e"
             ));
             push_where(&mut q, f, seal);
@@ -147,7 +149,8 @@ fn novel_sql(
     };
     q.push(&format!(
         " AND {col} IS NOT NULL GROUP BY e.actor_kind, e.actor_id, {col}) \
-         SELECT CAST(c.k AS TEXT) AS g0, CAST(c.a AS TEXT) AS g1, CAST(c.v AS TEXT) AS g2, \
+         SELECT CAST(c.k AS TEXT){b} AS g0, CAST(c.a AS TEXT){b} AS g1, \
+         CAST(c.v AS TEXT){b} AS g2, \
          c.n AS n, c.first_at AS first_at, c.last_at AS last_at, c.preview AS preview, \
          c.actor_name AS actor_name, CAST(NULL AS TEXT) AS target_name, \
          CAST(SUM(c.n) OVER () AS BIGINT) AS total_events, \
@@ -171,7 +174,9 @@ fn novel_sql(
     q.push(" ELSE");
     unseen_before(&mut q, "e.actor_id = c.a");
     // Ties broken by the pair, so every plan (roll-ups or events) cuts the same pairs at `limit`.
-    q.push(" END ORDER BY n DESC, last_at DESC, g0, g1, g2 LIMIT ")
-        .int(limit);
+    q.push(&format!(
+        " END ORDER BY n DESC, last_at DESC, g0{n}, g1{n}, g2{n} LIMIT "
+    ))
+    .int(limit);
     q
 }

@@ -5,7 +5,7 @@ pub use super::grouping::{Group, Summary};
 use crate::domain::at_rest::Place;
 use crate::domain::audit::{Source, Status};
 use crate::domain::tenant::{ALL_TENANTS, TenantScope, validate_tenant};
-use crate::store::sql::{Sql, bind_args};
+use crate::store::sql::{Dialect, Sql, bind_args};
 use crate::store::{Seal, StoreError, db, on_pool};
 
 /// A row struct that both drivers read: sqlx's `FromRow`, and `from_sqlite` for rusqlite's rows
@@ -529,7 +529,7 @@ pub async fn summarise(
     limit: Option<i64>,
 ) -> Result<Summary, StoreError> {
     let f = with_named_keys(store, f).await?;
-    let q = summarise_sql(&f, dims, limit, &store.seal);
+    let q = summarise_sql(store, &f, dims, limit);
     run_summary(store, q, dims).await
 }
 
@@ -620,10 +620,15 @@ fn open_addresses(
     Ok(out)
 }
 
-fn summarise_sql(f: &AuditFilter, dims: &[Dim], limit: Option<i64>, seal: &Seal) -> GroupedSql {
-    grouped(dims, Rows::Events, limit, |q| {
+fn summarise_sql(
+    store: &crate::store::Store,
+    f: &AuditFilter,
+    dims: &[Dim],
+    limit: Option<i64>,
+) -> GroupedSql {
+    grouped(store.dialect(), dims, Rows::Events, limit, |q| {
         q.push("audit_events e");
-        push_where(q, f, seal);
+        push_where(q, f, &store.seal);
     })
 }
 
@@ -641,6 +646,7 @@ pub(super) struct GroupedSql {
 /// events (one each) or roll-up rows (`n`, `first_at`, `last_at` each); `from` writes the
 /// FROM clause's rows, named `e`, and their WHERE. With the same rows ungrouped.
 pub(super) fn grouped(
+    dialect: Dialect,
     dims: &[Dim],
     rows: Rows,
     limit: Option<i64>,
@@ -650,17 +656,20 @@ pub(super) fn grouped(
         .iter()
         .flat_map(|d| d.exprs().iter().copied())
         .collect();
+    // Groups are ordered, and names compared, as SQLite compares text (`Dialect`), so that at
+    // a tie both databases keep the same groups, and name them the same.
+    let (collate, nulls) = (dialect.bytewise(), dialect.nulls_first());
     // Every grouped value is read back as text so one row type serves all dimensions.
     let select: Vec<String> = exprs
         .iter()
         .enumerate()
-        .map(|(i, e)| format!("CAST({e} AS TEXT) AS g{i}"))
+        .map(|(i, e)| format!("CAST({e} AS TEXT){collate} AS g{i}"))
         .collect();
     // Only actor groups show a preview and a name, only target groups a name; reading them
     // otherwise would cost a table lookup per event where the time index alone answers (e.g.
     // counts by action).
     let named = |dim, column: &str| match dims.contains(&dim) {
-        true => (format!("MAX({column})"), column.to_owned()),
+        true => (format!("MAX({column}{collate})"), column.to_owned()),
         false => ("CAST(NULL AS TEXT)".to_owned(), "NULL".to_owned()),
     };
     let (preview, actor_name, target_name) = (
@@ -710,9 +719,11 @@ pub(super) fn grouped(
     // index in the grouped column's order (to skip a sort) rather than the window's range.
     let keys: Vec<String> = (0..exprs.len()).map(|i| format!("g{i}")).collect();
     q.push(" GROUP BY ").push(&keys.join(", "));
-    // Ties broken by the key, so every plan cuts the same groups at `limit`.
+    // Ties broken by the key, so every plan (and both databases) cut the same groups at
+    // `limit`.
+    let order: Vec<String> = keys.iter().map(|k| format!("{k}{nulls}")).collect();
     q.push(" ORDER BY n DESC, last_at DESC, ")
-        .push(&keys.join(", "));
+        .push(&order.join(", "));
     if let Some(l) = limit {
         q.push(" LIMIT ").int(l);
     }
@@ -755,7 +766,7 @@ pub async fn explain(
             limit,
         } => {
             let filter = with_named_keys(store, filter).await?;
-            let q = summarise_sql(&filter, dims, *limit, &store.seal);
+            let q = summarise_sql(store, &filter, dims, *limit);
             // The statement that runs: the rows alone where keyward groups them.
             match store.sqlite_reads() {
                 Some(_) if !dims.contains(&Dim::Quarter) => q.rows,
@@ -949,7 +960,7 @@ mod grouping_tests {
             let width: usize = dims.iter().map(|d| d.exprs().len()).sum();
             for rows in [Rows::Events, Rows::Rollup] {
                 for limit in [None, Some(0), Some(1), Some(3), Some(50), Some(100_000)] {
-                    let q = grouped(dims, rows, limit, |q| {
+                    let q = grouped(Dialect::Sqlite, dims, rows, limit, |q| {
                         q.push("t e WHERE e.at >= ").int(0);
                     });
                     let want = run_grouped(&conn, q.grouped, width);
@@ -975,9 +986,15 @@ mod grouping_tests {
              VALUES (0, 't', CAST(X'61FF' AS TEXT), 1, 0, 0), (0, 't', 'b', 5, 0, 0);",
         )
         .expect("rows");
-        let q = grouped(&[Dim::Target], Rows::Rollup, Some(1), |q| {
-            q.push("t e WHERE 1 = 1");
-        });
+        let q = grouped(
+            Dialect::Sqlite,
+            &[Dim::Target],
+            Rows::Rollup,
+            Some(1),
+            |q| {
+                q.push("t e WHERE 1 = 1");
+            },
+        );
         let kept = run_here(&conn, q.rows.clone(), 2, MAX_GROUPS)
             .finish(q.limit)
             .expect("within the bound")
@@ -994,9 +1011,15 @@ mod grouping_tests {
     #[test]
     fn too_many_groups_are_left_to_the_database() {
         let conn = table();
-        let q = grouped(&[Dim::Target], Rows::Rollup, Some(5), |q| {
-            q.push("t e WHERE 1 = 1");
-        });
+        let q = grouped(
+            Dialect::Sqlite,
+            &[Dim::Target],
+            Rows::Rollup,
+            Some(5),
+            |q| {
+                q.push("t e WHERE 1 = 1");
+            },
+        );
         let all = run_here(&conn, q.rows.clone(), 2, MAX_GROUPS)
             .finish(None)
             .expect("within the bound")

@@ -18,7 +18,7 @@ use super::exec::exec;
 use super::read::{
     AuditFilter, Dim, GroupedSql, Rows, Summary, grouped, push_where_in, run_summary,
 };
-use crate::store::sql::Sql;
+use crate::store::sql::{Dialect, Sql};
 use crate::store::{Store, StoreError, Tx, db, on_tx};
 
 /// An hour and a day, in micros: the two bucket widths.
@@ -101,9 +101,13 @@ impl Shape {
         )
     }
 
-    /// `, MAX(side)` for each side column.
-    fn max_sides(self) -> String {
-        self.sides().iter().map(|c| format!(", MAX({c})")).collect()
+    /// `, MAX(side)` for each side column, the greatest by bytes (`Dialect`).
+    fn max_sides(self, dialect: Dialect) -> String {
+        let bytewise = dialect.bytewise();
+        self.sides()
+            .iter()
+            .map(|c| format!(", MAX({c}{bytewise})"))
+            .collect()
     }
 }
 
@@ -180,7 +184,7 @@ async fn fold_events(
     before: Option<i64>,
 ) -> Result<(), StoreError> {
     for shape in Shape::ALL {
-        let (insert, key, name) = (shape.insert(), shape.key(), shape.max_sides());
+        let (insert, key, name) = (shape.insert(), shape.key(), shape.max_sides(tx.dialect()));
         let sql = format!(
             "{insert}SELECT {span}, at / {span} * {span}, {key}, COUNT(*), MIN(at), MAX(at){name} \
              FROM audit_events WHERE seq >= $1 AND seq < $2 AND at >= 0 AND at < $3 \
@@ -199,7 +203,7 @@ async fn refold(tx: &mut Tx, span: i64, from: i64, to: i64, folded: i64) -> Resu
             shape.table(),
             shape.insert(),
             shape.key(),
-            shape.max_sides(),
+            shape.max_sides(tx.dialect()),
         );
         exec(
             tx,
@@ -235,7 +239,7 @@ async fn compact_hours(tx: &mut Tx, from: i64, to: i64) -> Result<(), StoreError
             shape.table(),
             shape.insert(),
             shape.key(),
-            shape.max_sides(),
+            shape.max_sides(tx.dialect()),
         );
         let last = one(tx, &format!("SELECT COALESCE(MAX(id), 0) FROM {table}")).await?;
         let range = "span = 3600000000 AND bucket >= $1 AND bucket < $2 AND id <= $3";
@@ -543,7 +547,7 @@ fn summarise_sql(
     plan: &Plan,
     shape: Shape,
 ) -> GroupedSql {
-    grouped(dims, Rows::Rollup, limit, |q| {
+    grouped(store.dialect(), dims, Rows::Rollup, limit, |q| {
         push_rows(q, store, f, dims, plan, shape)
     })
 }
