@@ -227,7 +227,20 @@ pub async fn count_groups(
     if !group.is_empty() {
         s.push(" GROUP BY ").push(&group.join(", "));
     }
-    let rows: Vec<CountRow> = on_pool!(store, p => bind_args!(sqlx::query_as(&s.text), s).fetch_all(p).await.map_err(db))?;
+    // On a SQLite file, through the read connections the pages and summaries use: their
+    // caches then hold the counts too.
+    let rows: Vec<CountRow> = match store.sqlite_reads() {
+        Some(reads) => {
+            reads
+                .all(s, |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .await?
+        }
+        None => {
+            on_pool!(store, p => bind_args!(sqlx::query_as(&s.text), s).fetch_all(p).await.map_err(db))?
+        }
+    };
     Ok(rows
         .into_iter()
         .filter_map(|(value, quarter, n, first, last)| {
