@@ -272,7 +272,7 @@ impl Store {
         }
     }
 
-    /// The read connections, on a SQLite file.
+    /// The database its statements are written for.
     pub(crate) fn dialect(&self) -> sql::Dialect {
         match &self.db {
             Db::Sqlite(_) => sql::Dialect::Sqlite,
@@ -280,6 +280,7 @@ impl Store {
         }
     }
 
+    /// The read connections, on a SQLite file.
     pub(crate) fn sqlite_reads(&self) -> Option<&Arc<sqlite_reads::Reads>> {
         self.reads.as_ref()
     }
@@ -341,6 +342,7 @@ pub enum Hold {
 }
 
 impl Tx {
+    /// The database its statements are written for.
     pub(crate) fn dialect(&self) -> sql::Dialect {
         match &self.conn {
             TxConn::Sqlite(_) => sql::Dialect::Sqlite,

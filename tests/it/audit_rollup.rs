@@ -725,6 +725,26 @@ async fn an_earlier_build_can_neither_fold_nor_mislead_beside_this_one() {
 /// rows without the action (summed, earliest first, latest last, greatest preview and name),
 /// the new progress row is the old one, and the old one is zeroed with its generation moved
 /// (a reader of the earlier build whose plan straddles the migration then counts the events).
+/// `$run!(pool, migrations folder)` on `$env`'s database, not migrated yet.
+macro_rules! on_new_database {
+    ($env:expr, $run:ident) => {
+        if $env.is_postgres() {
+            $run!(
+                sqlx::PgPool::connect(&$env.url()).await.unwrap(),
+                "migrations/postgres"
+            )
+        } else {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename($env.db_path())
+                .create_if_missing(true);
+            $run!(
+                sqlx::SqlitePool::connect_with(options).await.unwrap(),
+                "migrations/sqlite"
+            )
+        }
+    };
+}
+
 #[tokio::test]
 async fn migration_0014_fills_the_actors_table_from_the_wide_rows() {
     let env = crate::support::Env::new();
@@ -848,7 +868,7 @@ async fn migration_0014_fills_the_actors_table_from_the_wide_rows() {
     // The new progress row, the old one (folded + compacted, generation), the old tables' rows
     // and the wide ones.
     type States = (i64, i64, i64, i64, i64, i64, i64);
-    // Migrates to 0013, writes the rows, migrates the rest, reads: the same on either pool.
+    // Migrates to 0013, writes the rows, migrates to 0017, reads: the same on either pool.
     macro_rules! migrate_and_read {
         ($pool:expr, $dir:literal) => {{
             let pool = $pool;
@@ -858,7 +878,9 @@ async fn migration_0014_fills_the_actors_table_from_the_wide_rows() {
             migrator.run(&pool).await.unwrap();
             sqlx::query(wide).execute(&pool).await.unwrap();
             sqlx::query(set_progress).execute(&pool).await.unwrap();
-            migrator.migrations = all;
+            // (Up to 0017: 0018 drops the roll-ups of a database collated otherwise than by
+            // bytes, as the PostgreSQL tests' are; its own test below.)
+            migrator.migrations = all.iter().filter(|m| m.version <= 17).cloned().collect();
             migrator.run(&pool).await.unwrap();
             let filled = sqlx::query_as(actors).fetch_all(&pool).await.unwrap();
             (
@@ -867,20 +889,7 @@ async fn migration_0014_fills_the_actors_table_from_the_wide_rows() {
             )
         }};
     }
-    let (filled, states): (Vec<Row>, States) = if env.is_postgres() {
-        migrate_and_read!(
-            sqlx::PgPool::connect(&env.url()).await.unwrap(),
-            "migrations/postgres"
-        )
-    } else {
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(env.db_path())
-            .create_if_missing(true);
-        migrate_and_read!(
-            sqlx::SqlitePool::connect_with(options).await.unwrap(),
-            "migrations/sqlite"
-        )
-    };
+    let (filled, states): (Vec<Row>, States) = on_new_database!(env, migrate_and_read);
     assert_eq!(filled, expected);
     // New progress as the old was; the old zeroed, a generation on; old names empty; the wide
     // rows moved.
@@ -889,8 +898,9 @@ async fn migration_0014_fills_the_actors_table_from_the_wide_rows() {
 
 /// Groups that tie on count and last event are cut, and named, the same on both databases: by
 /// their keys' bytes with none first, as SQLite orders text, whatever PostgreSQL's collation
-/// (the PostgreSQL tests run on an en-US collated database where it can make one, where "alpha"
-/// sorts before "Beta" and none last). From the events and from the roll-ups alike.
+/// (the PostgreSQL tests run on an en-US collated database where the server has ICU: there
+/// "alpha" sorts before "Beta", and none last). From the events, and from roll-up rows folded,
+/// folded again and compacted; and novelty likewise.
 #[tokio::test]
 async fn groups_tied_at_the_cut_are_kept_and_named_as_on_sqlite() {
     let s = TestServer::in_process(start()).await;
@@ -899,30 +909,65 @@ async fn groups_tied_at_the_cut_are_kept_and_named_as_on_sqlite() {
         .await
         .unwrap();
     let at = start() + Duration::minutes(3);
-    let target = |kind: Option<&str>, id: &str, name: Option<&str>| {
+    let event = |target: Option<(&str, &str, Option<&str>)>, client: &str| {
         let mut e = CallMeta::new(Source::Http).event(at, Action::KeyGet, Status::Success, "key");
         e.actor_id = Some("key_tiesactor0000001".into());
         e.actor_preview = Some("kw_ties1".into());
-        e.target_type = kind.map(str::to_owned);
-        e.target_id = kind.map(|_| id.to_owned());
-        e.target_name = name.map(str::to_owned);
+        e.client_name = Some(client.into());
+        if let Some((kind, id, name)) = target {
+            e.target_type = Some(kind.into());
+            e.target_id = Some(id.into());
+            e.target_name = name.map(str::to_owned);
+            // The actor's name too: "Beta" before the first fold, "alpha" after it.
+            e.actor_name = name.map(str::to_owned);
+        }
         e
     };
-    // Two events of one key, named differently: the greater name by bytes is "alpha".
-    let mut events = vec![
-        target(Some("key"), "key_tiesnamed0000001", Some("Beta")),
-        target(Some("key"), "key_tiesnamed0000001", Some("alpha")),
+    let named = |name| event(Some(("key", "key_tiesnamed0000001", Some(name))), "Zed");
+    // Before the first fold: one event of a key named "Beta", and five groups of one event
+    // each, all at the same instant: no target, and four roles. Novelty: clients "alpha" and
+    // "Beta" once each, "Zed" otherwise.
+    let mut first = vec![
+        named("Beta"),
+        event(None, "alpha"),
+        event(Some(("role", "Zeta", None)), "Beta"),
     ];
-    // Five groups of one event each, all at the same instant: no target, and four roles.
-    events.push(target(None, "", None));
-    for id in ["Zeta", "alpha", "éclair", "Beta"] {
-        events.push(target(Some("role"), id, None));
+    for id in ["alpha", "éclair", "Beta"] {
+        first.push(event(Some(("role", id, None)), "Zed"));
     }
-    for e in events {
+    // Roles: "ops" twice (with the key's second event), none once, and four once each, tied.
+    let roles = [
+        Some("ops"),
+        None,
+        Some("Zeta"),
+        Some("alpha"),
+        Some("éclair"),
+        Some("Beta"),
+    ];
+    for (mut e, role) in first.into_iter().zip(roles) {
+        e.role = role.map(str::to_owned);
         s.app().audit.record(e).await.unwrap();
     }
     s.app().audit.sync().await.unwrap();
-    let by_target: Vec<GroupBy> = serde_json::from_value(json!(["target"])).unwrap();
+    // A fold within the hour, then the key's event named "alpha", a second fold, and the hour
+    // compacted: its rows merged, the greater name by bytes kept.
+    s.clock().set(at + Duration::minutes(1));
+    fold::fold(s.app()).await.unwrap();
+    let mut second = named("alpha");
+    second.role = Some("ops".into());
+    s.app().audit.record(second).await.unwrap();
+    s.app().audit.sync().await.unwrap();
+    s.clock().set(start() + Duration::hours(3));
+    fold::fold(s.app()).await.unwrap();
+    let merged = s
+        .scalar(
+            "SELECT COUNT(*) FROM audit_buckets_target \
+             WHERE target_id = 'key_tiesnamed0000001' AND span = 3600000000",
+        )
+        .await;
+    assert_eq!(merged, 1, "the key's two hour rows compacted into one");
+
+    let by = |d: &str| -> Vec<GroupBy> { serde_json::from_value(json!([d])).unwrap() };
     let f = Filters {
         since: Some("2026-03-20T09:00:00Z".into()),
         until: Some("2026-03-20T11:00:00Z".into()),
@@ -930,14 +975,13 @@ async fn groups_tied_at_the_cut_are_kept_and_named_as_on_sqlite() {
         actions: vec![Action::KeyGet],
         ..Filters::default()
     };
-    let cut = |summary: keyward::ops::AuditSummary| -> Vec<(String, Option<String>)> {
+    let cut = |summary: &keyward::ops::AuditSummary, key: &str, name: &str| {
         assert!(summary.truncated);
-        assert_eq!(summary.total_events, 7);
         summary
             .groups
-            .into_iter()
-            .map(|g| (g.key["target"].clone(), g.key.get("target_name").cloned()))
-            .collect()
+            .iter()
+            .map(|g| (g.key[key].clone(), g.key.get(name).cloned()))
+            .collect::<Vec<_>>()
     };
     let want = vec![
         (
@@ -948,22 +992,125 @@ async fn groups_tied_at_the_cut_are_kept_and_named_as_on_sqlite() {
         ("role:Beta".to_owned(), None),
         ("role:Zeta".to_owned(), None),
     ];
-    let counted = summary_counted(
-        s.app(),
-        &admin,
-        &f,
-        &by_target,
-        Some(4),
-        Counting::EventsOnly,
-    )
-    .await
-    .unwrap();
-    assert_eq!(cut(counted), want, "from the events");
-    s.clock().set(start() + Duration::hours(3));
-    fold::fold(s.app()).await.unwrap();
-    assert!(rollup_rows(&s, HOUR).await > 0, "hour rows");
-    let fast = summary_counted(s.app(), &admin, &f, &by_target, Some(4), Counting::Fastest)
-        .await
-        .unwrap();
-    assert_eq!(cut(fast), want, "from the roll-ups");
+    let (by_target, by_role, by_actor) = (by("target"), by("role"), by("actor"));
+    let ask = |how| summary_counted(s.app(), &admin, &f, &by_target, Some(4), how);
+    let counted = ask(Counting::EventsOnly).await.unwrap();
+    assert_eq!(counted.total_events, 7);
+    assert_eq!(
+        cut(&counted, "target", "target_name"),
+        want,
+        "from the events"
+    );
+    // From the roll-ups: their counts, made larger for one answer, show it was read from them.
+    let fast = ask(Counting::Fastest).await.unwrap();
+    s.sql("UPDATE audit_buckets_target SET n = n + 1000").await;
+    let inflated = ask(Counting::Fastest).await.unwrap();
+    s.sql("UPDATE audit_buckets_target SET n = n - 1000").await;
+    assert!(inflated.total_events > 1000, "read from the roll-ups");
+    assert_eq!(
+        cut(&fast, "target", "target_name"),
+        want,
+        "from the roll-ups"
+    );
+
+    // By role over every action, from the per-quarter counts (made larger for one answer, to
+    // show it was read from them): none (with the admin key's minting) and "ops" tied at two,
+    // then "Beta" of the four tied at one.
+    let window = Filters {
+        actions: vec![],
+        ..f.clone()
+    };
+    let roles = |summary: &keyward::ops::AuditSummary| -> Vec<String> {
+        summary
+            .groups
+            .iter()
+            .map(|g| g.key["role"].clone())
+            .collect()
+    };
+    let ask = |how| summary_counted(s.app(), &admin, &window, &by_role, Some(3), how);
+    let counted = ask(Counting::EventsOnly).await.unwrap();
+    let fast = ask(Counting::Fastest).await.unwrap();
+    s.sql("UPDATE audit_counts SET n = n + 1000 WHERE dim = 'role'")
+        .await;
+    let inflated = ask(Counting::Fastest).await.unwrap();
+    s.sql("UPDATE audit_counts SET n = n - 1000 WHERE dim = 'role'")
+        .await;
+    assert!(inflated.total_events > 1000, "read from the counts");
+    for summary in [&counted, &fast] {
+        assert_eq!(roles(summary), ["none", "ops", "Beta"], "{summary:?}");
+    }
+
+    // Novelty: the actor's clients, "Zed" (its actor named "alpha") and then one of the two
+    // seen once, tied: "Beta", by bytes.
+    let novel = |how| novel_counted(s.app(), &admin, &f, &by_actor, Novel::Client, Some(2), how);
+    for how in [Counting::EventsOnly, Counting::Fastest] {
+        let n = novel(how).await.unwrap();
+        let names: Vec<_> = n
+            .groups
+            .iter()
+            .map(|g| g.key.get("actor_name").cloned())
+            .collect();
+        assert_eq!(names, vec![Some("alpha".to_owned()), None], "{how:?}");
+        let clients: Vec<_> = n
+            .groups
+            .iter()
+            .map(|g| g.key.get("client").cloned())
+            .collect();
+        assert_eq!(
+            clients,
+            vec![Some("Zed".to_owned()), Some("Beta".to_owned())],
+            "{how:?} {n:?}"
+        );
+    }
+}
+
+/// Migration 0018 drops the roll-ups folded before names were compared by bytes, and restarts
+/// folding, on a PostgreSQL database whose collation orders text otherwise (the PostgreSQL
+/// tests' en-US database); on SQLite it changes nothing.
+#[tokio::test]
+async fn migration_0018_drops_rollups_named_under_another_collation() {
+    let env = crate::support::Env::new();
+    let row = "INSERT INTO audit_buckets_actor (span, bucket, actor_kind, actor_id, role, \
+        tenants, status, source, client_ip, n, first_at, last_at, actor_preview, actor_name) \
+        VALUES (3600000000, 0, 'key', 'key_a', 'reader', 'acme', 'success', 'http', NULL, 2, \
+        10, 20, 'kw_a', 'Beta')";
+    let set_progress = "UPDATE audit_buckets_progress SET folded_seq = 40, \
+        compacted_until = 3600000000, generation = 3";
+    let state = "SELECT (SELECT COUNT(*) FROM audit_buckets_actor), folded_seq, \
+        compacted_until, generation FROM audit_buckets_progress";
+    // Migrates to 0017, writes the row, migrates the rest, reads: the same on either pool.
+    macro_rules! migrate_and_read {
+        ($pool:expr, $dir:literal) => {{
+            let pool = $pool;
+            let mut migrator = sqlx::migrate!($dir);
+            let all = migrator.migrations.clone();
+            migrator.migrations = all.iter().filter(|m| m.version <= 17).cloned().collect();
+            migrator.run(&pool).await.unwrap();
+            sqlx::query(row).execute(&pool).await.unwrap();
+            sqlx::query(set_progress).execute(&pool).await.unwrap();
+            migrator.migrations = all;
+            migrator.run(&pool).await.unwrap();
+            let collated: bool = sqlx::query_scalar("SELECT 'B' < 'a'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (
+                collated,
+                sqlx::query_as(state).fetch_one(&pool).await.unwrap(),
+            )
+        }};
+    }
+    type State = (i64, i64, i64, i64);
+    let (bytewise, after): (bool, State) = on_new_database!(env, migrate_and_read);
+    if bytewise {
+        assert_eq!(after, (1, 40, 3_600_000_000, 3), "kept");
+    } else {
+        assert_eq!(after, (0, 0, 0, 4), "dropped, to be folded again");
+    }
+    // The PostgreSQL tests' database is collated en-US where the server has ICU; SQLite always
+    // compares by bytes.
+    assert_eq!(
+        bytewise,
+        !env.is_postgres() || !crate::support::icu_database()
+    );
 }

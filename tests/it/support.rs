@@ -30,6 +30,31 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// Whether PostgreSQL test databases are collated en-US: the server has ICU (and PostgreSQL 15
+/// or later). Asked of the server once.
+pub fn icu_database() -> bool {
+    static ICU: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ICU.get_or_init(|| {
+        let name = format!(
+            "kw_icu_{}",
+            keyward::domain::encoding::random_base62(12).to_lowercase()
+        );
+        let made = postgres_admin(icu_create(&name)).is_ok();
+        if made {
+            let _ = postgres_admin(format!("DROP DATABASE {name}"));
+        }
+        made
+    })
+}
+
+/// `CREATE DATABASE name`, collated en-US by ICU.
+fn icu_create(name: &str) -> String {
+    format!(
+        "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' \
+         LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+    )
+}
+
 /// Runs a statement on the admin connection, on a thread of its own (callers are sync).
 fn postgres_admin(sql: String) -> Result<(), String> {
     std::thread::spawn(move || {
@@ -88,16 +113,22 @@ impl Env {
             keyward::domain::encoding::random_base62(12).to_lowercase()
         );
         // Collated as many installs are (en-US, where case and accents come before bytes),
-        // where the server has ICU, so that nothing may rest on text ordered by its bytes.
-        let icu = format!(
-            "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' \
-             LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
-        );
-        let created =
-            postgres_admin(icu).or_else(|_| postgres_admin(format!("CREATE DATABASE {name}")));
+        // where the server has ICU, so that nothing relies on the database's collation
+        // happening to order text by its bytes.
+        let icu = icu_create(&name);
+        // `KEYWARD_TEST_POSTGRES_ICU=required` (as `.ci/run` sets) makes a server without ICU
+        // fail the test rather than run it on its default collation.
+        let created = postgres_admin(icu).or_else(|e| {
+            if std::env::var("KEYWARD_TEST_POSTGRES_ICU").as_deref() == Ok("required") {
+                return Err(e);
+            }
+            eprintln!("no en-US (ICU) database, the server's default collation instead: {e}");
+            postgres_admin(format!("CREATE DATABASE {name}"))
+        });
         if let Err(e) = created {
             panic!(
-                "PostgreSQL is needed but not reachable at {} (set KEYWARD_TEST_POSTGRES_URL): {e}",
+                "PostgreSQL is needed but not reachable at {}, or cannot create an en-US (ICU) \
+                 database (set KEYWARD_TEST_POSTGRES_URL): {e}",
                 postgres_admin_url()
             )
         }

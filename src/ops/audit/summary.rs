@@ -303,7 +303,14 @@ async fn count(
         }
     }
     let mut groups: Vec<Group> = merged.into_values().collect();
-    groups.sort_by(|a, b| b.count.cmp(&a.count).then(b.last.cmp(&a.last)));
+    // Ties broken by the key as the statements break them (by bytes, none first), so the
+    // counts cut the same groups at `limit` as counting the events does.
+    groups.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(b.last.cmp(&a.last))
+            .then_with(|| a.values.cmp(&b.values))
+    });
     let total_events = groups.iter().map(|g| g.count).sum();
     let total_groups = groups.len() as i64;
     groups.truncate(limit.max(0) as usize);
