@@ -1114,3 +1114,54 @@ async fn migration_0018_drops_rollups_named_under_another_collation() {
         !env.is_postgres() || !crate::support::icu_database()
     );
 }
+
+/// By hour (or day) and actor or target, a key renamed within the hour is one group, counted
+/// once and shown by its greatest name by bytes, from the events and from the roll-ups alike
+/// (quarters of one hour were merged by the names they showed, and came out as two groups).
+#[tokio::test]
+async fn a_key_renamed_within_an_hour_is_one_group_of_that_hour() {
+    let s = TestServer::in_process(start()).await;
+    let admin_key = s.admin_key().await;
+    let admin = keyward::ops::auth::authenticate_key(s.app(), &admin_key)
+        .await
+        .unwrap();
+    // 09:44 and 09:59: two quarters of one hour, the key named "alpha" and then "Beta".
+    for (minutes, name) in [(3, "alpha"), (18, "Beta")] {
+        let mut e = CallMeta::new(Source::Http).event(
+            start() + Duration::minutes(minutes),
+            Action::KeyGet,
+            Status::Success,
+            "key",
+        );
+        e.actor_id = Some("key_renamedactor0001".into());
+        e.actor_preview = Some("kw_renam1".into());
+        e.actor_name = Some(name.into());
+        e.target_type = Some("key".into());
+        e.target_id = Some("key_renamedtarget001".into());
+        e.target_name = Some(name.into());
+        s.app().audit.record(e).await.unwrap();
+    }
+    s.app().audit.sync().await.unwrap();
+    s.clock().set(start() + Duration::hours(3));
+    fold::fold(s.app()).await.unwrap();
+    let f = Filters {
+        since: Some("2026-03-20T09:00:00Z".into()),
+        until: Some("2026-03-20T11:00:00Z".into()),
+        actions: vec![Action::KeyGet],
+        ..Filters::default()
+    };
+    for (dim, name) in [("actor", "actor_name"), ("target", "target_name")] {
+        let by: Vec<GroupBy> = serde_json::from_value(json!(["hour", dim])).unwrap();
+        for how in [Counting::EventsOnly, Counting::Fastest] {
+            let summary = summary_counted(s.app(), &admin, &f, &by, None, how)
+                .await
+                .unwrap();
+            let groups: Vec<_> = summary
+                .groups
+                .iter()
+                .map(|g| (g.count, g.key.get(name).cloned()))
+                .collect();
+            assert_eq!(groups, [(2, Some("alpha".to_owned()))], "{dim} {how:?}");
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! it allows, else from the events), and the merge of 15-minute buckets into local hours and
 //! days.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::Timelike;
@@ -145,17 +146,27 @@ pub async fn summary_counted(
         ));
     }
 
+    // Merged by what each group is, not by the names it shows: an actor or a target renamed
+    // within an hour or a day is one group there, shown by its greatest name (by bytes, as
+    // the statements pick it).
     let mut merged: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
     for g in summary.groups {
-        let key = group_key(group_by, &g, tz);
-        merged
-            .entry(key)
-            .and_modify(|m| {
+        let mut key = group_key(group_by, &g, tz);
+        key.retain(|(k, _)| !NAME_KEYS.contains(&k.as_str()));
+        match merged.entry(key) {
+            Entry::Vacant(v) => {
+                v.insert(g);
+            }
+            Entry::Occupied(mut o) => {
+                let m = o.get_mut();
                 m.count += g.count;
                 m.first = m.first.min(g.first);
                 m.last = m.last.max(g.last);
-            })
-            .or_insert(g);
+                m.preview = m.preview.take().max(g.preview);
+                m.actor_name = m.actor_name.take().max(g.actor_name);
+                m.target_name = m.target_name.take().max(g.target_name);
+            }
+        }
     }
     let total_groups = if has_time {
         merged.len() as i64
@@ -173,8 +184,8 @@ pub async fn summary_counted(
         total_events: summary.total_events,
         groups: groups
             .into_iter()
-            .map(|(key, g)| AuditGroup {
-                key: key.into_iter().collect(),
+            .map(|(_, g)| AuditGroup {
+                key: group_key(group_by, &g, tz).into_iter().collect(),
                 count: g.count,
                 first_seen: timespec::format_in(from_micros(g.first), tz),
                 last_seen: timespec::format_in(from_micros(g.last), tz),
@@ -182,6 +193,9 @@ pub async fn summary_counted(
             .collect(),
     })
 }
+
+/// The entries of a display key that name a group rather than tell it apart.
+const NAME_KEYS: [&str; 3] = ["actor_preview", "actor_name", "target_name"];
 
 /// The display key of a group: one entry per dimension (plus the actor's preview).
 fn group_key(group_by: &[GroupBy], g: &Group, tz: Tz) -> Vec<(String, String)> {
