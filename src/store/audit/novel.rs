@@ -1,9 +1,7 @@
 //! Novelty: per actor, the values of something the caller reports about itself (client IP,
 //! client name, User-Agent) seen for the first time inside a window.
 
-use super::read::{
-    AuditFilter, Dim, Summary, push_where, read_group, summary_memory, with_named_keys,
-};
+use super::read::{AuditFilter, Dim, Summary, push_where, read_group, with_named_keys};
 use super::rollup::{Plan, Shape, push_rows};
 use crate::domain::at_rest::Place;
 use crate::store::sql::{Sql, bind_args};
@@ -74,7 +72,6 @@ pub async fn novel(
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-            summary_memory(&mut tx).await?;
             let rows = bind_args!(sqlx::query(&q.text), q)
                 .fetch_all(&mut *tx)
                 .await

@@ -566,25 +566,10 @@ pub(super) async fn run_summary(
         }
         None => {
             let q = q.grouped;
-            match &store.db {
-                crate::store::Db::Postgres(p) => {
-                    let mut tx = p.begin().await.map_err(db)?;
-                    summary_memory(&mut tx).await?;
-                    let rows = bind_args!(sqlx::query(&q.text), q)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                    tx.commit().await.map_err(db)?;
-                    groups_of(&rows, width)?
-                }
-                crate::store::Db::Sqlite(p) => {
-                    let rows = bind_args!(sqlx::query(&q.text), q)
-                        .fetch_all(p)
-                        .await
-                        .map_err(db)?;
-                    groups_of(&rows, width)?
-                }
-            }
+            on_pool!(store, p => {
+                let rows = bind_args!(sqlx::query(&q.text), q).fetch_all(p).await.map_err(db)?;
+                rows.iter().map(|r| read_group(r, width)).collect::<Result<Vec<_>, _>>().map_err(db)?
+            })
         }
     };
     let mut out = Summary::default();
@@ -594,34 +579,6 @@ pub(super) async fn run_summary(
         out.groups.push(group);
     }
     open_addresses(store, out, dims)
-}
-
-/// Raises the transaction's `work_mem` to 16 MB (never lowers it) for a summary's grouping:
-/// a week's roll-up rows by target took PostgreSQL 170 ms as a sort spilled to disk under the
-/// default 4 MB, and 56 ms hashed in 7 MB. Only for the transaction, so the pool's sessions
-/// keep the operator's setting.
-pub(super) async fn summary_memory(c: &mut sqlx::PgConnection) -> Result<(), StoreError> {
-    sqlx::query(
-        "SELECT set_config('work_mem', '16MB', true) FROM pg_settings \
-         WHERE name = 'work_mem' AND setting::bigint < 16384",
-    )
-    .execute(c)
-    .await
-    .map_err(db)?;
-    Ok(())
-}
-
-fn groups_of<R: sqlx::Row>(rows: &[R], width: usize) -> Result<Vec<(Group, i64, i64)>, StoreError>
-where
-    for<'c> &'c str: sqlx::ColumnIndex<R>,
-    usize: sqlx::ColumnIndex<R>,
-    for<'c> Option<String>: sqlx::Decode<'c, R::Database> + sqlx::Type<R::Database>,
-    for<'c> i64: sqlx::Decode<'c, R::Database> + sqlx::Type<R::Database>,
-{
-    rows.iter()
-        .map(|r| read_group(r, width))
-        .collect::<Result<_, _>>()
-        .map_err(db)
 }
 
 /// `read_group` for rusqlite's rows.
@@ -834,16 +791,10 @@ pub async fn explain(
         }
         crate::store::Db::Postgres(p) => {
             let sql = format!("EXPLAIN (ANALYZE, BUFFERS) {}", q.text);
-            // With the memory a summary runs with.
-            let mut tx = p.begin().await.map_err(db)?;
-            if matches!(statement, Statement::Summary { .. }) {
-                summary_memory(&mut tx).await?;
-            }
             let rows: Vec<(String,)> = bind_args!(sqlx::query_as(&sql), q)
-                .fetch_all(&mut *tx)
+                .fetch_all(p)
                 .await
                 .map_err(db)?;
-            tx.commit().await.map_err(db)?;
             out.extend(rows.into_iter().map(|(line,)| line));
         }
     }
