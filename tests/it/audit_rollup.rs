@@ -1116,8 +1116,9 @@ async fn migration_0018_drops_rollups_named_under_another_collation() {
 }
 
 /// By hour (or day) and actor or target, a key renamed within the hour is one group, counted
-/// once and shown by its greatest name by bytes, from the events and from the roll-ups alike
-/// (quarters of one hour were merged by the names they showed, and came out as two groups).
+/// once and shown by its greatest name by bytes (quarters of one hour were merged by the names
+/// they showed, and came out as two groups). Such summaries count the events, whichever way
+/// they are asked.
 #[tokio::test]
 async fn a_key_renamed_within_an_hour_is_one_group_of_that_hour() {
     let s = TestServer::in_process(start()).await;
@@ -1142,8 +1143,6 @@ async fn a_key_renamed_within_an_hour_is_one_group_of_that_hour() {
         s.app().audit.record(e).await.unwrap();
     }
     s.app().audit.sync().await.unwrap();
-    s.clock().set(start() + Duration::hours(3));
-    fold::fold(s.app()).await.unwrap();
     let f = Filters {
         since: Some("2026-03-20T09:00:00Z".into()),
         until: Some("2026-03-20T11:00:00Z".into()),

@@ -146,14 +146,12 @@ pub async fn summary_counted(
         ));
     }
 
-    // Merged by what each group is, not by the names it shows: an actor or a target renamed
-    // within an hour or a day is one group there, shown by its greatest name (by bytes, as
-    // the statements pick it).
-    let mut merged: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
+    // Merged by what each group is, not by what it shows: an actor or a target renamed within
+    // an hour or a day is one group there, shown by its greatest name (by bytes, as the
+    // statements pick it).
+    let mut merged: BTreeMap<Vec<Option<String>>, Group> = BTreeMap::new();
     for g in summary.groups {
-        let mut key = group_key(group_by, &g, tz);
-        key.retain(|(k, _)| !NAME_KEYS.contains(&k.as_str()));
-        match merged.entry(key) {
+        match merged.entry(merge_key(group_by, &g, tz)) {
             Entry::Vacant(v) => {
                 v.insert(g);
             }
@@ -173,7 +171,7 @@ pub async fn summary_counted(
     } else {
         summary.total_groups
     };
-    let mut groups: Vec<(Vec<(String, String)>, Group)> = merged.into_iter().collect();
+    let mut groups: Vec<(Vec<Option<String>>, Group)> = merged.into_iter().collect();
     groups.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(b.1.last.cmp(&a.1.last)));
     groups.truncate(top as usize);
     Ok(AuditSummary {
@@ -194,8 +192,36 @@ pub async fn summary_counted(
     })
 }
 
-/// The entries of a display key that name a group rather than tell it apart.
-const NAME_KEYS: [&str; 3] = ["actor_preview", "actor_name", "target_name"];
+/// What a group is, as quarters merge into it: the local hour or day for a time dimension,
+/// the grouped values otherwise (never the names the group shows).
+fn merge_key(group_by: &[GroupBy], g: &Group, tz: Tz) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    for gb in group_by {
+        let v = |j: usize| g.values.get(i + j).cloned().flatten();
+        match gb.is_time() {
+            true => out.push(Some(time_label(*gb, v(0), tz))),
+            false => out.extend((0..gb.width()).map(v)),
+        }
+        i += gb.width();
+    }
+    out
+}
+
+/// The local hour (RFC 3339, on the hour) or day of a quarter's bucket.
+fn time_label(gb: GroupBy, quarter: Option<String>, tz: Tz) -> String {
+    let quarter: i64 = quarter.and_then(|q| q.parse().ok()).unwrap_or_default();
+    let local = from_micros(quarter * 900_000_000).with_timezone(&tz);
+    if gb == GroupBy::Day {
+        local.date_naive().to_string()
+    } else {
+        local
+            .with_minute(0)
+            .and_then(|t| t.with_second(0))
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| local.to_rfc3339())
+    }
+}
 
 /// The display key of a group: one entry per dimension (plus the actor's preview).
 fn group_key(group_by: &[GroupBy], g: &Group, tz: Tz) -> Vec<(String, String)> {
@@ -223,19 +249,7 @@ fn group_key(group_by: &[GroupBy], g: &Group, tz: Tz) -> Vec<(String, String)> {
                 }
                 _ => "none".to_owned(),
             },
-            GroupBy::Hour | GroupBy::Day => {
-                let quarter: i64 = v(0).and_then(|q| q.parse().ok()).unwrap_or_default();
-                let local = from_micros(quarter * 900_000_000).with_timezone(&tz);
-                if *gb == GroupBy::Day {
-                    local.date_naive().to_string()
-                } else {
-                    local
-                        .with_minute(0)
-                        .and_then(|t| t.with_second(0))
-                        .map(|t| t.to_rfc3339())
-                        .unwrap_or_else(|| local.to_rfc3339())
-                }
-            }
+            GroupBy::Hour | GroupBy::Day => time_label(*gb, v(0), tz),
             _ => v(0).unwrap_or_else(|| "none".to_owned()),
         };
         out.push((gb.name().to_owned(), text));
