@@ -6,7 +6,7 @@
 -- took 1.9 ms for a page of 100, where reading them in order and stopping at the hundredth
 -- took 0.35 ms. With the id a key column after the time, each of these indexes yields a page
 -- in its order. (SQLite's indexes end with the rowid, the event's id; its pages for the same
--- questions took under 1 ms.) The indexes by status and by source now include the tenants, so
+-- questions took about 1 ms or less.) The indexes by status and by source now include the tenants, so
 -- a tenant-scoped caller's page by status or source is an index-only scan too. The eight
 -- indexes are rebuilt; until the migration commits, the trail can be neither written nor read
 -- (about 10 s for a million events).

@@ -31,7 +31,8 @@ pub(crate) fn nul_free(v: &str) -> std::borrow::Cow<'_, str> {
 
 /// The database a statement is written for, where SQLite and PostgreSQL order text apart.
 /// SQLite compares text by its bytes and puts NULL first; PostgreSQL uses the database's
-/// collation (case and accents before bytes, in most locales) and puts NULL last. Summaries
+/// collation (case and accents before bytes, in most locales) and puts NULL last; `COLLATE "C"`
+/// compares the database encoding's bytes, UTF-8's in a UTF-8 database as in Rust. Summaries
 /// that cut groups at a tie, or name a group by its greatest name, must agree on both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {

@@ -51,7 +51,7 @@ pub fn icu_database() -> bool {
 fn icu_create(name: &str) -> String {
     format!(
         "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' \
-         LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+         LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'"
     )
 }
 
