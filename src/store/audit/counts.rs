@@ -6,9 +6,10 @@
 
 use std::collections::BTreeMap;
 
+use super::read::{FromSqlite, all_rows};
 use crate::domain::audit::AuditEvent;
 use crate::store::sql::{Sql, bind_args, nul_free};
-use crate::store::{StoreError, Tx, TxConn, db, micros, on_pool, on_tx};
+use crate::store::{StoreError, Tx, TxConn, db, micros, on_tx};
 
 /// Microseconds in a quarter hour: the bucket.
 pub const QUARTER: i64 = 900_000_000;
@@ -188,6 +189,12 @@ type CountRow = (
     Option<i64>,
 );
 
+impl FromSqlite for CountRow {
+    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    }
+}
+
 /// The groups of `q`, in no particular order.
 pub async fn count_groups(
     store: &crate::store::Store,
@@ -229,18 +236,7 @@ pub async fn count_groups(
     }
     // On a SQLite file, through the read connections the pages and summaries use: their
     // caches then hold the counts too.
-    let rows: Vec<CountRow> = match store.sqlite_reads() {
-        Some(reads) => {
-            reads
-                .all(s, |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })
-                .await?
-        }
-        None => {
-            on_pool!(store, p => bind_args!(sqlx::query_as(&s.text), s).fetch_all(p).await.map_err(db))?
-        }
-    };
+    let rows: Vec<CountRow> = all_rows(store, s).await?;
     Ok(rows
         .into_iter()
         .filter_map(|(value, quarter, n, first, last)| {

@@ -25,13 +25,13 @@ macro_rules! row_struct {
 }
 
 /// A row rusqlite's connections read (see `sqlite_reads`).
-trait FromSqlite: Sized {
+pub(super) trait FromSqlite: Sized {
     fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
 }
 
 /// Every row of `q`: on a SQLite file from its read connections (no per-row hand-over between
 /// threads), otherwise from the pool.
-async fn all_rows<T>(store: &crate::store::Store, q: Sql) -> Result<Vec<T>, StoreError>
+pub(super) async fn all_rows<T>(store: &crate::store::Store, q: Sql) -> Result<Vec<T>, StoreError>
 where
     T: FromSqlite
         + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
@@ -977,6 +977,13 @@ mod grouping_tests {
         assert_eq!(compared, 72);
     }
 
+    /// Every row of the table `t` as roll-up rows, by target.
+    fn by_target(limit: Option<i64>) -> GroupedSql {
+        grouped(Dialect::Sqlite, &[Dim::Target], Rows::Rollup, limit, |q| {
+            q.push("t e WHERE 1 = 1");
+        })
+    }
+
     #[test]
     fn text_is_decoded_only_in_the_groups_returned() {
         let conn = table();
@@ -986,15 +993,7 @@ mod grouping_tests {
              VALUES (0, 't', CAST(X'61FF' AS TEXT), 1, 0, 0), (0, 't', 'b', 5, 0, 0);",
         )
         .expect("rows");
-        let q = grouped(
-            Dialect::Sqlite,
-            &[Dim::Target],
-            Rows::Rollup,
-            Some(1),
-            |q| {
-                q.push("t e WHERE 1 = 1");
-            },
-        );
+        let q = by_target(Some(1));
         let kept = run_here(&conn, q.rows.clone(), 2, MAX_GROUPS)
             .finish(q.limit)
             .expect("within the bound")
@@ -1011,15 +1010,7 @@ mod grouping_tests {
     #[test]
     fn too_many_groups_are_left_to_the_database() {
         let conn = table();
-        let q = grouped(
-            Dialect::Sqlite,
-            &[Dim::Target],
-            Rows::Rollup,
-            Some(5),
-            |q| {
-                q.push("t e WHERE 1 = 1");
-            },
-        );
+        let q = by_target(Some(5));
         let all = run_here(&conn, q.rows.clone(), 2, MAX_GROUPS)
             .finish(None)
             .expect("within the bound")
