@@ -245,7 +245,18 @@ pub async fn query(
             bounded(limit, DEFAULT_LIMIT, MAX_LIMIT, "limit")?,
         ),
     };
-    let mut rows = store::audit::briefs(&app.store, &resolved.filter(p), before, limit + 1).await?;
+    // The window's pruning mark is read beside the page, not after it: one round trip less
+    // on a page's path (a PostgreSQL page costs a few of them).
+    let filter = resolved.filter(p);
+    let (rows, window) = tokio::try_join!(
+        async {
+            store::audit::briefs(&app.store, &filter, before, limit + 1)
+                .await
+                .map_err(OpsError::from)
+        },
+        resolved.window(app)
+    )?;
+    let mut rows = rows;
     let truncated = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let tz = resolved.tz();
@@ -259,7 +270,7 @@ pub async fn query(
         _ => None,
     };
     Ok(AuditPage {
-        window: resolved.window(app).await?,
+        window,
         events: rows.iter().map(|r| brief(r, tz)).collect(),
         truncated,
         next_cursor,
