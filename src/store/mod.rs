@@ -72,6 +72,16 @@ pub(crate) async fn connect_writer(
     use sqlx::ConnectOptions;
     let mut conn = options.connect().await.map_err(db)?;
     jit_off(&mut conn).await.map_err(db)?;
+    // A batch written after the head it remembers is a transaction of its own: read committed
+    // whatever the database's default (its compare-and-set on the head rereads the row another
+    // writer changed, where repeatable read would fail it), and no longer waiting for the
+    // head's row than a locked batch waits for the lock.
+    sqlx::Executor::execute(
+        &mut conn,
+        "SET default_transaction_isolation = 'read committed'; SET lock_timeout = '9s'",
+    )
+    .await
+    .map_err(db)?;
     // Lowered to 60 s, never raised past a stricter setting of the operator's.
     if let Err(e) = sqlx::query(
         "SELECT set_config('idle_in_transaction_session_timeout', '60s', false) \

@@ -109,9 +109,16 @@ pub async fn rekey(store: &Store, to: &Seal) -> Result<Rekeyed, StoreError> {
     super::audit::rollup::claim(&mut tx).await?;
     // Audit batches in flight finish first; later ones wait, then find the new key recorded
     // and refuse to write under the old one (SQLite: the write lock does both).
+    // A writer placing batches after the head it remembers, without the lock, writes only
+    // where the head's epoch is the one it read with the old key: moved here, it waits for
+    // this transaction and then finds the head moved.
     if let super::TxConn::Postgres(t) = &mut tx.conn {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(super::audit::log::SEQUENCER_LOCK)
+            .execute(&mut **t)
+            .await
+            .map_err(db)?;
+        sqlx::query("UPDATE audit_head SET epoch = epoch + 1 WHERE id = 1")
             .execute(&mut **t)
             .await
             .map_err(db)?;

@@ -10,12 +10,23 @@ use keyward::ops::audit_log;
 
 use crate::support::Env;
 
-async fn record(app: &keyward::ops::app::App, n: usize) {
+pub async fn record(app: &keyward::ops::app::App, n: usize) {
     for _ in 0..n {
         let e =
             CallMeta::new(Source::Http).event(app.now(), Action::Whoami, Status::Success, "key");
         app.audit.record(e).await.unwrap();
     }
+}
+
+type Opened = (keyward::ops::app::App, tokio::task::JoinHandle<()>);
+
+/// Two replicas on `env`'s database.
+pub async fn two_apps(env: &Env, options: keyward::ops::app::AppOptions) -> (Opened, Opened) {
+    let url = env.url();
+    let open = |options| keyward::open_app(&url, Arc::new(SystemClock), options);
+    let a = open(options.clone()).await.unwrap();
+    let b = open(options).await.unwrap();
+    (a, b)
 }
 
 /// Waits (bounded) until the log has a checkpoint covering at least `size` events.
@@ -39,12 +50,7 @@ async fn two_replicas_write_one_gapless_log_and_one_signs_at_a_time() {
     let env = Env::postgres();
     let mut options = env.options(Default::default());
     options.audit_log.every = chrono::Duration::zero();
-    let (a, _wa) = keyward::open_app(&env.url(), Arc::new(SystemClock), options.clone())
-        .await
-        .unwrap();
-    let (b, _wb) = keyward::open_app(&env.url(), Arc::new(SystemClock), options)
-        .await
-        .unwrap();
+    let ((a, _wa), (b, _wb)) = two_apps(&env, options).await;
     let (sa, sb) = (audit_log::start(a.clone()), audit_log::start(b.clone()));
     let (ra, rb) = (a.clone(), b.clone());
     let (x, y) = tokio::join!(

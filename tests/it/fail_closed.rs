@@ -244,8 +244,10 @@ async fn writing_on_postgres() -> Option<(TestServer, crate::server::Persona)> {
 
 /// PostgreSQL: the audit writer keeps a connection of its own and does not test it before each
 /// batch. When the database drops it (a restart, an operator ending its backend), the next
-/// batch fails on its first round trip, before anything is written, and is tried once more on
-/// a fresh connection: no call fails, none is recorded twice, and the log stays whole.
+/// batch fails: a locked one on its first round trip, before anything is written, and is
+/// tried once more on a fresh connection; one written after the head without an answer, and
+/// a fresh connection finds its place empty and writes it. No call fails, none is recorded
+/// twice, and the log stays whole.
 #[tokio::test]
 async fn a_writer_connection_the_database_dropped_fails_no_call() {
     let Some((h, admin)) = writing_on_postgres().await else {
@@ -285,14 +287,19 @@ async fn a_writer_connection_the_database_dropped_fails_no_call() {
     assert_eq!(v["first_problem"]["kind"], "no_recent_checkpoint", "{v:#}");
 }
 
-/// PostgreSQL: a session that ends in the middle of a batch's write, before its `COMMIT` is
-/// sent (here the database ends it from a trigger, once), has written nothing: the batch is
-/// tried once more on a new connection, and every call is answered and recorded once.
+/// PostgreSQL: a session that ends in the middle of a batch's write, before it commits (here
+/// the database ends it from a trigger, once), has written nothing: the batch is written on a
+/// new connection (the writer, alone on the database, writes after the head it left, and then
+/// finds the batch's place empty), and every call is answered and recorded once.
 #[tokio::test]
 async fn a_session_ended_in_the_middle_of_a_batch_is_retried_and_records_each_call_once() {
     let Some((h, admin)) = writing_on_postgres().await else {
         return;
     };
+    // One at a time, so that the writer's batches go after the head it left.
+    for _ in 0..3 {
+        admin.ok("whoami", json!({})).await;
+    }
     // A sequence, unlike a table, keeps its count through the aborted transaction.
     for s in [
         "CREATE SEQUENCE end_once",
@@ -316,7 +323,7 @@ async fn a_session_ended_in_the_middle_of_a_batch_is_retried_and_records_each_ca
     assert_eq!(
         h.scalar("SELECT count(*) FROM audit_events WHERE action = 'whoami'")
             .await,
-        1 + 8,
+        1 + 3 + 8,
         "each answered call recorded once"
     );
     let size = h.scalar("SELECT count(*) FROM audit_events").await;

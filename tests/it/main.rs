@@ -25,6 +25,7 @@ mod audit_proof;
 mod audit_replicas;
 mod audit_retention;
 mod audit_rollup;
+mod audit_writer;
 mod auth;
 mod bootstrap;
 mod bounds;

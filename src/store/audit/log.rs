@@ -88,14 +88,48 @@ pub async fn sequence<'a>(
                 .execute(&mut **t)
                 .await
                 .map_err(db)?;
-            sqlx::query_as(READ_HEAD)
-                .fetch_one(&mut **t)
-                .await
-                .map_err(db)?
+            // The row locked, as the writer's batches lock it (`READ_HEAD_PG`).
+            let (size, frontier, key_id, _epoch): (i64, Vec<u8>, Option<String>, i64) =
+                sqlx::query_as(READ_HEAD_PG)
+                    .fetch_one(&mut **t)
+                    .await
+                    .map_err(db)?;
+            (size, frontier, key_id)
         }
     };
     crate::store::seal::still_current(&tx.seal, key_id.as_deref())?;
     place(size, &frontier, events, tx.seal.is_on())
+}
+
+/// The head as a PostgreSQL writer last read or left it: where its next batch goes when no
+/// other writer moved it meanwhile. `epoch` counts the rekeys (each moves it, in the
+/// transaction that changes the key), so a batch placed after a remembered head can only
+/// land while the key it was sealed under is still the database's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub size: i64,
+    pub frontier: Vec<u8>,
+    pub epoch: i64,
+}
+
+impl Head {
+    /// The head once `placed` is written after this one.
+    pub fn after(&self, placed: &Sequenced<'_>) -> Head {
+        Head {
+            size: placed.frontier.size() as i64,
+            frontier: placed.frontier.to_bytes(),
+            epoch: self.epoch,
+        }
+    }
+}
+
+/// Places `events` after `head`, as `sequence` places them after the head it reads.
+pub fn place_after<'a>(
+    head: &Head,
+    events: &[&'a AuditEvent],
+    salted: bool,
+) -> Result<Sequenced<'a>, StoreError> {
+    place(head.size, &head.frontier, events, salted)
 }
 
 /// `begin_sequenced_pg`'s message, built once. Read committed whatever the database's
@@ -107,34 +141,45 @@ static BEGIN_SEQUENCED_PG: std::sync::LazyLock<String> = std::sync::LazyLock::ne
     format!(
         "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL bytea_output = 'hex'; \
          SET LOCAL lock_timeout = '9s'; SELECT pg_advisory_xact_lock({SEQUENCER_LOCK}); \
-         {READ_HEAD}"
+         {READ_HEAD_PG}"
     )
 });
+
+/// The head with its epoch, its row locked (PostgreSQL): a writer placing a batch after a
+/// remembered head (`Head`) compares and sets the row, so it waits for this transaction and
+/// then finds the head moved.
+const READ_HEAD_PG: &str = "SELECT size, frontier, \
+    (SELECT value FROM settings WHERE name = 'encryption_key_id'), epoch \
+    FROM audit_head WHERE id = 1 FOR UPDATE";
 
 /// The PostgreSQL writer's first round trip: `BEGIN`, the sequencer lock and the head in one
 /// message of the simple protocol, which runs them in order, each statement with a snapshot
 /// of its own: the head is read once the lock is held. Then places `events` after it. The
-/// transaction stays open on `conn`; the caller ends it.
+/// transaction stays open on `conn`; the caller ends it. Returns the head read, too.
 pub async fn begin_sequenced_pg<'a>(
     conn: &mut sqlx::PgConnection,
     seal: &crate::store::Seal,
     events: &[&'a AuditEvent],
-) -> Result<Sequenced<'a>, StoreError> {
+) -> Result<(Head, Sequenced<'a>), StoreError> {
     use sqlx::{Executor, Row};
     // A statement text without arguments goes as a simple query.
     let rows = conn
         .fetch_all(BEGIN_SEQUENCED_PG.as_str())
         .await
         .map_err(db)?;
-    let head = rows
+    let row = rows
         .last()
-        .filter(|r| r.len() == 3)
+        .filter(|r| r.len() == 4)
         .ok_or_else(|| corrupt("no head row"))?;
-    let size: i64 = head.try_get(0).map_err(db)?;
-    let frontier: Vec<u8> = head.try_get(1).map_err(db)?;
-    let key_id: Option<String> = head.try_get(2).map_err(db)?;
+    let head = Head {
+        size: row.try_get(0).map_err(db)?,
+        frontier: row.try_get(1).map_err(db)?,
+        epoch: row.try_get(3).map_err(db)?,
+    };
+    let key_id: Option<String> = row.try_get(2).map_err(db)?;
     crate::store::seal::still_current(seal, key_id.as_deref())?;
-    place(size, &frontier, events, seal.is_on())
+    let placed = place_after(&head, events, seal.is_on())?;
+    Ok((head, placed))
 }
 
 /// Records the new head and the completed chunks, inside `tx`.

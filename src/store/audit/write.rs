@@ -322,11 +322,24 @@ const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The PostgreSQL audit writer's connection, its own and kept between batches (a pooled one
 /// would be pinged on every return to the pool, a round trip per batch for nothing), with
-/// when it was last used.
+/// when it was last used; and the head its last batch left.
+///
+/// A batch goes one of two ways. **Locked**, in three round trips: `BEGIN` with the sequencer
+/// lock and the head (its row locked), the batch statement, `COMMIT`. **After the head it
+/// left**, in one: when the writer's last locked batch found the head where its previous
+/// batch had left it (no other writer is writing), the next batch is placed after that head
+/// and written by the batch statement alone, as a transaction of its own, which writes only
+/// if the head's size and epoch, and the database's key, are still those (a compare-and-set on
+/// the head's row: when another writer's batch or a rekey moved it, it writes nothing). Then the writer goes back to
+/// locked batches until it again finds itself alone.
 pub struct PgWriter {
     options: sqlx::postgres::PgConnectOptions,
     seal: Seal,
     conn: Option<(sqlx::PgConnection, std::time::Instant)>,
+    /// The head this writer's last batch left.
+    left: Option<log::Head>,
+    /// Whether the next batch is placed after `left` without the lock.
+    alone: bool,
 }
 
 /// Where a PostgreSQL batch failed, which says what may be done next.
@@ -341,8 +354,8 @@ pub enum BatchError {
     /// Anything else before `COMMIT` (no connection, the lock or the head refused, a key
     /// that no longer seals the database): nothing was written.
     Failed(StoreError),
-    /// `COMMIT` failed, or the batch timed out: it may or may not be committed, so it is
-    /// never written again.
+    /// `COMMIT` failed, or the batch timed out, and what happened could not be settled: it may
+    /// or may not be committed, so it is never written again.
     Unknown(StoreError),
 }
 
@@ -383,6 +396,8 @@ impl PgWriter {
             options,
             seal: store.seal.clone(),
             conn: None,
+            left: None,
+            alone: false,
         };
         w.connection().await?;
         Ok(w)
@@ -415,23 +430,36 @@ impl PgWriter {
         Ok(conn)
     }
 
-    /// Writes `events` in a transaction of their own and returns their ids, in order. When
-    /// the session ends before `COMMIT` is sent (a restart, an ended backend), nothing was
-    /// written, and the batch is tried once more on a fresh connection.
+    /// Writes `events` in a transaction of their own and returns their ids, in order: after
+    /// the head this writer left when it is alone, otherwise locked. When the session ends
+    /// before a locked batch's `COMMIT` is sent (a restart, an ended backend), nothing was
+    /// written, and the batch is tried once more on a fresh connection; when a batch written
+    /// after the head ends without an answer, `settle` finds out whether it landed.
     pub async fn write(&mut self, events: &[AuditEvent]) -> Result<Vec<i64>, BatchError> {
+        if let Some(head) = self.left.clone().filter(|_| self.alone)
+            && let Some(ids) = self.write_after(&head, events).await?
+        {
+            return Ok(ids);
+        }
         let mut retried = false;
         loop {
             let seal = self.seal.clone();
             let conn = self.connection().await.map_err(BatchError::Failed)?;
-            let written = tokio::time::timeout(BATCH_TIMEOUT, batch_pg(conn, &seal, events))
+            let written = tokio::time::timeout(BATCH_TIMEOUT, batch_locked(conn, &seal, events))
                 .await
                 .unwrap_or_else(|_| Err(BatchError::Unknown(timed_out())));
-            let Err(e) = written else {
-                return written;
+            let e = match written {
+                Ok((ids, read, left)) => {
+                    self.alone = self.left.as_ref() == Some(&read);
+                    self.left = Some(left);
+                    return Ok(ids);
+                }
+                Err(e) => e,
             };
             // The transaction may be open, aborted or of unknown outcome: the connection is
             // not used again (failures are rare, and a new connection takes milliseconds).
             self.conn = None;
+            self.forget();
             match e {
                 BatchError::Lost(e) if !retried => {
                     tracing::warn!(
@@ -445,6 +473,104 @@ impl PgWriter {
             }
         }
     }
+
+    /// Back to locked batches, with no head remembered.
+    fn forget(&mut self) {
+        self.left = None;
+        self.alone = false;
+    }
+
+    /// `events` placed after `head` and written in one round trip: their ids, or `None` when
+    /// the head moved (nothing was written; the caller writes them locked).
+    async fn write_after(
+        &mut self,
+        head: &log::Head,
+        events: &[AuditEvent],
+    ) -> Result<Option<Vec<i64>>, BatchError> {
+        let seal = self.seal.clone();
+        let refs: Vec<&AuditEvent> = events.iter().collect();
+        let placed = log::place_after(head, &refs, seal.is_on()).map_err(BatchError::Failed)?;
+        let conn = self.connection().await.map_err(BatchError::Failed)?;
+        let written = tokio::time::timeout(
+            BATCH_TIMEOUT,
+            write_placed(conn, &seal, events, &placed, head),
+        )
+        .await
+        .unwrap_or_else(|_| Err(timed_out()));
+        match written {
+            Ok(ids) if ids.len() == events.len() => {
+                self.left = Some(head.after(&placed));
+                Ok(Some(ids))
+            }
+            Ok(ids) if ids.is_empty() => {
+                self.alone = false;
+                Ok(None)
+            }
+            Ok(_) => {
+                self.conn = None;
+                self.forget();
+                Err(BatchError::Failed(wrong_ids()))
+            }
+            // The server's ERROR: the statement's transaction was rolled back.
+            Err(e) if !ended(&e) => {
+                self.conn = None;
+                self.forget();
+                Err(BatchError::Refused(e))
+            }
+            // The session ended, or no answer came in time: the statement may have committed.
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    source = ?std::error::Error::source(&e),
+                    "audit writer's batch ended without an answer; finding out whether it was written"
+                );
+                self.conn = None;
+                self.forget();
+                let first = placed
+                    .rows
+                    .first()
+                    .map(|r| r.seq)
+                    .zip(placed.leaves.first().copied());
+                let Some((seq, leaf)) = first else {
+                    return Err(BatchError::Failed(wrong_ids()));
+                };
+                self.settle(events, seq, leaf).await.map(Some)
+            }
+        }
+    }
+
+    /// After a batch written after the head ended without an answer: on a fresh connection,
+    /// with the sequencer lock and the head's row held (so a statement still running on the
+    /// old session has finished, or will find the head moved), reads what is at the batch's
+    /// first place. Its leaf there means the batch landed: its ids. Otherwise it was not
+    /// written, and is written now, in that transaction. `Unknown` when this fails too.
+    async fn settle(
+        &mut self,
+        events: &[AuditEvent],
+        first_seq: i64,
+        first_leaf: Hash,
+    ) -> Result<Vec<i64>, BatchError> {
+        let seal = self.seal.clone();
+        let settled = match self.connection().await {
+            Ok(conn) => tokio::time::timeout(
+                BATCH_TIMEOUT,
+                settle_on(conn, &seal, events, first_seq, &first_leaf),
+            )
+            .await
+            .unwrap_or_else(|_| Err(timed_out())),
+            Err(e) => Err(e),
+        };
+        match settled {
+            Ok((ids, left)) => {
+                self.left = Some(left);
+                Ok(ids)
+            }
+            Err(e) => {
+                self.conn = None;
+                Err(BatchError::Unknown(e))
+            }
+        }
+    }
 }
 
 fn timed_out() -> StoreError {
@@ -454,25 +580,96 @@ fn timed_out() -> StoreError {
     )))
 }
 
-/// The PostgreSQL writer's batch in three round trips, where `append` in a pooled transaction
-/// of its own takes eight, with the pool's pings: on a busy machine every round trip waits to
-/// be scheduled on both sides, and those waits, more than the rows, bound the writer.
-/// `BEGIN` with the sequencer lock and the head (`log::begin_sequenced_pg`); then one
-/// statement of fixed text (the rows bound as arrays, so it is prepared once per connection)
-/// writing what `append` does: the events, their tenant rows, the counts, the head and the
-/// completed chunks; then `COMMIT`. Returns the events' ids in order.
-async fn batch_pg(
+fn wrong_ids() -> StoreError {
+    StoreError::Corrupt("audit insert returned the wrong number of ids".into())
+}
+
+/// A locked batch in three round trips, where `append` in a pooled transaction of its own
+/// takes eight, with the pool's pings: on a busy machine every round trip waits to be
+/// scheduled on both sides, and those waits, more than the rows, bound the writer. `BEGIN`
+/// with the sequencer lock and the head (`log::begin_sequenced_pg`); then the batch statement
+/// (`write_placed`); then `COMMIT`. Returns the events' ids in order, the head read and the
+/// head left.
+async fn batch_locked(
     conn: &mut sqlx::PgConnection,
     seal: &Seal,
     events: &[AuditEvent],
-) -> Result<Vec<i64>, BatchError> {
+) -> Result<(Vec<i64>, log::Head, log::Head), BatchError> {
     let refs: Vec<&AuditEvent> = events.iter().collect();
-    let placed = log::begin_sequenced_pg(conn, seal, &refs)
+    let (head, placed) =
+        log::begin_sequenced_pg(conn, seal, &refs)
+            .await
+            .map_err(|e| match ended(&e) {
+                true => BatchError::Lost(e),
+                false => BatchError::Failed(e),
+            })?;
+    let ids = write_placed(conn, seal, events, &placed, &head)
         .await
         .map_err(|e| match ended(&e) {
             true => BatchError::Lost(e),
-            false => BatchError::Failed(e),
+            false => BatchError::Refused(e),
         })?;
+    // The head's row is locked: nothing can have moved it.
+    if ids.len() != events.len() {
+        return Err(BatchError::Failed(wrong_ids()));
+    }
+    sqlx::Executor::execute(&mut *conn, "COMMIT")
+        .await
+        .map_err(|e| BatchError::Unknown(db(e)))?;
+    let left = head.after(&placed);
+    Ok((ids, head, left))
+}
+
+/// `settle`'s transaction: the ids of the batch placed at `first_seq` if its leaf is there,
+/// or the batch written now after the head; and the head left.
+async fn settle_on(
+    conn: &mut sqlx::PgConnection,
+    seal: &Seal,
+    events: &[AuditEvent],
+    first_seq: i64,
+    first_leaf: &Hash,
+) -> Result<(Vec<i64>, log::Head), StoreError> {
+    let refs: Vec<&AuditEvent> = events.iter().collect();
+    let (head, placed) = log::begin_sequenced_pg(conn, seal, &refs).await?;
+    let found: Vec<(i64, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT id, leaf_hash FROM audit_events WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+    )
+    .bind(first_seq)
+    .bind(first_seq + events.len() as i64)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    let landed = found.len() == events.len()
+        && found
+            .first()
+            .is_some_and(|(_, leaf)| leaf.as_deref() == Some(&first_leaf[..]));
+    let (ids, left) = if landed {
+        (found.into_iter().map(|(id, _)| id).collect(), head)
+    } else {
+        let ids = write_placed(conn, seal, events, &placed, &head).await?;
+        if ids.len() != events.len() {
+            return Err(wrong_ids());
+        }
+        let left = head.after(&placed);
+        (ids, left)
+    };
+    sqlx::Executor::execute(&mut *conn, "COMMIT")
+        .await
+        .map_err(db)?;
+    Ok((ids, left))
+}
+
+/// The batch statement (`WRITE_BATCH_PG`: one of fixed text, the rows bound as arrays, so it
+/// is prepared once per connection) for `placed`, written after `head`: what `append` writes,
+/// the events, their tenant rows, the counts, the head and the completed chunks, if the head
+/// is still `head`. The ids in place order; none when it was not.
+async fn write_placed(
+    conn: &mut sqlx::PgConnection,
+    seal: &Seal,
+    events: &[AuditEvent],
+    placed: &log::Sequenced<'_>,
+    head: &log::Head,
+) -> Result<Vec<i64>, StoreError> {
     let n = placed.rows.len();
     let mut at = Vec::with_capacity(n);
     let mut seq = Vec::with_capacity(n);
@@ -498,13 +695,13 @@ async fn batch_pg(
     let leaves: Vec<Vec<u8>> = placed.leaves.iter().map(|h| h.to_vec()).collect();
     let (chunk_idx, chunk_hash): (Vec<i64>, Vec<Vec<u8>>) =
         placed.chunks.iter().map(|(i, h)| (*i, h.to_vec())).unzip();
+    let refs: Vec<&AuditEvent> = events.iter().collect();
     let counts = counts::columns(&refs);
     let mut q = sqlx::query_scalar::<_, i64>(&WRITE_BATCH_PG).bind(at);
     for column in columns {
         q = q.bind(column);
     }
-    let ids: Vec<i64> = q
-        .bind(seq)
+    q.bind(seq)
         .bind(leaves)
         .bind(salt)
         .bind(tenant_seq)
@@ -520,40 +717,37 @@ async fn batch_pg(
         .bind(placed.updated_at)
         .bind(chunk_idx)
         .bind(chunk_hash)
+        .bind(head.size)
+        .bind(head.epoch)
+        .bind(seal.key().map(|k| k.id()))
         .fetch_all(&mut *conn)
         .await
-        .map_err(|e| match db(e) {
-            e if ended(&e) => BatchError::Lost(e),
-            e => BatchError::Refused(e),
-        })?;
-    if ids.len() != n {
-        return Err(BatchError::Failed(StoreError::Corrupt(
-            "audit insert returned the wrong number of ids".into(),
-        )));
-    }
-    sqlx::Executor::execute(&mut *conn, "COMMIT")
-        .await
-        .map_err(|e| BatchError::Unknown(db(e)))?;
-    Ok(ids)
+        .map_err(db)
 }
 
-/// The PostgreSQL writer's one statement (see `batch_pg`): `$1` the times, `$2`–`$24` the text
-/// columns, `$25`–`$27` the places, leaves and salts; `$28`–`$29` the tenant rows by place;
-/// `$30`–`$35` the count rows; `$36`–`$38` the head; `$39`–`$40` the chunks. Ids in place
-/// order.
+/// The PostgreSQL writer's one statement (see `write_placed`): `$1` the times, `$2`–`$24` the
+/// text columns, `$25`–`$27` the places, leaves and salts; `$28`–`$29` the tenant rows by
+/// place; `$30`–`$35` the count rows; `$36`–`$38` the new head; `$39`–`$40` the chunks;
+/// `$41`–`$43` the size and epoch the head must still have and the key the database must
+/// still be sealed with: every row is written only if the head's update found them so (else
+/// no id is returned). Ids in place order.
 static WRITE_BATCH_PG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let texts: Vec<String> = (2..2 + TEXTS).map(|i| format!("${i}::text[]")).collect();
     format!(
-        "WITH ins AS ({INSERT_EVENTS_COLUMNS} SELECT * FROM UNNEST($1::bigint[], {texts}, \
-         $25::bigint[], $26::bytea[], $27::text[]) RETURNING id, seq), \
+        "WITH head AS (UPDATE audit_head SET size = $36, frontier = $37, \
+           updated_at = CASE WHEN updated_at > $38 THEN updated_at ELSE $38 END \
+           WHERE id = 1 AND size = $41 AND epoch = $42 AND (SELECT value FROM settings \
+             WHERE name = 'encryption_key_id') IS NOT DISTINCT FROM $43::text RETURNING 1), \
+         ins AS ({INSERT_EVENTS_COLUMNS} SELECT * FROM UNNEST($1::bigint[], {texts}, \
+         $25::bigint[], $26::bytea[], $27::text[]) WHERE EXISTS (SELECT 1 FROM head) \
+         RETURNING id, seq), \
          ten AS (INSERT INTO audit_tenants (event_id, tenant) SELECT ins.id, t.tenant \
            FROM ins JOIN UNNEST($28::bigint[], $29::text[]) AS t(seq, tenant) ON t.seq = ins.seq), \
          cnt AS (INSERT INTO audit_counts (quarter, dim, value, n, first_at, last_at) \
            SELECT * FROM UNNEST($30::bigint[], $31::text[], $32::text[], $33::bigint[], \
-           $34::bigint[], $35::bigint[]){on_conflict}), \
-         head AS (UPDATE audit_head SET size = $36, frontier = $37, \
-           updated_at = CASE WHEN updated_at > $38 THEN updated_at ELSE $38 END WHERE id = 1), \
-         chunk AS (INSERT INTO audit_chunks (idx, hash) SELECT * FROM UNNEST($39::bigint[], $40::bytea[])) \
+           $34::bigint[], $35::bigint[]) WHERE EXISTS (SELECT 1 FROM head){on_conflict}), \
+         chunk AS (INSERT INTO audit_chunks (idx, hash) SELECT * FROM UNNEST($39::bigint[], \
+           $40::bytea[]) WHERE EXISTS (SELECT 1 FROM head)) \
          SELECT id FROM ins ORDER BY seq",
         texts = texts.join(", "),
         on_conflict = counts::ON_CONFLICT,
