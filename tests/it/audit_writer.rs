@@ -3,14 +3,14 @@
 //! under it, and check that every record is written once and the log stays whole.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use keyward::clock::SystemClock;
 use keyward::ops::audit_log;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::audit_replicas::{record, two_apps};
+use crate::audit_replicas::record;
 use crate::support::Env;
 
 async fn whoamis(app: &keyward::ops::app::App) -> i64 {
@@ -30,22 +30,25 @@ async fn sql(app: &keyward::ops::app::App, q: &str) {
     sqlx::query(q).execute(pool).await.unwrap();
 }
 
-/// A TCP proxy to PostgreSQL that, once armed, cuts the audit writer's connection (both ways)
-/// right after the server has committed a statement that ran as a transaction of its own and
-/// returned rows: its answer (`SELECT n`, then ready and idle) is never forwarded. Any other
-/// connection, and the writer's before it is armed, passes untouched.
+/// A TCP proxy to PostgreSQL that watches the audit writer's connections. Once armed, it cuts
+/// one (both ways) right after the server has committed a statement that ran as a transaction
+/// of its own and returned rows: its answer (`SELECT n`, then ready and idle) is never
+/// forwarded. It counts the writer's sessions, and the statements of their own that returned
+/// no row (`SELECT 0`, then idle: a batch written after the head that found it moved). Any
+/// other connection passes untouched.
+#[derive(Default)]
 struct Cutter {
     armed: AtomicBool,
-    cut: AtomicBool,
+    /// The writer's sessions so far, and how many there were when one was cut (0: none was).
+    writers: AtomicUsize,
+    cut_on: AtomicUsize,
+    moved: AtomicUsize,
 }
 
 async fn start_cutter(upstream: String) -> (Arc<Cutter>, u16) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let cutter = Arc::new(Cutter {
-        armed: AtomicBool::new(false),
-        cut: AtomicBool::new(false),
-    });
+    let cutter = Arc::new(Cutter::default());
     let c = cutter.clone();
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
@@ -63,6 +66,7 @@ async fn relay(client: TcpStream, server: TcpStream, cutter: Arc<Cutter>) {
     let (mut from_server, mut to_server) = server.into_split();
     let writer = Arc::new(AtomicBool::new(false));
     let is_writer = writer.clone();
+    let counted = cutter.clone();
     // Client to server: as is, noting whether the startup message names the writer.
     let upstream = tokio::spawn(async move {
         let mut buf = vec![0u8; 64 * 1024];
@@ -78,6 +82,9 @@ async fn relay(client: TcpStream, server: TcpStream, cutter: Arc<Cutter>) {
                     .windows(b"keyward-audit-writer".len())
                     .any(|w| w == b"keyward-audit-writer");
                 is_writer.store(seen, Ordering::SeqCst);
+                if seen {
+                    counted.writers.fetch_add(1, Ordering::SeqCst);
+                }
             }
             if to_server.write_all(&buf[..n]).await.is_err() {
                 return;
@@ -87,7 +94,7 @@ async fn relay(client: TcpStream, server: TcpStream, cutter: Arc<Cutter>) {
     // Server to client: message by message (type, length), so an answer can be held back.
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
-    let mut rows_returned = false;
+    let (mut rows_returned, mut none_returned) = (false, false);
     loop {
         let n = match from_server.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -103,20 +110,26 @@ async fn relay(client: TcpStream, server: TcpStream, cutter: Arc<Cutter>) {
                 break;
             }
             let (kind, body) = (pending[whole], &pending[whole + 5..whole + 1 + len]);
-            let watched = writer.load(Ordering::SeqCst) && cutter.armed.load(Ordering::SeqCst);
+            let watched = writer.load(Ordering::SeqCst);
             if kind == b'C' {
-                rows_returned = body.starts_with(b"SELECT ") && body != b"SELECT 0\0";
+                none_returned = body == b"SELECT 0\0";
+                rows_returned = body.starts_with(b"SELECT ") && !none_returned;
             } else if kind == b'Z' {
-                if watched && rows_returned && body == b"I" {
+                let idle = body == b"I";
+                if watched && idle && rows_returned && cutter.armed.load(Ordering::SeqCst) {
                     cut = true;
                 }
-                rows_returned = false;
+                if watched && idle && none_returned {
+                    cutter.moved.fetch_add(1, Ordering::SeqCst);
+                }
+                (rows_returned, none_returned) = (false, false);
             }
             whole += 1 + len;
         }
         if cut {
             cutter.armed.store(false, Ordering::SeqCst);
-            cutter.cut.store(true, Ordering::SeqCst);
+            let sessions = cutter.writers.load(Ordering::SeqCst);
+            cutter.cut_on.store(sessions, Ordering::SeqCst);
             break;
         }
         if to_client.write_all(&pending[..whole]).await.is_err() {
@@ -163,8 +176,11 @@ async fn a_batch_committed_whose_answer_was_lost_is_found_and_not_written_again(
     record(&app, 4).await;
     cutter.armed.store(true, Ordering::SeqCst);
     record(&app, 1).await;
-    assert!(
-        cutter.cut.load(Ordering::SeqCst),
+    // Cut on the writer's first session, which had been set up before the proxy was armed:
+    // what was cut is a batch's answer, not a new session's set-up.
+    assert_eq!(
+        cutter.cut_on.load(Ordering::SeqCst),
+        1,
         "a committed batch's answer was cut"
     );
     record(&app, 3).await;
@@ -173,23 +189,39 @@ async fn a_batch_committed_whose_answer_was_lost_is_found_and_not_written_again(
 }
 
 /// A head moved under a writer that remembers it (another writer's batch, or a rekey's epoch):
-/// its next batch writes nothing there, goes through the sequencer lock, and lands after the
-/// head as it is. Each record once, no gap, and the log verifies.
+/// its next batch, written after the head it remembers, writes nothing there (seen through the
+/// proxy: `SELECT 0`), goes through the sequencer lock, and lands after the head as it is. Each
+/// record once, no gap, and the log verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
 async fn a_head_moved_under_a_writer_is_written_after_never_over() {
     let env = Env::postgres();
-    let ((a, _wa), (b, _wb)) = two_apps(&env, env.options(Default::default())).await;
+    let (cutter, port) = start_cutter(upstream(&env)).await;
+    let options = env.options(Default::default());
+    let open = |url: String, options| async move {
+        keyward::open_app(&url, Arc::new(SystemClock), options)
+            .await
+            .unwrap()
+    };
+    let (a, _wa) = open(via(&env, port), options.clone()).await;
+    let (b, _wb) = open(env.url(), options).await;
+    let moved = || cutter.moved.load(Ordering::SeqCst);
     record(&a, 4).await;
-    // Another writer's batches move the head under A's remembered one.
+    assert_eq!(moved(), 0, "alone, A's batches land where it left the head");
+    // Another writer's batch moves the head under A's remembered one.
     record(&b, 3).await;
-    record(&a, 2).await;
-    // A rekey's epoch moves it without changing its size.
+    record(&a, 1).await;
+    assert_eq!(moved(), 1, "A's batch after its old head wrote nothing");
+    // Alone again (A waits for two locked batches before trying once more).
+    record(&a, 4).await;
+    assert_eq!(moved(), 1);
+    // A rekey's epoch moves the head without changing its size or its edge.
     sql(&a, "UPDATE audit_head SET epoch = epoch + 1 WHERE id = 1").await;
-    record(&a, 2).await;
+    record(&a, 1).await;
+    assert_eq!(moved(), 2, "a moved epoch stops a batch after the old head");
     record(&b, 1).await;
     record(&a, 1).await;
-    assert_eq!(whoamis(&a).await, 13, "each record written once");
+    assert_eq!(whoamis(&a).await, 15, "each record written once");
     whole(&a).await;
 }
 

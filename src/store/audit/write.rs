@@ -326,21 +326,29 @@ const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 ///
 /// A batch goes one of two ways. **Locked**, in three round trips: `BEGIN` with the sequencer
 /// lock and the head (its row locked), the batch statement, `COMMIT`. **After the head it
-/// left**, in one: when the writer's last locked batch found the head where its previous
+/// left**, in one: when the writer's last locked batches found the head where its previous
 /// batch had left it (no other writer is writing), the next batch is placed after that head
 /// and written by the batch statement alone, as a transaction of its own, which writes only
 /// if the head's size and epoch, and the database's key, are still those (a compare-and-set on
-/// the head's row: when another writer's batch or a rekey moved it, it writes nothing). Then the writer goes back to
-/// locked batches until it again finds itself alone.
+/// the head's row: when another writer's batch or a rekey moved it, it writes nothing). Then
+/// the writer goes back to locked batches until it again finds itself alone, for longer each
+/// time that happens (`wait_for`).
 pub struct PgWriter {
     options: sqlx::postgres::PgConnectOptions,
     seal: Seal,
     conn: Option<(sqlx::PgConnection, std::time::Instant)>,
     /// The head this writer's last batch left.
     left: Option<log::Head>,
-    /// Whether the next batch is placed after `left` without the lock.
-    alone: bool,
+    /// Locked batches in a row that found the head where this writer's last batch left it.
+    alone_for: u32,
+    /// How many of those it takes before batches go after the head again: doubled (to 64) each
+    /// time such a batch found the head moved, so replicas writing at once soon stop trying;
+    /// back to 1 once one lands.
+    wait_for: u32,
 }
+
+/// The most locked batches found alone a writer waits for before writing after the head.
+const MOST_WAIT: u32 = 64;
 
 /// Where a PostgreSQL batch failed, which says what may be done next.
 #[derive(Debug)]
@@ -397,7 +405,8 @@ impl PgWriter {
             seal: store.seal.clone(),
             conn: None,
             left: None,
-            alone: false,
+            alone_for: 0,
+            wait_for: 1,
         };
         w.connection().await?;
         Ok(w)
@@ -416,6 +425,9 @@ impl PgWriter {
             self.conn = None;
         }
         if self.conn.is_none() {
+            // A new session may reach another database than the last (a failover, a restore):
+            // the head is read there before anything is placed after it.
+            self.forget();
             let connect = crate::store::connect_writer(&self.options);
             let conn = tokio::time::timeout(BATCH_TIMEOUT, connect)
                 .await
@@ -436,7 +448,10 @@ impl PgWriter {
     /// written, and the batch is tried once more on a fresh connection; when a batch written
     /// after the head ends without an answer, `settle` finds out whether it landed.
     pub async fn write(&mut self, events: &[AuditEvent]) -> Result<Vec<i64>, BatchError> {
-        if let Some(head) = self.left.clone().filter(|_| self.alone)
+        if let Some(head) = self
+            .left
+            .clone()
+            .filter(|_| self.alone_for >= self.wait_for)
             && let Some(ids) = self.write_after(&head, events).await?
         {
             return Ok(ids);
@@ -450,7 +465,10 @@ impl PgWriter {
                 .unwrap_or_else(|_| Err(BatchError::Unknown(timed_out())));
             let e = match written {
                 Ok((ids, read, left)) => {
-                    self.alone = self.left.as_ref() == Some(&read);
+                    self.alone_for = match self.left.as_ref() == Some(&read) {
+                        true => self.alone_for.saturating_add(1),
+                        false => 0,
+                    };
                     self.left = Some(left);
                     return Ok(ids);
                 }
@@ -477,7 +495,7 @@ impl PgWriter {
     /// Back to locked batches, with no head remembered.
     fn forget(&mut self) {
         self.left = None;
-        self.alone = false;
+        self.alone_for = 0;
     }
 
     /// `events` placed after `head` and written in one round trip: their ids, or `None` when
@@ -500,10 +518,12 @@ impl PgWriter {
         match written {
             Ok(ids) if ids.len() == events.len() => {
                 self.left = Some(head.after(&placed));
+                self.wait_for = 1;
                 Ok(Some(ids))
             }
             Ok(ids) if ids.is_empty() => {
-                self.alone = false;
+                self.alone_for = 0;
+                self.wait_for = (self.wait_for * 2).min(MOST_WAIT);
                 Ok(None)
             }
             Ok(_) => {
@@ -511,13 +531,21 @@ impl PgWriter {
                 self.forget();
                 Err(BatchError::Failed(wrong_ids()))
             }
-            // The server's ERROR: the statement's transaction was rolled back.
-            Err(e) if !ended(&e) => {
+            // The server's ERROR: the statement's transaction was rolled back. Waiting for a
+            // lock or a deadlock says another writer holds the head: go locked.
+            Err(e) if let Some(waited) = rolled_back(&e) => {
                 self.conn = None;
                 self.forget();
-                Err(BatchError::Refused(e))
+                match waited {
+                    true => {
+                        self.wait_for = (self.wait_for * 2).min(MOST_WAIT);
+                        Ok(None)
+                    }
+                    false => Err(BatchError::Refused(e)),
+                }
             }
-            // The session ended, or no answer came in time: the statement may have committed.
+            // Anything else (the session ended, no answer in time, an answer the driver could
+            // not read): the statement may have committed.
             Err(e) => {
                 tracing::warn!(
                     error = %e,
@@ -526,35 +554,31 @@ impl PgWriter {
                 );
                 self.conn = None;
                 self.forget();
-                let first = placed
-                    .rows
-                    .first()
-                    .map(|r| r.seq)
-                    .zip(placed.leaves.first().copied());
-                let Some((seq, leaf)) = first else {
+                let Some(first) = placed.rows.first().map(|r| r.seq) else {
                     return Err(BatchError::Failed(wrong_ids()));
                 };
-                self.settle(events, seq, leaf).await.map(Some)
+                self.settle(events, first, &placed.leaves).await.map(Some)
             }
         }
     }
 
     /// After a batch written after the head ended without an answer: on a fresh connection,
-    /// with the sequencer lock and the head's row held (so a statement still running on the
-    /// old session has finished, or will find the head moved), reads what is at the batch's
-    /// first place. Its leaf there means the batch landed: its ids. Otherwise it was not
-    /// written, and is written now, in that transaction. `Unknown` when this fails too.
+    /// with the sequencer lock and the head's row held, reads what is at the batch's places.
+    /// Its leaves there mean the batch landed: its ids. Otherwise it is written now, in that
+    /// transaction, which moves the head: the old statement, if it still runs and holds the
+    /// row, was waited for (and its rows would have been found); if it has not reached the
+    /// row yet, it will find the head moved and write nothing. `Unknown` when this fails too.
     async fn settle(
         &mut self,
         events: &[AuditEvent],
         first_seq: i64,
-        first_leaf: Hash,
+        leaves: &[Hash],
     ) -> Result<Vec<i64>, BatchError> {
         let seal = self.seal.clone();
         let settled = match self.connection().await {
             Ok(conn) => tokio::time::timeout(
                 BATCH_TIMEOUT,
-                settle_on(conn, &seal, events, first_seq, &first_leaf),
+                settle_on(conn, &seal, events, first_seq, leaves),
             )
             .await
             .unwrap_or_else(|_| Err(timed_out())),
@@ -571,6 +595,24 @@ impl PgWriter {
             }
         }
     }
+}
+
+/// For a statement run as a transaction of its own: `Some` when the server answered it with
+/// an ERROR, so nothing of it was committed (an ERROR during the statement or its commit rolls
+/// it back), and then whether the cause was waiting (a lock timeout, a deadlock, a
+/// serialization failure, a statement timeout) rather than the rows. `None` for anything else,
+/// after which it may have committed.
+fn rolled_back(e: &StoreError) -> Option<bool> {
+    use sqlx::postgres::{PgDatabaseError, PgSeverity};
+    let StoreError::Database(sqlx::Error::Database(d)) = e else {
+        return None;
+    };
+    let pg = d.try_downcast_ref::<PgDatabaseError>()?;
+    if pg.severity() != PgSeverity::Error {
+        return None;
+    }
+    let code = pg.code();
+    Some(code.starts_with("40") || code == "55P03" || code == "57014")
 }
 
 fn timed_out() -> StoreError {
@@ -620,14 +662,14 @@ async fn batch_locked(
     Ok((ids, head, left))
 }
 
-/// `settle`'s transaction: the ids of the batch placed at `first_seq` if its leaf is there,
+/// `settle`'s transaction: the ids of the batch placed at `first_seq` if its leaves are there,
 /// or the batch written now after the head; and the head left.
 async fn settle_on(
     conn: &mut sqlx::PgConnection,
     seal: &Seal,
     events: &[AuditEvent],
     first_seq: i64,
-    first_leaf: &Hash,
+    leaves: &[Hash],
 ) -> Result<(Vec<i64>, log::Head), StoreError> {
     let refs: Vec<&AuditEvent> = events.iter().collect();
     let (head, placed) = log::begin_sequenced_pg(conn, seal, &refs).await?;
@@ -639,10 +681,11 @@ async fn settle_on(
     .fetch_all(&mut *conn)
     .await
     .map_err(db)?;
-    let landed = found.len() == events.len()
+    let landed = found.len() == leaves.len()
         && found
-            .first()
-            .is_some_and(|(_, leaf)| leaf.as_deref() == Some(&first_leaf[..]));
+            .iter()
+            .zip(leaves)
+            .all(|((_, stored), leaf)| stored.as_deref() == Some(&leaf[..]));
     let (ids, left) = if landed {
         (found.into_iter().map(|(id, _)| id).collect(), head)
     } else {
@@ -720,6 +763,7 @@ async fn write_placed(
         .bind(head.size)
         .bind(head.epoch)
         .bind(seal.key().map(|k| k.id()))
+        .bind(&head.frontier)
         .fetch_all(&mut *conn)
         .await
         .map_err(db)
@@ -728,15 +772,16 @@ async fn write_placed(
 /// The PostgreSQL writer's one statement (see `write_placed`): `$1` the times, `$2`–`$24` the
 /// text columns, `$25`–`$27` the places, leaves and salts; `$28`–`$29` the tenant rows by
 /// place; `$30`–`$35` the count rows; `$36`–`$38` the new head; `$39`–`$40` the chunks;
-/// `$41`–`$43` the size and epoch the head must still have and the key the database must
-/// still be sealed with: every row is written only if the head's update found them so (else
-/// no id is returned). Ids in place order.
+/// `$41`–`$44` the size, epoch and frontier the head must still have and the key the
+/// database must still be sealed with (as of the statement's start; a rekey's moved epoch is
+/// what a rekey running meanwhile is caught by): every row is written only if the head's
+/// update found them so (else no id is returned). Ids in place order.
 static WRITE_BATCH_PG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let texts: Vec<String> = (2..2 + TEXTS).map(|i| format!("${i}::text[]")).collect();
     format!(
         "WITH head AS (UPDATE audit_head SET size = $36, frontier = $37, \
            updated_at = CASE WHEN updated_at > $38 THEN updated_at ELSE $38 END \
-           WHERE id = 1 AND size = $41 AND epoch = $42 AND (SELECT value FROM settings \
+           WHERE id = 1 AND size = $41 AND frontier = $44 AND epoch = $42 AND (SELECT value FROM settings \
              WHERE name = 'encryption_key_id') IS NOT DISTINCT FROM $43::text RETURNING 1), \
          ins AS ({INSERT_EVENTS_COLUMNS} SELECT * FROM UNNEST($1::bigint[], {texts}, \
          $25::bigint[], $26::bytea[], $27::text[]) WHERE EXISTS (SELECT 1 FROM head) \
