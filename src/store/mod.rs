@@ -74,11 +74,12 @@ pub(crate) async fn connect_writer(
     jit_off(&mut conn).await.map_err(db)?;
     // A batch written after the head it remembers is a transaction of its own: read committed
     // whatever the database's default (its compare-and-set on the head rereads the row another
-    // writer changed, where repeatable read would fail it), and no longer waiting for the
-    // head's row than a locked batch waits for the lock.
+    // writer changed, where repeatable read would fail it), and waiting at most 1 s for the
+    // head's row (a locked batch holds it for a few round trips), then going locked, whose
+    // transaction waits up to 9 s for the lock, within the 10 s a caller waits.
     sqlx::Executor::execute(
         &mut conn,
-        "SET default_transaction_isolation = 'read committed'; SET lock_timeout = '9s'",
+        "SET default_transaction_isolation = 'read committed'; SET lock_timeout = '1s'",
     )
     .await
     .map_err(db)?;

@@ -326,29 +326,33 @@ const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 ///
 /// A batch goes one of two ways. **Locked**, in three round trips: `BEGIN` with the sequencer
 /// lock and the head (its row locked), the batch statement, `COMMIT`. **After the head it
-/// left**, in one: when the writer's last locked batches found the head where its previous
-/// batch had left it (no other writer is writing), the next batch is placed after that head
-/// and written by the batch statement alone, as a transaction of its own, which writes only
-/// if the head's size and epoch, and the database's key, are still those (a compare-and-set on
-/// the head's row: when another writer's batch or a rekey moved it, it writes nothing). Then
-/// the writer goes back to locked batches until it again finds itself alone, for longer each
-/// time that happens (`wait_for`).
+/// left**, in one: when the writer's last locked batch found the head where its previous
+/// batch had left it (nothing else wrote to the log in between), the next batch is placed
+/// after that head and written by the batch statement alone, as a transaction of its own,
+/// which writes only if the head's size, edge and epoch, and the database's key, are still
+/// those (a compare-and-set on the head's row: when another writer's batch, a change's own
+/// record or a rekey moved it, it writes nothing). Then the writer goes back to locked batches
+/// until it again finds itself alone, and tries again no sooner than `backoff` later, twice as
+/// long each time that happens in a row.
 pub struct PgWriter {
     options: sqlx::postgres::PgConnectOptions,
     seal: Seal,
     conn: Option<(sqlx::PgConnection, std::time::Instant)>,
     /// The head this writer's last batch left.
     left: Option<log::Head>,
-    /// Locked batches in a row that found the head where this writer's last batch left it.
-    alone_for: u32,
-    /// How many of those it takes before batches go after the head again: doubled (to 64) each
-    /// time such a batch found the head moved, so replicas writing at once soon stop trying;
-    /// back to 1 once one lands.
-    wait_for: u32,
+    /// Whether the last locked batch found the head where this writer's batch before it left it.
+    alone: bool,
+    /// How long after a batch found the head moved the writer waits before writing after the
+    /// head again (zero once one lands), and until when.
+    backoff: std::time::Duration,
+    retry_at: Option<std::time::Instant>,
 }
 
-/// The most locked batches found alone a writer waits for before writing after the head.
-const MOST_WAIT: u32 = 64;
+/// The first and the longest wait after a batch written after the head found it moved: replicas
+/// writing at once soon try at most once a second, a lone writer whose own changes moved the
+/// head is back within milliseconds.
+const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(10);
+const MOST_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Where a PostgreSQL batch failed, which says what may be done next.
 #[derive(Debug)]
@@ -405,8 +409,9 @@ impl PgWriter {
             seal: store.seal.clone(),
             conn: None,
             left: None,
-            alone_for: 0,
-            wait_for: 1,
+            alone: false,
+            backoff: std::time::Duration::ZERO,
+            retry_at: None,
         };
         w.connection().await?;
         Ok(w)
@@ -448,10 +453,10 @@ impl PgWriter {
     /// written, and the batch is tried once more on a fresh connection; when a batch written
     /// after the head ends without an answer, `settle` finds out whether it landed.
     pub async fn write(&mut self, events: &[AuditEvent]) -> Result<Vec<i64>, BatchError> {
-        if let Some(head) = self
-            .left
-            .clone()
-            .filter(|_| self.alone_for >= self.wait_for)
+        // The connection first: a new one forgets the head, which is then read afresh.
+        self.connection().await.map_err(BatchError::Failed)?;
+        let due = self.retry_at.is_none_or(|t| std::time::Instant::now() >= t);
+        if let Some(head) = self.left.clone().filter(|_| self.alone && due)
             && let Some(ids) = self.write_after(&head, events).await?
         {
             return Ok(ids);
@@ -465,10 +470,7 @@ impl PgWriter {
                 .unwrap_or_else(|_| Err(BatchError::Unknown(timed_out())));
             let e = match written {
                 Ok((ids, read, left)) => {
-                    self.alone_for = match self.left.as_ref() == Some(&read) {
-                        true => self.alone_for.saturating_add(1),
-                        false => 0,
-                    };
+                    self.alone = self.left.as_ref() == Some(&read);
                     self.left = Some(left);
                     return Ok(ids);
                 }
@@ -495,7 +497,7 @@ impl PgWriter {
     /// Back to locked batches, with no head remembered.
     fn forget(&mut self) {
         self.left = None;
-        self.alone_for = 0;
+        self.alone = false;
     }
 
     /// `events` placed after `head` and written in one round trip: their ids, or `None` when
@@ -518,12 +520,11 @@ impl PgWriter {
         match written {
             Ok(ids) if ids.len() == events.len() => {
                 self.left = Some(head.after(&placed));
-                self.wait_for = 1;
+                (self.backoff, self.retry_at) = (std::time::Duration::ZERO, None);
                 Ok(Some(ids))
             }
             Ok(ids) if ids.is_empty() => {
-                self.alone_for = 0;
-                self.wait_for = (self.wait_for * 2).min(MOST_WAIT);
+                self.moved();
                 Ok(None)
             }
             Ok(_) => {
@@ -531,22 +532,40 @@ impl PgWriter {
                 self.forget();
                 Err(BatchError::Failed(wrong_ids()))
             }
-            // The server's ERROR: the statement's transaction was rolled back. Waiting for a
-            // lock or a deadlock says another writer holds the head: go locked.
-            Err(e) if let Some(waited) = rolled_back(&e) => {
+            Err(e) => self.unanswered(e, events, &placed).await,
+        }
+    }
+
+    /// After a batch written after the head found it moved: locked batches for a while.
+    fn moved(&mut self) {
+        self.alone = false;
+        self.backoff = (self.backoff * 2).clamp(FIRST_BACKOFF, MOST_BACKOFF);
+        self.retry_at = Some(std::time::Instant::now() + self.backoff);
+    }
+
+    /// A batch written after the head that failed with `e`. The server's ERROR rolled it back:
+    /// waiting for a lock, or a deadlock, says another writer holds the head (go locked);
+    /// otherwise the rows were refused. Anything else (the session ended, no answer in time,
+    /// an answer the driver could not read): it may have committed, and `settle` finds out.
+    async fn unanswered(
+        &mut self,
+        e: StoreError,
+        events: &[AuditEvent],
+        placed: &log::Sequenced<'_>,
+    ) -> Result<Option<Vec<i64>>, BatchError> {
+        match rolled_back(&e) {
+            Some(true) => {
                 self.conn = None;
                 self.forget();
-                match waited {
-                    true => {
-                        self.wait_for = (self.wait_for * 2).min(MOST_WAIT);
-                        Ok(None)
-                    }
-                    false => Err(BatchError::Refused(e)),
-                }
+                self.moved();
+                Ok(None)
             }
-            // Anything else (the session ended, no answer in time, an answer the driver could
-            // not read): the statement may have committed.
-            Err(e) => {
+            Some(false) => {
+                self.conn = None;
+                self.forget();
+                Err(BatchError::Refused(e))
+            }
+            None => {
                 tracing::warn!(
                     error = %e,
                     source = ?std::error::Error::source(&e),
@@ -612,7 +631,8 @@ fn rolled_back(e: &StoreError) -> Option<bool> {
         return None;
     }
     let code = pg.code();
-    Some(code.starts_with("40") || code == "55P03" || code == "57014")
+    // Serialization failure, deadlock, lock not available, statement timeout.
+    Some(matches!(code, "40001" | "40P01" | "55P03" | "57014"))
 }
 
 fn timed_out() -> StoreError {
