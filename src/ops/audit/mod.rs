@@ -248,7 +248,7 @@ pub async fn query(
     // The window's pruning mark is read beside the page, not after it: one round trip less
     // on a page's path (a PostgreSQL page costs a few of them).
     let filter = resolved.filter(p);
-    let (rows, window) = tokio::try_join!(
+    let (mut rows, window) = tokio::try_join!(
         async {
             store::audit::briefs(&app.store, &filter, before, limit + 1)
                 .await
@@ -256,7 +256,6 @@ pub async fn query(
         },
         resolved.window(app)
     )?;
-    let mut rows = rows;
     let truncated = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let tz = resolved.tz();

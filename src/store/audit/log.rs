@@ -2,7 +2,9 @@
 //! the transaction that writes it, and advances the tree head once per batch. Serialised per
 //! database: on SQLite by the write lock every writing transaction takes up front (`BEGIN
 //! IMMEDIATE`); on PostgreSQL by a transaction-scoped advisory lock taken just before the
-//! head is read, so one replica's batch waits for another's to commit.
+//! head is read, with the head's row locked, so one replica's batch waits for another's to
+//! commit. A writer alone on the database places its batch after the head it left instead,
+//! and its one statement compares and sets the head's row (`Head`, `write.rs`).
 
 use crate::domain::audit::AuditEvent;
 use crate::domain::audit_leaf::StoredEvent;
