@@ -13,21 +13,22 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::audit_replicas::record;
 use crate::support::Env;
 
+fn pool(app: &keyward::ops::app::App) -> &sqlx::PgPool {
+    match &app.store.db {
+        keyward::store::Db::Postgres(pool) => pool,
+        _ => panic!("PostgreSQL only"),
+    }
+}
+
 async fn whoamis(app: &keyward::ops::app::App) -> i64 {
-    let keyward::store::Db::Postgres(pool) = &app.store.db else {
-        panic!("PostgreSQL only")
-    };
     sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'whoami'")
-        .fetch_one(pool)
+        .fetch_one(pool(app))
         .await
         .unwrap()
 }
 
 async fn sql(app: &keyward::ops::app::App, q: &str) {
-    let keyward::store::Db::Postgres(pool) = &app.store.db else {
-        panic!("PostgreSQL only")
-    };
-    sqlx::query(q).execute(pool).await.unwrap();
+    sqlx::query(q).execute(pool(app)).await.unwrap();
 }
 
 /// A TCP proxy to PostgreSQL that watches the audit writer's connections. Once armed, it cuts

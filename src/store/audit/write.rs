@@ -513,7 +513,7 @@ impl PgWriter {
         let conn = self.connection().await.map_err(BatchError::Failed)?;
         let written = tokio::time::timeout(
             BATCH_TIMEOUT,
-            write_placed(conn, &seal, events, &placed, head),
+            write_placed(conn, &seal, &refs, &placed, head),
         )
         .await
         .unwrap_or_else(|_| Err(timed_out()));
@@ -665,7 +665,7 @@ async fn batch_locked(
                 true => BatchError::Lost(e),
                 false => BatchError::Failed(e),
             })?;
-    let ids = write_placed(conn, seal, events, &placed, &head)
+    let ids = write_placed(conn, seal, &refs, &placed, &head)
         .await
         .map_err(|e| match ended(&e) {
             true => BatchError::Lost(e),
@@ -709,7 +709,7 @@ async fn settle_on(
     let (ids, left) = if landed {
         (found.into_iter().map(|(id, _)| id).collect(), head)
     } else {
-        let ids = write_placed(conn, seal, events, &placed, &head).await?;
+        let ids = write_placed(conn, seal, &refs, &placed, &head).await?;
         if ids.len() != events.len() {
             return Err(wrong_ids());
         }
@@ -729,7 +729,7 @@ async fn settle_on(
 async fn write_placed(
     conn: &mut sqlx::PgConnection,
     seal: &Seal,
-    events: &[AuditEvent],
+    events: &[&AuditEvent],
     placed: &log::Sequenced<'_>,
     head: &log::Head,
 ) -> Result<Vec<i64>, StoreError> {
@@ -758,8 +758,7 @@ async fn write_placed(
     let leaves: Vec<Vec<u8>> = placed.leaves.iter().map(|h| h.to_vec()).collect();
     let (chunk_idx, chunk_hash): (Vec<i64>, Vec<Vec<u8>>) =
         placed.chunks.iter().map(|(i, h)| (*i, h.to_vec())).unzip();
-    let refs: Vec<&AuditEvent> = events.iter().collect();
-    let counts = counts::columns(&refs);
+    let counts = counts::columns(events);
     let mut q = sqlx::query_scalar::<_, i64>(&WRITE_BATCH_PG).bind(at);
     for column in columns {
         q = q.bind(column);
