@@ -141,6 +141,20 @@ async fn summaries_answer_who_did_most_and_who_keeps_failing() {
     assert_eq!(s["groups"][0]["key"]["action"], "key_revoke");
     assert_eq!(s["groups"][0]["count"], 3);
 
+    // Under one actor, by its id or its key's name (on PostgreSQL, read through the actor's
+    // index as a bitmap): that key's calls alone.
+    for actor in [r1_id.as_str(), "r1"] {
+        let s = admin
+            .ok(
+                "audit_summary",
+                json!({"group_by": ["action"], "actor": [actor], "since": "1h"}),
+            )
+            .await;
+        assert_eq!(s["total_events"], 3, "{actor}: {s}");
+        assert_eq!(s["groups"][0]["key"]["action"], "key_revoke", "{actor}");
+        assert_eq!(s["groups"].as_array().unwrap().len(), 1, "{actor}");
+    }
+
     let msg = admin
         .err("audit_summary", json!({"group_by": ["hour", "day"]}))
         .await;

@@ -1,7 +1,9 @@
 //! Novelty: per actor, the values of something the caller reports about itself (client IP,
 //! client name, User-Agent) seen for the first time inside a window.
 
-use super::read::{AuditFilter, Dim, Summary, push_where, read_group, with_named_keys};
+use super::read::{
+    AuditFilter, Dim, Scans, Summary, pg_rows, push_where, read_group, with_named_keys,
+};
 use super::rollup::{Plan, Shape, push_rows};
 use crate::domain::at_rest::Place;
 use crate::store::sql::{Sql, bind_args};
@@ -66,21 +68,11 @@ pub async fn novel(
         // actor's events share), collected the actor's (or address's) whole earlier history
         // by bitmap and sorted it, rather than walking its index back to the first match: 25
         // ms a pair for a tenant-scoped caller on a million events, 0.1 ms walking.
-        Db::Postgres(p) => {
-            let mut tx = p.begin().await.map_err(db)?;
-            sqlx::query("SET LOCAL enable_bitmapscan = off")
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            let rows = bind_args!(sqlx::query(&q.text), q)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db)?;
-            tx.commit().await.map_err(db)?;
-            rows.iter()
-                .map(|r| read_group(r, 3))
-                .collect::<Result<Vec<_>, _>>()
-        }
+        Db::Postgres(p) => pg_rows(p, &q, Scans::NoBitmapScan)
+            .await?
+            .iter()
+            .map(|r| read_group(r, 3))
+            .collect::<Result<Vec<_>, _>>(),
     }
     .map_err(db)?;
     let mut out = Summary::default();

@@ -6,7 +6,7 @@ use crate::domain::at_rest::Place;
 use crate::domain::audit::{Source, Status};
 use crate::domain::tenant::{ALL_TENANTS, TenantScope, validate_tenant};
 use crate::store::sql::{Dialect, Sql, bind_args};
-use crate::store::{Seal, StoreError, db, on_pool};
+use crate::store::{Db, Seal, StoreError, db, on_pool};
 
 /// A row struct that both drivers read: sqlx's `FromRow`, and `from_sqlite` for rusqlite's rows
 /// (each field from the column of its name, as `FromRow` reads it).
@@ -530,7 +530,63 @@ pub async fn summarise(
 ) -> Result<Summary, StoreError> {
     let f = with_named_keys(store, f).await?;
     let q = summarise_sql(store, &f, dims, limit);
-    run_summary(store, q, dims).await
+    // Under an actor or an address, for an all-tenant caller, PostgreSQL (seeing the window's
+    // events lie on disk in time order) walked the time index and tested every event of the
+    // window: 80 ms for a common address over a week of a million events. Read through that
+    // column's own index as a bitmap, in disk order, the same summary took 30 ms. Not for a
+    // tenant-scoped caller, whose tenants that index carries, so walking it tests them before
+    // reading an event; nor grouped by time, where PostgreSQL's own choice was the faster
+    // (a common actor's week by hour: 6–9 ms, against 22 ms by bitmap).
+    let walks_time = matches!(f.visible_to, TenantScope::All)
+        && !(f.actors.is_empty() && f.client_ips.is_empty())
+        && !dims.contains(&Dim::Quarter);
+    let scans = if walks_time {
+        Scans::NoIndexScan
+    } else {
+        Scans::Any
+    };
+    run_summary(store, q, dims, scans).await
+}
+
+/// How PostgreSQL plans a statement: as it chooses, or with one kind of scan off for that
+/// statement alone (`SET LOCAL`, in a read-only transaction of its own). SQLite ignores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scans {
+    Any,
+    NoIndexScan,
+    NoBitmapScan,
+}
+
+impl Scans {
+    fn begin(self) -> Option<&'static str> {
+        match self {
+            Scans::Any => None,
+            Scans::NoIndexScan => Some("BEGIN READ ONLY; SET LOCAL enable_indexscan = off"),
+            Scans::NoBitmapScan => Some("BEGIN READ ONLY; SET LOCAL enable_bitmapscan = off"),
+        }
+    }
+}
+
+/// `q`'s rows on PostgreSQL, planned with `scans`. The transaction's first statements go in
+/// one message with `BEGIN`: one round trip more than the statement alone, for the `COMMIT`.
+pub(super) async fn pg_rows(
+    p: &sqlx::PgPool,
+    q: &Sql,
+    scans: Scans,
+) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+    let Some(begin) = scans.begin() else {
+        return bind_args!(sqlx::query(&q.text), q)
+            .fetch_all(p)
+            .await
+            .map_err(db);
+    };
+    let mut tx = p.begin_with(begin).await.map_err(db)?;
+    let rows = bind_args!(sqlx::query(&q.text), q)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(rows)
 }
 
 /// Runs a summary `grouped` built, and opens the grouped client IPs. On a SQLite file, through
@@ -541,6 +597,7 @@ pub(super) async fn run_summary(
     store: &crate::store::Store,
     q: GroupedSql,
     dims: &[Dim],
+    scans: Scans,
 ) -> Result<Summary, StoreError> {
     let width = dims.iter().map(|d| d.exprs().len()).sum();
     // Time buckets are few, with short keys: grouping them here made a week by hour under a
@@ -558,18 +615,28 @@ pub(super) async fn run_summary(
     if let Some(summary) = here {
         return open_addresses(store, summary, dims);
     }
-    let rows: Vec<(Group, i64, i64)> = match store.sqlite_reads() {
-        Some(reads) => {
+    let rows: Vec<(Group, i64, i64)> = match (store.sqlite_reads(), &store.db) {
+        (Some(reads), _) => {
             reads
                 .all(q.grouped, move |r| group_from_sqlite(r, width))
                 .await?
         }
-        None => {
+        (None, Db::Postgres(p)) => pg_rows(p, &q.grouped, scans)
+            .await?
+            .iter()
+            .map(|r| read_group(r, width))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db)?,
+        (None, Db::Sqlite(p)) => {
             let q = q.grouped;
-            on_pool!(store, p => {
-                let rows = bind_args!(sqlx::query(&q.text), q).fetch_all(p).await.map_err(db)?;
-                rows.iter().map(|r| read_group(r, width)).collect::<Result<Vec<_>, _>>().map_err(db)?
-            })
+            let rows = bind_args!(sqlx::query(&q.text), q)
+                .fetch_all(p)
+                .await
+                .map_err(db)?;
+            rows.iter()
+                .map(|r| read_group(r, width))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?
         }
     };
     let mut out = Summary::default();

@@ -16,7 +16,7 @@
 
 use super::exec::exec;
 use super::read::{
-    AuditFilter, Dim, GroupedSql, Rows, Summary, grouped, push_where_in, run_summary,
+    AuditFilter, Dim, GroupedSql, Rows, Scans, Summary, grouped, push_where_in, run_summary,
 };
 use crate::store::sql::{Dialect, Sql};
 use crate::store::{Store, StoreError, Tx, db, on_tx};
@@ -536,7 +536,7 @@ pub async fn summarise(
 ) -> Result<Summary, StoreError> {
     // (No actor names to look up: `answers` sends actor filters to the events.)
     let q = summarise_sql(store, f, dims, limit, plan, shape);
-    run_summary(store, q, dims).await
+    run_summary(store, q, dims, Scans::Any).await
 }
 
 fn summarise_sql(
