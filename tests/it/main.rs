@@ -21,6 +21,7 @@ mod audit_attacks;
 mod audit_export;
 mod audit_export_bundle;
 mod audit_names;
+mod audit_plans;
 mod audit_proof;
 mod audit_replicas;
 mod audit_retention;
