@@ -1,6 +1,7 @@
 //! Statements PostgreSQL plans with a setting of their own (`SET LOCAL`, in a transaction of
 //! their own): a summary under an address for an all-tenant caller, and novelty. The setting
-//! ends with the statement, on every pooled connection.
+//! ends with the statement, on every pooled connection, and a call dropped midway leaves no
+//! transaction open.
 
 use std::sync::Arc;
 
@@ -8,15 +9,21 @@ use keyward::clock::SystemClock;
 use keyward::domain::tenant::TenantScope;
 use keyward::store::Db;
 use keyward::store::audit::{AuditFilter, Dim, NovelColumn, novel, summarise};
+use sqlx::Connection;
 
 use crate::audit_replicas::record;
 use crate::support::Env;
 
-#[tokio::test]
-#[ignore = "needs PostgreSQL"]
-async fn a_planner_setting_ends_with_its_statement() {
-    let env = Env::postgres();
-    let (app, _w) = keyward::open_app(
+/// An app on `env`'s database with a few records, and what its hinted statements are asked:
+/// an all-tenant caller's filter by an address.
+async fn opened(
+    env: &Env,
+) -> (
+    keyward::ops::app::App,
+    tokio::task::JoinHandle<()>,
+    AuditFilter,
+) {
+    let (app, w) = keyward::open_app(
         &env.url(),
         Arc::new(SystemClock),
         env.options(Default::default()),
@@ -24,11 +31,19 @@ async fn a_planner_setting_ends_with_its_statement() {
     .await
     .unwrap();
     record(&app, 3).await;
+    let mut f = AuditFilter::visible_to(TenantScope::All);
+    f.client_ips = vec!["203.0.113.9".into()];
+    (app, w, f)
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn a_planner_setting_ends_with_its_statement() {
+    let env = Env::postgres();
+    let (app, _w, f) = opened(&env).await;
     let Db::Postgres(pool) = &app.store.db else {
         panic!("PostgreSQL only")
     };
-    let mut f = AuditFilter::visible_to(TenantScope::All);
-    f.client_ips = vec!["203.0.113.9".into()];
     let store = &app.store;
     let by_action = || summarise(store, &f, &[Dim::Action], Some(10));
     let (a, b, c, d) = tokio::join!(
@@ -40,9 +55,10 @@ async fn a_planner_setting_ends_with_its_statement() {
     for s in [a, b, c, d] {
         assert_eq!(s.unwrap().total_events, 0);
     }
-    // Every connection the pool has open, held at once.
+    // Every connection the pool has open, held at once (one the server's own tasks hold is
+    // waited for; one opened meanwhile is counted too).
     let mut held = Vec::new();
-    for _ in 0..pool.size() {
+    while held.len() < pool.size() as usize {
         held.push(pool.acquire().await.unwrap());
     }
     assert!(!held.is_empty());
@@ -59,4 +75,70 @@ async fn a_planner_setting_ends_with_its_statement() {
             ("on".to_owned(), "on".to_owned(), "off".to_owned())
         );
     }
+}
+
+/// A summary dropped at any point (a call's deadline) leaves no pooled connection inside a
+/// transaction: one dropped while its `BEGIN` awaited the answer is closed, not pooled.
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn a_summary_dropped_midway_leaves_no_transaction_open() {
+    let env = Env::postgres();
+    let (app, _w, f) = opened(&env).await;
+    // Each call dropped after one more poll than the last (the runtime's I/O driven between
+    // polls), until calls finish: dropped at every step of the way.
+    let mut watch = sqlx::PgConnection::connect(&env.url()).await.unwrap();
+    let (mut finished, mut dropped) = (0, 0);
+    for polls in 1..=300 {
+        // (The call is dropped at the end of this block.)
+        let out = {
+            let mut call = std::pin::pin!(summarise(&app.store, &f, &[Dim::Action], None));
+            let mut out = None;
+            for _ in 0..polls {
+                if let std::task::Poll::Ready(r) = futures::poll!(call.as_mut()) {
+                    out = Some(r);
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            out
+        };
+        match out {
+            Some(s) => {
+                s.unwrap();
+                finished += 1;
+            }
+            None => {
+                dropped += 1;
+                // Before any other call on it: the next one's BEGIN and COMMIT would end it.
+                assert!(
+                    no_transaction_left_open(&mut watch).await,
+                    "a call dropped after {polls} polls left a transaction open"
+                );
+            }
+        }
+        // And one left to finish, so the next starts on a connection set up already.
+        summarise(&app.store, &f, &[Dim::Action], None)
+            .await
+            .unwrap();
+    }
+    assert!(finished > 0 && dropped > 0, "{finished} {dropped}");
+}
+
+/// Waits (bounded) until no session on the test's database is idle inside a transaction: a
+/// connection closed is gone, one pooled inside a transaction stays so.
+async fn no_transaction_left_open(watch: &mut sqlx::PgConnection) -> bool {
+    for _ in 0..200 {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND state LIKE 'idle in transaction%'",
+        )
+        .fetch_one(&mut *watch)
+        .await
+        .unwrap();
+        if open == 0 {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
 }

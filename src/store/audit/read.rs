@@ -530,25 +530,7 @@ pub async fn summarise(
 ) -> Result<Summary, StoreError> {
     let f = with_named_keys(store, f).await?;
     let q = summarise_sql(store, &f, dims, limit);
-    // Under an actor or an address, for an all-tenant caller, PostgreSQL (seeing the window's
-    // events lie on disk in time order) walked the time index and tested every event of the
-    // window: 80 ms for a common address over a week of a million events. With index scans
-    // off, it read that column's own index as a bitmap, in disk order: 30 ms. Not for a
-    // tenant-scoped caller, whose tenants that index carries, so walking it tests them before
-    // reading an event. Nor where the index alone can answer (by time; by address under
-    // addresses alone): with plain index scans off, PostgreSQL reads no index alone either,
-    // and a common actor's week by hour took 22–24 ms against 6–9, a common address's by
-    // address 21 ms against 4.
-    let index_alone =
-        dims.contains(&Dim::Quarter) || (dims == [Dim::ClientIp] && f.actors.is_empty());
-    let walks_time = matches!(f.visible_to, TenantScope::All)
-        && !(f.actors.is_empty() && f.client_ips.is_empty())
-        && !index_alone;
-    let scans = if walks_time {
-        Scans::NoIndexScan
-    } else {
-        Scans::Any
-    };
+    let scans = Scans::for_summary(&f, dims);
     run_summary(store, q, dims, scans).await
 }
 
@@ -563,37 +545,81 @@ pub(super) enum Scans {
 }
 
 impl Scans {
-    fn setting(self) -> Option<&'static str> {
+    /// For a summary of `f` by `dims` counted from the events. Under an actor or an address,
+    /// for an all-tenant caller, PostgreSQL (seeing the window's events lie on disk in time
+    /// order) walked the time index and tested every event of the window: 80 ms for a common
+    /// address over a week of a million events. With index scans off, it read that column's
+    /// own index as a bitmap, in disk order: 30 ms. Not for a tenant-scoped caller, whose
+    /// tenants that index carries, so walking it tests them before reading an event. Nor where
+    /// that index may answer alone (by time alone; by address under addresses alone): index-only
+    /// scans go off with index scans, and a common actor's week by hour took 22 ms against
+    /// 6–9, a common address's by address 14–21 ms against 4.
+    fn for_summary(f: &AuditFilter, dims: &[Dim]) -> Scans {
+        let index_alone =
+            dims == [Dim::Quarter] || (dims == [Dim::ClientIp] && f.actors.is_empty());
+        let walks_time = matches!(f.visible_to, TenantScope::All)
+            && !(f.actors.is_empty() && f.client_ips.is_empty())
+            && !index_alone;
+        if walks_time {
+            Scans::NoIndexScan
+        } else {
+            Scans::Any
+        }
+    }
+
+    /// The transaction's first message: `BEGIN` and the setting.
+    fn begin(self) -> Option<&'static str> {
         match self {
             Scans::Any => None,
-            Scans::NoIndexScan => Some("SET LOCAL enable_indexscan = off"),
-            Scans::NoBitmapScan => Some("SET LOCAL enable_bitmapscan = off"),
+            Scans::NoIndexScan => Some("BEGIN; SET LOCAL enable_indexscan = off"),
+            Scans::NoBitmapScan => Some("BEGIN; SET LOCAL enable_bitmapscan = off"),
         }
     }
 }
 
-/// `q`'s rows on PostgreSQL, planned with `scans`: with a setting, three round trips more
-/// than the statement alone. The setting goes inside the transaction, after `BEGIN` has
-/// answered: a call dropped meanwhile (a deadline) then leaves the driver a transaction it
-/// knows of and rolls back, never a setting on a pooled connection.
+/// A pooled connection in a transaction begun by hand: closed when dropped before the
+/// transaction ended, instead of going back to the pool in it. (sqlx 0.8.6's own transactions
+/// do not roll back a `BEGIN` dropped while it awaits its answer, e.g. by a call's deadline.)
+struct UntilEnded<'a> {
+    conn: &'a mut sqlx::pool::PoolConnection<sqlx::Postgres>,
+    ended: bool,
+}
+
+impl Drop for UntilEnded<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// `q`'s rows on PostgreSQL, planned with `scans`: with a setting, two round trips more than
+/// the statement alone (`BEGIN` with the setting, and `COMMIT`).
 pub(super) async fn pg_rows(
     p: &sqlx::PgPool,
     q: &Sql,
     scans: Scans,
 ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
-    let Some(setting) = scans.setting() else {
+    use sqlx::Executor;
+    let Some(begin) = scans.begin() else {
         return bind_args!(sqlx::query(&q.text), q)
             .fetch_all(p)
             .await
             .map_err(db);
     };
-    let mut tx = p.begin().await.map_err(db)?;
-    sqlx::query(setting).execute(&mut *tx).await.map_err(db)?;
+    let mut conn = p.acquire().await.map_err(db)?;
+    let mut tx = UntilEnded {
+        conn: &mut conn,
+        ended: false,
+    };
+    // Statement texts without arguments go as simple queries: both of these in one message.
+    tx.conn.execute(begin).await.map_err(db)?;
     let rows = bind_args!(sqlx::query(&q.text), q)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx.conn)
         .await
         .map_err(db)?;
-    tx.commit().await.map_err(db)?;
+    tx.conn.execute("COMMIT").await.map_err(db)?;
+    tx.ended = true;
     Ok(rows)
 }
 
@@ -909,6 +935,49 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summaries_under_an_actor_or_address_of_all_tenants_turn_index_scans_off() {
+        let all = AuditFilter::visible_to(TenantScope::All);
+        let actor = AuditFilter {
+            actors: vec!["key_a".into()],
+            ..all.clone()
+        };
+        let address = AuditFilter {
+            client_ips: vec!["10.0.0.1".into()],
+            ..all.clone()
+        };
+        let both = AuditFilter {
+            client_ips: vec!["10.0.0.1".into()],
+            ..actor.clone()
+        };
+        let scoped = AuditFilter {
+            visible_to: TenantScope::Only(["acme".to_owned()].into()),
+            ..actor.clone()
+        };
+        let target = AuditFilter {
+            targets: vec!["key_b".into()],
+            ..all.clone()
+        };
+        let off = Scans::NoIndexScan;
+        for (f, dims, scans) in [
+            (&actor, &[Dim::Target][..], off),
+            (&actor, &[Dim::Action, Dim::Quarter], off),
+            (&actor, &[Dim::ClientIp], off),
+            (&address, &[Dim::Actor], off),
+            (&both, &[Dim::ClientIp], off),
+            // What the filter's index may answer alone.
+            (&actor, &[Dim::Quarter], Scans::Any),
+            (&address, &[Dim::ClientIp], Scans::Any),
+            (&address, &[Dim::Quarter], Scans::Any),
+            // Left to the planner: no actor or address, a target, a tenant-scoped caller.
+            (&all, &[Dim::Target], Scans::Any),
+            (&target, &[Dim::Action], Scans::Any),
+            (&scoped, &[Dim::Target], Scans::Any),
+        ] {
+            assert_eq!(Scans::for_summary(f, dims), scans, "{dims:?} {f:?}");
+        }
+    }
 
     #[test]
     fn subsets_are_every_sorted_space_joined_combination() {
