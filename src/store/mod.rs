@@ -305,10 +305,20 @@ impl Store {
 
     /// Starts a write transaction. On SQLite it takes the write lock up front (IMMEDIATE), so
     /// concurrent writers queue on the busy timeout instead of failing to upgrade a read lock.
+    /// On PostgreSQL `BEGIN` runs in a task of its own: sqlx 0.8.6 leaves a transaction open on
+    /// a pooled connection when `begin` is dropped while awaiting the answer (a call's
+    /// deadline). The task always finishes, and a transaction nobody took is dropped there,
+    /// which rolls it back.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         let conn = match &self.db {
             Db::Sqlite(p) => TxConn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await.map_err(db)?),
-            Db::Postgres(p) => TxConn::Postgres(p.begin().await.map_err(db)?),
+            Db::Postgres(p) => {
+                let p = p.clone();
+                let begun = tokio::spawn(async move { p.begin().await })
+                    .await
+                    .map_err(|_| StoreError::Unavailable(sqlx::Error::WorkerCrashed))?;
+                TxConn::Postgres(begun.map_err(db)?)
+            }
         };
         Ok(Tx {
             conn,

@@ -1,7 +1,7 @@
 //! Statements PostgreSQL plans with a setting of their own (`SET LOCAL`, in a transaction of
 //! their own): a summary under an address for an all-tenant caller, and novelty. The setting
 //! ends with the statement, on every pooled connection, and a call dropped midway leaves no
-//! transaction open.
+//! transaction open; nor does a write transaction's `BEGIN` dropped midway.
 
 use std::sync::Arc;
 
@@ -94,19 +94,7 @@ async fn a_summary_dropped_midway_leaves_no_transaction_open() {
         if finished >= 3 {
             break;
         }
-        // (The call is dropped at the end of this block.)
-        let out = {
-            let mut call = std::pin::pin!(summarise(&app.store, &f, &[Dim::Action], None));
-            let mut out = None;
-            for _ in 0..polls {
-                if let std::task::Poll::Ready(r) = futures::poll!(call.as_mut()) {
-                    out = Some(r);
-                    break;
-                }
-                tokio::task::yield_now().await;
-            }
-            out
-        };
+        let out = at_most(polls, summarise(&app.store, &f, &[Dim::Action], None)).await;
         match out {
             Some(s) => {
                 s.unwrap();
@@ -129,6 +117,19 @@ async fn a_summary_dropped_midway_leaves_no_transaction_open() {
     assert!(finished > 0 && dropped > 0, "{finished} {dropped}");
 }
 
+/// `call`'s output if it is ready within `polls` polls (the runtime's I/O driven between
+/// them); otherwise `call` is dropped where it stands.
+async fn at_most<F: std::future::Future>(polls: usize, call: F) -> Option<F::Output> {
+    let mut call = std::pin::pin!(call);
+    for _ in 0..polls {
+        if let std::task::Poll::Ready(out) = futures::poll!(call.as_mut()) {
+            return Some(out);
+        }
+        tokio::task::yield_now().await;
+    }
+    None
+}
+
 /// Waits (bounded) until no session on the test's database is idle inside a transaction: a
 /// connection closed is gone, one pooled inside a transaction stays so.
 async fn no_transaction_left_open(watch: &mut sqlx::PgConnection) -> bool {
@@ -146,4 +147,42 @@ async fn no_transaction_left_open(watch: &mut sqlx::PgConnection) -> bool {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     false
+}
+
+/// A write transaction whose `BEGIN` is dropped at any point (a call's deadline) leaves no
+/// pooled connection inside a transaction: `BEGIN` finishes in a task of its own, and the
+/// transaction nobody took is rolled back there.
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn a_begin_dropped_midway_leaves_no_transaction_open() {
+    let env = Env::postgres();
+    let (app, _w, _) = opened(&env).await;
+    let mut watch = sqlx::PgConnection::connect(&env.url()).await.unwrap();
+    let (mut finished, mut dropped) = (0, 0);
+    // Ten sweeps: whether a drop lands while `BEGIN` awaits its answer depends on when the
+    // answer arrives.
+    let sweeps = (0..10).flat_map(|_| (1..60).chain((60..5000).step_by(10)));
+    let mut finished_in_sweep = 0;
+    for polls in sweeps {
+        if polls == 1 {
+            finished_in_sweep = 0;
+        }
+        if finished_in_sweep >= 3 {
+            continue;
+        }
+        let out = at_most(polls, app.store.begin()).await;
+        match out {
+            Some(tx) => {
+                tx.unwrap().commit().await.unwrap();
+                finished += 1;
+                finished_in_sweep += 1;
+            }
+            None => dropped += 1,
+        }
+        assert!(
+            no_transaction_left_open(&mut watch).await,
+            "a BEGIN dropped after {polls} polls left a transaction open"
+        );
+    }
+    assert!(finished > 0 && dropped > 0, "{finished} {dropped}");
 }
