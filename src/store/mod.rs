@@ -305,20 +305,10 @@ impl Store {
 
     /// Starts a write transaction. On SQLite it takes the write lock up front (IMMEDIATE), so
     /// concurrent writers queue on the busy timeout instead of failing to upgrade a read lock.
-    /// On PostgreSQL `BEGIN` runs in a task of its own: sqlx 0.8.6 leaves a transaction open on
-    /// a pooled connection when `begin` is dropped while awaiting the answer (a call's
-    /// deadline). The task always finishes, and a transaction nobody took is dropped there,
-    /// which rolls it back.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         let conn = match &self.db {
             Db::Sqlite(p) => TxConn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await.map_err(db)?),
-            Db::Postgres(p) => {
-                let p = p.clone();
-                let begun = tokio::spawn(async move { p.begin().await })
-                    .await
-                    .map_err(|_| StoreError::Unavailable(sqlx::Error::WorkerCrashed))?;
-                TxConn::Postgres(begun.map_err(db)?)
-            }
+            Db::Postgres(p) => TxConn::Postgres(begin_pg(p, None).await?),
         };
         Ok(Tx {
             conn,
@@ -347,6 +337,26 @@ impl Store {
         }
         on_pool!(self, p => p.close().await)
     }
+}
+
+/// A PostgreSQL transaction from `p`, begun with `statement` (e.g. `BEGIN; SET LOCAL …`, one
+/// message) or a plain `BEGIN`, in a task of its own: sqlx 0.8.6 leaves a transaction open on a
+/// pooled connection when `begin` is dropped while awaiting the answer (a call's deadline). The
+/// task always finishes, and a transaction nobody took is dropped there, which rolls it back.
+pub(crate) async fn begin_pg(
+    p: &PgPool,
+    statement: Option<&'static str>,
+) -> Result<Transaction<'static, Postgres>, StoreError> {
+    let p = p.clone();
+    let begun = tokio::spawn(async move {
+        match statement {
+            Some(s) => p.begin_with(s).await,
+            None => p.begin().await,
+        }
+    })
+    .await
+    .map_err(|_| StoreError::Unavailable(sqlx::Error::WorkerCrashed))?;
+    begun.map_err(db)
 }
 
 /// How a row read inside a write transaction is held until the transaction ends. SQLite's

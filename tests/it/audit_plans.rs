@@ -78,7 +78,8 @@ async fn a_planner_setting_ends_with_its_statement() {
 }
 
 /// A summary dropped at any point (a call's deadline) leaves no pooled connection inside a
-/// transaction: one dropped while its `BEGIN` awaited the answer is closed, not pooled.
+/// transaction: its `BEGIN` finishes in a task of its own, and the transaction nobody took is
+/// rolled back there.
 #[tokio::test]
 #[ignore = "needs PostgreSQL"]
 async fn a_summary_dropped_midway_leaves_no_transaction_open() {

@@ -578,22 +578,6 @@ impl Scans {
     }
 }
 
-/// A pooled connection in a transaction begun by hand: closed when dropped before the
-/// transaction ended, instead of going back to the pool in it. (sqlx 0.8.6's own transactions
-/// do not roll back a `BEGIN` dropped while it awaits its answer, e.g. by a call's deadline.)
-struct UntilEnded<'a> {
-    conn: &'a mut sqlx::pool::PoolConnection<sqlx::Postgres>,
-    ended: bool,
-}
-
-impl Drop for UntilEnded<'_> {
-    fn drop(&mut self) {
-        if !self.ended {
-            self.conn.close_on_drop();
-        }
-    }
-}
-
 /// `q`'s rows on PostgreSQL, planned with `scans`: with a setting, two round trips more than
 /// the statement alone (`BEGIN` with the setting, and `COMMIT`).
 pub(super) async fn pg_rows(
@@ -601,26 +585,18 @@ pub(super) async fn pg_rows(
     q: &Sql,
     scans: Scans,
 ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
-    use sqlx::Executor;
     let Some(begin) = scans.begin() else {
         return bind_args!(sqlx::query(&q.text), q)
             .fetch_all(p)
             .await
             .map_err(db);
     };
-    let mut conn = p.acquire().await.map_err(db)?;
-    let mut tx = UntilEnded {
-        conn: &mut conn,
-        ended: false,
-    };
-    // Statement texts without arguments go as simple queries: both of these in one message.
-    tx.conn.execute(begin).await.map_err(db)?;
+    let mut tx = crate::store::begin_pg(p, Some(begin)).await?;
     let rows = bind_args!(sqlx::query(&q.text), q)
-        .fetch_all(&mut **tx.conn)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
-    tx.conn.execute("COMMIT").await.map_err(db)?;
-    tx.ended = true;
+    tx.commit().await.map_err(db)?;
     Ok(rows)
 }
 
