@@ -370,10 +370,11 @@ fn copy_db(env: &Env, from_suffix: &str, to_suffix: &str) {
             std::path::PathBuf::from(p)
         };
         let (from, to) = (name(from_suffix), name(to_suffix));
+        // New files, never a rewrite in place: a connection of the stopped in-process server
+        // may still map the old `-shm`, and rewriting it under that map broke a reopen once.
+        let _ = std::fs::remove_file(&to);
         if from.exists() {
             std::fs::copy(&from, &to).unwrap();
-        } else {
-            let _ = std::fs::remove_file(&to);
         }
     }
 }
