@@ -1384,12 +1384,7 @@ async fn run(a: &Args, url: &str) -> anyhow::Result<()> {
         longest_fold.as_secs_f64() * 1e3,
         longest_compaction.as_secs_f64() * 1e3
     );
-    for table in [
-        "audit_buckets_wide",
-        "audit_buckets_core",
-        "audit_buckets_target",
-        "audit_buckets_actor",
-    ] {
+    for table in keyward::store::audit::rollup::Shape::ALL.map(|s| s.table()) {
         let rows = |span: i64| format!("SELECT COUNT(*) FROM {table} WHERE span = {span}");
         let hour_rows = count(&app.store, &rows(3_600_000_000)).await?;
         let day_rows = count(&app.store, &rows(86_400_000_000)).await?;

@@ -262,7 +262,7 @@ pub async fn reclaim(store: &Store) -> Result<(), StoreError> {
         }
         Db::Postgres(p) => {
             sqlx::query(
-                "VACUUM (FULL, ANALYZE) audit_events, audit_buckets_wide, audit_buckets_core, audit_buckets_target, audit_buckets_actor, api_keys, roles, auth_failures, signin_known, settings",
+                "VACUUM (FULL, ANALYZE) audit_events, audit_tallies_wide, audit_tallies_core, audit_tallies_target, audit_tallies_target_status, audit_tallies_actor, api_keys, roles, auth_failures, signin_known, settings",
             )
             .execute(p)
             .await

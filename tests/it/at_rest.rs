@@ -655,11 +655,11 @@ async fn a_server_that_missed_a_rekey_writes_nothing_under_its_old_key() {
         "nothing written under the old key"
     );
     // Nor roll-ups: the folder is refused as the writer is.
-    let rolled: i64 = s.scalar("SELECT COUNT(*) FROM audit_buckets_wide").await;
+    let rolled: i64 = s.scalar("SELECT COUNT(*) FROM audit_tallies_wide").await;
     let fold = keyward::ops::audit::fold::fold(s.app()).await;
     assert!(fold.is_err(), "{fold:?}");
     assert_eq!(
-        s.scalar("SELECT COUNT(*) FROM audit_buckets_wide").await,
+        s.scalar("SELECT COUNT(*) FROM audit_tallies_wide").await,
         rolled
     );
 }

@@ -130,15 +130,16 @@ async fn caller(s: &TestServer, admin_key: &str, name: &str, tenants: &[&str]) -
         .unwrap()
 }
 
-/// The four roll-up tables: the wide one, the core, the targets' and the actors'.
-const TABLES: [&str; 4] = [
-    "audit_buckets_wide",
-    "audit_buckets_core",
-    "audit_buckets_target",
-    "audit_buckets_actor",
+/// The five roll-up tables: the wide one, the core, the targets' (two) and the actors'.
+const TABLES: [&str; 5] = [
+    "audit_tallies_wide",
+    "audit_tallies_core",
+    "audit_tallies_target",
+    "audit_tallies_target_status",
+    "audit_tallies_actor",
 ];
 
-/// Rows of `span` in all four tables; each must have some whenever one does (they are folded
+/// Rows of `span` in all five tables; each must have some whenever one does (they are folded
 /// together).
 async fn rollup_rows(s: &TestServer, span: i64) -> i64 {
     let mut counts = Vec::new();
@@ -240,7 +241,7 @@ async fn rollups_answer_as_the_events_do(s: TestServer) {
     // counts still hold them, as migrations filled those counts from such events.)
     s.sql(
         "UPDATE audit_events SET seq = NULL WHERE id IN (SELECT id FROM audit_events \
-         WHERE seq >= (SELECT folded_seq FROM audit_buckets_progress) AND at > 0 ORDER BY id LIMIT 3)",
+         WHERE seq >= (SELECT folded_seq FROM audit_tallies_progress) AND at > 0 ORDER BY id LIMIT 3)",
     )
     .await;
     s.sql("UPDATE audit_head SET unproven = unproven + 3").await;
@@ -373,7 +374,8 @@ async fn rollups_answer_as_the_events_do(s: TestServer) {
 
     // Each table answered what it is meant to: inflating one changes those fast answers
     // only. (Actors and addresses: the actors' table, or the wide one beside an action;
-    // targets: theirs; the rest: the core.)
+    // targets: the target-status table, or the targets' under a tenant or a role; the rest:
+    // the core.)
     let week = window(Some("7d"), None);
     let acme_week = Filters {
         tenants: vec!["acme".into()],
@@ -383,16 +385,31 @@ async fn rollups_answer_as_the_events_do(s: TestServer) {
         actions: vec![Action::KeyGet],
         ..week.clone()
     };
+    let denied_week = Filters {
+        statuses: vec![Status::Denied],
+        ..week.clone()
+    };
+    let reader_week = Filters {
+        roles: vec!["reader".into()],
+        ..week.clone()
+    };
     for (table, grouping, f) in [
-        ("audit_buckets_actor", by(&["actor"]), &week),
-        ("audit_buckets_actor", by(&["client_ip"]), &week),
-        ("audit_buckets_actor", by(&["actor", "status"]), &acme_week),
-        ("audit_buckets_wide", by(&["actor"]), &key_get_week),
-        ("audit_buckets_wide", by(&["client_ip", "action"]), &week),
-        ("audit_buckets_target", by(&["target"]), &week),
-        ("audit_buckets_core", by(&["action"]), &acme_week),
-        ("audit_buckets_core", by(&["hour"]), &acme_week),
-        ("audit_buckets_core", by(&["status"]), &acme_week),
+        ("audit_tallies_actor", by(&["actor"]), &week),
+        ("audit_tallies_actor", by(&["client_ip"]), &week),
+        ("audit_tallies_actor", by(&["actor", "status"]), &acme_week),
+        ("audit_tallies_wide", by(&["actor"]), &key_get_week),
+        ("audit_tallies_wide", by(&["client_ip", "action"]), &week),
+        ("audit_tallies_target_status", by(&["target"]), &week),
+        (
+            "audit_tallies_target_status",
+            by(&["target", "status"]),
+            &denied_week,
+        ),
+        ("audit_tallies_target", by(&["target"]), &acme_week),
+        ("audit_tallies_target", by(&["target"]), &reader_week),
+        ("audit_tallies_core", by(&["action"]), &acme_week),
+        ("audit_tallies_core", by(&["hour"]), &acme_week),
+        ("audit_tallies_core", by(&["status"]), &acme_week),
     ] {
         let ask = |how| summary_counted(s.app(), &admin, f, &grouping, None, how);
         let counted = ask(Counting::EventsOnly).await.unwrap();
@@ -438,7 +455,7 @@ async fn rollups_answer_as_the_events_do(s: TestServer) {
         s.sql(&format!("UPDATE {table} SET n = n + 1000")).await;
         let fast = novelty(Counting::Fastest).await.unwrap();
         s.sql(&format!("UPDATE {table} SET n = n - 1000")).await;
-        if table == "audit_buckets_actor" {
+        if table == "audit_tallies_actor" {
             assert!(
                 fast.total_events > counted.total_events + 1000,
                 "{} vs {}",
@@ -551,11 +568,11 @@ async fn a_window_without_a_start_reaches_back_to_the_earliest_event() {
             let counted = summary_counted(s.app(), p, f, g, None, Counting::EventsOnly)
                 .await
                 .unwrap();
-            s.sql("UPDATE audit_buckets_core SET n = n + 1000").await;
+            s.sql("UPDATE audit_tallies_core SET n = n + 1000").await;
             let fast = summary_counted(s.app(), p, f, g, None, Counting::Fastest)
                 .await
                 .unwrap();
-            s.sql("UPDATE audit_buckets_core SET n = n - 1000").await;
+            s.sql("UPDATE audit_tallies_core SET n = n - 1000").await;
             assert_eq!(
                 fast.total_events > counted.total_events,
                 expect_rollups,
@@ -664,7 +681,8 @@ async fn two_folders_at_once_fold_each_event_once() {
 /// During an upgrade a process of an earlier build may still run (or a replica not upgraded
 /// yet). The build before the three shapes reads and folds `audit_rollup` and
 /// `audit_rollup_state`; the build before the fourth, `audit_rollup_{wide,core,target}` and
-/// `audit_rollup_progress`. Those stay empty and at "nothing folded", so its summaries count
+/// `audit_rollup_progress`; the build before the fifth, `audit_buckets_{wide,core,target,actor}`
+/// and `audit_buckets_progress`. Those stay empty and at "nothing folded", so its summaries count
 /// the events, and its folder, retention and rekey (each of which claims that state first) are
 /// refused, so it cannot move folding past events the new tables never received.
 #[tokio::test]
@@ -679,8 +697,8 @@ async fn an_earlier_build_can_neither_fold_nor_mislead_beside_this_one() {
     assert!(folded.events >= 50, "{folded:?}");
     assert!(rollup_rows(&s, HOUR).await > 0);
     // What each earlier build's readers see: nothing folded, no rows; and its claim, the first
-    // statement of its fold, prune and rekey, refused. (The build before the three shapes, and
-    // the build before the fourth.)
+    // statement of its fold, prune and rekey, refused. (The build before the three shapes, the
+    // build before the fourth, and the build before the fifth.)
     for (tables, state) in [
         (&["audit_rollup"][..], "audit_rollup_state"),
         (
@@ -690,6 +708,15 @@ async fn an_earlier_build_can_neither_fold_nor_mislead_beside_this_one() {
                 "audit_rollup_target",
             ][..],
             "audit_rollup_progress",
+        ),
+        (
+            &[
+                "audit_buckets_wide",
+                "audit_buckets_core",
+                "audit_buckets_target",
+                "audit_buckets_actor",
+            ][..],
+            "audit_buckets_progress",
         ),
     ] {
         for t in tables {
@@ -961,7 +988,7 @@ async fn groups_tied_at_the_cut_are_kept_and_named_as_on_sqlite() {
     fold::fold(s.app()).await.unwrap();
     let merged = s
         .scalar(
-            "SELECT COUNT(*) FROM audit_buckets_target \
+            "SELECT COUNT(*) FROM audit_tallies_target \
              WHERE target_id = 'key_tiesnamed0000001' AND span = 3600000000",
         )
         .await;
@@ -1003,9 +1030,9 @@ async fn groups_tied_at_the_cut_are_kept_and_named_as_on_sqlite() {
     );
     // From the roll-ups: their counts, made larger for one answer, show it was read from them.
     let fast = ask(Counting::Fastest).await.unwrap();
-    s.sql("UPDATE audit_buckets_target SET n = n + 1000").await;
+    s.sql("UPDATE audit_tallies_target SET n = n + 1000").await;
     let inflated = ask(Counting::Fastest).await.unwrap();
-    s.sql("UPDATE audit_buckets_target SET n = n - 1000").await;
+    s.sql("UPDATE audit_tallies_target SET n = n - 1000").await;
     assert!(inflated.total_events > 1000, "read from the roll-ups");
     assert_eq!(
         cut(&fast, "target", "target_name"),
@@ -1088,7 +1115,8 @@ async fn migration_0018_drops_rollups_named_under_another_collation() {
             migrator.run(&pool).await.unwrap();
             sqlx::query(row).execute(&pool).await.unwrap();
             sqlx::query(set_progress).execute(&pool).await.unwrap();
-            migrator.migrations = all;
+            // (Up to 0019: 0020 moves the roll-ups to new names; its own test below.)
+            migrator.migrations = all.iter().filter(|m| m.version <= 19).cloned().collect();
             migrator.run(&pool).await.unwrap();
             let collated: bool = sqlx::query_scalar("SELECT 'B' < 'a'")
                 .fetch_one(&pool)
@@ -1120,6 +1148,139 @@ async fn migration_0018_drops_rollups_named_under_another_collation() {
 /// once and shown by its greatest name by bytes (quarters of one hour were merged by the names
 /// they showed, and came out as two groups). Such summaries count the events, whichever way
 /// they are asked.
+/// Migration 0020 on a trail rolled up by the build before it: the target-status table is the
+/// targets' rows without role, tenants and action (summed, earliest first, latest last,
+/// greatest name by bytes), the moved tables keep their rows, the new progress row is the old
+/// one, and the old one is zeroed with its generation moved over empty tables of the old names.
+#[tokio::test]
+async fn migration_0020_fills_the_target_status_table_from_the_targets_rows() {
+    let env = crate::support::Env::new();
+    // One hour's partial rows of one key under two roles and two actions (renamed between
+    // them), a denial beside them, a row with no target, another hour, and a day row.
+    let targets = "INSERT INTO audit_buckets_target (span, bucket, target_type, target_id, \
+        role, tenants, action, status, source, n, first_at, last_at, target_name) VALUES \
+        (3600, 7200, 'key', 'key_a', 'reader', 'acme', 'key_get', 'success', 'http', 2, 7300, 7400, 'Beta'), \
+        (3600, 7200, 'key', 'key_a', 'admin', '*', 'key_rotate', 'success', 'http', 3, 7210, 7500, 'alpha'), \
+        (3600, 7200, 'key', 'key_a', 'reader', 'acme', 'key_get', 'denied', 'http', 1, 7600, 7600, 'Beta'), \
+        (3600, 7200, NULL, NULL, 'reader', 'acme', 'whoami', 'success', 'http', 4, 7250, 7900, NULL), \
+        (3600, 7200, NULL, NULL, 'admin', '*', 'key_list', 'success', 'http', 1, 7800, 7800, NULL), \
+        (3600, 10800, 'key', 'key_a', 'reader', 'acme', 'key_get', 'success', 'stdio', 5, 10900, 11000, 'alpha'), \
+        (86400, 0, 'key', 'key_a', 'reader', 'acme', 'key_get', 'success', 'http', 7, 100, 9000, 'alpha')";
+    type Row = (
+        i64,
+        i64,
+        Option<String>,
+        Option<String>,
+        String,
+        String,
+        i64,
+        i64,
+        i64,
+        Option<String>,
+    );
+    let o = |v: &str| Some(v.to_owned());
+    let expected: Vec<Row> = vec![
+        (
+            3600,
+            7200,
+            None,
+            None,
+            "success".into(),
+            "http".into(),
+            5,
+            7250,
+            7900,
+            None,
+        ),
+        (
+            3600,
+            7200,
+            o("key"),
+            o("key_a"),
+            "denied".into(),
+            "http".into(),
+            1,
+            7600,
+            7600,
+            o("Beta"),
+        ),
+        (
+            3600,
+            7200,
+            o("key"),
+            o("key_a"),
+            "success".into(),
+            "http".into(),
+            5,
+            7210,
+            7500,
+            o("alpha"),
+        ),
+        (
+            3600,
+            10800,
+            o("key"),
+            o("key_a"),
+            "success".into(),
+            "stdio".into(),
+            5,
+            10900,
+            11000,
+            o("alpha"),
+        ),
+        (
+            86400,
+            0,
+            o("key"),
+            o("key_a"),
+            "success".into(),
+            "http".into(),
+            7,
+            100,
+            9000,
+            o("alpha"),
+        ),
+    ];
+    let filled = "SELECT span, bucket, target_type, target_id, status, source, n, first_at, \
+        last_at, target_name FROM audit_tallies_target_status \
+        ORDER BY span, bucket, target_id NULLS FIRST, status";
+    let progress = "SELECT (SELECT folded_seq FROM audit_tallies_progress), \
+        (SELECT compacted_until FROM audit_tallies_progress), \
+        (SELECT generation FROM audit_tallies_progress), \
+        (SELECT folded_seq + compacted_until FROM audit_buckets_progress), \
+        (SELECT generation FROM audit_buckets_progress), \
+        (SELECT COUNT(*) FROM audit_buckets_wide) + (SELECT COUNT(*) FROM audit_buckets_core) \
+        + (SELECT COUNT(*) FROM audit_buckets_target) + (SELECT COUNT(*) FROM audit_buckets_actor), \
+        (SELECT COUNT(*) FROM audit_tallies_target)";
+    let set_progress = "UPDATE audit_buckets_progress SET folded_seq = 40, compacted_until = 86400, \
+        generation = 3";
+    type States = (i64, i64, i64, i64, i64, i64, i64);
+    // Migrates to 0019, writes the rows, migrates to 0020, reads: the same on either pool.
+    macro_rules! migrate_and_read {
+        ($pool:expr, $dir:literal) => {{
+            let pool = $pool;
+            let mut migrator = sqlx::migrate!($dir);
+            let all = migrator.migrations.clone();
+            migrator.migrations = all.iter().filter(|m| m.version <= 19).cloned().collect();
+            migrator.run(&pool).await.unwrap();
+            sqlx::query(targets).execute(&pool).await.unwrap();
+            sqlx::query(set_progress).execute(&pool).await.unwrap();
+            migrator.migrations = all.iter().filter(|m| m.version <= 20).cloned().collect();
+            migrator.run(&pool).await.unwrap();
+            let filled = sqlx::query_as(filled).fetch_all(&pool).await.unwrap();
+            (
+                filled,
+                sqlx::query_as(progress).fetch_one(&pool).await.unwrap(),
+            )
+        }};
+    }
+    let (filled, states): (Vec<Row>, States) = on_new_database!(env, migrate_and_read);
+    assert_eq!(filled, expected);
+    // New progress as the old was; the old zeroed, a generation on; old names empty; the
+    // targets' rows moved.
+    assert_eq!(states, (40, 86400, 3, 0, 4, 0, 7));
+}
+
 #[tokio::test]
 async fn a_key_renamed_within_an_hour_is_one_group_of_that_hour() {
     let s = TestServer::in_process(start()).await;

@@ -1,6 +1,7 @@
 //! Roll-ups: counts of events per hour and per day (UTC) for each combination of role,
-//! tenants, action, status and source, in four tables (`Shape`): that core alone, with the
-//! target, with the actor and client address, and the last without the action. A fold adds
+//! tenants, action, status and source, in five tables (`Shape`): that core alone, with the
+//! target, with the actor and client address, the last without the action, and the target
+//! with status and source alone. A fold adds
 //! the events the log has placed since the last fold (by seq, so an event that arrives late
 //! for its hour is simply folded later, into that hour); compaction merges an hour's partial rows once it is past,
 //! and makes each finished day's rows. Neither is on a call's path. Folds are serialised among
@@ -18,6 +19,7 @@ use super::exec::exec;
 use super::read::{
     AuditFilter, Dim, GroupedSql, Rows, Scans, Summary, grouped, push_where_in, run_summary,
 };
+use crate::domain::tenant::TenantScope;
 use crate::store::sql::{Dialect, Sql};
 use crate::store::{Store, StoreError, Tx, db, on_tx};
 
@@ -31,12 +33,16 @@ pub const FOLD_CHUNK: i64 = 20_000;
 const COMPACT_HOURS: i64 = 48;
 
 /// A roll-up table: which combination its rows count. Every fold, compaction, refold and reset
-/// does all four in one transaction, so they always cover the same events; a summary reads
-/// the narrowest that holds what it groups by.
+/// does all five in one transaction, so they always cover the same events; a summary reads
+/// the narrowest that holds what it groups by and filters on (`answers`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
     /// Role, tenants, action, status, source: the fewest rows.
     Core,
+    /// The target with status and source alone (and the greatest target name): a week by
+    /// target for an all-tenant caller reads 40% fewer rows than `Targets` holds for it.
+    /// Neither the tenants, the role nor the action, so nothing scoped or filtered by them.
+    TargetStatus,
     /// The core and the target (with the greatest target name).
     Targets,
     /// The actor and the client address with role, tenants, status and source, but not the
@@ -48,14 +54,21 @@ pub enum Shape {
 
 impl Shape {
     /// Narrowest first: the order a summary looks for one that holds its dimensions.
-    pub const ALL: [Shape; 4] = [Shape::Core, Shape::Targets, Shape::Actors, Shape::Wide];
+    pub const ALL: [Shape; 5] = [
+        Shape::Core,
+        Shape::TargetStatus,
+        Shape::Targets,
+        Shape::Actors,
+        Shape::Wide,
+    ];
 
-    fn table(self) -> &'static str {
+    pub fn table(self) -> &'static str {
         match self {
-            Shape::Core => "audit_buckets_core",
-            Shape::Targets => "audit_buckets_target",
-            Shape::Actors => "audit_buckets_actor",
-            Shape::Wide => "audit_buckets_wide",
+            Shape::Core => "audit_tallies_core",
+            Shape::TargetStatus => "audit_tallies_target_status",
+            Shape::Targets => "audit_tallies_target",
+            Shape::Actors => "audit_tallies_actor",
+            Shape::Wide => "audit_tallies_wide",
         }
     }
 
@@ -63,6 +76,7 @@ impl Shape {
     fn key(self) -> &'static str {
         match self {
             Shape::Core => "role, tenants, action, status, source",
+            Shape::TargetStatus => "target_type, target_id, status, source",
             Shape::Targets => "target_type, target_id, role, tenants, action, status, source",
             Shape::Actors => "actor_kind, actor_id, role, tenants, status, source, client_ip",
             Shape::Wide => {
@@ -75,7 +89,7 @@ impl Shape {
     fn sides(self) -> &'static [&'static str] {
         match self {
             Shape::Core => &[],
-            Shape::Targets => &["target_name"],
+            Shape::TargetStatus | Shape::Targets => &["target_name"],
             Shape::Actors => &["actor_preview", "actor_name"],
             Shape::Wide => &["actor_name"],
         }
@@ -84,11 +98,18 @@ impl Shape {
     /// Whether rows of this shape can be grouped (or filtered) by `d`.
     fn holds(self, d: Dim) -> bool {
         match d {
-            Dim::Status | Dim::Source | Dim::Role | Dim::Quarter => true,
-            Dim::Action => self != Shape::Actors,
-            Dim::Target => self == Shape::Targets,
+            Dim::Status | Dim::Source | Dim::Quarter => true,
+            Dim::Role => self != Shape::TargetStatus,
+            Dim::Action => !matches!(self, Shape::Actors | Shape::TargetStatus),
+            Dim::Target => matches!(self, Shape::Targets | Shape::TargetStatus),
             Dim::Actor | Dim::ClientIp => matches!(self, Shape::Actors | Shape::Wide),
         }
+    }
+
+    /// Whether rows of this shape carry the tenants: what a tenant filter or a tenant-scoped
+    /// caller tests.
+    fn has_tenants(self) -> bool {
+        self != Shape::TargetStatus
     }
 
     /// `INSERT INTO table (span, bucket, key, n, first_at, last_at[, sides]) `.
@@ -146,12 +167,12 @@ async fn one(tx: &mut Tx, sql: &str) -> Result<i64, StoreError> {
 pub(crate) async fn claim(tx: &mut Tx) -> Result<State, StoreError> {
     exec(
         tx,
-        "UPDATE audit_buckets_progress SET folded_seq = folded_seq WHERE id = 1",
+        "UPDATE audit_tallies_progress SET folded_seq = folded_seq WHERE id = 1",
         &[],
     )
     .await?;
     let (folded_seq, compacted_until, generation): (i64, i64, i64) = on_tx!(tx, c => sqlx::query_as(
-        "SELECT folded_seq, compacted_until, generation FROM audit_buckets_progress WHERE id = 1")
+        "SELECT folded_seq, compacted_until, generation FROM audit_tallies_progress WHERE id = 1")
         .fetch_one(c)
         .await
         .map_err(db))?;
@@ -165,7 +186,7 @@ pub(crate) async fn claim(tx: &mut Tx) -> Result<State, StoreError> {
 async fn save(tx: &mut Tx, s: State) -> Result<(), StoreError> {
     exec(
         tx,
-        "UPDATE audit_buckets_progress SET folded_seq = $1, compacted_until = $2, generation = $3 \
+        "UPDATE audit_tallies_progress SET folded_seq = $1, compacted_until = $2, generation = $3 \
          WHERE id = 1",
         &[s.folded_seq, s.compacted_until, s.generation],
     )
@@ -309,7 +330,7 @@ pub async fn fold_step(store: &Store, settled: i64) -> Result<Step, StoreError> 
         // time.
         let next: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
             // (Every shape has rows in the same hours.)
-            "SELECT MIN(bucket) FROM audit_buckets_wide WHERE span = 3600000000 AND bucket >= $1")
+            "SELECT MIN(bucket) FROM audit_tallies_wide WHERE span = 3600000000 AND bucket >= $1")
             .bind(was)
             .fetch_one(c)
             .await
@@ -396,7 +417,7 @@ pub async fn snapshot(store: &Store) -> Result<Snapshot, StoreError> {
             "SELECT s.folded_seq, s.compacted_until, s.generation, h.size, h.unproven, \
              (SELECT value FROM settings WHERE name = 'encryption_key_id'), \
              (SELECT MIN(at) FROM audit_events) \
-             FROM audit_buckets_progress s, audit_head h WHERE s.id = 1 AND h.id = 1")
+             FROM audit_tallies_progress s, audit_head h WHERE s.id = 1 AND h.id = 1")
             .fetch_one(p)
             .await
             .map_err(db))?;
@@ -503,11 +524,13 @@ fn branch_columns(dims: &[Dim]) -> (String, String) {
 }
 
 /// The shape `summarise` should answer `f` grouped by `dims` from, if any: the narrowest
-/// that holds the grouping and the filters, when no filter names an actor, a target or an
-/// address (a few events, which the events' own indexes find faster than the window's
-/// roll-up rows could be read; in the wide table, actions and statuses have indexes of their
-/// own, statuses in the actors' too, and the narrower tables hold fewer rows). Time (`Dim::Quarter`) comes from hour rows, each counted in its
-/// first quarter: right only for hours that start local hours, which the caller checks.
+/// that holds the grouping and the filters (the tenants too, for a tenant-scoped caller or a
+/// tenant filter), when no filter names an actor, a target or an address (a few events, which
+/// the events' own indexes find faster than the window's roll-up rows could be read; in the
+/// wide table, actions and statuses have indexes of their own, statuses in the actors' and
+/// the target-status table too, and the narrower tables hold fewer rows). Time
+/// (`Dim::Quarter`) comes from hour rows, each counted in its first quarter: right only for
+/// hours that start local hours, which the caller checks.
 pub fn answers(f: &AuditFilter, dims: &[Dim]) -> Option<Shape> {
     if !(f.targets.is_empty()
         && f.actors.is_empty()
@@ -516,11 +539,19 @@ pub fn answers(f: &AuditFilter, dims: &[Dim]) -> Option<Shape> {
     {
         return None;
     }
-    // Role, tenants, status and source are in every shape; the action is not.
-    let filtered = (!f.actions.is_empty()).then_some(Dim::Action);
-    Shape::ALL
-        .into_iter()
-        .find(|shape| dims.iter().chain(filtered.iter()).all(|d| shape.holds(*d)))
+    // Status and source are in every shape; the action, the role and the tenants are not.
+    let filtered = [
+        (!f.actions.is_empty()).then_some(Dim::Action),
+        (!f.roles.is_empty()).then_some(Dim::Role),
+    ];
+    let tenants = !matches!(f.visible_to, TenantScope::All) || !f.tenants.is_empty();
+    Shape::ALL.into_iter().find(|shape| {
+        (shape.has_tenants() || !tenants)
+            && dims
+                .iter()
+                .chain(filtered.iter().flatten())
+                .all(|d| shape.holds(*d))
+    })
 }
 
 /// `summarise` for `f` by `plan` (made for `f`'s window; with no `until`, the events after
@@ -589,7 +620,7 @@ pub(super) fn push_rows(
         .push(" FROM audit_events WHERE seq >= ")
         .int(plan.folded_seq)
         .push(
-            " AND seq >= (SELECT folded_seq FROM audit_buckets_progress WHERE id = 1) \
+            " AND seq >= (SELECT folded_seq FROM audit_tallies_progress WHERE id = 1) \
              AND at + 0 >= ",
         )
         .int(plan.from)
