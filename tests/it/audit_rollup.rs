@@ -425,6 +425,12 @@ async fn rollups_answer_as_the_events_do(s: TestServer) {
         (
             "audit_tallies_target",
             by(&["target"]),
+            &key_get_week,
+            &admin,
+        ),
+        (
+            "audit_tallies_target",
+            by(&["target"]),
             &reader_week,
             &admin,
         ),

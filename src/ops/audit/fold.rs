@@ -26,9 +26,12 @@ const LOOK_EVERY: Duration = Duration::from_secs(2);
 /// transactions.
 const FOLD_AT: i64 = rollup::FOLD_CHUNK / 2;
 
-/// Whether the folder should fold now: enough events wait, or it is time.
-fn due(unfolded: i64, since_fold: Duration) -> bool {
-    unfolded >= FOLD_AT || since_fold >= FOLD_EVERY
+/// Whether the folder should fold now: enough events wait, or it is time. After a fold that
+/// failed, only the clock: a failure that lasts (the database away, or roll-ups kept by a
+/// newer build during an upgrade, where the whole trail looks unfolded) is then tried and
+/// reported every `FOLD_EVERY`, not at every look.
+fn due(unfolded: i64, since_fold: Duration, failed: bool) -> bool {
+    (unfolded >= FOLD_AT && !failed) || since_fold >= FOLD_EVERY
 }
 
 /// How long after an hour ends its rows are merged: events for it still arriving (a journal
@@ -93,6 +96,7 @@ pub fn start(app: App) -> Folder {
 
 async fn run(app: App, stop: Arc<Notify>, stopping: Arc<AtomicBool>) {
     let mut last = None::<tokio::time::Instant>;
+    let mut failed = false;
     loop {
         let since = last.map_or(FOLD_EVERY, |t| t.elapsed());
         // A failed look waits for the clock: the fold then reports the error, every
@@ -100,9 +104,11 @@ async fn run(app: App, stop: Arc<Notify>, stopping: Arc<AtomicBool>) {
         let unfolded = rollup::snapshot(&app.store)
             .await
             .map_or(0, |seen| seen.unfolded());
-        if due(unfolded, since) {
+        if due(unfolded, since, failed) {
             last = Some(tokio::time::Instant::now());
-            match fold_until(&app, &stopping).await {
+            let folded = fold_until(&app, &stopping).await;
+            failed = folded.is_err();
+            match folded {
                 Ok(f) if f.events > 0 || f.hours_compacted > 0 => {
                     tracing::debug!(
                         events = f.events,
@@ -128,14 +134,17 @@ mod tests {
     #[test]
     fn folds_when_enough_events_wait_or_when_it_is_time() {
         let soon = Duration::from_secs(3);
-        assert!(!due(0, soon));
-        assert!(!due(FOLD_AT - 1, soon));
-        assert!(due(FOLD_AT, soon));
-        assert!(due(1, FOLD_EVERY));
+        assert!(!due(0, soon, false));
+        assert!(!due(FOLD_AT - 1, soon, false));
+        assert!(due(FOLD_AT, soon, false));
+        assert!(due(1, FOLD_EVERY, false));
         assert!(
-            due(0, FOLD_EVERY + soon),
+            due(0, FOLD_EVERY + soon, false),
             "compaction is due by the clock too"
         );
+        // After a failed fold, however many events wait, only the clock.
+        assert!(!due(i64::MAX, soon, true));
+        assert!(due(i64::MAX, FOLD_EVERY, true));
         // Summaries read roll-ups up to MAX_UNFOLDED events behind: a trail that grows by
         // another FOLD_AT while a fold runs stays within it.
         const { assert!(2 * FOLD_AT <= super::super::summary::MAX_UNFOLDED) };
