@@ -777,6 +777,22 @@ async fn an_earlier_build_can_neither_fold_nor_mislead_beside_this_one() {
     }
 }
 
+/// `$pool` migrated up to version `$before` of `$dir`, then `$sql` run on it (rows as an
+/// earlier build left them), then migrated up to `$after`: the pool.
+macro_rules! migrated_around {
+    ($pool:expr, $dir:literal, $before:expr, [$($sql:expr),* $(,)?], $after:expr) => {{
+        let pool = $pool;
+        let mut migrator = sqlx::migrate!($dir);
+        let all = migrator.migrations.clone();
+        migrator.migrations = all.iter().filter(|m| m.version <= $before).cloned().collect();
+        migrator.run(&pool).await.unwrap();
+        $(sqlx::query($sql).execute(&pool).await.unwrap();)*
+        migrator.migrations = all.iter().filter(|m| m.version <= $after).cloned().collect();
+        migrator.run(&pool).await.unwrap();
+        pool
+    }};
+}
+
 /// `$run!(pool, migrations folder)` on `$env`'s database, not migrated yet.
 macro_rules! on_new_database {
     ($env:expr, $run:ident) => {
@@ -927,17 +943,9 @@ async fn migration_0014_fills_the_actors_table_from_the_wide_rows() {
     // Migrates to 0013, writes the rows, migrates to 0017, reads: the same on either pool.
     macro_rules! migrate_and_read {
         ($pool:expr, $dir:literal) => {{
-            let pool = $pool;
-            let mut migrator = sqlx::migrate!($dir);
-            let all = migrator.migrations.clone();
-            migrator.migrations = all.iter().filter(|m| m.version <= 13).cloned().collect();
-            migrator.run(&pool).await.unwrap();
-            sqlx::query(wide).execute(&pool).await.unwrap();
-            sqlx::query(set_progress).execute(&pool).await.unwrap();
             // (Up to 0017: 0018 drops the roll-ups of a database collated otherwise than by
             // bytes, as the PostgreSQL tests' are; its own test below.)
-            migrator.migrations = all.iter().filter(|m| m.version <= 17).cloned().collect();
-            migrator.run(&pool).await.unwrap();
+            let pool = migrated_around!($pool, $dir, 13, [wide, set_progress], 17);
             let filled = sqlx::query_as(actors).fetch_all(&pool).await.unwrap();
             (
                 filled,
@@ -1146,16 +1154,8 @@ async fn migration_0018_drops_rollups_named_under_another_collation() {
     // Migrates to 0017, writes the row, migrates the rest, reads: the same on either pool.
     macro_rules! migrate_and_read {
         ($pool:expr, $dir:literal) => {{
-            let pool = $pool;
-            let mut migrator = sqlx::migrate!($dir);
-            let all = migrator.migrations.clone();
-            migrator.migrations = all.iter().filter(|m| m.version <= 17).cloned().collect();
-            migrator.run(&pool).await.unwrap();
-            sqlx::query(row).execute(&pool).await.unwrap();
-            sqlx::query(set_progress).execute(&pool).await.unwrap();
             // (Up to 0019: 0020 moves the roll-ups to new names; its own test below.)
-            migrator.migrations = all.iter().filter(|m| m.version <= 19).cloned().collect();
-            migrator.run(&pool).await.unwrap();
+            let pool = migrated_around!($pool, $dir, 17, [row, set_progress], 19);
             let collated: bool = sqlx::query_scalar("SELECT 'B' < 'a'")
                 .fetch_one(&pool)
                 .await
@@ -1292,15 +1292,7 @@ async fn migration_0020_fills_the_target_status_table_from_the_targets_rows() {
     // Migrates to 0019, writes the rows, migrates to 0020, reads: the same on either pool.
     macro_rules! migrate_and_read {
         ($pool:expr, $dir:literal) => {{
-            let pool = $pool;
-            let mut migrator = sqlx::migrate!($dir);
-            let all = migrator.migrations.clone();
-            migrator.migrations = all.iter().filter(|m| m.version <= 19).cloned().collect();
-            migrator.run(&pool).await.unwrap();
-            sqlx::query(targets).execute(&pool).await.unwrap();
-            sqlx::query(set_progress).execute(&pool).await.unwrap();
-            migrator.migrations = all.iter().filter(|m| m.version <= 20).cloned().collect();
-            migrator.run(&pool).await.unwrap();
+            let pool = migrated_around!($pool, $dir, 19, [targets, set_progress], 20);
             let filled = sqlx::query_as(filled).fetch_all(&pool).await.unwrap();
             (
                 filled,
