@@ -1294,13 +1294,28 @@ async fn migration_0020_fills_the_target_status_table_from_the_targets_rows() {
         ($pool:expr, $dir:literal) => {{
             let pool = migrated_around!($pool, $dir, 19, [targets, set_progress], 20);
             let filled = sqlx::query_as(filled).fetch_all(&pool).await.unwrap();
+            // What an earlier build does when it starts on this database: run its own
+            // migrations, which end at 0019.
+            let mut earlier = sqlx::migrate!($dir);
+            earlier.migrations = earlier
+                .migrations
+                .iter()
+                .filter(|m| m.version <= 19)
+                .cloned()
+                .collect();
+            let refused = earlier.run(&pool).await.err().map(|e| e.to_string());
             (
                 filled,
                 sqlx::query_as(progress).fetch_one(&pool).await.unwrap(),
+                refused,
             )
         }};
     }
-    let (filled, states): (Vec<Row>, States) = on_new_database!(env, migrate_and_read);
+    let (filled, states, refused): (Vec<Row>, States, Option<String>) =
+        on_new_database!(env, migrate_and_read);
+    // The README's promise: an earlier build restarted after 0020 does not start.
+    let refused = refused.expect("an earlier build's migrations refuse the migrated database");
+    assert!(refused.contains("20"), "{refused}");
     assert_eq!(filled, expected);
     // New progress as the old was; the old zeroed, a generation on; old names empty; the
     // targets' rows moved.
