@@ -107,6 +107,10 @@ fn novel_sql(
     let col = column.column();
     // Pairs ordered, and named, as SQLite orders text (`Dialect`).
     let (b, n) = (store.dialect().bytewise(), store.dialect().nulls_first());
+    let (sum_n, total) = (
+        store.dialect().sum_counts("e.n"),
+        store.dialect().sum_counts("c.n"),
+    );
     // The pairs seen inside the window first (as many as the window's events, at most), then,
     // per pair, whether it was seen before the window under the same filter: that check stops
     // at the latest earlier sighting, so a pair seen before costs one index probe, where
@@ -120,7 +124,7 @@ fn novel_sql(
         Some((plan, shape)) => {
             let mut q = Sql::new(&format!(
                 "WITH c AS (SELECT e.actor_kind AS k, e.actor_id AS a, {col} AS v, \
-                 CAST(SUM(e.n) AS BIGINT) AS n, MIN(e.first_at) AS first_at, \
+                 CAST({sum_n} AS BIGINT) AS n, MIN(e.first_at) AS first_at, \
                  MAX(e.last_at) AS last_at, \
                  MAX(e.actor_preview{b}) AS preview, MAX(e.actor_name{b}) AS actor_name FROM "
             ));
@@ -145,7 +149,7 @@ fn novel_sql(
          CAST(c.v AS TEXT){b} AS g2, \
          c.n AS n, c.first_at AS first_at, c.last_at AS last_at, c.preview AS preview, \
          c.actor_name AS actor_name, CAST(NULL AS TEXT) AS target_name, \
-         CAST(SUM(c.n) OVER () AS BIGINT) AS total_events, \
+         CAST({total} OVER () AS BIGINT) AS total_events, \
          CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM c WHERE"
     ));
     // The latest earlier sighting, newest first and one row: both databases then walk an index

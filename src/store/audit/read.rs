@@ -757,21 +757,26 @@ pub(super) fn grouped(
     );
     let ((n, first, last), (row_n, row_first, row_last)) = match rows {
         Rows::Events => (
-            ("COUNT(*)", "MIN(e.at)", "MAX(e.at)"),
+            ("COUNT(*)".to_owned(), "MIN(e.at)", "MAX(e.at)"),
             ("1", "e.at", "e.at"),
         ),
         Rows::Rollup => (
-            ("SUM(e.n)", "MIN(e.first_at)", "MAX(e.last_at)"),
+            (
+                dialect.sum_counts("e.n"),
+                "MIN(e.first_at)",
+                "MAX(e.last_at)",
+            ),
             ("e.n", "e.first_at", "e.last_at"),
         ),
     };
+    let total = dialect.sum_counts(&n);
     let mut body = Sql::default();
     from(&mut body);
     // Window functions run before LIMIT, so the totals cover every group.
     let mut q = Sql::new(&format!(
         "SELECT {}, CAST({n} AS BIGINT) AS n, {first} AS first_at, {last} AS last_at, \
          {} AS preview, {} AS actor_name, {} AS target_name, \
-         CAST(SUM({n}) OVER () AS BIGINT) AS total_events, \
+         CAST({total} OVER () AS BIGINT) AS total_events, \
          CAST(COUNT(*) OVER () AS BIGINT) AS total_groups FROM {}",
         select.join(", "),
         preview.0,
