@@ -4,7 +4,7 @@ use super::grouping::Grouper;
 pub use super::grouping::{Group, Summary};
 use crate::domain::at_rest::Place;
 use crate::domain::audit::{Source, Status};
-use crate::domain::tenant::{ALL_TENANTS, TenantScope, validate_tenant};
+use crate::domain::tenant::{TenantScope, validate_tenant};
 use crate::store::sql::{Dialect, Sql, bind_args};
 use crate::store::{Db, Seal, StoreError, db, on_pool};
 
@@ -172,7 +172,7 @@ pub async fn with_named_keys<'a>(
     }
     let mut q = Sql::new("SELECT id FROM api_keys WHERE name IN ");
     q.text_list(&names);
-    q.push(" LIMIT ").int(MAX_NAMED_KEYS as i64 + 1);
+    q.limit(MAX_NAMED_KEYS as i64 + 1);
     let ids: Vec<String> = on_pool!(store, p => bind_args!(sqlx::query_scalar(&q.text), q).fetch_all(p).await.map_err(db))?;
     if ids.len() > MAX_NAMED_KEYS {
         // A name given to more keys than a statement should bind: matched in the query.
@@ -231,6 +231,12 @@ pub(super) fn push_where_in(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Row
     push_where_actors(q, f, seal, rows, ActorColumns::Both)
 }
 
+/// The all-tenant marker as a literal in the statement, not bound. The tenants index leaves
+/// those events out (`WHERE tenants <> '*'`). PostgreSQL's generic plan of a prepared statement
+/// can use that index only under a literal (see `Sql::limit`). SQLite uses it under a bound
+/// value too, but then prepares the statement again at every execution.
+const ALL_TENANTS_SQL: &str = "'*'";
+
 fn push_where_actors(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Rows, only: ActorColumns) {
     q.push(" WHERE 1 = 1");
     if rows == Rows::Events {
@@ -259,7 +265,7 @@ fn push_where_actors(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Rows, only
     if let TenantScope::Only(mine) = &f.visible_to {
         // Visible when every tenant of the event is the caller's: never an all-tenant event.
         let mine: Vec<&String> = mine.iter().collect();
-        q.push(" AND e.tenants <> ").text(ALL_TENANTS);
+        q.push(" AND e.tenants <> ").push(ALL_TENANTS_SQL);
         // Stored tenants are sorted and space-joined, so for a caller with few tenants the
         // events it may see carry one of a few exact texts: the tenants index then yields them
         // in time order, instead of every event in the window being tested one by one. The
@@ -347,7 +353,7 @@ fn push_where_actors(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Rows, only
         // An event scoped to all tenants concerns every tenant; another names the tenant in its
         // own stored text (space-joined valid names, so a valid name with its wildcards escaped
         // matches only itself): tested on the row itself, with no lookup per event.
-        q.push(" AND (e.tenants = ").text(ALL_TENANTS);
+        q.push(" AND (e.tenants = ").push(ALL_TENANTS_SQL);
         for t in f.tenants.iter().filter(|t| validate_tenant(t).is_ok()) {
             q.push(" OR ' ' || e.tenants || ' ' LIKE ")
                 .text(&format!("% {} %", like_escaped(t)))
@@ -444,7 +450,7 @@ fn page_sql(
             q.push(" AND (e.at < ").int(end.at);
             q.push(" OR e.id < ").int(end.id).push(")");
         }
-        q.push(" ORDER BY e.at DESC, e.id DESC LIMIT ").int(limit);
+        q.push(" ORDER BY e.at DESC, e.id DESC").limit(limit);
     };
     let (by_id, by_preview) = actor_values(f);
     if by_id.is_empty() || by_preview.is_empty() {
@@ -460,8 +466,8 @@ fn page_sql(
         page_ids(&mut q, ActorColumns::Ids);
         q.push(") by_id UNION ALL SELECT id FROM (");
         page_ids(&mut q, ActorColumns::Previews);
-        q.push(") by_preview) ORDER BY e.at DESC, e.id DESC LIMIT ")
-            .int(limit);
+        q.push(") by_preview) ORDER BY e.at DESC, e.id DESC")
+            .limit(limit);
     }
     q
 }
@@ -808,7 +814,7 @@ pub(super) fn grouped(
     q.push(" ORDER BY n DESC, last_at DESC, ")
         .push(&order.join(", "));
     if let Some(l) = limit {
-        q.push(" LIMIT ").int(l);
+        q.limit(l);
     }
     GroupedSql {
         grouped: q,
@@ -959,6 +965,35 @@ mod tests {
         ] {
             assert_eq!(Scans::for_summary(f, dims), scans, "{dims:?} {f:?}");
         }
+    }
+
+    #[test]
+    fn the_all_tenant_literal_is_the_marker_quoted() {
+        let marker = crate::domain::tenant::ALL_TENANTS;
+        assert!(!marker.contains('\''));
+        assert_eq!(ALL_TENANTS_SQL, format!("'{marker}'"));
+    }
+
+    #[test]
+    fn page_and_summary_limits_are_written_into_the_statement() {
+        let f = AuditFilter::visible_to(TenantScope::Only(["acme".to_owned()].into()));
+        let q = page_sql(BRIEF_COLUMNS, &f, None, 21, &Seal::new(None));
+        assert!(
+            q.text.ends_with("LIMIT 21) ORDER BY e.at DESC, e.id DESC"),
+            "{}",
+            q.text
+        );
+        assert!(q.text.contains("e.tenants <> '*'"), "{}", q.text);
+        let g = grouped(
+            Dialect::Postgres,
+            &[Dim::Target],
+            Rows::Rollup,
+            Some(7),
+            |q| {
+                q.push("t e WHERE 1 = 1");
+            },
+        );
+        assert!(g.grouped.text.ends_with(" LIMIT 7"), "{}", g.grouped.text);
     }
 
     #[test]
