@@ -138,7 +138,8 @@ fn open(file: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
     // These connections only read: SQLite refuses any change through them.
     conn.pragma_update(None, "query_only", "ON")?;
     conn.pragma_update(None, "cache_size", super::SQLITE_CACHE_KIB)?;
-    // The page statements' shapes (filters, the actor's two columns, a cursor).
+    // The page and summary statements' shapes (filters, the actor's two columns, a cursor),
+    // one for each count they are asked for (`Sql::limit`).
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }

@@ -4,7 +4,7 @@ use super::grouping::Grouper;
 pub use super::grouping::{Group, Summary};
 use crate::domain::at_rest::Place;
 use crate::domain::audit::{Source, Status};
-use crate::domain::tenant::{TenantScope, validate_tenant};
+use crate::domain::tenant::{ALL_TENANTS, TenantScope, validate_tenant};
 use crate::store::sql::{Dialect, Sql, bind_args};
 use crate::store::{Db, Seal, StoreError, db, on_pool};
 
@@ -231,12 +231,6 @@ pub(super) fn push_where_in(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Row
     push_where_actors(q, f, seal, rows, ActorColumns::Both)
 }
 
-/// The all-tenant marker as a literal in the statement, not bound. The tenants index leaves
-/// those events out (`WHERE tenants <> '*'`). PostgreSQL's generic plan of a prepared statement
-/// can use that index only under a literal (see `Sql::limit`). SQLite uses it under a bound
-/// value too, but then prepares the statement again at every execution.
-const ALL_TENANTS_SQL: &str = "'*'";
-
 fn push_where_actors(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Rows, only: ActorColumns) {
     q.push(" WHERE 1 = 1");
     if rows == Rows::Events {
@@ -265,7 +259,7 @@ fn push_where_actors(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Rows, only
     if let TenantScope::Only(mine) = &f.visible_to {
         // Visible when every tenant of the event is the caller's: never an all-tenant event.
         let mine: Vec<&String> = mine.iter().collect();
-        q.push(" AND e.tenants <> ").push(ALL_TENANTS_SQL);
+        q.push(" AND e.tenants <> ").constant(ALL_TENANTS);
         // Stored tenants are sorted and space-joined, so for a caller with few tenants the
         // events it may see carry one of a few exact texts: the tenants index then yields them
         // in time order, instead of every event in the window being tested one by one. The
@@ -330,12 +324,12 @@ fn push_where_actors(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Rows, only
     // the trail; saying so lets both databases use that partial index.
     let success = Status::Success.as_str();
     if !f.statuses.is_empty() && f.statuses.iter().all(|s| s != success) {
-        q.push(" AND e.status <> ").text(success);
+        q.push(" AND e.status <> ").constant(success);
     }
     // Likewise calls from the command line and over stdio, apart from the HTTP calls.
     let http = Source::Http.as_str();
     if !f.sources.is_empty() && f.sources.iter().all(|s| s != http) {
-        q.push(" AND e.source <> ").text(http);
+        q.push(" AND e.source <> ").constant(http);
     }
     for (column, values) in [
         ("e.role", &f.roles),
@@ -353,7 +347,9 @@ fn push_where_actors(q: &mut Sql, f: &AuditFilter, seal: &Seal, rows: Rows, only
         // An event scoped to all tenants concerns every tenant; another names the tenant in its
         // own stored text (space-joined valid names, so a valid name with its wildcards escaped
         // matches only itself): tested on the row itself, with no lookup per event.
-        q.push(" AND (e.tenants = ").push(ALL_TENANTS_SQL);
+        // The pattern stays bound (it is the caller's), so SQLite prepares this statement again
+        // at each execution: its LIKE optimisation reads the bound pattern.
+        q.push(" AND (e.tenants = ").constant(ALL_TENANTS);
         for t in f.tenants.iter().filter(|t| validate_tenant(t).is_ok()) {
             q.push(" OR ' ' || e.tenants || ' ' LIKE ")
                 .text(&format!("% {} %", like_escaped(t)))
@@ -968,14 +964,7 @@ mod tests {
     }
 
     #[test]
-    fn the_all_tenant_literal_is_the_marker_quoted() {
-        let marker = crate::domain::tenant::ALL_TENANTS;
-        assert!(!marker.contains('\''));
-        assert_eq!(ALL_TENANTS_SQL, format!("'{marker}'"));
-    }
-
-    #[test]
-    fn page_and_summary_limits_are_written_into_the_statement() {
+    fn limits_and_partial_index_constants_are_written_into_the_statement() {
         let f = AuditFilter::visible_to(TenantScope::Only(["acme".to_owned()].into()));
         let q = page_sql(BRIEF_COLUMNS, &f, None, 21, &Seal::new(None));
         assert!(
@@ -984,6 +973,20 @@ mod tests {
             q.text
         );
         assert!(q.text.contains("e.tenants <> '*'"), "{}", q.text);
+        let rare = AuditFilter {
+            statuses: vec!["error".into()],
+            sources: vec!["cli".into()],
+            ..AuditFilter::visible_to(TenantScope::All)
+        };
+        let q = page_sql(BRIEF_COLUMNS, &rare, None, 21, &Seal::new(None));
+        assert!(q.text.contains("e.status <> 'success'"), "{}", q.text);
+        assert!(q.text.contains("e.source <> 'http'"), "{}", q.text);
+        // The values asked for stay bound.
+        assert!(
+            !q.text.contains("'error'") && !q.text.contains("'cli'"),
+            "{}",
+            q.text
+        );
         let g = grouped(
             Dialect::Postgres,
             &[Dim::Target],
@@ -994,6 +997,22 @@ mod tests {
             },
         );
         assert!(g.grouped.text.ends_with(" LIMIT 7"), "{}", g.grouped.text);
+        // The two-column actor form (its outer LIMIT too) under a tenants filter.
+        let both = AuditFilter {
+            actors: vec!["alice".into()],
+            tenants: vec!["acme".into()],
+            ..AuditFilter::visible_to(TenantScope::Only(["acme".to_owned()].into()))
+        };
+        let q = page_sql(BRIEF_COLUMNS, &both, None, 21, &Seal::new(None));
+        assert!(q.text.contains("UNION ALL"), "{}", q.text);
+        assert!(q.text.ends_with("LIMIT 21"), "{}", q.text);
+        assert!(!q.text.contains("LIMIT $"), "{}", q.text);
+        assert!(q.text.contains("(e.tenants = '*'"), "{}", q.text);
+        let bound_marker = q
+            .args
+            .iter()
+            .any(|a| matches!(a, crate::store::sql::Arg::Text(t) if t == ALL_TENANTS));
+        assert!(!bound_marker, "{}", q.text);
     }
 
     #[test]
