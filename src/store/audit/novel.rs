@@ -171,8 +171,8 @@ fn novel_sql(
     unseen_before(&mut q, "e.actor_id = c.a");
     // Ties broken by the pair, so every plan (roll-ups or events) cuts the same pairs at `limit`.
     q.push(&format!(
-        " END ORDER BY n DESC, last_at DESC, g0{n}, g1{n}, g2{n}"
+        " END ORDER BY n DESC, last_at DESC, g0{n}, g1{n}, g2{n} LIMIT "
     ))
-    .limit(limit);
+    .int(limit);
     q
 }

@@ -446,7 +446,8 @@ fn page_sql(
             q.push(" AND (e.at < ").int(end.at);
             q.push(" OR e.id < ").int(end.id).push(")");
         }
-        q.push(" ORDER BY e.at DESC, e.id DESC").limit(limit);
+        q.push(" ORDER BY e.at DESC, e.id DESC");
+        page_limit(q, f, limit);
     };
     let (by_id, by_preview) = actor_values(f);
     if by_id.is_empty() || by_preview.is_empty() {
@@ -462,10 +463,34 @@ fn page_sql(
         page_ids(&mut q, ActorColumns::Ids);
         q.push(") by_id UNION ALL SELECT id FROM (");
         page_ids(&mut q, ActorColumns::Previews);
-        q.push(") by_preview) ORDER BY e.at DESC, e.id DESC")
-            .limit(limit);
+        q.push(") by_preview) ORDER BY e.at DESC, e.id DESC");
+        page_limit(&mut q, f, limit);
     }
     q
+}
+
+/// A page's `LIMIT`: written into the statement when `f` filters by nothing but its window and
+/// the caller's tenants, bound otherwise. Written, PostgreSQL keeps one generic plan for the
+/// statement after five executions (see `Sql::limit`), which for these pages is the plan every
+/// value gets: the time index, or the tenants index for a tenant-scoped caller. Under a filter
+/// the value chooses the index (a rare source by its own index, a common one by the tenants'):
+/// a tenant caller's page under a rare source took 1.7–2.1 ms under the generic plan made after
+/// five pages of a common one, and 0.6 ms planned for itself. So each filtered page is planned
+/// for its values, as a bound `LIMIT` makes PostgreSQL do.
+fn page_limit(q: &mut Sql, f: &AuditFilter, limit: i64) {
+    let filtered = !(f.actors.is_empty()
+        && f.roles.is_empty()
+        && f.tenants.is_empty()
+        && f.actions.is_empty()
+        && f.targets.is_empty()
+        && f.statuses.is_empty()
+        && f.sources.is_empty()
+        && f.client_ips.is_empty());
+    if filtered {
+        q.push(" LIMIT ").int(limit);
+    } else {
+        q.limit(limit);
+    }
 }
 
 pub async fn get(
@@ -809,8 +834,11 @@ pub(super) fn grouped(
     let order: Vec<String> = keys.iter().map(|k| format!("{k}{nulls}")).collect();
     q.push(" ORDER BY n DESC, last_at DESC, ")
         .push(&order.join(", "));
+    // Bound, so that PostgreSQL plans each summary for its window and values: a generic plan
+    // (which a written LIMIT allows) took a two-sided window for 0.5% of its rows, and a
+    // summary of 16,566 events 21–22 ms against 14–18 ms planned for them.
     if let Some(l) = limit {
-        q.limit(l);
+        q.push(" LIMIT ").int(l);
     }
     GroupedSql {
         grouped: q,
@@ -964,7 +992,7 @@ mod tests {
     }
 
     #[test]
-    fn limits_and_partial_index_constants_are_written_into_the_statement() {
+    fn unfiltered_pages_limits_and_partial_index_constants_are_written_into_the_statement() {
         let f = AuditFilter::visible_to(TenantScope::Only(["acme".to_owned()].into()));
         let q = page_sql(BRIEF_COLUMNS, &f, None, 21, &Seal::new(None));
         assert!(
@@ -979,6 +1007,12 @@ mod tests {
             ..AuditFilter::visible_to(TenantScope::All)
         };
         let q = page_sql(BRIEF_COLUMNS, &rare, None, 21, &Seal::new(None));
+        // A filtered page's LIMIT stays bound: each is planned for its values.
+        assert!(
+            q.text.ends_with("LIMIT $3) ORDER BY e.at DESC, e.id DESC"),
+            "{}",
+            q.text
+        );
         assert!(q.text.contains("e.status <> 'success'"), "{}", q.text);
         assert!(q.text.contains("e.source <> 'http'"), "{}", q.text);
         // The values asked for stay bound.
@@ -996,7 +1030,8 @@ mod tests {
                 q.push("t e WHERE 1 = 1");
             },
         );
-        assert!(g.grouped.text.ends_with(" LIMIT 7"), "{}", g.grouped.text);
+        // A summary's too.
+        assert!(g.grouped.text.ends_with(" LIMIT $1"), "{}", g.grouped.text);
         // The two-column actor form (its outer LIMIT too) under a tenants filter.
         let both = AuditFilter {
             actors: vec!["alice".into()],
@@ -1005,8 +1040,7 @@ mod tests {
         };
         let q = page_sql(BRIEF_COLUMNS, &both, None, 21, &Seal::new(None));
         assert!(q.text.contains("UNION ALL"), "{}", q.text);
-        assert!(q.text.ends_with("LIMIT 21"), "{}", q.text);
-        assert!(!q.text.contains("LIMIT $"), "{}", q.text);
+        assert!(!q.text.contains("LIMIT 21"), "{}", q.text);
         assert!(q.text.contains("(e.tenants = '*'"), "{}", q.text);
         let bound_marker = q
             .args
