@@ -138,8 +138,8 @@ fn open(file: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
     // These connections only read: SQLite refuses any change through them.
     conn.pragma_update(None, "query_only", "ON")?;
     conn.pragma_update(None, "cache_size", super::SQLITE_CACHE_KIB)?;
-    // The page and summary statements' shapes (filters, the actor's two columns, a cursor),
-    // one for each count they are asked for (`Sql::limit`).
+    // The page and summary statements' shapes (filters, the actor's two columns, a cursor);
+    // an unfiltered page's, one for each count it is asked for (`page_limit`).
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
