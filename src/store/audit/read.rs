@@ -130,6 +130,29 @@ pub struct AuditFilter {
 }
 
 impl AuditFilter {
+    /// Whether any list names values to match (beyond the window and the caller's scope).
+    pub fn names_values(&self) -> bool {
+        let AuditFilter {
+            actors,
+            roles,
+            tenants,
+            actions,
+            targets,
+            statuses,
+            sources,
+            client_ips,
+            visible_to: _,
+            since: _,
+            until: _,
+            named_keys: _,
+        } = self;
+        [
+            actors, roles, tenants, actions, targets, statuses, sources, client_ips,
+        ]
+        .iter()
+        .any(|l| !l.is_empty())
+    }
+
     /// Everything the scope may see, no other filter.
     pub fn visible_to(scope: TenantScope) -> Self {
         AuditFilter {
@@ -478,15 +501,7 @@ fn page_sql(
 /// five pages of a common one, and 0.6 ms planned for itself. So each filtered page is planned
 /// for its values, as a bound `LIMIT` makes PostgreSQL do.
 fn page_limit(q: &mut Sql, f: &AuditFilter, limit: i64) {
-    let filtered = !(f.actors.is_empty()
-        && f.roles.is_empty()
-        && f.tenants.is_empty()
-        && f.actions.is_empty()
-        && f.targets.is_empty()
-        && f.statuses.is_empty()
-        && f.sources.is_empty()
-        && f.client_ips.is_empty());
-    if filtered {
+    if f.names_values() {
         q.push(" LIMIT ").int(limit);
     } else {
         q.limit(limit);
