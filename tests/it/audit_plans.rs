@@ -256,7 +256,7 @@ async fn an_unfiltered_page_keeps_a_generic_plan_and_a_filtered_one_is_planned_e
     http.sources = vec!["http".into()];
     // One after another, so the pool rotates them over its connections: enough that some
     // connection runs each page more than five times, however many connections it opens.
-    let runs = 8 * pool.options().get_max_connections() as usize;
+    let runs = 12 * pool.options().get_max_connections() as usize;
     for _ in 0..runs {
         for f in [&day, &acme, &http] {
             assert_eq!(page(&app.store, f, None, 21).await.unwrap().len(), 21);
