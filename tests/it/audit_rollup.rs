@@ -1370,6 +1370,19 @@ async fn a_key_renamed_within_one_fold_is_shown_by_its_greatest_name_from_the_ro
         let by: Vec<GroupBy> = serde_json::from_value(json!([dim])).unwrap();
         alpha_either_way(&s, &admin, &f, &by, id, name).await;
     }
+    // And those tables answered: a name changed in them alone shows.
+    s.sql("UPDATE audit_tallies_actor SET actor_name = 'probe'")
+        .await;
+    s.sql("UPDATE audit_tallies_target_status SET target_name = 'probe'")
+        .await;
+    for (dim, name) in [("actor", "actor_name"), ("target", "target_name")] {
+        let by: Vec<GroupBy> = serde_json::from_value(json!([dim])).unwrap();
+        let fast = summary_counted(s.app(), &admin, &f, &by, None, Counting::Fastest)
+            .await
+            .unwrap();
+        let names: Vec<_> = fast.groups.iter().filter_map(|g| g.key.get(name)).collect();
+        assert_eq!(names, ["probe"], "{dim}");
+    }
 }
 
 /// A key (as actor and as target) named "alpha" 3 minutes after `at` and "Beta" 18 minutes
