@@ -56,12 +56,7 @@ async fn a_planner_setting_ends_with_its_statement() {
     for s in [a, b, c, d] {
         assert_eq!(s.unwrap().total_events, 0);
     }
-    // Every connection the pool has open, held at once (one the server's own tasks hold is
-    // waited for; one opened meanwhile is counted too).
-    let mut held = Vec::new();
-    while held.len() < pool.size() as usize {
-        held.push(pool.acquire().await.unwrap());
-    }
+    let mut held = hold_all(pool).await;
     assert!(!held.is_empty());
     for conn in &mut held {
         let settings: (String, String, String) = sqlx::query_as(
@@ -189,16 +184,23 @@ async fn a_begin_dropped_midway_leaves_no_transaction_open() {
     assert!(finished > 0 && dropped > 0, "{finished} {dropped}");
 }
 
+/// Every connection the pool has open, held at once (one the server's own tasks hold is
+/// waited for; one opened meanwhile is counted too).
+async fn hold_all(pool: &sqlx::PgPool) -> Vec<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+    let mut held = Vec::new();
+    while held.len() < pool.size() as usize {
+        held.push(pool.acquire().await.unwrap());
+    }
+    held
+}
+
 /// What PostgreSQL did with each page statement on each of the app's pooled connections
 /// (`pg_prepared_statements`, per session; sqlx prepares a statement once per connection):
 /// the statement's text and how many of its executions took the generic plan and how many a
 /// custom one, for the statements that read a page's ids. Holds every pooled connection at
 /// once. The counters are PostgreSQL 14's: on an older server this fails on the columns.
 async fn page_plans(pool: &sqlx::PgPool) -> Vec<(String, i64, i64)> {
-    let mut held = Vec::new();
-    while held.len() < pool.size() as usize {
-        held.push(pool.acquire().await.unwrap());
-    }
+    let mut held = hold_all(pool).await;
     let mut plans = Vec::new();
     for conn in &mut held {
         let rows: Vec<(String, i64, i64)> = sqlx::query_as(
