@@ -5,6 +5,12 @@
 //! in the same run, alternating rounds, and prints requests/s, p50/p99 latency and a/b.
 //! It also reports keyward's resident memory when idle and after the load.
 //!
+//! The generator runs on the same machine, so each round also reports how busy the machine
+//! was, the generator's own CPU per call, and the most calls a second the round's CPU per call
+//! (server, PostgreSQL and generator together) would allow with every core busy. From the
+//! last, the median a/b that (a) could reach if it left no core idle: a target above it needs
+//! less CPU per call, not less waiting.
+//!
 //!     cargo build --release --examples && cargo run --release --example load
 //!     cargo run --release --example load -- --connections 32 --seconds 5 --rounds 3
 //!     cargo run --release --example load -- --database-url postgres://postgres@127.0.0.1/kw_load
@@ -186,6 +192,25 @@ fn cpu_ticks(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The machine's CPU ticks so far, over every core, from /proc/stat: (busy, all). Idle and
+/// I/O wait are not busy.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    // cpu  user nice system idle iowait irq softirq steal
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let all: u64 = f.iter().sum();
+    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+    (all.saturating_sub(idle), all)
+}
+
 /// CPU ticks of every PostgreSQL process on this machine (backends, WAL writer,
 /// checkpointer): the database's own cost, when it runs here.
 fn postgres_ticks() -> u64 {
@@ -224,6 +249,11 @@ struct Round {
     cpu_ticks: u64,
     /// PostgreSQL's CPU ticks during the round (when it runs on this machine).
     db_ticks: u64,
+    /// This load generator's own CPU ticks during the round: it shares the machine.
+    gen_ticks: u64,
+    /// The machine's busy and total CPU ticks (every core) during the round.
+    busy_ticks: u64,
+    all_ticks: u64,
 }
 
 impl Round {
@@ -248,12 +278,23 @@ impl Round {
         self.elapsed += other.elapsed;
         self.cpu_ticks += other.cpu_ticks;
         self.db_ticks += other.db_ticks;
+        self.gen_ticks += other.gen_ticks;
+        self.busy_ticks += other.busy_ticks;
+        self.all_ticks += other.all_ticks;
     }
 
     /// Adds a round run at the same time against another replica.
     fn beside(&mut self, other: Round) {
         let elapsed = self.elapsed.max(other.elapsed);
+        // Rounds run together each measured the whole generator and machine over about the
+        // same time: kept once, not added.
+        let (gen_ticks, busy, all) = (
+            self.gen_ticks.max(other.gen_ticks),
+            self.busy_ticks.max(other.busy_ticks),
+            self.all_ticks.max(other.all_ticks),
+        );
         self.merge(other);
+        (self.gen_ticks, self.busy_ticks, self.all_ticks) = (gen_ticks, busy, all);
         self.elapsed = elapsed;
     }
 
@@ -266,6 +307,25 @@ impl Round {
     fn db_per_call_us(&self) -> f64 {
         self.db_ticks as f64 * 10_000.0 / self.ok.max(1) as f64
     }
+
+    /// The load generator's CPU per answered call, in microseconds.
+    fn gen_per_call_us(&self) -> f64 {
+        self.gen_ticks as f64 * 10_000.0 / self.ok.max(1) as f64
+    }
+
+    /// The share of the machine's CPU that was busy.
+    fn busy(&self) -> f64 {
+        self.busy_ticks as f64 / self.all_ticks.max(1) as f64
+    }
+
+    /// Calls a second the machine could answer with every core busy, at the round's CPU per
+    /// call of the server, the database and the generator together: an upper bound, since
+    /// contention only adds to a call's CPU as the cores fill.
+    fn ceiling(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let per_call = self.cpu_per_call_us() + self.db_per_call_us() + self.gen_per_call_us();
+        cores * 1e6 / per_call.max(f64::MIN_POSITIVE)
+    }
 }
 
 /// One timed round: `connections` clients, each with one keep-alive connection, calling in a
@@ -273,6 +333,8 @@ impl Round {
 async fn round(url: &str, bearer: Option<&str>, connections: usize, seconds: u64) -> Round {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
+    let gen_before = cpu_ticks(std::process::id());
+    let machine_before = machine_ticks();
     let mut tasks = Vec::new();
     for c in 0..connections {
         let Ok(client) = reqwest::Client::builder()
@@ -332,6 +394,10 @@ async fn round(url: &str, bearer: Option<&str>, connections: usize, seconds: u64
         }
     }
     total.elapsed = started.elapsed();
+    total.gen_ticks = cpu_ticks(std::process::id()).saturating_sub(gen_before);
+    let machine_after = machine_ticks();
+    total.busy_ticks = machine_after.0.saturating_sub(machine_before.0);
+    total.all_ticks = machine_after.1.saturating_sub(machine_before.1);
     total
 }
 
@@ -553,6 +619,23 @@ fn line(name: &str, r: &Round) {
             r.db_per_call_us()
         );
     }
+    println!(
+        "  {:<22} machine busy {:>3.0}%   load generator {:>5.1} µs/call   every core busy: at most {:>6.0} req/s",
+        "",
+        r.busy() * 100.0,
+        r.gen_per_call_us(),
+        r.ceiling()
+    );
+}
+
+/// The median of `v` and its range, for a report line.
+fn spread(v: &[f64]) -> String {
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(*x), hi.max(*x))
+        });
+    format!("{:.3} ({lo:.3}–{hi:.3})", median(v.to_vec()))
 }
 
 #[tokio::main]
@@ -691,6 +774,8 @@ async fn main() -> anyhow::Result<()> {
     let mut kc = Round::default();
     // Per round: a/b, c/b, their difference (a/b − c/b), and a/c.
     let (mut ab, mut cb, mut diff, mut ac) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Per round: p99 a/b, and a/b as it would be if (a) kept every core busy.
+    let (mut p99_ab, mut ceiling_ab) = (Vec::new(), Vec::new());
     for i in 0..a.rounds {
         // (c) goes first in odd rounds, second in even ones, so neither build always follows
         // the other.
@@ -729,6 +814,8 @@ async fn main() -> anyhow::Result<()> {
         }
         line("(b) bare rmcp", &rb);
         ab.push(ra.rps() / rb.rps());
+        p99_ab.push(ra.percentile(0.99).as_secs_f64() / rb.percentile(0.99).as_secs_f64());
+        ceiling_ab.push(ra.ceiling() / rb.rps());
         if let Some(rc) = rc {
             line("(c) the other build", &rc);
             let c_b = rc.rps() / rb.rps();
@@ -776,6 +863,14 @@ async fn main() -> anyhow::Result<()> {
             kt.rps() / kb.rps()
         );
     }
+    println!(
+        "median of {} rounds: a/b {}; p99 a/b {}; a/b if (a) kept every \
+         core busy, at most {}",
+        a.rounds,
+        spread(&ab),
+        spread(&p99_ab),
+        spread(&ceiling_ab)
+    );
     let (pa, pb) = (ka.percentile(0.99), kb.percentile(0.99));
     println!(
         "ratio a/b: {:.2} req/s;  p99 a/b: {:.2}  (targets: >= 0.80 and <= 2.00)",
