@@ -6,10 +6,10 @@
 //! It also reports keyward's resident memory when idle and after the load.
 //!
 //! The generator runs on the same machine, so each round also reports how busy the machine
-//! was, the generator's own CPU per call, and the most calls a second the round's CPU per call
+//! was, the generator's own CPU per call, and the calls a second the round's CPU per call
 //! (server, PostgreSQL and generator together) would allow with every core busy. From the
-//! last, the median a/b that (a) could reach if it left no core idle: a target above it needs
-//! less CPU per call, not less waiting.
+//! last, an estimate of the a/b that (a) could reach if it left no core idle: a target well
+//! above it needs less CPU per call, not only less waiting.
 //!
 //!     cargo build --release --examples && cargo run --release --example load
 //!     cargo run --release --example load -- --connections 32 --seconds 5 --rounds 3
@@ -319,8 +319,9 @@ impl Round {
     }
 
     /// Calls a second the machine could answer with every core busy, at the round's CPU per
-    /// call of the server, the database and the generator together: an upper bound, since
-    /// contention only adds to a call's CPU as the cores fill.
+    /// call of the server, the database and the generator together. An estimate, not a bound:
+    /// busier cores add contention, but fewer waits would also take some CPU off a call (the
+    /// generator's own cost grows while it waits for answers). Steal time counts as busy.
     fn ceiling(&self) -> f64 {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         let per_call = self.cpu_per_call_us() + self.db_per_call_us() + self.gen_per_call_us();
@@ -620,7 +621,7 @@ fn line(name: &str, r: &Round) {
         );
     }
     println!(
-        "  {:<22} machine busy {:>3.0}%   load generator {:>5.1} µs/call   every core busy: at most {:>6.0} req/s",
+        "  {:<22} machine busy {:>3.0}%   load generator {:>5.1} µs/call   every core busy: about {:>6.0} req/s",
         "",
         r.busy() * 100.0,
         r.gen_per_call_us(),
@@ -774,7 +775,7 @@ async fn main() -> anyhow::Result<()> {
     let mut kc = Round::default();
     // Per round: a/b, c/b, their difference (a/b − c/b), and a/c.
     let (mut ab, mut cb, mut diff, mut ac) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    // Per round: p99 a/b, and a/b as it would be if (a) kept every core busy.
+    // Per round: p99 a/b, and an estimate of a/b if (a) kept every core busy.
     let (mut p99_ab, mut ceiling_ab) = (Vec::new(), Vec::new());
     for i in 0..a.rounds {
         // (c) goes first in odd rounds, second in even ones, so neither build always follows
@@ -865,7 +866,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!(
         "median of {} rounds: a/b {}; p99 a/b {}; a/b if (a) kept every \
-         core busy, at most {}",
+         core busy, about {}",
         a.rounds,
         spread(&ab),
         spread(&p99_ab),
