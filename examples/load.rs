@@ -402,6 +402,41 @@ async fn round(url: &str, bearer: Option<&str>, connections: usize, seconds: u64
     total
 }
 
+/// Times one round against `servers` at once (the connections split evenly between them,
+/// the remainder one each to the first) and adds the CPU their processes used meanwhile, and
+/// PostgreSQL's when `on_postgres`. Every server of a run, whatever its role, is measured
+/// through here, so no role is measured differently from another.
+async fn measured(
+    servers: &[(String, u32)],
+    bearer: Option<&str>,
+    connections: usize,
+    seconds: u64,
+    on_postgres: bool,
+) -> Round {
+    let ticks = || servers.iter().map(|(_, pid)| cpu_ticks(*pid)).sum::<u64>();
+    let before = ticks();
+    let db_before = on_postgres.then(postgres_ticks);
+    let n = servers.len().max(1);
+    let (share, extra) = (connections / n, connections % n);
+    let rounds = servers.iter().enumerate().map(|(i, (url, _))| {
+        round(
+            url,
+            bearer,
+            (share + usize::from(i < extra)).max(1),
+            seconds,
+        )
+    });
+    let mut total = Round::default();
+    for r in futures::future::join_all(rounds).await {
+        total.beside(r);
+    }
+    total.cpu_ticks = ticks().saturating_sub(before);
+    if let Some(db_before) = db_before {
+        total.db_ticks = postgres_ticks().saturating_sub(db_before);
+    }
+    total
+}
+
 fn field<'a>(html: &'a str, name: &str) -> &'a str {
     let marker = format!("name=\"{name}\" value=\"");
     html.find(&marker)
@@ -706,41 +741,15 @@ async fn main() -> anyhow::Result<()> {
     bare_cmd.arg("127.0.0.1:0");
     let bare = start(bare_cmd)?;
     let pid = kw.child.id();
-    let pids: Vec<u32> = replicas.iter().map(|r| r.child.id()).collect();
-    let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
-    let bare_pid = bare.child.id();
-    // Times a round against one server and the CPU that server used meanwhile.
-    let measured = |url: String, bearer: Option<String>, pid: u32| async move {
-        let before = cpu_ticks(pid);
-        let mut r = round(&url, bearer.as_deref(), a.connections, a.seconds).await;
-        r.cpu_ticks = cpu_ticks(pid).saturating_sub(before);
-        r
-    };
     let on_postgres = a.database_url.is_some();
-    // (a): every replica at the same time, the connections split between them.
-    let measured_a = |seconds: u64| {
-        let (urls, pids, key) = (urls.clone(), pids.clone(), key.clone());
-        async move {
-            let before: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
-            let db_before = on_postgres.then(postgres_ticks);
-            // The connections spread over the replicas, the remainder one each to the first.
-            let (share, extra) = (a.connections / urls.len(), a.connections % urls.len());
-            let rounds = urls.iter().enumerate().map(|(i, u)| {
-                let n = (share + usize::from(i < extra)).max(1);
-                round(u, Some(&key), n, seconds)
-            });
-            let mut total = Round::default();
-            for r in futures::future::join_all(rounds).await {
-                total.beside(r);
-            }
-            let after: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
-            total.cpu_ticks = after.saturating_sub(before);
-            if let Some(db_before) = db_before {
-                total.db_ticks = postgres_ticks().saturating_sub(db_before);
-            }
-            total
-        }
-    };
+    let kw_servers: Vec<(String, u32)> = replicas
+        .iter()
+        .map(|r| (r.url.clone(), r.child.id()))
+        .collect();
+    let bare_server = [(bare.url.clone(), bare.child.id())];
+    let other_server = other
+        .as_ref()
+        .map(|(c, c_admin)| ([(c.url.clone(), c.child.id())], c_admin.key.clone()));
 
     println!(
         "keyward load: {} connections, {} rounds of {} s each, alternating; tool whoami; database {}{}",
@@ -757,7 +766,9 @@ async fn main() -> anyhow::Result<()> {
     let idle_rss = rss_kib(pid);
     // Warm both (connections, caches, allocators) before measuring.
     // Calls answered for the admin key, to count against the trail at the end.
-    let mut answered = measured_a(1).await.ok;
+    let mut answered = measured(&kw_servers, Some(&key), a.connections, 1, on_postgres)
+        .await
+        .ok;
     round(&bare.url, None, a.connections, 1).await;
     if let Some((c, c_admin)) = &other {
         round(&c.url, Some(&c_admin.key), a.connections, 1).await;
@@ -781,9 +792,9 @@ async fn main() -> anyhow::Result<()> {
         // (c) goes first in odd rounds, second in even ones, so neither build always follows
         // the other.
         let other_round = || async {
-            match &other {
-                Some((c, c_admin)) => {
-                    Some(measured(c.url.clone(), Some(c_admin.key.clone()), c.child.id()).await)
+            match &other_server {
+                Some((server, c_key)) => {
+                    Some(measured(server, Some(c_key), a.connections, a.seconds, false).await)
                 }
                 None => None,
             }
@@ -792,16 +803,32 @@ async fn main() -> anyhow::Result<()> {
         if i % 2 == 0 {
             rc = other_round().await;
         }
-        let ra = measured_a(a.seconds).await;
+        let ra = measured(
+            &kw_servers,
+            Some(&key),
+            a.connections,
+            a.seconds,
+            on_postgres,
+        )
+        .await;
         answered += ra.ok;
         if i % 2 == 1 {
             rc = other_round().await;
         }
         let rt = match &token {
-            Some(t) => Some(measured(kw.url.clone(), Some(t.clone()), pid).await),
+            Some(t) => Some(
+                measured(
+                    &kw_servers[..1],
+                    Some(t),
+                    a.connections,
+                    a.seconds,
+                    on_postgres,
+                )
+                .await,
+            ),
             None => None,
         };
-        let rb = measured(bare.url.clone(), None, bare_pid).await;
+        let rb = measured(&bare_server, None, a.connections, a.seconds, false).await;
         println!("round {}:", i + 1);
         line("(a) keyward", &ra);
         if let Some(rt) = rt {
