@@ -764,15 +764,17 @@ async fn main() -> anyhow::Result<()> {
         if a.encrypt { ", encrypted at rest" } else { "" }
     );
     let idle_rss = rss_kib(pid);
-    // Warm both (connections, caches, allocators) before measuring.
+    // Warm every server (connections, caches, allocators) before measuring: (c) first and
+    // (a) last. Warmed the other way round, five runs of one build against a copy of itself
+    // measured (c) faster than (a) in 34 of 50 rounds; this way, in 10 of 20 (BENCHMARKS.md).
+    if let Some((c, c_admin)) = &other {
+        round(&c.url, Some(&c_admin.key), a.connections, 1).await;
+    }
+    round(&bare.url, None, a.connections, 1).await;
     // Calls answered for the admin key, to count against the trail at the end.
     let mut answered = measured(&kw_servers, Some(&key), a.connections, 1, on_postgres)
         .await
         .ok;
-    round(&bare.url, None, a.connections, 1).await;
-    if let Some((c, c_admin)) = &other {
-        round(&c.url, Some(&c_admin.key), a.connections, 1).await;
-    }
 
     let token = if a.oauth {
         let t = oauth_token(&kw.url, &key).await?;
