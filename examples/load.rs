@@ -298,19 +298,24 @@ impl Round {
         self.elapsed = elapsed;
     }
 
+    /// `ticks` (1/100 s) per answered call, in microseconds.
+    fn per_call_us(&self, ticks: u64) -> f64 {
+        ticks as f64 * 10_000.0 / self.ok.max(1) as f64
+    }
+
     /// Server CPU per answered call, in microseconds.
     fn cpu_per_call_us(&self) -> f64 {
-        self.cpu_ticks as f64 * 10_000.0 / self.ok.max(1) as f64
+        self.per_call_us(self.cpu_ticks)
     }
 
     /// PostgreSQL's CPU per answered call, in microseconds.
     fn db_per_call_us(&self) -> f64 {
-        self.db_ticks as f64 * 10_000.0 / self.ok.max(1) as f64
+        self.per_call_us(self.db_ticks)
     }
 
     /// The load generator's CPU per answered call, in microseconds.
     fn gen_per_call_us(&self) -> f64 {
-        self.gen_ticks as f64 * 10_000.0 / self.ok.max(1) as f64
+        self.per_call_us(self.gen_ticks)
     }
 
     /// The share of the machine's CPU that was busy.
